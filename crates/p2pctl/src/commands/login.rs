@@ -1,0 +1,82 @@
+//! `p2pctl login` and `p2pctl register`.
+
+use clap::Args;
+use p2p_proto::ctl::{Command, LoginArgs, LoginDone};
+use p2p_proto::names::validate_username;
+use p2p_proto::password::read_password;
+
+use crate::client::Client;
+use crate::Failure;
+
+/// Options of `login` and `register`.
+#[derive(Debug, Args)]
+pub struct LoginOpts {
+    /// Rendezvous server, HOST or HOST:PORT (default port 4400).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    server: String,
+    /// Account name.
+    #[arg(long, value_name = "NAME")]
+    user: String,
+    /// Read the password from the first line of stdin.
+    #[arg(long)]
+    password_stdin: bool,
+    /// Pin this certificate fingerprint (SHA256:HEX, from `p2p-server fingerprint`)
+    /// instead of trusting the first one seen.
+    #[arg(long, value_name = "SHA256:HEX")]
+    fingerprint: Option<String>,
+}
+
+fn go(
+    o: LoginOpts,
+    register: bool,
+    connect: impl FnOnce() -> Result<Client, Failure>,
+    json: bool,
+) -> Result<(), Failure> {
+    let LoginOpts {
+        server,
+        user,
+        password_stdin,
+        fingerprint,
+    } = o;
+    validate_username(&user).map_err(|e| Failure::Usage(e.to_string()))?;
+    // Reach the daemon before asking for a password it could not use.
+    let mut client = connect()?;
+    let password = read_password(password_stdin, register).map_err(Failure::Usage)?;
+    let args = LoginArgs {
+        server,
+        user,
+        password,
+        fingerprint,
+    };
+    let cmd = if register {
+        Command::Register(args)
+    } else {
+        Command::Login(args)
+    };
+    let doc = client.call(cmd)?;
+    super::print(doc, json, |d: LoginDone| {
+        println!(
+            "logged in to {} as {} (server certificate {})",
+            d.server, d.user, d.fingerprint
+        )
+    })
+}
+
+/// `login`: 0 once online; 4 if the server is busy or unreachable (p2pd
+/// keeps trying); non-zero at once for a wrong password.
+pub fn login(
+    o: LoginOpts,
+    connect: impl FnOnce() -> Result<Client, Failure>,
+    json: bool,
+) -> Result<(), Failure> {
+    go(o, false, connect, json)
+}
+
+/// `register`: creates the account (open registration) and logs in.
+pub fn register(
+    o: LoginOpts,
+    connect: impl FnOnce() -> Result<Client, Failure>,
+    json: bool,
+) -> Result<(), Failure> {
+    go(o, true, connect, json)
+}

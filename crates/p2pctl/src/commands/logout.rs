@@ -1,0 +1,15 @@
+//! `p2pctl logout`.
+
+use p2p_proto::ctl::{Command, LogoutDone};
+
+use crate::client::Client;
+use crate::Failure;
+
+/// Logs out.
+pub fn run(client: &mut Client, json: bool) -> Result<(), Failure> {
+    let doc = client.call(Command::Logout)?;
+    super::print(doc, json, |d: LogoutDone| match d.user {
+        Some(u) => println!("logged out {u}"),
+        None => println!("was not logged in"),
+    })
+}

@@ -1,0 +1,37 @@
+//! `p2pctl status`.
+
+use p2p_proto::ctl::{Command, ServerState, StatusReport};
+
+use crate::client::Client;
+use crate::Failure;
+
+/// Shows the daemon's state.
+pub fn run(client: &mut Client, json: bool) -> Result<(), Failure> {
+    let doc = client.call(Command::Status)?;
+    super::print(doc, json, |s: StatusReport| {
+        let srv = &s.server;
+        let at = srv.address.as_deref().unwrap_or("-");
+        let user = srv.user.as_deref().unwrap_or("-");
+        let line = match srv.state {
+            ServerState::Online => format!(
+                "online as {user} at {at} since {}",
+                srv.since.as_deref().unwrap_or("?")
+            ),
+            ServerState::Connecting => format!(
+                "connecting to {at} as {user} (attempt {}, next try in {}s)",
+                srv.attempt,
+                srv.next_retry_ms.unwrap_or(0).div_ceil(1000)
+            ),
+            ServerState::LoggedOut => "logged out".to_string(),
+            ServerState::Replaced => format!("replaced: {user} logged in from elsewhere"),
+        };
+        println!("server    {line}");
+        if let Some(err) = &srv.last_error {
+            println!("          last error: {err}");
+        }
+        println!("peer      {}", s.peer_listen);
+        println!("sessions  {}", s.sessions);
+        println!("pending   {}", s.pending);
+        println!("unread    {}", s.unread);
+    })
+}

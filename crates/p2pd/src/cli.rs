@@ -1,0 +1,98 @@
+//! The `p2pd` command line (SPEC Appendix A). It runs in the foreground and
+//! never forks (systemd style).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{DaemonConfig, Overrides};
+
+/// p2p-broadcast daemon: holds your server session and peer listener, and
+/// answers p2pctl on a Unix socket.
+///
+/// Exit codes: 0 clean shutdown, 1 error, 2 usage.
+#[derive(Debug, Parser)]
+#[command(name = "p2pd", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (default: $XDG_CONFIG_HOME/p2p/p2pd.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Control socket (default: $XDG_RUNTIME_DIR/p2p/p2pd.sock).
+    #[arg(long, value_name = "PATH", env = p2p_proto::paths::SOCKET_ENV)]
+    pub socket: Option<PathBuf>,
+    /// State directory (default: $XDG_STATE_HOME/p2p).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Peer listener address (default: 0.0.0.0:0, an ephemeral port).
+    #[arg(long, value_name = "ADDR")]
+    pub peer_listen: Option<SocketAddr>,
+    /// Address to give peers instead of the one the server sees.
+    #[arg(long, value_name = "ADDR")]
+    pub advertise: Option<SocketAddr>,
+    /// Log level or filter; default RUST_LOG, else info.
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match DaemonConfig::resolve(Overrides {
+        config: cli.config,
+        socket: cli.socket,
+        state_dir: cli.state_dir,
+        peer_listen: cli.peer_listen,
+        advertise: cli.advertise,
+        log_level: cli.log_level,
+    }) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("p2pd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    p2p_proto::logging::init(cfg.log_level.as_deref());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("p2pd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        crate::run(cfg, shutdown, |_| {}).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("p2pd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+async fn cancel_on_signal(token: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+    token.cancel();
+}

@@ -1,0 +1,167 @@
+//! Configuration: `p2pd.toml` (every key optional), then command-line flags,
+//! then `P2PD_SOCKET` for the socket; defaults follow XDG (SPEC §5).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{DaemonError, Result};
+
+/// First reconnect delay (before jitter); doubles per failed attempt.
+pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_secs(1);
+/// Reconnect delay cap: after reaching it the daemon keeps trying forever at
+/// this interval (SPEC §5: at least five tries in ten minutes).
+pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(60);
+
+/// The file's keys (see `docs/config.md`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Control socket path.
+    pub socket: Option<PathBuf>,
+    /// State directory.
+    pub state_dir: Option<PathBuf>,
+    /// Peer listener address.
+    pub peer_listen: Option<SocketAddr>,
+    /// Address to give peers instead of the one the server sees.
+    pub advertise: Option<SocketAddr>,
+    /// Log level or filter.
+    pub log_level: Option<String>,
+    /// First reconnect delay, e.g. "1s".
+    #[serde(default, with = "humantime_serde_opt")]
+    pub reconnect_min: Option<Duration>,
+    /// Reconnect delay cap, e.g. "60s".
+    #[serde(default, with = "humantime_serde_opt")]
+    pub reconnect_max: Option<Duration>,
+}
+
+mod humantime_serde_opt {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| p2p_proto::time::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// The daemon's effective configuration.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Control socket path.
+    pub socket: PathBuf,
+    /// Identity key, pins, saved session.
+    pub state_dir: PathBuf,
+    /// Peer listener address (default: all addresses, ephemeral port).
+    pub peer_listen: SocketAddr,
+    /// Address given to peers instead of the one the server sees.
+    pub advertise: Option<SocketAddr>,
+    /// Log filter.
+    pub log_level: Option<String>,
+    /// First reconnect delay.
+    pub reconnect_min: Duration,
+    /// Reconnect delay cap.
+    pub reconnect_max: Duration,
+}
+
+/// Flag values that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--config`.
+    pub config: Option<PathBuf>,
+    /// `--socket` / `P2PD_SOCKET`.
+    pub socket: Option<PathBuf>,
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+    /// `--peer-listen`.
+    pub peer_listen: Option<SocketAddr>,
+    /// `--advertise`.
+    pub advertise: Option<SocketAddr>,
+    /// `--log-level`.
+    pub log_level: Option<String>,
+}
+
+fn read_file(path: &Path, required: bool) -> Result<FileConfig> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| DaemonError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            Ok(FileConfig::default())
+        }
+        Err(e) => Err(DaemonError::file(path)(e)),
+    }
+}
+
+impl DaemonConfig {
+    /// Resolves the configuration from flags, file and defaults.
+    pub fn resolve(o: Overrides) -> Result<Self> {
+        let file = match (&o.config, p2p_proto::paths::default_config_file()) {
+            (Some(p), _) => read_file(p, true)?,
+            (None, Some(p)) => read_file(&p, false)?,
+            (None, None) => FileConfig::default(),
+        };
+        let state_dir = o
+            .state_dir
+            .or(file.state_dir)
+            .or_else(p2p_proto::paths::default_state_dir)
+            .ok_or_else(|| DaemonError::Config("no home directory; pass --state-dir".into()))?;
+        let reconnect_min = file.reconnect_min.unwrap_or(DEFAULT_RECONNECT_MIN);
+        let reconnect_max = file
+            .reconnect_max
+            .unwrap_or(DEFAULT_RECONNECT_MAX)
+            .max(reconnect_min);
+        Ok(DaemonConfig {
+            socket: o
+                .socket
+                .or(file.socket)
+                .unwrap_or_else(p2p_proto::paths::default_socket_path),
+            state_dir,
+            peer_listen: o
+                .peer_listen
+                .or(file.peer_listen)
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+            advertise: o.advertise.or(file.advertise),
+            log_level: o.log_level.or(file.log_level),
+            reconnect_min,
+            reconnect_max,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p2pd.toml");
+        std::fs::write(
+            &path,
+            "peer_listen = \"127.0.0.1:5000\"\nreconnect_max = \"5s\"\nstate_dir = \"/x\"\n",
+        )
+        .unwrap();
+        let cfg = DaemonConfig::resolve(Overrides {
+            config: Some(path.clone()),
+            state_dir: Some("/y".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(cfg.peer_listen, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(cfg.reconnect_max, Duration::from_secs(5));
+        assert_eq!(cfg.state_dir, PathBuf::from("/y"));
+
+        std::fs::write(&path, "peer_lisen = \"x\"\n").unwrap();
+        let err = DaemonConfig::resolve(Overrides {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("peer_lisen"), "{err}");
+    }
+}

@@ -1,0 +1,207 @@
+//! The control socket (SPEC §5, §6): a Unix socket in a 0700 directory,
+//! itself 0600, that only the daemon's own user (and root) may use, checked
+//! with `SO_PEERCRED` on every connection. See [`p2p_proto::ctl`] for the
+//! protocol.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::{SinkExt, StreamExt};
+use p2p_proto::codec::{self, LineCodec};
+use p2p_proto::ctl::{self, CtlError, DaemonHello, ErrorCode, Event, Greeting, Response};
+use p2p_proto::limits::CTL_VERSION;
+use serde::Serialize;
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use crate::error::{DaemonError, Result};
+use crate::{handlers, Daemon};
+
+/// Everything the daemon writes on a control connection.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum CtlOut {
+    /// First line.
+    Greeting(Greeting),
+    /// Answer to a request.
+    Response(Response),
+    /// After `watch`.
+    Event(Event),
+}
+
+type CtlConn = Framed<UnixStream, LineCodec<serde_json::Value, CtlOut>>;
+
+/// Binds the control socket at `path`: makes its directory 0700 (refusing
+/// one owned by someone else), replaces a stale socket left by a crash, and
+/// refuses to start if another daemon answers on it.
+pub fn bind(path: &Path) -> Result<UnixListener> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.exists() {
+        p2p_proto::fsutil::ensure_private_dir(dir).map_err(DaemonError::file(dir))?;
+    }
+    let meta = std::fs::metadata(dir).map_err(DaemonError::file(dir))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(DaemonError::Unsafe(format!(
+            "{} belongs to uid {}, not to you (uid {me}); refusing to put the control socket there",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    if path.exists() {
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => return Err(DaemonError::AlreadyRunning(path.to_path_buf())),
+            Err(_) => {
+                debug!(socket = %path.display(), "removing stale socket");
+                std::fs::remove_file(path).map_err(DaemonError::file(path))?;
+            }
+        }
+    }
+    let listener = UnixListener::bind(path).map_err(|source| DaemonError::Bind {
+        what: path.display().to_string(),
+        source,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(DaemonError::file(path))?;
+    Ok(listener)
+}
+
+/// Accepts control connections until shutdown.
+pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, shutdown: CancellationToken) {
+    let tracker = TaskTracker::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let (daemon, shutdown) = (daemon.clone(), shutdown.clone());
+                    tracker.spawn(async move { client(stream, daemon, shutdown).await });
+                }
+                Err(e) => {
+                    warn!(cause = %e, "control accept failed");
+                    tokio::time::sleep(crate::ACCEPT_ERROR_PAUSE).await;
+                }
+            },
+        }
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+fn allowed(stream: &UnixStream) -> std::result::Result<(), String> {
+    let cred = stream
+        .peer_cred()
+        .map_err(|e| format!("cannot read peer credentials: {e}"))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if cred.uid() == me || cred.uid() == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "uid {} may not control the p2pd of uid {me}",
+            cred.uid()
+        ))
+    }
+}
+
+fn respond(id: u64, result: std::result::Result<serde_json::Value, CtlError>) -> CtlOut {
+    let (result, error) = match result {
+        Ok(v) => (Some(v), None),
+        Err(e) => (None, Some(e)),
+    };
+    CtlOut::Response(Response { id, result, error })
+}
+
+async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationToken) {
+    let refused = allowed(&stream);
+    let mut conn: CtlConn = Framed::new(stream, codec::daemon_side());
+    if let Err(why) = refused {
+        warn!(reason = %why, "control connection refused");
+        let _ = conn
+            .send(respond(
+                0,
+                Err(CtlError::new(ErrorCode::PermissionDenied, why)),
+            ))
+            .await;
+        return;
+    }
+    let hello = Greeting {
+        hello: DaemonHello {
+            protocol: CTL_VERSION,
+            daemon: env!("CARGO_PKG_VERSION").into(),
+        },
+    };
+    if conn.send(CtlOut::Greeting(hello)).await.is_err() {
+        return;
+    }
+    loop {
+        let line = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            line = conn.next() => line,
+        };
+        let value = match line {
+            None | Some(Err(_)) => return,
+            Some(Ok(Err(bad))) => {
+                let e = CtlError::new(ErrorCode::BadRequest, format!("unreadable request: {bad}"));
+                if conn.send(respond(0, Err(e))).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Some(Ok(Ok(v))) => v,
+        };
+        let id = value.get("id").and_then(|v| v.as_u64()).unwrap_or(0);
+        let req: ctl::Request = match serde_json::from_value(value) {
+            Ok(r) => r,
+            Err(e) => {
+                let e = CtlError::new(ErrorCode::BadRequest, format!("bad request: {e}"));
+                if conn.send(respond(id, Err(e))).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        debug!(id, cmd = ?std::mem::discriminant(&req.cmd), "control request");
+        if let ctl::Command::Watch = req.cmd {
+            return watch(conn, id, &daemon, &shutdown).await;
+        }
+        let result = handlers::handle(&daemon, req.cmd).await;
+        if conn.send(respond(id, result)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Turns the connection into an event stream: the current server state
+/// first, then every event as it happens.
+async fn watch(mut conn: CtlConn, id: u64, daemon: &Daemon, shutdown: &CancellationToken) {
+    let mut events = daemon.events.subscribe();
+    let ack = serde_json::to_value(ctl::Watching { watching: true }).expect("serialises");
+    if conn.send(respond(id, Ok(ack))).await.is_err() {
+        return;
+    }
+    let now = Event::Server(daemon.link.status().report());
+    if conn.send(CtlOut::Event(now)).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            // Anything the client sends now is ignored; EOF ends the watch.
+            line = conn.next() => if matches!(line, None | Some(Err(_))) { return },
+            event = events.recv() => match event {
+                Ok(e) => if conn.send(CtlOut::Event(e)).await.is_err() { return },
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    warn!(missed = n, "watcher too slow; events dropped");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! `status`: the server session and local counters.
+
+use p2p_proto::ctl::StatusReport;
+
+use crate::Daemon;
+
+/// Reports without touching the network.
+pub fn run(daemon: &Daemon) -> StatusReport {
+    StatusReport {
+        server: daemon.link.status().report(),
+        peer_listen: daemon.peer_listen.to_string(),
+        sessions: 0,
+        pending: 0,
+        unread: 0,
+        public_key: daemon.public_key.clone(),
+    }
+}

@@ -1,0 +1,108 @@
+//! `p2pd`, the per-user daemon (SPEC §5).
+//!
+//! [`run`] binds the peer listener and the control socket, then runs three
+//! tasks until the shutdown token fires:
+//!
+//! - the **link** ([`link`]): the server session, with login, keepalive and
+//!   reconnect-with-backoff;
+//! - the **control server** ([`control`]): p2pctl connections, each handled
+//!   by [`handlers`];
+//! - the **peer listener** ([`peer`]).
+//!
+//! Handlers reach the link through [`link::LinkHandle`]; state changes fan
+//! out to `watch` connections on a broadcast channel of [`ctl::Event`]s.
+
+pub mod backoff;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod error;
+pub mod handlers;
+pub mod link;
+pub mod peer;
+pub mod state;
+pub mod tlsclient;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use p2p_proto::ctl;
+use p2p_proto::wire::PeerInfo;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use config::DaemonConfig;
+pub use error::{DaemonError, Result};
+
+/// Events buffered per watcher before a slow one starts missing them.
+pub const EVENT_BUFFER: usize = 1024;
+/// Pause after a failed accept (out of file descriptors) instead of spinning.
+pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// What handlers share.
+pub struct Daemon {
+    /// The server session.
+    pub link: link::LinkHandle,
+    /// Where the peer listener is bound.
+    pub peer_listen: SocketAddr,
+    /// Our X25519 public key, hex.
+    pub public_key: String,
+    /// Events for `watch` connections.
+    pub events: broadcast::Sender<ctl::Event>,
+}
+
+/// Runs the daemon until `shutdown` is cancelled. `ready` is called once the
+/// control socket and the peer listener are both accepting.
+pub async fn run(
+    cfg: DaemonConfig,
+    shutdown: CancellationToken,
+    ready: impl FnOnce(&Daemon),
+) -> Result<()> {
+    let state = state::StateDir::open(&cfg.state_dir)?;
+    let identity = state.identity()?;
+    let peer = TcpListener::bind(cfg.peer_listen)
+        .await
+        .map_err(|source| DaemonError::Bind {
+            what: format!("peer listener {}", cfg.peer_listen),
+            source,
+        })?;
+    let peer_listen = peer.local_addr().map_err(|source| DaemonError::Bind {
+        what: "peer listener".into(),
+        source,
+    })?;
+    let control = control::bind(&cfg.socket)?;
+
+    let (events, _) = broadcast::channel(EVENT_BUFFER);
+    let link_cfg = link::LinkConfig {
+        backoff: backoff::Backoff {
+            min: cfg.reconnect_min,
+            max: cfg.reconnect_max,
+        },
+        peer: PeerInfo {
+            port: peer_listen.port(),
+            advertise: cfg.advertise.map(|a| a.to_string()),
+            public_key: identity.public.clone(),
+        },
+    };
+    let (link, link_task) = link::spawn(link_cfg, state, events.clone(), shutdown.clone());
+    let daemon = Arc::new(Daemon {
+        link,
+        peer_listen,
+        public_key: identity.public,
+        events,
+    });
+
+    info!(socket = %cfg.socket.display(), peer = %peer_listen, "p2pd ready");
+    ready(&daemon);
+    tokio::join!(
+        control::serve(control, daemon.clone(), shutdown.clone()),
+        peer::serve(peer, shutdown.clone()),
+    );
+    let _ = link_task.await;
+    let _ = std::fs::remove_file(&cfg.socket);
+    info!("p2pd stopped");
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! Control protocol: p2pctl (or `socat`, or any script) ↔ p2pd over the Unix
+//! socket.
+//!
+//! # Message flow
+//!
+//! Newline-delimited JSON, one object per line, UTF-8.
+//!
+//! ```text
+//! client                                         p2pd
+//!   | <-- {"hello":{"protocol":1,"daemon":"0.1.0"}}  |  always first; check `protocol`
+//!   | --> {"id":1,"cmd":"status"}                    |
+//!   | <-- {"id":1,"result":{...}}                    |  or {"id":1,"error":{"code","message"}}
+//!   | --> {"id":2,"cmd":"watch"}                     |
+//!   | <-- {"id":2,"result":{"watching":true}}        |
+//!   | <-- {"event":"server","state":"online",...}    |  one line per event from now on
+//! ```
+//!
+//! Requests may be pipelined; responses carry the request's `id`. A line that
+//! is not a valid request gets an error with `id` 0 (or the id, if it could
+//! be read) and the connection stays usable. Lines longer than
+//! [`MAX_CTL_REQUEST`](crate::limits::MAX_CTL_REQUEST) are refused the same
+//! way. After `watch` the daemon only writes events on that connection.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Secret;
+
+/// The daemon's first line on every connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Greeting {
+    /// Who is speaking.
+    pub hello: DaemonHello,
+}
+
+/// Contents of the greeting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct DaemonHello {
+    /// [`CTL_VERSION`](crate::limits::CTL_VERSION) of the daemon.
+    pub protocol: u32,
+    /// The daemon's package version, for humans.
+    pub daemon: String,
+}
+
+/// One request line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Request {
+    /// Chosen by the client, echoed in the response.
+    pub id: u64,
+    /// What to do.
+    #[serde(flatten)]
+    pub cmd: Command,
+}
+
+/// Commands, one per p2pctl subcommand that needs the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    /// Daemon and server-session state → [`StatusReport`].
+    Status,
+    /// Log in with a password → [`LoginDone`].
+    Login(LoginArgs),
+    /// Create an account (open registration) and log in → [`LoginDone`].
+    Register(LoginArgs),
+    /// Log out and forget the saved session → [`LogoutDone`].
+    Logout,
+    /// Online users → [`UserList`].
+    List,
+    /// Turn this connection into an [`Event`] stream → [`Watching`].
+    Watch,
+}
+
+/// Arguments of `login` and `register`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct LoginArgs {
+    /// `HOST` or `HOST:PORT` of the rendezvous server.
+    pub server: String,
+    /// Account name.
+    pub user: String,
+    /// The password; never logged.
+    pub password: Secret,
+    /// `SHA256:HEX` to pin instead of trusting on first use.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+}
+
+/// One response line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// The request's id (0 when the request could not be read).
+    pub id: u64,
+    /// The command's result document, on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// What went wrong, on failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<CtlError>,
+}
+
+/// An error answer: the `{code, message}` of SPEC §6.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[error("{message}")]
+pub struct CtlError {
+    /// Machine-readable; scripts branch on it.
+    pub code: ErrorCode,
+    /// One line for people, saying what to do.
+    pub message: String,
+}
+
+impl CtlError {
+    /// Builds an error.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        CtlError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Error codes of the control protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request was malformed or its arguments invalid.
+    BadRequest,
+    /// The daemon has no server session and none is being attempted.
+    NotLoggedIn,
+    /// The server could not be reached or is at capacity; the daemon retries.
+    ServerUnreachable,
+    /// Wrong user name or password; the daemon stopped trying.
+    AuthFailed,
+    /// Too many failed logins; try again later.
+    Throttled,
+    /// The server presented a certificate other than the pinned one.
+    CertificateChanged,
+    /// The server does not allow self-registration.
+    RegistrationClosed,
+    /// Registration for a name that is taken.
+    UserExists,
+    /// The user is not online.
+    NotOnline,
+    /// There is no session with that peer.
+    NoSession,
+    /// The peer refused.
+    Rejected,
+    /// No answer in time.
+    Timeout,
+    /// Daemon and server or client speak different protocol versions.
+    VersionMismatch,
+    /// The caller is not the daemon's user (or root).
+    PermissionDenied,
+    /// The daemon failed internally.
+    Internal,
+    /// A code this client does not know yet.
+    #[serde(other)]
+    Other,
+}
+
+/// Result of `status` (SPEC Appendix A).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct StatusReport {
+    /// The server session.
+    pub server: ServerStatus,
+    /// Address the peer listener is bound to.
+    pub peer_listen: String,
+    /// Open peer sessions.
+    pub sessions: u64,
+    /// Invitations waiting for an answer.
+    pub pending: u64,
+    /// Unread inbox entries.
+    pub unread: u64,
+    /// This daemon's X25519 public key, hex.
+    pub public_key: String,
+}
+
+/// State of the server session: the `server` object of `status`, and the
+/// body of `server` events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ServerStatus {
+    /// Where the session stands.
+    pub state: ServerState,
+    /// `host:port` of the server, when one is configured.
+    pub address: Option<String>,
+    /// Account name, when one is configured.
+    pub user: Option<String>,
+    /// Connection attempts since the session was last online.
+    pub attempt: u32,
+    /// Milliseconds until the next attempt, while `connecting`.
+    pub next_retry_ms: Option<u64>,
+    /// When the session came online (RFC 3339), while `online`.
+    #[serde(default)]
+    pub since: Option<String>,
+    /// Why the last attempt failed or the session ended.
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// States of the server session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "snake_case")]
+pub enum ServerState {
+    /// Logged in.
+    Online,
+    /// Trying to (re)connect, with backoff.
+    Connecting,
+    /// No credentials, or they were refused; waits for `login`.
+    LoggedOut,
+    /// Another login of the same user took over; waits for `login`.
+    Replaced,
+}
+
+/// Result of `list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct UserList {
+    /// Online users, sorted by name.
+    pub users: Vec<UserEntry>,
+}
+
+/// One online user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct UserEntry {
+    /// Account name.
+    pub user: String,
+    /// Online since (RFC 3339).
+    pub since: String,
+}
+
+/// Result of `login` and `register`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct LoginDone {
+    /// Account name.
+    pub user: String,
+    /// `host:port` of the server.
+    pub server: String,
+    /// The pinned server certificate fingerprint.
+    pub fingerprint: String,
+}
+
+/// Result of `logout`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct LogoutDone {
+    /// The account that was logged out, if any.
+    pub user: Option<String>,
+}
+
+/// Result of `watch`: events follow on this connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Watching {
+    /// Always true.
+    pub watching: bool,
+}
+
+/// Events written to `watch` connections, one per line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The server session changed state.
+    Server(ServerStatus),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip<T>(v: &T) -> T
+    where
+        T: Serialize + for<'de> Deserialize<'de>,
+    {
+        serde_json::from_str(&serde_json::to_string(v).unwrap()).unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn requests_round_trip(r in any::<Request>()) {
+            prop_assert_eq!(round_trip(&r), r);
+        }
+
+        #[test]
+        fn events_round_trip(e in any::<Event>()) {
+            prop_assert_eq!(round_trip(&e), e);
+        }
+
+        #[test]
+        fn results_round_trip(
+            s in any::<StatusReport>(),
+            l in any::<UserList>(),
+            d in any::<LoginDone>(),
+            o in any::<LogoutDone>(),
+            g in any::<Greeting>(),
+        ) {
+            prop_assert_eq!(round_trip(&s), s);
+            prop_assert_eq!(round_trip(&l), l);
+            prop_assert_eq!(round_trip(&d), d);
+            prop_assert_eq!(round_trip(&o), o);
+            prop_assert_eq!(round_trip(&g), g);
+        }
+
+        #[test]
+        fn error_responses_round_trip(id: u64, e in any::<CtlError>()) {
+            let r = Response { id, result: None, error: Some(e) };
+            prop_assert_eq!(round_trip(&r), r);
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The `p2p-server` command line (SPEC Appendix A): serve, `user add|remove|
+//! passwd|list`, `fingerprint`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::builder::TypedValueParser;
+use clap::{Args, Parser, Subcommand};
+use p2p_proto::limits::DEFAULT_SERVER_PORT;
+use p2p_proto::password::read_password;
+use p2p_proto::time::parse_duration;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Result, ServerError};
+use crate::tls::TlsSource;
+use crate::users::UserFile;
+use crate::{Server, ServerConfig, DEFAULT_MAX_CLIENTS};
+
+/// Smallest accepted `--max-clients`: the spec requires holding 50.
+pub const MIN_MAX_CLIENTS: usize = 50;
+
+/// p2p-broadcast rendezvous server: accounts, login, presence.
+///
+/// Without a subcommand, serves clients over TLS. Exit codes: 0 success,
+/// 1 error, 2 usage.
+#[derive(Debug, Parser)]
+#[command(name = "p2p-server", version, about, long_about = None)]
+pub struct Cli {
+    /// Data directory (users.csv, state.db, TLS key and certificate).
+    /// Default: $STATE_DIRECTORY, else the XDG data dir for p2p-server.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log level or filter (e.g. debug, info,p2p_server=trace); default RUST_LOG, else info.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_SERVER_PORT)))]
+    listen: SocketAddr,
+    /// Most concurrent connections; more are told "busy, retry after" and closed.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CLIENTS,
+          value_parser = clap::value_parser!(u64).range(MIN_MAX_CLIENTS as u64..).map(|n| n as usize))]
+    max_clients: usize,
+    /// Let people create their own accounts with `p2pctl register`.
+    #[arg(long)]
+    open_registration: bool,
+    /// PEM certificate chain (instead of the generated self-signed one).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Close connections that have not logged in within this time.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, hide = true)]
+    login_timeout: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage accounts in users.csv (works while the server runs).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Print the TLS certificate fingerprint clients will pin.
+    Fingerprint,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create an account (asks for the password twice).
+    Add {
+        /// 1-32 characters of a-z 0-9 _ . - starting with a letter or digit.
+        name: String,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete an account; its online session is closed.
+    Remove {
+        /// Account name.
+        name: String,
+    },
+    /// Set a new password; saved sessions of the user stop working.
+    Passwd {
+        /// Account name.
+        name: String,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts.
+    List {
+        /// One JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The data directory: flag, else systemd's `$STATE_DIRECTORY`, else XDG.
+pub fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(d) = flag {
+        return Ok(d);
+    }
+    if let Some(d) = std::env::var_os("STATE_DIRECTORY") {
+        // systemd may pass several, colon-separated; the first is ours.
+        let first = d
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        return Ok(PathBuf::from(first));
+    }
+    directories::ProjectDirs::from("", "", "p2p-server")
+        .map(|p| p.data_dir().to_path_buf())
+        .ok_or_else(|| ServerError::Config("no home directory; pass --data-dir".into()))
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("p2p-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    let dir = data_dir(cli.data_dir)?;
+    let file = || UserFile::in_dir(&dir);
+    let ensure_dir =
+        || p2p_proto::fsutil::ensure_private_dir(&dir).map_err(ServerError::file(&dir));
+    match cli.command {
+        None => serve(cli.serve, dir, cli.log_level),
+        Some(Command::Fingerprint) => {
+            println!("{}", crate::tls::fingerprint(&TlsSource::SelfSigned, &dir)?);
+            Ok(())
+        }
+        Some(Command::User(cmd)) => {
+            match cmd {
+                UserCommand::Add {
+                    name,
+                    password_stdin,
+                } => {
+                    p2p_proto::names::validate_username(&name)?;
+                    let pw = read_password(password_stdin, true).map_err(ServerError::Config)?;
+                    ensure_dir()?;
+                    file().add(&name, pw.expose())?;
+                    println!("added user {name}");
+                    Ok(())
+                }
+                UserCommand::Remove { name } => {
+                    file().remove(&name)?;
+                    println!("removed user {name}");
+                    Ok(())
+                }
+                UserCommand::Passwd {
+                    name,
+                    password_stdin,
+                } => {
+                    let pw = read_password(password_stdin, true).map_err(ServerError::Config)?;
+                    file().passwd(&name, pw.expose())?;
+                    println!("password changed for {name}; its saved sessions must log in again");
+                    Ok(())
+                }
+                UserCommand::List { json } => {
+                    let users = file().load()?;
+                    if json {
+                        let list: Vec<_> = users
+                        .iter()
+                        .map(|u| serde_json::json!({"user": u.username, "created_at": u.created_at}))
+                        .collect();
+                        println!("{}", serde_json::json!({ "users": list }));
+                    } else {
+                        let w = users
+                            .iter()
+                            .map(|u| u.username.len())
+                            .max()
+                            .unwrap_or(4)
+                            .max(4);
+                        println!("{:w$}  CREATED", "USER");
+                        for u in &users {
+                            println!("{:w$}  {}", u.username, u.created_at);
+                        }
+                    }
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+fn serve(args: ServeArgs, data_dir: PathBuf, log_level: Option<String>) -> Result<()> {
+    p2p_proto::logging::init(log_level.as_deref());
+    let mut cfg = ServerConfig::new(data_dir);
+    cfg.max_clients = args.max_clients;
+    cfg.open_registration = args.open_registration;
+    cfg.login_timeout = args.login_timeout;
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        cfg.tls = TlsSource::Files { cert, key };
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let server = Server::open(cfg)?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| ServerError::Config(format!("cannot listen on {}: {e}", args.listen)))?;
+        // These two lines are the start-up contract: operators copy the
+        // fingerprint, and tests wait for "listening on".
+        println!("p2p-server fingerprint {}", server.fingerprint());
+        println!("p2p-server listening on {}", listener.local_addr()?);
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        server.run(listener, shutdown).await
+    })
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+pub async fn cancel_on_signal(token: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+    token.cancel();
+}

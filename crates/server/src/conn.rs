@@ -1,0 +1,259 @@
+//! One client connection, from accept to close (see [`p2p_proto::wire`] for
+//! the message flow). Every failure here ends this connection only, with
+//! its reason logged; nothing a client sends can affect another session.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use futures::{SinkExt, StreamExt};
+use p2p_proto::codec;
+use p2p_proto::limits::{WIRE_VERSION, WRITE_TIMEOUT};
+use p2p_proto::wire::{
+    ClientMsg, CloseReason, LoginError, PeerInfo, Preamble, Reply, Request, ServerMsg,
+};
+use p2p_proto::{time, Secret};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{timeout, timeout_at, Instant};
+use tokio_rustls::server::TlsStream;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, Instrument};
+
+use crate::presence::Online;
+use crate::Shared;
+
+type Conn = Framed<TlsStream<TcpStream>, codec::FrameCodec<ClientMsg, ServerMsg>>;
+
+/// Why a connection ended, for the log line.
+type Closed = Result<&'static str, String>;
+
+/// Serves one accepted connection to completion.
+pub async fn serve(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+) {
+    let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("conn", id, %addr);
+    async move {
+        match handle(&shared, stream, addr, &shutdown).await {
+            Ok(why) => debug!(reason = why, "connection closed"),
+            Err(why) => info!(reason = %why, "connection closed"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn send(conn: &mut Conn, msg: ServerMsg) -> Result<(), String> {
+    match timeout(WRITE_TIMEOUT, conn.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("write failed: {e}")),
+        Err(_) => Err("write timed out (client not reading)".into()),
+    }
+}
+
+async fn close(conn: &mut Conn, reason: CloseReason, message: &str) {
+    let _ = send(
+        conn,
+        ServerMsg::Closing {
+            reason,
+            message: message.into(),
+        },
+    )
+    .await;
+    let _ = timeout(WRITE_TIMEOUT, conn.get_mut().shutdown()).await;
+}
+
+fn peer_addr(peer: &PeerInfo, seen: SocketAddr) -> Result<SocketAddr, String> {
+    if peer.public_key.len() != 64 || !peer.public_key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("public key must be 32 bytes of hex".into());
+    }
+    match &peer.advertise {
+        Some(a) => a
+            .parse()
+            .map_err(|_| format!("advertise address {a:?} is not IP:PORT")),
+        None => Ok(SocketAddr::new(seen.ip(), peer.port)),
+    }
+}
+
+async fn handle(
+    shared: &Arc<Shared>,
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    shutdown: &CancellationToken,
+) -> Closed {
+    let deadline = Instant::now() + shared.cfg.login_timeout;
+    let late = |what: &str| format!("no login within {:?} ({what})", shared.cfg.login_timeout);
+    timeout_at(deadline, stream.write_all(&Preamble::Ready.encode()))
+        .await
+        .map_err(|_| late("preamble"))?
+        .map_err(|e| format!("preamble write failed: {e}"))?;
+    let tls = timeout_at(deadline, shared.tls.accept(stream))
+        .await
+        .map_err(|_| late("TLS handshake"))?
+        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    let mut conn = Framed::new(tls, codec::server_side());
+
+    let first = match timeout_at(deadline, conn.next()).await {
+        Err(_) => {
+            close(&mut conn, CloseReason::Idle, "no login in time").await;
+            return Err(late("waiting for Login"));
+        }
+        Ok(None) => return Ok("client left before logging in"),
+        Ok(Some(Err(e))) => {
+            close(&mut conn, CloseReason::ProtocolError, &e.to_string()).await;
+            return Err(format!("bad frame before login: {e}"));
+        }
+        Ok(Some(Ok(m))) => m,
+    };
+    let ClientMsg::Login {
+        version,
+        user,
+        auth,
+        peer,
+    } = first
+    else {
+        close(&mut conn, CloseReason::ProtocolError, "log in first").await;
+        return Err("message before login".into());
+    };
+    let refuse = |code, message: String| ServerMsg::LoginFailed {
+        code,
+        message,
+        retry_after_ms: None,
+    };
+    if version != WIRE_VERSION {
+        let msg = format!(
+            "server speaks protocol {WIRE_VERSION}, client {version}: upgrade the older one"
+        );
+        send(&mut conn, refuse(LoginError::VersionMismatch, msg)).await?;
+        return Err(format!("protocol version {version}"));
+    }
+    let peer_addr = match peer_addr(&peer, addr) {
+        Ok(a) => a,
+        Err(e) => {
+            close(&mut conn, CloseReason::ProtocolError, &e).await;
+            return Err(e);
+        }
+    };
+    let (token, method) = match shared.auth.login(&user, &auth, addr.ip()).await {
+        Ok(ok) => ok,
+        Err(r) => {
+            info!(user = %user, code = ?r.code, "login refused");
+            let retry_after_ms = r.retry_after.map(|d| d.as_millis() as u64);
+            send(
+                &mut conn,
+                ServerMsg::LoginFailed {
+                    code: r.code,
+                    message: r.message,
+                    retry_after_ms,
+                },
+            )
+            .await?;
+            return Ok("login refused");
+        }
+    };
+
+    let session = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (kick, kicked) = watch::channel(None);
+    let since_ms = time::now_ms();
+    shared.presence.register(
+        &user,
+        Online {
+            session,
+            since_ms,
+            peer_addr,
+            public_key: peer.public_key,
+            kick,
+        },
+    );
+    let _online = Unregister {
+        shared: shared.clone(),
+        user: user.clone(),
+        session,
+    };
+    send(
+        &mut conn,
+        ServerMsg::LoginOk {
+            user: user.clone(),
+            token: token.clone(),
+            observed_addr: addr.to_string(),
+            server_time_ms: since_ms,
+        },
+    )
+    .await?;
+    info!(user = %user, method = method.as_str(), peer = %peer_addr, "logged in");
+    logged_in(shared, &mut conn, token, kicked, shutdown).await
+}
+
+/// Removes the presence entry however the session ends.
+struct Unregister {
+    shared: Arc<Shared>,
+    user: String,
+    session: u64,
+}
+
+impl Drop for Unregister {
+    fn drop(&mut self) {
+        self.shared.presence.unregister(&self.user, self.session);
+    }
+}
+
+async fn logged_in(
+    shared: &Arc<Shared>,
+    conn: &mut Conn,
+    token: Secret,
+    mut kicked: watch::Receiver<Option<CloseReason>>,
+    shutdown: &CancellationToken,
+) -> Closed {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                close(conn, CloseReason::Shutdown, "server shutting down; reconnect later").await;
+                return Ok("shutdown");
+            }
+            _ = kicked.changed() => {
+                let reason = kicked.borrow().unwrap_or(CloseReason::Other);
+                let message = match reason {
+                    CloseReason::Replaced => "logged in from elsewhere; this session was replaced",
+                    CloseReason::AccountRemoved => "account removed by the operator",
+                    _ => "closed by the server",
+                };
+                close(conn, reason, message).await;
+                return Ok(message);
+            }
+            next = timeout(shared.cfg.idle_timeout, conn.next()) => match next {
+                Err(_) => {
+                    close(conn, CloseReason::Idle, "nothing heard; keepalive missed").await;
+                    return Err("idle (keepalive missed)".into());
+                }
+                Ok(None) => return Ok("client closed"),
+                Ok(Some(Err(e))) => {
+                    close(conn, CloseReason::ProtocolError, &e.to_string()).await;
+                    return Err(format!("bad frame: {e}"));
+                }
+                Ok(Some(Ok(msg))) => match msg {
+                    ClientMsg::Ping { nonce } => send(conn, ServerMsg::Pong { nonce }).await?,
+                    ClientMsg::Pong { .. } => {}
+                    ClientMsg::Request { id, req: Request::List } => {
+                        let users = shared.presence.list();
+                        send(conn, ServerMsg::Reply { id, reply: Reply::Users { users } }).await?;
+                    }
+                    ClientMsg::Logout => {
+                        shared.auth.revoke(token).await;
+                        close(conn, CloseReason::LoggedOut, "logged out").await;
+                        return Ok("logged out");
+                    }
+                    ClientMsg::Login { .. } => {
+                        close(conn, CloseReason::ProtocolError, "already logged in").await;
+                        return Err("second login on one connection".into());
+                    }
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The rendezvous server (SPEC §3): accounts, TLS login, presence and the
+//! connection cap.
+//!
+//! [`Server::open`] loads the data directory (accounts, state database, TLS
+//! identity); [`Server::run`] serves a bound listener until the shutdown
+//! token fires. Tests run it in-process on `127.0.0.1:0` or as the real
+//! `p2p-server` binary.
+//!
+//! Tasks: one accept loop, which also notices account changes; one task per
+//! connection (see [`conn`]), each holding a permit of the connection cap.
+//! Shared state lives in [`Shared`] behind an `Arc`.
+
+pub mod auth;
+pub mod cli;
+pub mod conn;
+pub mod error;
+pub mod presence;
+pub mod throttle;
+pub mod tls;
+pub mod tokens;
+pub mod users;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use p2p_proto::limits::{BUSY_RETRY_AFTER, IDLE_TIMEOUT, LOGIN_TIMEOUT};
+use p2p_proto::wire::Preamble;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+pub use error::{Result, ServerError};
+
+/// Default `--max-clients`.
+pub const DEFAULT_MAX_CLIENTS: usize = 1024;
+/// How often the running server checks `users.csv` for removed accounts
+/// (logins always re-check it, so this only affects kicking removed users).
+pub const USERS_POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// After an accept error (out of file descriptors), pause this long instead
+/// of spinning on the error.
+pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// On shutdown, sessions get this long to be told and closed.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Everything `p2p-server` is configured with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Holds `users.csv`, `state.db` and the TLS identity.
+    pub data_dir: PathBuf,
+    /// Connection cap (`--max-clients`).
+    pub max_clients: usize,
+    /// Whether `register` is allowed.
+    pub open_registration: bool,
+    /// Certificate source.
+    pub tls: tls::TlsSource,
+    /// Time from accept to a successful login.
+    pub login_timeout: Duration,
+    /// Silence after which a session is dropped.
+    pub idle_timeout: Duration,
+    /// Concurrent argon2 computations.
+    pub hash_slots: usize,
+}
+
+impl ServerConfig {
+    /// Defaults for everything but the data directory.
+    pub fn new(data_dir: PathBuf) -> Self {
+        ServerConfig {
+            data_dir,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            open_registration: false,
+            tls: tls::TlsSource::SelfSigned,
+            login_timeout: LOGIN_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
+            hash_slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// State shared by the accept loop and every connection.
+pub struct Shared {
+    /// The configuration.
+    pub cfg: ServerConfig,
+    /// Accounts.
+    pub users: Arc<users::UserDb>,
+    /// Login decisions.
+    pub auth: auth::Authenticator,
+    /// Who is online.
+    pub presence: presence::Presence,
+    /// TLS acceptor.
+    pub tls: tokio_rustls::TlsAcceptor,
+    /// Connection and session ids.
+    pub next_conn: AtomicU64,
+}
+
+/// A server ready to run.
+pub struct Server {
+    shared: Arc<Shared>,
+    fingerprint: String,
+}
+
+impl Server {
+    /// Opens the data directory: accounts, state database, TLS identity
+    /// (generated on first start).
+    pub fn open(cfg: ServerConfig) -> Result<Self> {
+        p2p_proto::fsutil::ensure_private_dir(&cfg.data_dir)
+            .map_err(ServerError::file(&cfg.data_dir))?;
+        let users = Arc::new(users::UserDb::open(&cfg.data_dir)?);
+        let tokens = Arc::new(tokens::TokenStore::open(&cfg.data_dir)?);
+        let identity = tls::load(&cfg.tls, &cfg.data_dir)?;
+        if identity.generated {
+            info!(fingerprint = %identity.fingerprint, "generated a self-signed certificate");
+        }
+        let auth =
+            auth::Authenticator::new(users.clone(), tokens, cfg.hash_slots, cfg.open_registration);
+        Ok(Server {
+            fingerprint: identity.fingerprint,
+            shared: Arc::new(Shared {
+                cfg,
+                users,
+                auth,
+                presence: presence::Presence::default(),
+                tls: identity.acceptor,
+                next_conn: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    /// `SHA256:...` of the certificate clients will see.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Serves `listener` until `shutdown` is cancelled, then tells every
+    /// session and waits (up to [`SHUTDOWN_GRACE`]) for them to close.
+    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
+        let shared = self.shared;
+        let slots = Arc::new(Semaphore::new(shared.cfg.max_clients));
+        let busy = Preamble::Busy {
+            retry_after: BUSY_RETRY_AFTER,
+        }
+        .encode();
+        let tracker = TaskTracker::new();
+        let mut poll = tokio::time::interval(USERS_POLL_INTERVAL);
+        info!(addr = %listener.local_addr()?, max_clients = shared.cfg.max_clients, users = shared.users.count(), "serving");
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = poll.tick() => match shared.users.refresh() {
+                    Ok(true) => shared.presence.kick_unless(|u| shared.users.exists(u)),
+                    Ok(false) => {}
+                    Err(e) => warn!(cause = %e, "cannot re-read accounts"),
+                },
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, addr)) => {
+                        let _ = stream.set_nodelay(true);
+                        match slots.clone().try_acquire_owned() {
+                            Ok(permit) => {
+                                let (shared, shutdown) = (shared.clone(), shutdown.clone());
+                                tracker.spawn(async move {
+                                    conn::serve(shared, stream, addr, shutdown).await;
+                                    drop(permit);
+                                });
+                            }
+                            Err(_) => {
+                                // Over the cap: one non-blocking write into an
+                                // empty socket buffer, then close. No task, no TLS.
+                                let _ = stream.try_write(&busy);
+                                tracing::debug!(%addr, "at capacity; told busy");
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        warn!(cause = %e, "accept failed");
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    }
+                },
+            }
+        }
+        info!(online = shared.presence.count(), "shutting down");
+        tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("some sessions did not close in time");
+        }
+        Ok(())
+    }
+}

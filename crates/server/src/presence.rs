@@ -1,0 +1,83 @@
+//! Who is online right now: one entry per user, each holding what its
+//! connection task needs to be told (replaced, removed, shutting down).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use p2p_proto::wire::{CloseReason, OnlineUser};
+use tokio::sync::watch;
+
+/// A logged-in session as presence knows it.
+#[derive(Debug)]
+pub struct Online {
+    /// Unique per connection, so a late unregister of a replaced session
+    /// cannot remove its successor.
+    pub session: u64,
+    /// Login time, Unix ms.
+    pub since_ms: i64,
+    /// Where peers reach this user's daemon.
+    pub peer_addr: SocketAddr,
+    /// The daemon's X25519 public key, hex.
+    pub public_key: String,
+    /// Tells the connection task to close, and why.
+    pub kick: watch::Sender<Option<CloseReason>>,
+}
+
+/// The online-user registry.
+#[derive(Debug, Default)]
+pub struct Presence {
+    online: Mutex<HashMap<String, Online>>,
+}
+
+impl Presence {
+    /// Registers `user`; an earlier session of the same user is told it was
+    /// replaced.
+    pub fn register(&self, user: &str, entry: Online) {
+        let old = self
+            .online
+            .lock()
+            .expect("presence poisoned")
+            .insert(user.to_string(), entry);
+        if let Some(old) = old {
+            let _ = old.kick.send(Some(CloseReason::Replaced));
+        }
+    }
+
+    /// Removes `user` if `session` is still the registered one.
+    pub fn unregister(&self, user: &str, session: u64) {
+        let mut online = self.online.lock().expect("presence poisoned");
+        if online.get(user).is_some_and(|o| o.session == session) {
+            online.remove(user);
+        }
+    }
+
+    /// Online users, sorted by name.
+    pub fn list(&self) -> Vec<OnlineUser> {
+        let online = self.online.lock().expect("presence poisoned");
+        let mut users: Vec<_> = online
+            .iter()
+            .map(|(user, o)| OnlineUser {
+                user: user.clone(),
+                since_ms: o.since_ms,
+            })
+            .collect();
+        users.sort_by(|a, b| a.user.cmp(&b.user));
+        users
+    }
+
+    /// Number of online users.
+    pub fn count(&self) -> usize {
+        self.online.lock().expect("presence poisoned").len()
+    }
+
+    /// Closes the sessions of users for whom `keep` is false (accounts
+    /// removed while online).
+    pub fn kick_unless(&self, keep: impl Fn(&str) -> bool) {
+        let online = self.online.lock().expect("presence poisoned");
+        for (user, o) in online.iter().filter(|(u, _)| !keep(u)) {
+            tracing::info!(user = %user, "account removed; closing its session");
+            let _ = o.kick.send(Some(CloseReason::AccountRemoved));
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The server's TLS identity: operator-supplied files, or a self-signed
+//! certificate generated on first start and kept in the data directory, so
+//! its fingerprint (what clients pin) stays the same across restarts.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use p2p_proto::fsutil;
+use p2p_proto::wire::cert_fingerprint;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+
+use crate::error::{Result, ServerError};
+
+/// Generated certificate inside the data directory.
+pub const CERT_FILE: &str = "tls-cert.pem";
+/// Generated private key inside the data directory (0600).
+pub const KEY_FILE: &str = "tls-key.pem";
+
+/// Where the certificate comes from.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    /// Generated on first start in the data directory.
+    SelfSigned,
+    /// `--tls-cert` / `--tls-key`.
+    Files {
+        /// PEM certificate chain, leaf first.
+        cert: PathBuf,
+        /// PEM private key.
+        key: PathBuf,
+    },
+}
+
+/// A loaded identity.
+pub struct TlsIdentity {
+    /// For the accept loop.
+    pub acceptor: TlsAcceptor,
+    /// `SHA256:...` of the leaf certificate.
+    pub fingerprint: String,
+    /// Whether this start generated it.
+    pub generated: bool,
+}
+
+fn paths(source: &TlsSource, data_dir: &Path) -> (PathBuf, PathBuf) {
+    match source {
+        TlsSource::SelfSigned => (data_dir.join(CERT_FILE), data_dir.join(KEY_FILE)),
+        TlsSource::Files { cert, key } => (cert.clone(), key.clone()),
+    }
+}
+
+fn generate(cert_path: &Path, key_path: &Path) -> Result<()> {
+    let names = vec!["p2p-server".to_string(), "localhost".to_string()];
+    let ck =
+        rcgen::generate_simple_self_signed(names).map_err(|e| ServerError::Tls(e.to_string()))?;
+    // Key first: a crash in between leaves a key without a cert, which the
+    // next start regenerates, never a cert whose key is lost.
+    fsutil::write_atomic(key_path, ck.signing_key.serialize_pem().as_bytes(), 0o600)
+        .map_err(ServerError::file(key_path))?;
+    fsutil::write_atomic(cert_path, ck.cert.pem().as_bytes(), 0o644)
+        .map_err(ServerError::file(cert_path))
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(ServerError::Tls(format!(
+            "{}: no certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// The fingerprint of the certificate the server will present.
+pub fn fingerprint(source: &TlsSource, data_dir: &Path) -> Result<String> {
+    let (cert, _) = paths(source, data_dir);
+    Ok(cert_fingerprint(&read_certs(&cert)?[0]))
+}
+
+/// Loads (or on first start generates) the identity.
+pub fn load(source: &TlsSource, data_dir: &Path) -> Result<TlsIdentity> {
+    let (cert_path, key_path) = paths(source, data_dir);
+    let mut generated = false;
+    if matches!(source, TlsSource::SelfSigned) && !cert_path.exists() {
+        fsutil::ensure_private_dir(data_dir).map_err(ServerError::file(data_dir))?;
+        generate(&cert_path, &key_path)?;
+        generated = true;
+    }
+    let certs = read_certs(&cert_path)?;
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", key_path.display())))?;
+    let fingerprint = cert_fingerprint(&certs[0]);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    Ok(TlsIdentity {
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+        fingerprint,
+        generated,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_once_and_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load(&TlsSource::SelfSigned, dir.path()).unwrap();
+        assert!(a.generated);
+        let b = load(&TlsSource::SelfSigned, dir.path()).unwrap();
+        assert!(!b.generated);
+        assert_eq!(a.fingerprint, b.fingerprint);
+        assert_eq!(
+            fingerprint(&TlsSource::SelfSigned, dir.path()).unwrap(),
+            a.fingerprint
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

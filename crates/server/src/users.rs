@@ -1,0 +1,345 @@
+//! Accounts in `users.csv` (SPEC §3): header row, then
+//! `username,hash,created_at` with an argon2id PHC hash and an RFC 3339 time.
+//!
+//! Writers (the admin commands and open registration) take an exclusive
+//! `flock` on `users.csv.lock`, re-read the file, and replace it atomically,
+//! so a running server and an admin command never lose each other's update.
+//! Readers need no lock: they only ever see a whole old or whole new file.
+//! The running server notices a changed file by its inode, size and mtime.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use nix::fcntl::{Flock, FlockArg};
+use p2p_proto::names::{validate_password, validate_username};
+use p2p_proto::{fsutil, time};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, ServerError};
+
+/// File name of the account list inside the data directory.
+pub const USERS_FILE: &str = "users.csv";
+
+/// One account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Account name.
+    pub username: String,
+    /// argon2id PHC string.
+    pub hash: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// Hashes a password with argon2id and a fresh salt (slow: call off the
+/// async threads).
+pub fn hash_password(password: &str) -> Result<String> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| ServerError::Hash(e.to_string()))
+}
+
+/// Checks a password against a PHC hash (slow: call off the async threads).
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), phc)
+        .is_ok()
+}
+
+/// The account file and its lock.
+#[derive(Debug, Clone)]
+pub struct UserFile {
+    path: PathBuf,
+    lock_path: PathBuf,
+}
+
+impl UserFile {
+    /// The account file in `data_dir`.
+    pub fn in_dir(data_dir: &Path) -> Self {
+        UserFile {
+            path: data_dir.join(USERS_FILE),
+            lock_path: data_dir.join(format!("{USERS_FILE}.lock")),
+        }
+    }
+
+    /// Path of `users.csv`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// All accounts; a missing file means none.
+    pub fn load(&self) -> Result<Vec<UserRecord>> {
+        let file = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(ServerError::file(&self.path)(e)),
+        };
+        let mut out = Vec::new();
+        for (i, row) in csv::Reader::from_reader(file).deserialize().enumerate() {
+            let rec: UserRecord = row.map_err(|e| ServerError::UserFile {
+                path: self.path.clone(),
+                message: format!("record {}: {e}", i + 1),
+            })?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    fn lock(&self) -> Result<Flock<File>> {
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock_path)
+            .map_err(ServerError::file(&self.lock_path))?;
+        Flock::lock(f, FlockArg::LockExclusive)
+            .map_err(|(_, e)| ServerError::file(&self.lock_path)(e.into()))
+    }
+
+    fn store(&self, users: &[UserRecord]) -> Result<()> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        for u in users {
+            w.serialize(u).map_err(|e| ServerError::UserFile {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        let bytes = w.into_inner().map_err(|e| ServerError::UserFile {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        // Hashes are not secrets the way passwords are, but nobody else
+        // needs to read them.
+        fsutil::write_atomic(&self.path, &bytes, 0o600).map_err(ServerError::file(&self.path))
+    }
+
+    /// Under the lock: re-read, apply `change`, write back.
+    fn update(&self, change: impl FnOnce(&mut Vec<UserRecord>) -> Result<()>) -> Result<()> {
+        let _lock = self.lock()?;
+        let mut users = self.load()?;
+        change(&mut users)?;
+        self.store(&users)
+    }
+
+    /// Adds an account with an already-computed hash.
+    pub fn add_hashed(&self, name: &str, phc: String) -> Result<()> {
+        validate_username(name)?;
+        self.update(|users| {
+            if users.iter().any(|u| u.username == name) {
+                return Err(ServerError::UserExists(name.to_string()));
+            }
+            users.push(UserRecord {
+                username: name.to_string(),
+                hash: phc,
+                created_at: time::rfc3339(time::now_ms()),
+            });
+            Ok(())
+        })
+    }
+
+    /// Adds an account (validates, hashes, then writes).
+    pub fn add(&self, name: &str, password: &str) -> Result<()> {
+        validate_username(name)?;
+        validate_password(password)?;
+        if self.load()?.iter().any(|u| u.username == name) {
+            // Early, friendly refusal; `add_hashed` checks again under the lock.
+            return Err(ServerError::UserExists(name.to_string()));
+        }
+        self.add_hashed(name, hash_password(password)?)
+    }
+
+    /// Removes an account.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        self.update(|users| {
+            let before = users.len();
+            users.retain(|u| u.username != name);
+            if users.len() == before {
+                return Err(ServerError::NoSuchUser(name.to_string()));
+            }
+            Ok(())
+        })
+    }
+
+    /// Sets a new password (which also invalidates the user's resume tokens,
+    /// since they are bound to the hash).
+    pub fn passwd(&self, name: &str, password: &str) -> Result<()> {
+        validate_password(password)?;
+        if !self.load()?.iter().any(|u| u.username == name) {
+            return Err(ServerError::NoSuchUser(name.to_string()));
+        }
+        let phc = hash_password(password)?;
+        self.update(
+            |users| match users.iter_mut().find(|u| u.username == name) {
+                Some(u) => {
+                    u.hash = phc;
+                    Ok(())
+                }
+                None => Err(ServerError::NoSuchUser(name.to_string())),
+            },
+        )
+    }
+}
+
+/// Identity of a version of the file: changes whenever it is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    ino: u64,
+    len: u64,
+    mtime_ns: i64,
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    stamp: Option<Stamp>,
+    hashes: HashMap<String, String>,
+}
+
+/// The running server's view of the accounts, reloaded when the file changes.
+#[derive(Debug)]
+pub struct UserDb {
+    file: UserFile,
+    cache: Mutex<Cache>,
+}
+
+impl UserDb {
+    /// Loads the accounts in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        let db = UserDb {
+            file: UserFile::in_dir(data_dir),
+            cache: Mutex::new(Cache::default()),
+        };
+        db.refresh()?;
+        Ok(db)
+    }
+
+    /// The file behind it (open registration writes through it).
+    pub fn file(&self) -> &UserFile {
+        &self.file
+    }
+
+    fn stamp(&self) -> Result<Option<Stamp>> {
+        match std::fs::metadata(self.file.path()) {
+            Ok(m) => Ok(Some(Stamp {
+                ino: m.ino(),
+                len: m.len(),
+                mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ServerError::file(self.file.path())(e)),
+        }
+    }
+
+    /// Re-reads the file if it changed; returns whether it did.
+    pub fn refresh(&self) -> Result<bool> {
+        let stamp = self.stamp()?;
+        if self.cache.lock().expect("user cache poisoned").stamp == stamp && stamp.is_some() {
+            return Ok(false);
+        }
+        let hashes = self
+            .file
+            .load()?
+            .into_iter()
+            .map(|u| (u.username, u.hash))
+            .collect();
+        let mut cache = self.cache.lock().expect("user cache poisoned");
+        *cache = Cache { stamp, hashes };
+        Ok(true)
+    }
+
+    /// The PHC hash of `name`, from a fresh view of the file.
+    pub fn hash_of(&self, name: &str) -> Result<Option<String>> {
+        self.refresh()?;
+        Ok(self
+            .cache
+            .lock()
+            .expect("user cache poisoned")
+            .hashes
+            .get(name)
+            .cloned())
+    }
+
+    /// Whether `name` exists in the last loaded view.
+    pub fn exists(&self, name: &str) -> bool {
+        self.cache
+            .lock()
+            .expect("user cache poisoned")
+            .hashes
+            .contains_key(name)
+    }
+
+    /// Number of accounts in the last loaded view.
+    pub fn count(&self) -> usize {
+        self.cache.lock().expect("user cache poisoned").hashes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_remove_passwd_and_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = UserFile::in_dir(dir.path());
+        f.add("alice", "correct horse").unwrap();
+        assert!(matches!(
+            f.add("alice", "whatever1"),
+            Err(ServerError::UserExists(_))
+        ));
+        assert!(matches!(
+            f.add("Bob", "whatever1"),
+            Err(ServerError::Name(_))
+        ));
+        assert!(matches!(f.add("bob", "short"), Err(ServerError::Name(_))));
+        let users = f.load().unwrap();
+        assert_eq!(users.len(), 1);
+        assert!(users[0].hash.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &users[0].hash));
+        assert!(!verify_password("wrong horse", &users[0].hash));
+
+        f.passwd("alice", "battery staple").unwrap();
+        assert!(verify_password(
+            "battery staple",
+            &f.load().unwrap()[0].hash
+        ));
+        assert!(matches!(
+            f.passwd("carol", "whatever1"),
+            Err(ServerError::NoSuchUser(_))
+        ));
+        f.remove("alice").unwrap();
+        assert!(matches!(f.remove("alice"), Err(ServerError::NoSuchUser(_))));
+        assert!(f.load().unwrap().is_empty());
+    }
+
+    #[test]
+    fn running_view_sees_changes_without_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = UserDb::open(dir.path()).unwrap();
+        assert_eq!(db.hash_of("alice").unwrap(), None);
+        let f = UserFile::in_dir(dir.path());
+        f.add_hashed("alice", "$argon2id$x".into()).unwrap();
+        assert!(db.hash_of("alice").unwrap().is_some());
+        f.remove("alice").unwrap();
+        assert_eq!(db.hash_of("alice").unwrap(), None);
+    }
+
+    #[test]
+    fn concurrent_writers_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let f = UserFile::in_dir(dir.path());
+                std::thread::spawn(move || f.add_hashed(&format!("user{i}"), "$h".into()).unwrap())
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(UserFile::in_dir(dir.path()).load().unwrap().len(), 8);
+    }
+}
