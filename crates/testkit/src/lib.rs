@@ -1,1 +1,448 @@
+//! Test harness: starts the real `p2p-server` and `p2pd` binaries on
+//! ephemeral loopback ports in short temp dirs, drives the real `p2pctl`,
+//! and waits for readiness by polling with a deadline (never by sleeping a
+//! fixed time). Every child process is killed when its handle drops, so a
+//! failing test leaves nothing behind.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Default deadline for anything a test waits for.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+/// Pause between polls of a condition (a poll interval, not a synchronisation).
+pub const POLL: Duration = Duration::from_millis(25);
+
+/// Path of a workspace binary, next to the test executable's `deps` dir.
+/// Built by `cargo test --workspace` (every binary's package has tests).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not built; run the tests with `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// Polls `check` until it returns `Some`, or panics after `deadline` saying
+/// what was awaited.
+pub fn wait_for<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+/// A short temp dir under /tmp (Unix socket paths must stay under 108 bytes).
+pub fn short_tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("p2p")
+        .tempdir_in("/tmp")
+        .expect("temp dir")
+}
+
+fn kill(child: &mut Child, signal: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, signal);
+    let _ = child.wait();
+}
+
+/// A running `p2p-server`.
+pub struct TestServer {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its certificate fingerprint.
+    pub fingerprint: String,
+    extra: Vec<String>,
+    starts: u32,
+}
+
+impl TestServer {
+    /// Starts a server with a fresh data dir and `extra` flags.
+    pub fn start(extra: &[&str]) -> TestServer {
+        let dir = short_tempdir();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, addr, fingerprint) = Self::spawn(dir.path(), "127.0.0.1:0", &extra, 0);
+        TestServer {
+            dir,
+            child: Some(child),
+            addr,
+            fingerprint,
+            extra,
+            starts: 1,
+        }
+    }
+
+    fn spawn(dir: &Path, listen: &str, extra: &[String], n: u32) -> (Child, SocketAddr, String) {
+        let log = std::fs::File::create(dir.join(format!("server-{n}.log"))).expect("log file");
+        let mut child = Command::new(bin("p2p-server"))
+            .arg("--listen")
+            .arg(listen)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--log-level")
+            .arg("debug")
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start p2p-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (mut addr, mut fp) = (None, None);
+        let end = Instant::now() + DEADLINE;
+        while addr.is_none() || fp.is_none() {
+            let left = end.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .expect("p2p-server did not report listening in time");
+            if let Some(a) = line.strip_prefix("p2p-server listening on ") {
+                addr = Some(a.parse().expect("listen address"));
+            } else if let Some(f) = line.strip_prefix("p2p-server fingerprint ") {
+                fp = Some(f.to_string());
+            }
+        }
+        (child, addr.unwrap(), fp.unwrap())
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// `127.0.0.1:PORT` for `p2pctl login --server`.
+    pub fn address(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Adds an account the way `p2p-server user add` does (same code path,
+    /// in-process, so a test with many users does not spawn many processes).
+    pub fn add_user(&self, name: &str, password: &str) {
+        p2p_server::users::UserFile::in_dir(&self.data_dir())
+            .add(name, password)
+            .expect("add user");
+    }
+
+    /// Runs `p2p-server` with `args` against this data dir, `stdin` piped in.
+    pub fn admin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(bin("p2p-server"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run p2p-server");
+        // The program may exit before reading stdin (a refused argument).
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        child.wait_with_output().unwrap()
+    }
+
+    /// Everything the server (all its runs) logged so far.
+    pub fn log(&self) -> String {
+        (0..self.starts)
+            .map(|n| {
+                std::fs::read_to_string(self.dir.path().join(format!("server-{n}.log")))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    /// SIGTERM and wait.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c, nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+
+    /// Starts again on the same port with the same data dir.
+    pub fn restart(&mut self) {
+        self.stop();
+        let (child, addr, fp) = Self::spawn(
+            self.dir.path(),
+            &self.addr.to_string(),
+            &self.extra,
+            self.starts,
+        );
+        self.starts += 1;
+        assert_eq!(addr, self.addr);
+        self.child = Some(child);
+        self.fingerprint = fp;
+    }
+
+    /// Replaces the server with one that has a *different* data dir (so a
+    /// different certificate) on the same port.
+    pub fn replace_with_impostor(&mut self) -> TestServer {
+        self.stop();
+        let dir = short_tempdir();
+        let (child, addr, fingerprint) =
+            Self::spawn(dir.path(), &self.addr.to_string(), &self.extra, 0);
+        TestServer {
+            dir,
+            child: Some(child),
+            addr,
+            fingerprint,
+            extra: self.extra.clone(),
+            starts: 1,
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A running `p2pd` with its own HOME and XDG dirs.
+pub struct TestDaemon {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    starts: u32,
+}
+
+/// Config for tests: quick reconnects so "gets back by itself" happens in
+/// seconds, not a minute (the policy itself is unit-tested).
+pub const FAST_RECONNECT: &str = "reconnect_min = \"100ms\"\nreconnect_max = \"1s\"\n";
+
+impl TestDaemon {
+    /// Starts a daemon with `config` as its p2pd.toml.
+    pub fn start(config: &str) -> TestDaemon {
+        let dir = short_tempdir();
+        let cfg_dir = dir.path().join("c/p2p");
+        std::fs::create_dir_all(&cfg_dir).unwrap();
+        std::fs::write(cfg_dir.join("p2pd.toml"), config).unwrap();
+        let mut d = TestDaemon {
+            dir,
+            child: None,
+            starts: 0,
+        };
+        d.spawn();
+        d
+    }
+
+    fn envs(&self, cmd: &mut Command) {
+        let p = self.dir.path();
+        cmd.env("HOME", p)
+            .env("XDG_CONFIG_HOME", p.join("c"))
+            .env("XDG_STATE_HOME", p.join("s"))
+            .env("XDG_RUNTIME_DIR", p.join("r"))
+            .env_remove("P2PD_SOCKET")
+            .env_remove("RUST_LOG");
+    }
+
+    fn spawn(&mut self) {
+        let runtime = self.dir.path().join("r");
+        p2p_proto::fsutil::ensure_private_dir(&runtime).unwrap();
+        let log = std::fs::File::create(self.dir.path().join(format!("p2pd-{}.log", self.starts)))
+            .unwrap();
+        let mut cmd = Command::new(bin("p2pd"));
+        self.envs(&mut cmd);
+        cmd.args(["--peer-listen", "127.0.0.1:0", "--log-level", "debug"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("start p2pd"));
+        self.starts += 1;
+        let socket = self.socket();
+        wait_for(DEADLINE, "p2pd control socket", || {
+            let mut s = UnixStream::connect(&socket).ok()?;
+            let mut line = String::new();
+            s.set_read_timeout(Some(DEADLINE)).ok()?;
+            BufReader::new(&mut s).read_line(&mut line).ok()?;
+            line.contains("\"hello\"").then_some(())
+        });
+    }
+
+    /// The control socket path.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("r/p2p/p2pd.sock")
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("s/p2p")
+    }
+
+    /// Everything this daemon logged so far.
+    pub fn log(&self) -> String {
+        (0..self.starts)
+            .map(|n| {
+                std::fs::read_to_string(self.dir.path().join(format!("p2pd-{n}.log")))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Runs `p2pctl ARGS` against this daemon with `stdin`.
+    pub fn ctl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut cmd = Command::new(bin("p2pctl"));
+        self.envs(&mut cmd);
+        let mut child = cmd
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run p2pctl");
+        // The program may exit before reading stdin (a refused argument).
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs `p2pctl ARGS`.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        self.ctl_stdin(args, "")
+    }
+
+    /// Runs `p2pctl --json ARGS` and returns the exit code and the document.
+    pub fn ctl_json(&self, args: &[&str]) -> (i32, Value) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ctl(&all);
+        (out.status.code().unwrap_or(-1), parse_json(&out))
+    }
+
+    /// `p2pctl --json login` with the password on stdin.
+    pub fn login(&self, server: &TestServer, user: &str, password: &str) -> (i32, Value) {
+        let out = self.ctl_stdin(
+            &[
+                "--json",
+                "login",
+                "--server",
+                &server.address(),
+                "--user",
+                user,
+                "--password-stdin",
+            ],
+            &format!("{password}\n"),
+        );
+        (out.status.code().unwrap_or(-1), parse_json(&out))
+    }
+
+    /// The `status` document, straight over the control socket.
+    pub fn status(&self) -> Value {
+        self.request(r#"{"id":1,"cmd":"status"}"#)["result"].clone()
+    }
+
+    /// Sends one raw control line and returns the response with that line's
+    /// id (or the first response when the line has none).
+    pub fn request(&self, line: &str) -> Value {
+        let mut s = UnixStream::connect(self.socket()).expect("connect control socket");
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        s.write_all(line.as_bytes()).unwrap();
+        s.write_all(b"\n").unwrap();
+        let mut r = BufReader::new(s);
+        let mut hello = String::new();
+        r.read_line(&mut hello).unwrap();
+        let mut resp = String::new();
+        r.read_line(&mut resp).unwrap();
+        serde_json::from_str(&resp).unwrap_or_else(|e| panic!("bad response {resp:?}: {e}"))
+    }
+
+    /// The server-session state (`online`, `connecting`, ...).
+    pub fn state(&self) -> String {
+        self.status()["server"]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Waits until the server session is in `state`.
+    pub fn wait_state(&self, state: &str, deadline: Duration) -> Value {
+        wait_for(deadline, &format!("p2pd state {state}"), || {
+            let s = self.status();
+            (s["server"]["state"] == state).then_some(s)
+        })
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    /// SIGTERM; returns the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        c.wait().ok()
+    }
+
+    /// Starts again with the same HOME (state, config, socket path).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Parses a command's stdout as one JSON document.
+pub fn parse_json(out: &Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}): {text:?}; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Reads until EOF or error with a deadline; returns what was read and
+/// whether the peer closed (EOF or reset) within it.
+pub fn read_until_closed(stream: &mut impl Read, deadline: Duration) -> (Vec<u8>, bool) {
+    let end = Instant::now() + deadline;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end {
+        match stream.read(&mut buf) {
+            Ok(0) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return (got, true),
+        }
+    }
+    (got, false)
+}

@@ -1,0 +1,158 @@
+//! Bad clients (SPEC §3 "Limits"): garbage, non-TLS, oversize or malformed
+//! frames, talking before login, never logging in, and over-cap connections.
+//! Each gets its own connection closed with a logged reason; a logged-in
+//! session on the same server keeps working throughout.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use p2p_proto::wire::{Preamble, PREAMBLE_LEN};
+use p2p_testkit::{read_until_closed, wait_for, TestDaemon, TestServer, FAST_RECONNECT};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CLOSE_DEADLINE: Duration = Duration::from_secs(20);
+
+fn bystander(server: &TestServer) -> TestDaemon {
+    server.add_user("alice", "alice-password");
+    let d = TestDaemon::start(FAST_RECONNECT);
+    assert_eq!(d.login(server, "alice", "alice-password").0, 0);
+    d
+}
+
+fn still_fine(d: &TestDaemon) {
+    let (code, list) = d.ctl_json(&["list"]);
+    assert_eq!(code, 0, "{list}");
+    assert_eq!(list["users"][0]["user"], "alice");
+}
+
+fn raw(server: &TestServer) -> TcpStream {
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut pre = [0u8; PREAMBLE_LEN];
+    s.set_read_timeout(Some(CLOSE_DEADLINE)).unwrap();
+    s.read_exact(&mut pre).unwrap();
+    assert_eq!(Preamble::decode(&pre).unwrap(), Preamble::Ready);
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s
+}
+
+fn log_has(server: &TestServer, needle: &str) {
+    wait_for(CLOSE_DEADLINE, needle, || {
+        server.log().contains(needle).then_some(())
+    });
+}
+
+#[test]
+fn garbage_and_plaintext_clients_are_closed() {
+    let server = TestServer::start(&[]);
+    let alice = bystander(&server);
+    for junk in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        &[0xffu8; 4096][..],
+        &[0x16, 0x03, 0x01, 0xff, 0xff][..],
+    ] {
+        let mut s = raw(&server);
+        let _ = s.write_all(junk);
+        let (_, closed) = read_until_closed(&mut s, CLOSE_DEADLINE);
+        assert!(closed, "server kept a garbage connection open");
+    }
+    log_has(&server, "TLS handshake failed");
+    still_fine(&alice);
+}
+
+async fn tls(server: &TestServer) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut pre = [0u8; PREAMBLE_LEN];
+    tcp.read_exact(&mut pre).await.unwrap();
+    let pin = p2pd::tlsclient::PinVerifier::new(Some(server.fingerprint.clone()));
+    p2pd::tlsclient::handshake(tcp, pin).await.unwrap()
+}
+
+async fn closed(stream: &mut (impl AsyncReadExt + Unpin)) -> bool {
+    let mut buf = vec![0u8; 65536];
+    let res = tokio::time::timeout(CLOSE_DEADLINE, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    res.is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_malformed_and_early_frames_close_only_that_connection() {
+    let server = TestServer::start(&[]);
+    let alice = bystander(&server);
+
+    // A 2 GiB length prefix: refused from the header, nothing allocated.
+    let mut s = tls(&server).await;
+    s.write_all(&0x7fff_ffffu32.to_be_bytes()).await.unwrap();
+    s.write_all(b"{}").await.unwrap();
+    s.flush().await.unwrap();
+    assert!(closed(&mut s).await);
+    log_has(&server, "frame too large");
+
+    // Not JSON.
+    let mut s = tls(&server).await;
+    s.write_all(&5u32.to_be_bytes()).await.unwrap();
+    s.write_all(b"hello").await.unwrap();
+    s.flush().await.unwrap();
+    assert!(closed(&mut s).await);
+    log_has(&server, "malformed message");
+
+    // Valid JSON, but a request before logging in.
+    let mut s = tls(&server).await;
+    let frame = br#"{"type":"request","id":1,"req":{"op":"list"}}"#;
+    s.write_all(&(frame.len() as u32).to_be_bytes())
+        .await
+        .unwrap();
+    s.write_all(frame).await.unwrap();
+    s.flush().await.unwrap();
+    assert!(closed(&mut s).await);
+    log_has(&server, "message before login");
+
+    tokio::task::spawn_blocking(move || still_fine(&alice))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn a_client_that_never_logs_in_is_closed() {
+    let server = TestServer::start(&["--login-timeout", "1s"]);
+    let alice = bystander(&server);
+    let mut s = raw(&server);
+    let (_, closed) = read_until_closed(&mut s, CLOSE_DEADLINE);
+    assert!(closed);
+    log_has(&server, "no login within");
+    still_fine(&alice);
+}
+
+#[test]
+fn over_the_cap_a_client_is_told_busy_before_any_tls() {
+    let server = TestServer::start(&["--max-clients", "50"]);
+    let held: Vec<TcpStream> = (0..50).map(|_| raw(&server)).collect();
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(CLOSE_DEADLINE)).unwrap();
+    let mut pre = [0u8; PREAMBLE_LEN];
+    s.read_exact(&mut pre).unwrap();
+    match Preamble::decode(&pre).unwrap() {
+        Preamble::Busy { retry_after } => assert!(retry_after >= Duration::from_secs(1)),
+        other => panic!("expected busy, got {other:?}"),
+    }
+    let (rest, closed) = read_until_closed(&mut s, CLOSE_DEADLINE);
+    assert!(closed && rest.is_empty(), "closed right after the preamble");
+    drop(held);
+    // Slots come back once those connections go.
+    wait_for(CLOSE_DEADLINE, "a free slot", || {
+        let mut s = TcpStream::connect(server.addr).ok()?;
+        s.set_read_timeout(Some(CLOSE_DEADLINE)).ok()?;
+        s.read_exact(&mut pre).ok()?;
+        (Preamble::decode(&pre).ok()? == Preamble::Ready).then_some(())
+    });
+}
