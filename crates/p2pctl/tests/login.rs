@@ -265,103 +265,36 @@ fn a_changed_server_certificate_is_refused_loudly() {
         .contains("--fingerprint"));
 
     // Explicitly pinning the new fingerprint is how a real rotation is accepted.
-    let out = alice.ctl_stdin(
-        &[
+    let pin = |d: &TestDaemon, fp: &str| {
+        d.authenticate(
             "login",
-            "--server",
             &impostor.address(),
-            "--user",
             "alice",
-            "--password-stdin",
-            "--fingerprint",
-            &impostor.fingerprint,
-        ],
-        "alice-password\n",
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+            "alice-password",
+            &["--fingerprint", fp],
+        )
+    };
+    let (code, doc) = pin(&alice, &impostor.fingerprint);
+    assert_eq!(code, 0, "{doc}");
     // And a wrong explicit pin is refused before logging in.
     let other = TestDaemon::start(FAST_RECONNECT);
-    let out = other.ctl_stdin(
-        &[
-            "--json",
-            "login",
-            "--server",
-            &impostor.address(),
-            "--user",
-            "alice",
-            "--password-stdin",
-            "--fingerprint",
-            &pinned,
-        ],
-        "alice-password\n",
-    );
-    assert_eq!(
-        p2p_testkit::parse_json(&out)["error"]["code"],
-        "certificate_changed"
-    );
+    let (_, e) = pin(&other, &pinned);
+    assert_eq!(e["error"]["code"], "certificate_changed");
 }
 
 #[test]
 fn open_registration_and_account_removal() {
     let closed = TestServer::start(&[]);
     let d = TestDaemon::start(FAST_RECONNECT);
-    let out = d.ctl_stdin(
-        &[
-            "--json",
-            "register",
-            "--server",
-            &closed.address(),
-            "--user",
-            "dave",
-            "--password-stdin",
-        ],
-        "dave-password\n",
-    );
-    assert_eq!(
-        p2p_testkit::parse_json(&out)["error"]["code"],
-        "registration_closed"
-    );
+    let register = |addr: &str, pw: &str| d.authenticate("register", addr, "dave", pw, &[]);
+    let (_, e) = register(&closed.address(), "dave-password");
+    assert_eq!(e["error"]["code"], "registration_closed");
 
     let server = TestServer::start(&["--open-registration"]);
-    let out = d.ctl_stdin(
-        &[
-            "--json",
-            "register",
-            "--server",
-            &server.address(),
-            "--user",
-            "dave",
-            "--password-stdin",
-        ],
-        "dave-password\n",
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = d.ctl_stdin(
-        &[
-            "--json",
-            "register",
-            "--server",
-            &server.address(),
-            "--user",
-            "dave",
-            "--password-stdin",
-        ],
-        "other-password\n",
-    );
-    assert_eq!(
-        p2p_testkit::parse_json(&out)["error"]["code"],
-        "user_exists"
-    );
+    let (code, doc) = register(&server.address(), "dave-password");
+    assert_eq!(code, 0, "{doc}");
+    let (_, e) = register(&server.address(), "other-password");
+    assert_eq!(e["error"]["code"], "user_exists");
     let listed = server.admin(&["user", "list", "--json"], "");
     let users: Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(users["users"][0]["user"], "dave");

@@ -9,13 +9,15 @@ pub mod codec;
 pub mod ctl;
 pub mod fsutil;
 pub mod limits;
-#[cfg(feature = "logging")]
+#[cfg(feature = "service")]
 pub mod logging;
 pub mod names;
 #[cfg(feature = "prompt")]
 pub mod password;
 pub mod paths;
 pub mod secret;
+#[cfg(feature = "service")]
+pub mod signals;
 pub mod time;
 pub mod wire;
 

@@ -221,24 +221,7 @@ fn serve(args: ServeArgs, data_dir: PathBuf, log_level: Option<String>) -> Resul
         println!("p2p-server fingerprint {}", server.fingerprint());
         println!("p2p-server listening on {}", listener.local_addr()?);
         let shutdown = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        tokio::spawn(p2p_proto::signals::cancel_on_signal(shutdown.clone()));
         server.run(listener, shutdown).await
     })
-}
-
-/// Cancels `token` on SIGTERM or SIGINT.
-pub async fn cancel_on_signal(token: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
-    }
-    token.cancel();
 }

@@ -336,18 +336,30 @@ impl TestDaemon {
 
     /// `p2pctl --json login` with the password on stdin.
     pub fn login(&self, server: &TestServer, user: &str, password: &str) -> (i32, Value) {
-        let out = self.ctl_stdin(
-            &[
-                "--json",
-                "login",
-                "--server",
-                &server.address(),
-                "--user",
-                user,
-                "--password-stdin",
-            ],
-            &format!("{password}\n"),
-        );
+        self.authenticate("login", &server.address(), user, password, &[])
+    }
+
+    /// `p2pctl --json VERB --server ADDR --user USER --password-stdin EXTRA`
+    /// for `login` or `register`, with the password on stdin.
+    pub fn authenticate(
+        &self,
+        verb: &str,
+        server: &str,
+        user: &str,
+        password: &str,
+        extra: &[&str],
+    ) -> (i32, Value) {
+        let mut args = vec![
+            "--json",
+            verb,
+            "--server",
+            server,
+            "--user",
+            user,
+            "--password-stdin",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.ctl_stdin(&args, &format!("{password}\n"));
         (out.status.code().unwrap_or(-1), parse_json(&out))
     }
 
