@@ -153,6 +153,8 @@ pub enum ErrorCode {
     Timeout,
     /// Daemon and server or client speak different protocol versions.
     VersionMismatch,
+    /// Too many requests of this kind; try again later.
+    RateLimited,
     /// The caller is not the daemon's user (or root).
     PermissionDenied,
     /// The daemon failed internally.

@@ -64,3 +64,28 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What an over-capacity server tells clients to wait before retrying.
 pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// An unanswered invitation expires after this (SPEC §3, §5): the default
+/// for how long `p2pctl connect` waits.
+pub const INVITATION_TTL: Duration = Duration::from_secs(60);
+
+/// Invitations one user may send per [`INVITE_WINDOW`]: enough for a busy
+/// person, too few to flood anyone with requests.
+pub const INVITES_PER_WINDOW: u32 = 10;
+
+/// The window of [`INVITES_PER_WINDOW`].
+pub const INVITE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Largest plaintext in one Noise transport message (65535 minus the
+/// 16-byte tag); longer peer frames are split across several.
+pub const MAX_NOISE_PLAINTEXT: usize = 65535 - 16;
+
+/// Largest peer frame (one JSON message between daemons): a 64 KiB message,
+/// escaped, plus its envelope.
+pub const MAX_PEER_FRAME: usize = 512 * 1024;
+
+/// A peer's Noise handshake must finish within this.
+pub const PEER_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After accepting, how long a daemon waits for the inviter to dial in.
+pub const DIAL_IN_GRACE: Duration = Duration::from_secs(30);

@@ -16,6 +16,22 @@
 //!   | <-- Closing{reason} ---------------------- |  replaced, account removed, shutdown, ...
 //! ```
 //!
+//! Invitations (SPEC §3): the server hands out a user's address only to
+//! someone that user accepted, for that one session.
+//!
+//! ```text
+//! alice                        server                         bob
+//!   | -- Request{Invite{bob}} --> |                              |
+//!   | <-- Reply{Invited{id}} ---- | -- Event{Invitation{id}} --> |  expires after INVITATION_TTL
+//!   |                             | <-- Request{Answer{id,yes}} -|
+//!   |                             | -- Reply{Answered{alice}} -> |  bob now expects alice's key
+//!   | <-- Event{Accepted{bob}} -- |                              |
+//!   | ============ direct TCP + Noise XX (crate::peer) =========> |
+//! ```
+//!
+//! A "no", an expiry or either side leaving ends it with `Declined` (to
+//! alice) and `InvitationClosed` (to bob); alice learns nothing about bob.
+//!
 //! The preamble comes before TLS so an over-capacity server can turn a client
 //! away for the price of one 8-byte write, with no handshake.
 //!
@@ -165,6 +181,87 @@ pub enum ClientMsg {
 pub enum Request {
     /// Who is online.
     List,
+    /// Ask `to` for a peer session → [`Reply::Invited`]. The invitee learns
+    /// nothing about the inviter but the name until it accepts.
+    Invite {
+        /// The invitee.
+        to: String,
+    },
+    /// Answer an invitation addressed to us → [`Reply::Answered`].
+    Answer {
+        /// The invitation's id.
+        invite: u64,
+        /// Yes or no.
+        accept: bool,
+    },
+}
+
+/// How to reach a peer and whom to expect there: handed to both sides of an
+/// accepted invitation, and to nobody else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Contact {
+    /// The peer's account name.
+    pub user: String,
+    /// `ip:port` of the peer's listener.
+    pub addr: String,
+    /// The peer's X25519 public key, hex.
+    pub public_key: String,
+}
+
+/// Why an invitation ended without a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "snake_case")]
+pub enum InviteEnd {
+    /// The invitee said no.
+    Rejected,
+    /// Nobody answered in time.
+    Expired,
+    /// The other side went offline.
+    Offline,
+    /// A reason this client does not know.
+    #[serde(other)]
+    Other,
+}
+
+/// Things the server tells a logged-in client without being asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ServerEvent {
+    /// Someone asks you for a session; answer with `Request::Answer`.
+    Invitation {
+        /// Its id.
+        invite: u64,
+        /// Who asks.
+        from: String,
+        /// When it expires unanswered, Unix ms.
+        expires_ms: i64,
+    },
+    /// An invitation you received can no longer be answered.
+    InvitationClosed {
+        /// Its id.
+        invite: u64,
+        /// Why.
+        reason: InviteEnd,
+    },
+    /// Your invitation was accepted: dial `contact`.
+    Accepted {
+        /// Its id.
+        invite: u64,
+        /// The invitee's address and key.
+        contact: Contact,
+    },
+    /// Your invitation ended without a session.
+    Declined {
+        /// Its id.
+        invite: u64,
+        /// The invitee.
+        to: String,
+        /// Why.
+        reason: InviteEnd,
+    },
 }
 
 /// Why a login was refused.
@@ -237,9 +334,24 @@ pub enum Reply {
         /// The online users, the asker included.
         users: Vec<OnlineUser>,
     },
+    /// Answer to `Invite`: forwarded to the invitee.
+    Invited {
+        /// The invitation's id.
+        invite: u64,
+        /// When it expires unanswered, Unix ms.
+        expires_ms: i64,
+    },
+    /// Answer to `Answer`; with the inviter's contact when accepted.
+    Answered {
+        /// The invitation's id.
+        invite: u64,
+        /// The inviter's address and key (accepted only).
+        contact: Option<Contact>,
+    },
     /// The request failed; the session goes on.
     Error {
-        /// Machine-readable code.
+        /// Machine-readable code: `not_online`, `no_invitation`,
+        /// `rate_limited`, `bad_request`.
         code: String,
         /// What went wrong, for people.
         message: String,
@@ -277,6 +389,11 @@ pub enum ServerMsg {
         id: u64,
         /// The answer.
         reply: Reply,
+    },
+    /// Something the client did not ask for (invitations and their fate).
+    Event {
+        /// What happened.
+        event: ServerEvent,
     },
     /// Keepalive; answer with `Pong`.
     Ping {

@@ -62,6 +62,9 @@ struct ServeArgs {
     /// Close connections that have not logged in within this time.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, hide = true)]
     login_timeout: Duration,
+    /// Unanswered invitations expire after this.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, hide = true)]
+    invitation_ttl: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,6 +210,7 @@ fn serve(args: ServeArgs, data_dir: PathBuf, log_level: Option<String>) -> Resul
     cfg.max_clients = args.max_clients;
     cfg.open_registration = args.open_registration;
     cfg.login_timeout = args.login_timeout;
+    cfg.invitation_ttl = args.invitation_ttl;
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         cfg.tls = TlsSource::Files { cert, key };
     }

@@ -15,14 +15,14 @@ use p2p_proto::wire::{
 use p2p_proto::{time, Secret};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_rustls::server::TlsStream;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, Instrument};
 
-use crate::presence::Online;
+use crate::presence::{Online, OUTBOUND_QUEUE};
 use crate::Shared;
 
 type Conn = Framed<TlsStream<TcpStream>, codec::FrameCodec<ClientMsg, ServerMsg>>;
@@ -160,6 +160,7 @@ async fn handle(
 
     let session = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let (kick, kicked) = watch::channel(None);
+    let (outbound, pushed) = mpsc::channel(OUTBOUND_QUEUE);
     let since_ms = time::now_ms();
     shared.presence.register(
         &user,
@@ -169,6 +170,7 @@ async fn handle(
             peer_addr,
             public_key: peer.public_key,
             kick,
+            outbound,
         },
     );
     let _online = Unregister {
@@ -187,7 +189,12 @@ async fn handle(
     )
     .await?;
     info!(user = %user, method = method.as_str(), peer = %peer_addr, "logged in");
-    logged_in(shared, &mut conn, token, kicked, shutdown).await
+    let me = Me {
+        user,
+        session,
+        token,
+    };
+    logged_in(shared, &mut conn, me, kicked, pushed, shutdown).await
 }
 
 /// Removes the presence entry however the session ends.
@@ -200,18 +207,70 @@ struct Unregister {
 impl Drop for Unregister {
     fn drop(&mut self) {
         self.shared.presence.unregister(&self.user, self.session);
+        self.shared
+            .invitations
+            .session_ended(&self.shared.presence, &self.user, self.session);
+    }
+}
+
+/// The logged-in side of a connection.
+struct Me {
+    user: String,
+    session: u64,
+    token: Secret,
+}
+
+fn error(code: &str, message: String) -> Reply {
+    Reply::Error {
+        code: code.into(),
+        message,
+    }
+}
+
+fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> Reply {
+    match req {
+        Request::List => Reply::Users {
+            users: shared.presence.list(),
+        },
+        Request::Invite { to } => {
+            if p2p_proto::names::validate_username(&to).is_err() || !shared.users.exists(&to) {
+                // Unknown and offline look the same: no account probing.
+                return error("not_online", format!("{to} is not online"));
+            }
+            match shared
+                .invitations
+                .invite(&shared.presence, &me.user, me.session, &to)
+            {
+                Ok((invite, expires_ms)) => {
+                    info!(user = %me.user, to = %to, invite, "invitation sent");
+                    Reply::Invited { invite, expires_ms }
+                }
+                Err((code, message)) => error(code, message),
+            }
+        }
+        Request::Answer { invite, accept } => {
+            match shared
+                .invitations
+                .answer(&shared.presence, &me.user, me.session, invite, accept)
+            {
+                Ok(contact) => Reply::Answered { invite, contact },
+                Err((code, message)) => error(code, message),
+            }
+        }
     }
 }
 
 async fn logged_in(
     shared: &Arc<Shared>,
     conn: &mut Conn,
-    token: Secret,
+    me: Me,
     mut kicked: watch::Receiver<Option<CloseReason>>,
+    mut pushed: mpsc::Receiver<ServerMsg>,
     shutdown: &CancellationToken,
 ) -> Closed {
     loop {
         tokio::select! {
+            Some(msg) = pushed.recv() => send(conn, msg).await?,
             _ = shutdown.cancelled() => {
                 close(conn, CloseReason::Shutdown, "server shutting down; reconnect later").await;
                 return Ok("shutdown");
@@ -239,12 +298,12 @@ async fn logged_in(
                 Ok(Some(Ok(msg))) => match msg {
                     ClientMsg::Ping { nonce } => send(conn, ServerMsg::Pong { nonce }).await?,
                     ClientMsg::Pong { .. } => {}
-                    ClientMsg::Request { id, req: Request::List } => {
-                        let users = shared.presence.list();
-                        send(conn, ServerMsg::Reply { id, reply: Reply::Users { users } }).await?;
+                    ClientMsg::Request { id, req } => {
+                        let reply = request(shared, &me, req);
+                        send(conn, ServerMsg::Reply { id, reply }).await?;
                     }
                     ClientMsg::Logout => {
-                        shared.auth.revoke(token).await;
+                        shared.auth.revoke(me.token).await;
                         close(conn, CloseReason::LoggedOut, "logged out").await;
                         return Ok("logged out");
                     }

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod cli;
 pub mod conn;
 pub mod error;
+pub mod invitations;
 pub mod presence;
 pub mod throttle;
 pub mod tls;
@@ -25,7 +26,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use p2p_proto::limits::{BUSY_RETRY_AFTER, IDLE_TIMEOUT, LOGIN_TIMEOUT};
+use p2p_proto::limits::{BUSY_RETRY_AFTER, IDLE_TIMEOUT, INVITATION_TTL, LOGIN_TIMEOUT};
 use p2p_proto::wire::Preamble;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -63,6 +64,8 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Concurrent argon2 computations.
     pub hash_slots: usize,
+    /// Unanswered invitations expire after this.
+    pub invitation_ttl: Duration,
 }
 
 impl ServerConfig {
@@ -76,6 +79,7 @@ impl ServerConfig {
             login_timeout: LOGIN_TIMEOUT,
             idle_timeout: IDLE_TIMEOUT,
             hash_slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            invitation_ttl: INVITATION_TTL,
         }
     }
 }
@@ -89,7 +93,9 @@ pub struct Shared {
     /// Login decisions.
     pub auth: auth::Authenticator,
     /// Who is online.
-    pub presence: presence::Presence,
+    pub presence: Arc<presence::Presence>,
+    /// Open invitations.
+    pub invitations: Arc<invitations::Invitations>,
     /// TLS acceptor.
     pub tls: tokio_rustls::TlsAcceptor,
     /// Connection and session ids.
@@ -114,6 +120,7 @@ impl Server {
         if identity.generated {
             info!(fingerprint = %identity.fingerprint, "generated a self-signed certificate");
         }
+        let invitations = Arc::new(invitations::Invitations::new(cfg.invitation_ttl));
         let auth =
             auth::Authenticator::new(users.clone(), tokens, cfg.hash_slots, cfg.open_registration);
         Ok(Server {
@@ -122,7 +129,8 @@ impl Server {
                 cfg,
                 users,
                 auth,
-                presence: presence::Presence::default(),
+                presence: Arc::new(presence::Presence::default()),
+                invitations,
                 tls: identity.acceptor,
                 next_conn: AtomicU64::new(1),
             }),

@@ -5,8 +5,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
-use p2p_proto::wire::{CloseReason, OnlineUser};
-use tokio::sync::watch;
+use p2p_proto::wire::{CloseReason, Contact, OnlineUser, ServerMsg};
+use tokio::sync::{mpsc, watch};
+
+/// Unsolicited messages queued for one session. A session that lets this
+/// many pile up is not reading; further pushes fail and the sender treats
+/// the user as unreachable, so one slow client cannot grow server memory.
+pub const OUTBOUND_QUEUE: usize = 64;
 
 /// A logged-in session as presence knows it.
 #[derive(Debug)]
@@ -22,6 +27,8 @@ pub struct Online {
     pub public_key: String,
     /// Tells the connection task to close, and why.
     pub kick: watch::Sender<Option<CloseReason>>,
+    /// Unsolicited messages for the connection task to write.
+    pub outbound: mpsc::Sender<ServerMsg>,
 }
 
 /// The online-user registry.
@@ -64,6 +71,29 @@ impl Presence {
             .collect();
         users.sort_by(|a, b| a.user.cmp(&b.user));
         users
+    }
+
+    /// The session id and contact details of `user`, if online.
+    pub fn contact(&self, user: &str) -> Option<(u64, Contact)> {
+        let online = self.online.lock().expect("presence poisoned");
+        online.get(user).map(|o| {
+            let contact = Contact {
+                user: user.to_string(),
+                addr: o.peer_addr.to_string(),
+                public_key: o.public_key.clone(),
+            };
+            (o.session, contact)
+        })
+    }
+
+    /// Queues `msg` for `user`'s session `session`; false if that session is
+    /// gone or not reading.
+    pub fn push(&self, user: &str, session: u64, msg: ServerMsg) -> bool {
+        let online = self.online.lock().expect("presence poisoned");
+        match online.get(user) {
+            Some(o) if o.session == session => o.outbound.try_send(msg).is_ok(),
+            _ => false,
+        }
     }
 
     /// Number of online users.

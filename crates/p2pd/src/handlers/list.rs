@@ -1,6 +1,6 @@
 //! `list`: who is online, from the server.
 
-use p2p_proto::ctl::{CtlError, ErrorCode, UserEntry, UserList};
+use p2p_proto::ctl::{CtlError, UserEntry, UserList};
 use p2p_proto::time::rfc3339;
 use p2p_proto::wire::{Reply, Request};
 
@@ -18,9 +18,6 @@ pub async fn run(daemon: &Daemon) -> Result<UserList, CtlError> {
                 })
                 .collect(),
         }),
-        Reply::Error { code, message } => Err(CtlError::new(
-            ErrorCode::Other,
-            format!("{code}: {message}"),
-        )),
+        other => Err(super::reply_error(other)),
     }
 }

@@ -26,6 +26,26 @@ pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<serde_json::Value, 
     }
 }
 
+/// A server reply that is not the one the request expects: its error
+/// mapped to a control error, or an internal error.
+pub fn reply_error(reply: p2p_proto::wire::Reply) -> CtlError {
+    match reply {
+        p2p_proto::wire::Reply::Error { code, message } => {
+            let code = match code.as_str() {
+                "not_online" => ErrorCode::NotOnline,
+                "no_invitation" | "bad_request" => ErrorCode::BadRequest,
+                "rate_limited" => ErrorCode::RateLimited,
+                _ => ErrorCode::Other,
+            };
+            CtlError::new(code, message)
+        }
+        other => CtlError::new(
+            ErrorCode::Internal,
+            format!("unexpected server reply {other:?}"),
+        ),
+    }
+}
+
 fn to_json<T: Serialize>(v: T) -> Result<serde_json::Value, CtlError> {
     serde_json::to_value(v).map_err(|e| CtlError::new(ErrorCode::Internal, e.to_string()))
 }

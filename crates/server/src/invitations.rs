@@ -1,0 +1,222 @@
+//! Invitations (SPEC §3, talkd's model done right): the server forwards
+//! "alice wants to talk" to bob, and hands each side the other's address and
+//! key only when bob says yes. A "no", an expiry, or either side leaving ends
+//! the invitation, and the inviter learns nothing.
+//!
+//! Each invitation is bound to the two *sessions* that made and received it:
+//! if either logs in again elsewhere, the old invitation cannot be answered
+//! on the new session's behalf. Expiry runs on tokio time, so tests can pause
+//! the clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use p2p_proto::limits::{INVITES_PER_WINDOW, INVITE_WINDOW};
+use p2p_proto::time;
+use p2p_proto::wire::{Contact, InviteEnd, ServerEvent, ServerMsg};
+use tokio::time::Instant;
+
+use crate::presence::Presence;
+
+/// Why an invite or answer was refused: `(code, message)` for `Reply::Error`.
+pub type Refused = (&'static str, String);
+
+#[derive(Debug, Clone)]
+struct Invite {
+    from: String,
+    from_session: u64,
+    to: String,
+    to_session: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next_id: u64,
+    open: HashMap<u64, Invite>,
+    recent: HashMap<String, VecDeque<Instant>>,
+}
+
+/// Open invitations.
+#[derive(Debug)]
+pub struct Invitations {
+    ttl: Duration,
+    inner: Mutex<Inner>,
+}
+
+fn event(event: ServerEvent) -> ServerMsg {
+    ServerMsg::Event { event }
+}
+
+impl Invitations {
+    /// Invitations that expire after `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        Invitations {
+            ttl,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// `from` (on session `from_session`) invites `to`. Returns the id and
+    /// expiry (Unix ms); the invitee has been told.
+    pub fn invite(
+        self: &Arc<Self>,
+        presence: &Arc<Presence>,
+        from: &str,
+        from_session: u64,
+        to: &str,
+    ) -> Result<(u64, i64), Refused> {
+        if from == to {
+            return Err(("bad_request", "you cannot invite yourself".into()));
+        }
+        let now = Instant::now();
+        let mut inner = self.inner.lock().expect("invitations poisoned");
+        let recent = inner.recent.entry(from.to_string()).or_default();
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= INVITE_WINDOW)
+        {
+            recent.pop_front();
+        }
+        if recent.len() >= INVITES_PER_WINDOW as usize {
+            let wait = INVITE_WINDOW.saturating_sub(now.duration_since(recent[0]));
+            return Err((
+                "rate_limited",
+                format!(
+                    "too many invitations; try again in {}s",
+                    wait.as_secs().max(1)
+                ),
+            ));
+        }
+        let not_online = || ("not_online", format!("{to} is not online"));
+        let (to_session, _) = presence.contact(to).ok_or_else(not_online)?;
+        inner.next_id += 1;
+        let id = inner.next_id;
+        let expires_ms = time::now_ms() + self.ttl.as_millis() as i64;
+        let msg = event(ServerEvent::Invitation {
+            invite: id,
+            from: from.to_string(),
+            expires_ms,
+        });
+        if !presence.push(to, to_session, msg) {
+            return Err(not_online());
+        }
+        inner
+            .recent
+            .entry(from.to_string())
+            .or_default()
+            .push_back(now);
+        let invite = Invite {
+            from: from.to_string(),
+            from_session,
+            to: to.to_string(),
+            to_session,
+        };
+        inner.open.insert(id, invite);
+        drop(inner);
+        let (me, presence) = (self.clone(), presence.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(me.ttl).await;
+            me.end(&presence, id, InviteEnd::Expired);
+        });
+        Ok((id, expires_ms))
+    }
+
+    /// Ends `id` without a session, telling both sides.
+    fn end(&self, presence: &Presence, id: u64, reason: InviteEnd) {
+        let Some(inv) = self
+            .inner
+            .lock()
+            .expect("invitations poisoned")
+            .open
+            .remove(&id)
+        else {
+            return;
+        };
+        tracing::debug!(invite = id, from = %inv.from, to = %inv.to, ?reason, "invitation ended");
+        presence.push(
+            &inv.from,
+            inv.from_session,
+            event(ServerEvent::Declined {
+                invite: id,
+                to: inv.to.clone(),
+                reason,
+            }),
+        );
+        presence.push(
+            &inv.to,
+            inv.to_session,
+            event(ServerEvent::InvitationClosed { invite: id, reason }),
+        );
+    }
+
+    /// `me` (on session `session`) answers invitation `id`. On acceptance
+    /// returns the inviter's contact, and the inviter has been sent ours.
+    pub fn answer(
+        &self,
+        presence: &Presence,
+        me: &str,
+        session: u64,
+        id: u64,
+        accept: bool,
+    ) -> Result<Option<Contact>, Refused> {
+        let inv = {
+            let mut inner = self.inner.lock().expect("invitations poisoned");
+            match inner.open.get(&id) {
+                Some(inv) if inv.to == me && inv.to_session == session => {
+                    inner.open.remove(&id).expect("present")
+                }
+                _ => return Err(("no_invitation", format!("no open invitation {id} for you"))),
+            }
+        };
+        if !accept {
+            presence.push(
+                &inv.from,
+                inv.from_session,
+                event(ServerEvent::Declined {
+                    invite: id,
+                    to: inv.to,
+                    reason: InviteEnd::Rejected,
+                }),
+            );
+            return Ok(None);
+        }
+        let inviter = presence
+            .contact(&inv.from)
+            .filter(|(s, _)| *s == inv.from_session);
+        let (Some((_, inviter)), Some((_, mine))) = (inviter, presence.contact(me)) else {
+            return Err(("not_online", format!("{} is no longer online", inv.from)));
+        };
+        if !presence.push(
+            &inv.from,
+            inv.from_session,
+            event(ServerEvent::Accepted {
+                invite: id,
+                contact: mine,
+            }),
+        ) {
+            return Err(("not_online", format!("{} is no longer online", inv.from)));
+        }
+        tracing::info!(invite = id, from = %inv.from, to = %inv.to, "invitation accepted");
+        Ok(Some(inviter))
+    }
+
+    /// A session ended: its open invitations end too ("offline").
+    pub fn session_ended(&self, presence: &Presence, user: &str, session: u64) {
+        let ids: Vec<u64> = {
+            let inner = self.inner.lock().expect("invitations poisoned");
+            inner
+                .open
+                .iter()
+                .filter(|(_, i)| {
+                    (i.from == user && i.from_session == session)
+                        || (i.to == user && i.to_session == session)
+                })
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        for id in ids {
+            self.end(presence, id, InviteEnd::Offline);
+        }
+    }
+}
