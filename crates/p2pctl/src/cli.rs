@@ -44,6 +44,63 @@ enum Cmd {
     Logout,
     /// List online users.
     List,
+    /// Ask USER for a session and wait for the answer (exit 5 if refused or unanswered).
+    Connect {
+        /// Whom to ask.
+        user: String,
+        /// How long to wait for the answer (default: the invitation's 60s life).
+        #[arg(long, value_name = "DURATION", value_parser = p2p_proto::time::parse_duration)]
+        timeout: Option<std::time::Duration>,
+        /// Return once the invitation is sent.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// List invitations waiting for your answer.
+    Requests,
+    /// Accept USER's invitation; waits until their daemon connects.
+    Accept {
+        /// The inviter.
+        user: String,
+    },
+    /// Reject USER's invitation.
+    Reject {
+        /// The inviter.
+        user: String,
+    },
+    /// List open peer sessions.
+    Sessions,
+    /// Send a message (returns once the peer stored it); `-` sends each stdin line.
+    Send {
+        /// The peer.
+        user: String,
+        /// The message (words are joined with spaces), or `-`.
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        text: Vec<String>,
+    },
+    /// Close the session with USER.
+    Disconnect {
+        /// The peer.
+        user: String,
+    },
+    /// Show new messages (and mark them read).
+    Inbox {
+        /// Read ones too.
+        #[arg(long)]
+        all: bool,
+        /// Only from this user.
+        #[arg(long, value_name = "USER")]
+        from: Option<String>,
+        /// Keep printing new messages as they arrive.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Print events as they happen (requests, sessions, messages, server state).
+    Watch,
+    /// Talk with USER: stdin lines go out, their lines come in.
+    Chat {
+        /// The peer (asked for a session first if there is none).
+        user: String,
+    },
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         /// Target shell.
@@ -83,5 +140,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Register(opts) => commands::login::register(opts, connect, json),
         Cmd::Logout => commands::logout::run(&mut connect()?, json),
         Cmd::List => commands::list::run(&mut connect()?, json),
+        Cmd::Connect {
+            user,
+            timeout,
+            no_wait,
+        } => commands::peers::connect(&mut connect()?, user, timeout, no_wait, json),
+        Cmd::Requests => commands::peers::requests(&mut connect()?, json),
+        Cmd::Accept { user } => commands::peers::answer(&mut connect()?, user, true, json),
+        Cmd::Reject { user } => commands::peers::answer(&mut connect()?, user, false, json),
+        Cmd::Sessions => commands::peers::sessions(&mut connect()?, json),
+        Cmd::Send { user, text } => commands::send::run(&mut connect()?, user, text, json),
+        Cmd::Disconnect { user } => commands::peers::disconnect(&mut connect()?, user, json),
+        Cmd::Inbox { all, from, follow } => {
+            commands::inbox::inbox(&mut connect()?, all, from, follow, json)
+        }
+        Cmd::Watch => commands::inbox::watch(&mut connect()?, json),
+        Cmd::Chat { user } => commands::inbox::chat(&socket_path(cli.socket.clone()), user, json),
     }
 }

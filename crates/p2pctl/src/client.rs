@@ -89,6 +89,15 @@ impl Client {
     }
 }
 
+impl Client {
+    /// After `watch` or `inbox --follow`: the next event line, parsed.
+    pub fn next_event(&mut self) -> Result<serde_json::Value, Failure> {
+        let line = self.read_line()?;
+        serde_json::from_str(&line)
+            .map_err(|e| Failure::Other(format!("unreadable event from p2pd: {e}")))
+    }
+}
+
 /// Builds a [`CtlError`]-carrying failure for a result that did not parse.
 pub fn unexpected(e: serde_json::Error) -> Failure {
     Failure::Ctl(CtlError::new(

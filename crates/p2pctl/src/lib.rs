@@ -38,7 +38,7 @@ impl Failure {
             Failure::NoDaemon(..) => 3,
             Failure::Other(_) => 1,
             Failure::Ctl(e) => match e.code {
-                ErrorCode::BadRequest => 2,
+                ErrorCode::BadRequest | ErrorCode::TooLarge => 2,
                 ErrorCode::NotLoggedIn | ErrorCode::ServerUnreachable => 4,
                 ErrorCode::Rejected | ErrorCode::Timeout => 5,
                 ErrorCode::NotOnline | ErrorCode::NoSession => 6,

@@ -388,3 +388,49 @@ fn passwd_invalidates_saved_sessions() {
         (alice.login(&server, "alice", "new-alice-password").0 == 0).then_some(())
     });
 }
+
+#[test]
+fn a_failed_login_keeps_the_working_session() {
+    let server = TestServer::start(&[]);
+    server.add_user("alice", "alice-password");
+    let mut alice = online(&server, "alice", "alice-password");
+    // A malformed pin is refused before anything is touched.
+    let (code, e) = alice.authenticate(
+        "login",
+        &server.address(),
+        "alice",
+        "alice-password",
+        &["--fingerprint", "nonsense"],
+    );
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (2, Some("bad_request"))
+    );
+    // A wrong password: refused, and the session that worked still works.
+    let (code, e) = alice.login(&server, "alice", "wrong-password");
+    assert_eq!(e["error"]["code"], "auth_failed");
+    assert_ne!(code, 0);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("still logged in"),
+        "{e}"
+    );
+    assert_eq!(alice.state(), "online");
+    let (code, list) = alice.ctl_json(&["list"]);
+    assert_eq!((code, names(&list)), (0, vec!["alice".to_string()]));
+    // Logging out twice: the second time there is nobody to log out.
+    assert_eq!(alice.ctl_json(&["logout"]).1["user"], "alice");
+    assert_eq!(alice.ctl_json(&["logout"]).1["user"], Value::Null);
+    let s = alice.status();
+    assert_eq!(
+        (s["server"]["user"].clone(), s["server"]["address"].clone()),
+        (Value::Null, Value::Null)
+    );
+    // A failed login while logged out leaves nothing that logs in by itself.
+    let (code, _) = alice.login(&server, "alice", "wrong-password");
+    assert_ne!(code, 0);
+    alice.restart();
+    assert_eq!(alice.state(), "logged_out");
+}

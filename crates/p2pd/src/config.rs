@@ -35,6 +35,9 @@ pub struct FileConfig {
     /// Reconnect delay cap, e.g. "60s".
     #[serde(default, with = "humantime_serde_opt")]
     pub reconnect_max: Option<Duration>,
+    /// Users whose invitations are accepted without asking.
+    #[serde(default)]
+    pub auto_accept: Vec<String>,
 }
 
 mod humantime_serde_opt {
@@ -65,6 +68,8 @@ pub struct DaemonConfig {
     pub reconnect_min: Duration,
     /// Reconnect delay cap.
     pub reconnect_max: Duration,
+    /// Users whose invitations are accepted without asking.
+    pub auto_accept: Vec<String>,
 }
 
 /// Flag values that override the file.
@@ -129,6 +134,7 @@ impl DaemonConfig {
             log_level: o.log_level.or(file.log_level),
             reconnect_min,
             reconnect_max,
+            auto_accept: file.auto_accept,
         })
     }
 }

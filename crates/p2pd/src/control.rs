@@ -171,9 +171,62 @@ async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationT
         if let ctl::Command::Watch = req.cmd {
             return watch(conn, id, &daemon, &shutdown).await;
         }
+        if let ctl::Command::Inbox {
+            follow: true, from, ..
+        } = &req.cmd
+        {
+            // Subscribe before reading the list, so nothing falls in between.
+            let events = daemon.events.subscribe();
+            let from = from.clone();
+            let result = handlers::handle(&daemon, req.cmd).await;
+            let listed = result.is_ok();
+            let last = result
+                .as_ref()
+                .ok()
+                .and_then(|v| v["messages"].as_array()?.last()?["seq"].as_u64())
+                .unwrap_or(0);
+            if conn.send(respond(id, result)).await.is_err() || !listed {
+                return;
+            }
+            return follow(conn, events, from, last, &daemon, &shutdown).await;
+        }
         let result = handlers::handle(&daemon, req.cmd).await;
         if conn.send(respond(id, result)).await.is_err() {
             return;
+        }
+    }
+}
+
+/// `inbox --follow`: after the list, every new message (from `from`, if
+/// given) as a `message` event, marked read as it is written.
+async fn follow(
+    mut conn: CtlConn,
+    mut events: tokio::sync::broadcast::Receiver<Event>,
+    from: Option<String>,
+    listed_upto: u64,
+    daemon: &Daemon,
+    shutdown: &CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            line = conn.next() => if matches!(line, None | Some(Err(_))) { return },
+            event = events.recv() => match event {
+                Ok(Event::Message(e)) if e.seq > listed_upto && from.as_deref().is_none_or(|f| f == e.from) => {
+                    let seq = e.seq;
+                    if conn.send(CtlOut::Event(Event::Message(e))).await.is_err() {
+                        return;
+                    }
+                    if let Err(err) = daemon.peers.inbox.mark_read(seq) {
+                        warn!(cause = %err, "cannot mark a followed message read");
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    warn!(missed = n, "inbox follower too slow; it will find them with p2pctl inbox");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
         }
     }
 }

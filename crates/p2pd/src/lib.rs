@@ -18,6 +18,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod handlers;
+pub mod inbox;
 pub mod link;
 pub mod peer;
 pub mod state;
@@ -46,6 +47,8 @@ pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 pub struct Daemon {
     /// The server session.
     pub link: link::LinkHandle,
+    /// Peer sessions, invitations and the inbox.
+    pub peers: Arc<peer::Peers>,
     /// Where the peer listener is bound.
     pub peer_listen: SocketAddr,
     /// Our X25519 public key, hex.
@@ -76,7 +79,19 @@ pub async fn run(
     let control = control::bind(&cfg.socket)?;
 
     let (events, _) = broadcast::channel(EVENT_BUFFER);
+    let inbox = inbox::Inbox::open(&cfg.state_dir)?;
+    let private_key = hex::decode(identity.private.expose())
+        .map_err(|_| DaemonError::Config("identity.json: private key is not hex".into()))?;
+    let peers = peer::Peers::new(
+        private_key,
+        state.clone(),
+        inbox,
+        events.clone(),
+        cfg.auto_accept.clone(),
+        shutdown.clone(),
+    );
     let link_cfg = link::LinkConfig {
+        peers: peers.clone(),
         backoff: backoff::Backoff {
             min: cfg.reconnect_min,
             max: cfg.reconnect_max,
@@ -90,6 +105,7 @@ pub async fn run(
     let (link, link_task) = link::spawn(link_cfg, state, events.clone(), shutdown.clone());
     let daemon = Arc::new(Daemon {
         link,
+        peers: peers.clone(),
         peer_listen,
         public_key: identity.public,
         events,
@@ -99,7 +115,7 @@ pub async fn run(
     ready(&daemon);
     tokio::join!(
         control::serve(control, daemon.clone(), shutdown.clone()),
-        peer::serve(peer, shutdown.clone()),
+        peer::serve(peer, peers),
     );
     let _ = link_task.await;
     let _ = std::fs::remove_file(&cfg.socket);

@@ -4,6 +4,8 @@
 //! - `identity.json`: the long-term X25519 key pair, made on first start.
 //! - `session.json`: server, user and resume token of the saved login.
 //! - `known_servers.json`: pinned certificate fingerprint per server.
+//! - `known_peers.json`: the last public key seen per peer user.
+//! - `inbox.db`: the inbox (see [`crate::inbox`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -126,6 +128,24 @@ impl StateDir {
         let mut pins: BTreeMap<String, String> = read_json(&path)?.unwrap_or_default();
         pins.insert(server.to_string(), fingerprint.to_string());
         write_json(&path, &pins)
+    }
+}
+
+impl StateDir {
+    /// The public key we last saw for `user` (from the server, at an
+    /// accepted invitation).
+    pub fn known_key(&self, user: &str) -> Result<Option<String>> {
+        let keys: BTreeMap<String, String> =
+            read_json(&self.path("known_peers.json"))?.unwrap_or_default();
+        Ok(keys.get(user).cloned())
+    }
+
+    /// Remembers `key` for `user`.
+    pub fn set_known_key(&self, user: &str, key: &str) -> Result<()> {
+        let path = self.path("known_peers.json");
+        let mut keys: BTreeMap<String, String> = read_json(&path)?.unwrap_or_default();
+        keys.insert(user.to_string(), key.to_string());
+        write_json(&path, &keys)
     }
 }
 

@@ -71,6 +71,57 @@ pub enum Command {
     List,
     /// Turn this connection into an [`Event`] stream → [`Watching`].
     Watch,
+    /// Invite a user to a peer session → [`ConnectDone`].
+    Connect {
+        /// Whom to invite.
+        user: String,
+        /// How long to wait for the answer (default: the invitation's life).
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+        /// Return once the invitation is sent, without waiting.
+        #[serde(default)]
+        no_wait: bool,
+    },
+    /// Invitations waiting for our answer → [`RequestList`].
+    Requests,
+    /// Accept a user's invitation → [`Answered`].
+    Accept {
+        /// The inviter.
+        user: String,
+    },
+    /// Reject a user's invitation → [`Answered`].
+    Reject {
+        /// The inviter.
+        user: String,
+    },
+    /// Open peer sessions → [`SessionList`].
+    Sessions,
+    /// Send messages over a session, in order → [`SentList`] once the peer
+    /// stored and acknowledged every one.
+    Send {
+        /// The peer.
+        user: String,
+        /// One or more messages (UTF-8, each at most 64 KiB).
+        texts: Vec<String>,
+    },
+    /// Close a peer session → [`Disconnected`].
+    Disconnect {
+        /// The peer.
+        user: String,
+    },
+    /// Stored messages → [`InboxList`]; unread ones become read.
+    Inbox {
+        /// Read ones too.
+        #[serde(default)]
+        all: bool,
+        /// Only from this user.
+        #[serde(default)]
+        from: Option<String>,
+        /// After the list, stream new entries as `message` events (and mark
+        /// them read) on this connection.
+        #[serde(default)]
+        follow: bool,
+    },
 }
 
 /// Arguments of `login` and `register`.
@@ -155,6 +206,10 @@ pub enum ErrorCode {
     VersionMismatch,
     /// Too many requests of this kind; try again later.
     RateLimited,
+    /// `accept`/`reject` for a user who has not invited us.
+    NoRequest,
+    /// A message or broadcast over its size limit.
+    TooLarge,
     /// The caller is not the daemon's user (or root).
     PermissionDenied,
     /// The daemon failed internally.
@@ -266,6 +321,133 @@ pub struct Watching {
     pub watching: bool,
 }
 
+/// One peer session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SessionInfo {
+    /// The other user.
+    pub peer: String,
+    /// When it was established (RFC 3339).
+    pub since: String,
+    /// Whether we invited.
+    pub initiator: bool,
+}
+
+/// Result of `connect`: the session, or (with `no_wait`) the invitation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ConnectDone {
+    /// The session, once established.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected: Option<SessionInfo>,
+    /// The invitation, when not waiting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invited: Option<PendingRequest>,
+}
+
+/// An invitation (ours to answer in `requests`; theirs with `--no-wait`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct PendingRequest {
+    /// The inviter (in `requests`) or the invitee (after `connect`).
+    #[serde(alias = "peer")]
+    pub from: String,
+    /// When it expires (RFC 3339).
+    pub expires_at: String,
+}
+
+/// Result of `requests`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct RequestList {
+    /// Oldest first.
+    pub requests: Vec<PendingRequest>,
+}
+
+/// Result of `accept` / `reject`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Answered {
+    /// The inviter.
+    pub peer: String,
+    /// Whether we accepted.
+    pub accepted: bool,
+    /// The session, when accepting and the inviter dialled in.
+    #[serde(default)]
+    pub session: Option<SessionInfo>,
+}
+
+/// Result of `sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SessionList {
+    /// By peer name.
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// One acknowledged message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SentMessage {
+    /// The peer.
+    pub to: String,
+    /// Its id within the session.
+    pub id: u64,
+}
+
+/// Result of `send`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SentList {
+    /// In sending order.
+    pub sent: Vec<SentMessage>,
+}
+
+/// Result of `disconnect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Disconnected {
+    /// The peer.
+    pub disconnected: String,
+}
+
+/// Kinds of inbox entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "snake_case")]
+pub enum InboxKind {
+    /// From a peer session.
+    Message,
+    /// From the server's broadcast.
+    Broadcast,
+}
+
+/// One inbox entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct InboxEntry {
+    /// Message or broadcast.
+    pub kind: InboxKind,
+    /// The sender.
+    pub from: String,
+    /// The text, exactly as sent.
+    pub text: String,
+    /// The sender's id for it.
+    pub id: u64,
+    /// When it was sent (RFC 3339).
+    pub at: String,
+    /// Its position in this inbox (increasing).
+    pub seq: u64,
+}
+
+/// Result of `inbox`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct InboxList {
+    /// Oldest first.
+    pub messages: Vec<InboxEntry>,
+}
+
 /// Events written to `watch` connections, one per line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
@@ -273,6 +455,35 @@ pub struct Watching {
 pub enum Event {
     /// The server session changed state.
     Server(ServerStatus),
+    /// Someone invites us; answer with `accept` or `reject`.
+    Request(PendingRequest),
+    /// A peer session is up.
+    Connected(SessionInfo),
+    /// Our invitation was refused, expired, or the invitee left.
+    Rejected {
+        /// The invitee.
+        peer: String,
+        /// `rejected`, `expired` or `offline`.
+        reason: String,
+    },
+    /// A message arrived (already stored in the inbox).
+    Message(InboxEntry),
+    /// A peer session ended.
+    Disconnected {
+        /// The peer.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server gave a different key for a user than we saw before.
+    KeyChanged {
+        /// The user.
+        peer: String,
+        /// The key we knew.
+        old_key: String,
+        /// The key we were given.
+        new_key: String,
+    },
 }
 
 #[cfg(test)]

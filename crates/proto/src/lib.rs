@@ -15,6 +15,7 @@ pub mod names;
 #[cfg(feature = "prompt")]
 pub mod password;
 pub mod paths;
+pub mod peer;
 pub mod secret;
 #[cfg(feature = "service")]
 pub mod signals;

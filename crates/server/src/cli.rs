@@ -73,7 +73,11 @@ enum Command {
     #[command(subcommand)]
     User(UserCommand),
     /// Print the TLS certificate fingerprint clients will pin.
-    Fingerprint,
+    Fingerprint {
+        /// The certificate the server runs with, if not the generated one.
+        #[arg(long, value_name = "FILE")]
+        tls_cert: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,8 +150,15 @@ fn dispatch(cli: Cli) -> Result<()> {
         || p2p_proto::fsutil::ensure_private_dir(&dir).map_err(ServerError::file(&dir));
     match cli.command {
         None => serve(cli.serve, dir, cli.log_level),
-        Some(Command::Fingerprint) => {
-            println!("{}", crate::tls::fingerprint(&TlsSource::SelfSigned, &dir)?);
+        Some(Command::Fingerprint { tls_cert }) => {
+            let source = match tls_cert {
+                Some(cert) => TlsSource::Files {
+                    key: cert.clone(),
+                    cert,
+                },
+                None => TlsSource::SelfSigned,
+            };
+            println!("{}", crate::tls::fingerprint(&source, &dir)?);
             Ok(())
         }
         Some(Command::User(cmd)) => {

@@ -1,8 +1,11 @@
 //! One file per subcommand.
 
+pub mod inbox;
 pub mod list;
 pub mod login;
 pub mod logout;
+pub mod peers;
+pub mod send;
 pub mod status;
 
 use serde::de::DeserializeOwned;

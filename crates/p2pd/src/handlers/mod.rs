@@ -1,9 +1,16 @@
 //! One handler per control command. Each takes the daemon and its arguments
 //! and returns the command's result document (SPEC Appendix A).
 
+mod answer;
+mod connect;
+mod disconnect;
+mod inbox;
 mod list;
 mod login;
 mod logout;
+mod requests;
+mod send;
+mod sessions;
 mod status;
 
 use p2p_proto::ctl::{Command, CtlError, ErrorCode};
@@ -19,6 +26,18 @@ pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<serde_json::Value, 
         Command::Register(args) => to_json(login::run(daemon, args, true).await?),
         Command::Logout => to_json(logout::run(daemon).await?),
         Command::List => to_json(list::run(daemon).await?),
+        Command::Connect {
+            user,
+            timeout_ms,
+            no_wait,
+        } => to_json(connect::run(daemon, user, timeout_ms, no_wait).await?),
+        Command::Requests => to_json(requests::run(daemon)),
+        Command::Accept { user } => to_json(answer::run(daemon, user, true).await?),
+        Command::Reject { user } => to_json(answer::run(daemon, user, false).await?),
+        Command::Sessions => to_json(sessions::run(daemon)),
+        Command::Send { user, texts } => to_json(send::run(daemon, user, texts).await?),
+        Command::Disconnect { user } => to_json(disconnect::run(daemon, user).await?),
+        Command::Inbox { all, from, .. } => to_json(inbox::run(daemon, all, from).await?),
         Command::Watch => Err(CtlError::new(
             ErrorCode::BadRequest,
             "watch is handled by the connection",

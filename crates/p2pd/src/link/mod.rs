@@ -30,9 +30,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::backoff::Backoff;
+use crate::peer::Peers;
 use crate::state::{SavedSession, StateDir};
 pub use connect::Creds;
 use connect::{Failure, LoggedIn, ServerConn};
+use std::sync::Arc;
 
 /// Commands waiting for the link task; more than this and callers wait.
 pub const COMMAND_QUEUE: usize = 64;
@@ -139,6 +141,8 @@ pub struct LinkConfig {
     pub backoff: Backoff,
     /// Peer listener details sent at login.
     pub peer: PeerInfo,
+    /// Where invitation events go.
+    pub peers: Arc<Peers>,
 }
 
 /// Starts the link task; it logs in from the saved session if there is one.
@@ -175,7 +179,12 @@ pub fn spawn(
     };
     let (status_tx, status_rx) = watch::channel(initial);
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+    let handle = LinkHandle {
+        cmds: cmd_tx,
+        status: status_rx,
+    };
     let task = Link {
+        handle: handle.clone(),
         cfg,
         state,
         cmds: cmd_rx,
@@ -188,13 +197,7 @@ pub fn spawn(
         pending: HashMap::new(),
     };
     let join = tokio::spawn(task.run());
-    (
-        LinkHandle {
-            cmds: cmd_tx,
-            status: status_rx,
-        },
-        join,
-    )
+    (handle, join)
 }
 
 /// Why the online phase ended.
@@ -205,17 +208,21 @@ enum Ended {
     Lost(String),
     /// The server said not to come back (replaced, account removed).
     Stopped(ServerState, String),
-    /// A new `login` arrived.
+    /// A new `login` arrived (with the current connection, kept in case the
+    /// new login fails).
     Login(
         LoginArgs,
         bool,
         oneshot::Sender<Result<LoginDone, CtlError>>,
+        Option<Box<ServerConn>>,
     ),
     /// `logout` arrived and was carried out.
     LoggedOut(oneshot::Sender<LogoutDone>),
 }
 
 struct Link {
+    /// Our own handle, for the invitation logic that answers through us.
+    handle: LinkHandle,
     cfg: LinkConfig,
     state: StateDir,
     cmds: mpsc::Receiver<LinkCmd>,
@@ -264,7 +271,9 @@ impl Link {
                         s.last_error = Some(why);
                     });
                 }
-                Ended::Login(args, register, reply) => self.login(args, register, reply).await,
+                Ended::Login(args, register, reply, previous) => {
+                    self.login(args, register, reply, previous).await
+                }
                 Ended::LoggedOut(reply) => self.logged_out(reply),
             }
         }
@@ -282,7 +291,7 @@ impl Link {
             }
             cmd = self.cmds.recv() => match cmd {
                 None => Some(Ended::Shutdown),
-                Some(LinkCmd::Login { args, register, reply }) => Some(Ended::Login(args, register, reply)),
+                Some(LinkCmd::Login { args, register, reply }) => Some(Ended::Login(args, register, reply, None)),
                 Some(LinkCmd::Logout { reply }) => Some(Ended::LoggedOut(reply)),
                 Some(LinkCmd::Request { reply, .. }) => {
                     let _ = reply.send(Err(self.not_online()));
@@ -344,9 +353,9 @@ impl Link {
 
     fn fatal(&mut self, e: CtlError) {
         warn!(code = ?e.code, reason = %e.message, "login refused; not retrying");
-        if e.code == ErrorCode::NotLoggedIn {
-            self.forget_token();
-        }
+        // Whatever was saved must not log in by itself after a restart:
+        // the user has to decide (and log in) again.
+        self.forget_token();
         self.creds = None;
         self.set(|s| {
             s.state = ServerState::LoggedOut;
@@ -400,12 +409,17 @@ impl Link {
         }
     }
 
+    /// Logs in with new credentials. If that fails while an earlier session
+    /// is still up (`previous`), the earlier session is kept as it was: a
+    /// mistyped password must not cost a working session.
     async fn login(
         &mut self,
         args: LoginArgs,
         register: bool,
         reply: oneshot::Sender<Result<LoginDone, CtlError>>,
+        previous: Option<Box<ServerConn>>,
     ) {
+        let before = (self.creds.clone(), self.status.borrow().clone());
         let server = wire::server_address(&args.server);
         let explicit = match args.fingerprint.as_deref().map(wire::normalize_fingerprint) {
             Some(None) => {
@@ -442,7 +456,24 @@ impl Link {
             s.next_retry_at = None;
         });
         let creds = self.creds.clone().expect("just set");
-        let result = match connect::attempt(&creds, &self.cfg.peer).await {
+        let attempt = connect::attempt(&creds, &self.cfg.peer).await;
+        if let (Err(failure), Some(conn)) = (&attempt, previous) {
+            let e = match failure {
+                Failure::Fatal(e) => e.clone(),
+                Failure::Retry { why, .. } => {
+                    CtlError::new(ErrorCode::ServerUnreachable, why.clone())
+                }
+            };
+            warn!(reason = %e.message, "new login failed; keeping the current session");
+            let (creds, status) = before;
+            self.creds = creds;
+            self.conn = Some(*conn);
+            self.set(|s| *s = status);
+            let message = format!("{} (still logged in as before)", e.message);
+            let _ = reply.send(Err(CtlError::new(e.code, message)));
+            return;
+        }
+        let result = match attempt {
             Ok(ok) => {
                 let fingerprint = ok.fingerprint.clone();
                 self.went_online(ok);
@@ -479,6 +510,8 @@ impl Link {
         }
         self.set(|s| {
             s.state = ServerState::LoggedOut;
+            s.server = None;
+            s.user = None;
             s.attempt = 0;
             s.next_retry_at = None;
             s.since_ms = None;
@@ -534,8 +567,7 @@ impl Link {
                         }
                     }
                     Some(LinkCmd::Login { args, register, reply }) => {
-                        let _ = timeout(WRITE_TIMEOUT, conn.close()).await;
-                        return Ended::Login(args, register, reply);
+                        return Ended::Login(args, register, reply, Some(Box::new(conn)));
                     }
                     Some(LinkCmd::Logout { reply }) => {
                         // Best effort: the token is forgotten locally either way.
@@ -557,6 +589,7 @@ impl Link {
                                     return Ended::Lost(e);
                                 }
                             }
+                            ServerMsg::Event { event } => self.cfg.peers.clone().server_event(event, &self.handle),
                             ServerMsg::Reply { id, reply } => {
                                 if let Some(tx) = self.pending.remove(&id) {
                                     let _ = tx.send(Ok(reply));

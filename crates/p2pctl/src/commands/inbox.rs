@@ -1,0 +1,170 @@
+//! `inbox`, `watch` and `chat`: reading what arrives.
+
+use std::io::BufRead;
+
+use p2p_proto::ctl::{Command, InboxEntry, InboxKind, InboxList};
+
+use crate::client::Client;
+use crate::Failure;
+
+/// `HH:MM:SS` of an RFC 3339 UTC time, for people.
+fn clock(at: &str) -> &str {
+    at.get(11..19).unwrap_or(at)
+}
+
+fn line(e: &InboxEntry) -> String {
+    match e.kind {
+        InboxKind::Message => format!(
+            "{} {}  {}: {}",
+            &e.at.get(..10).unwrap_or(""),
+            clock(&e.at),
+            e.from,
+            e.text
+        ),
+        InboxKind::Broadcast => format!(
+            "{} {}  [broadcast] {}: {}",
+            &e.at.get(..10).unwrap_or(""),
+            clock(&e.at),
+            e.from,
+            e.text
+        ),
+    }
+}
+
+/// `inbox [--all] [--from USER] [--follow]`.
+pub fn inbox(
+    c: &mut Client,
+    all: bool,
+    from: Option<String>,
+    follow: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    let doc = c.call(Command::Inbox { all, from, follow })?;
+    if !follow {
+        return super::print(doc, json, |l: InboxList| {
+            if l.messages.is_empty() {
+                println!("no {}messages", if all { "" } else { "new " });
+            }
+            for e in &l.messages {
+                println!("{}", line(e));
+            }
+        });
+    }
+    let list: InboxList = serde_json::from_value(doc).map_err(crate::client::unexpected)?;
+    for e in &list.messages {
+        print_entry(e, json);
+    }
+    loop {
+        let ev = c.next_event()?;
+        if let Ok(e) = serde_json::from_value::<InboxEntry>(ev.clone()) {
+            print_entry(&e, json);
+        }
+    }
+}
+
+fn print_entry(e: &InboxEntry, json: bool) {
+    if json {
+        println!("{}", serde_json::to_value(e).expect("serialises"));
+    } else {
+        println!("{}", line(e));
+    }
+}
+
+/// Describes an event for people.
+fn describe(ev: &serde_json::Value) -> String {
+    let s = |k: &str| ev[k].as_str().unwrap_or("").to_string();
+    match ev["event"].as_str().unwrap_or("") {
+        "server" => {
+            let mut t = format!("server: {}", s("state"));
+            if let Some(e) = ev["last_error"].as_str() {
+                t.push_str(&format!(" ({e})"));
+            }
+            t
+        }
+        "request" => format!(
+            "{} asks to talk (p2pctl accept {0} / reject {0}); expires {}",
+            s("from"),
+            s("expires_at")
+        ),
+        "connected" => format!("connected to {}", s("peer")),
+        "rejected" => format!("no session with {}: {}", s("peer"), s("reason")),
+        "message" => format!("{} {}: {}", clock(&s("at")), s("from"), s("text")),
+        "broadcast" => format!(
+            "{} [broadcast] {}: {}",
+            clock(&s("at")),
+            s("from"),
+            s("text")
+        ),
+        "disconnected" => format!("{} disconnected: {}", s("peer"), s("reason")),
+        "key_changed" => format!(
+            "WARNING: {}'s key changed from {} to {}",
+            s("peer"),
+            s("old_key"),
+            s("new_key")
+        ),
+        other => format!("{other}: {ev}"),
+    }
+}
+
+/// `watch`: events until interrupted.
+pub fn watch(c: &mut Client, json: bool) -> Result<(), Failure> {
+    c.call(Command::Watch)?;
+    loop {
+        let ev = c.next_event()?;
+        if json {
+            println!("{ev}");
+        } else {
+            println!("{}", describe(&ev));
+        }
+    }
+}
+
+/// `chat USER`: connects if needed, sends stdin lines, prints `USER`'s
+/// messages as they arrive; ends at end of input or when the session ends.
+pub fn chat(socket: &std::path::Path, user: String, json: bool) -> Result<(), Failure> {
+    let mut c = Client::connect(socket)?;
+    let sessions = c.call(Command::Sessions)?;
+    let open = sessions["sessions"]
+        .as_array()
+        .is_some_and(|v| v.iter().any(|s| s["peer"] == user.as_str()));
+    if !open {
+        eprintln!("asked {user}; waiting for an answer...");
+        c.call(Command::Connect {
+            user: user.clone(),
+            timeout_ms: None,
+            no_wait: false,
+        })?;
+    }
+    eprintln!("chatting with {user}; type lines, end with Ctrl-D");
+    let mut events = Client::connect(socket)?;
+    events.call(Command::Watch)?;
+    let peer = user.clone();
+    std::thread::spawn(move || loop {
+        let Ok(ev) = events.next_event() else {
+            std::process::exit(1)
+        };
+        let mine = ev["from"] == peer.as_str() || ev["peer"] == peer.as_str();
+        match ev["event"].as_str() {
+            Some("message") if mine => {
+                if json {
+                    println!("{ev}");
+                } else {
+                    println!("{}", describe(&ev));
+                }
+            }
+            Some("disconnected") if mine => {
+                eprintln!("{}", describe(&ev));
+                std::process::exit(6);
+            }
+            _ => {}
+        }
+    });
+    for line in std::io::stdin().lock().lines() {
+        let text = line.map_err(|e| Failure::Other(format!("cannot read stdin: {e}")))?;
+        c.call(Command::Send {
+            user: user.clone(),
+            texts: vec![text],
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! `send USER TEXT...` and `send USER -` (one message per stdin line).
+//!
+//! With `-`, lines are read on a thread and sent in batches: whatever has
+//! arrived while the previous batch was being acknowledged goes next, so a
+//! fast producer gets large batches (one disk sync and one ack each on the
+//! peer) and a slow one gets each line sent at once.
+
+use std::io::BufRead;
+use std::sync::mpsc;
+
+use p2p_proto::ctl::{Command, SentList};
+use p2p_proto::limits::{MAX_CTL_REQUEST, MAX_MESSAGE_BYTES};
+
+use crate::client::{unexpected, Client};
+use crate::Failure;
+
+/// Most lines in one `send` request.
+pub const MAX_BATCH_LINES: usize = 1000;
+/// Most text bytes in one request (the control line limit, with room for
+/// escaping).
+pub const MAX_BATCH_BYTES: usize = MAX_CTL_REQUEST / 8;
+
+/// Sends `texts` joined with spaces as one message, or stdin lines for `-`.
+pub fn run(c: &mut Client, user: String, texts: Vec<String>, json: bool) -> Result<(), Failure> {
+    if texts == ["-"] {
+        return stream(c, user, json);
+    }
+    let text = texts.join(" ");
+    let doc = c.call(Command::Send {
+        user,
+        texts: vec![text],
+    })?;
+    super::print(doc, json, |s: SentList| {
+        if let Some(m) = s.sent.first() {
+            println!("delivered to {} (message {})", m.to, m.id);
+        }
+    })
+}
+
+fn stream(c: &mut Client, user: String, json: bool) -> Result<(), Failure> {
+    let (tx, rx) = mpsc::sync_channel::<Result<String, String>>(MAX_BATCH_LINES);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let item = line.map_err(|e| format!("cannot read stdin: {e} (it must be UTF-8 text)"));
+            let stop = item.is_err();
+            if tx.send(item).is_err() || stop {
+                return;
+            }
+        }
+    });
+    let mut sent = SentList { sent: Vec::new() };
+    let mut number = 0usize;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        let mut bytes = 0;
+        while batch.len() < MAX_BATCH_LINES && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(line) => {
+                    bytes += line.as_ref().map_or(0, |l| l.len());
+                    batch.push(line);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut texts = Vec::with_capacity(batch.len());
+        for line in batch {
+            number += 1;
+            let line = line.map_err(Failure::Other)?;
+            if line.len() > MAX_MESSAGE_BYTES {
+                return Err(Failure::Usage(format!(
+                    "line {number} is {} bytes; the limit is {MAX_MESSAGE_BYTES} (earlier lines were delivered)",
+                    line.len()
+                )));
+            }
+            texts.push(line);
+        }
+        let doc = c.call(Command::Send {
+            user: user.clone(),
+            texts,
+        })?;
+        let got: SentList = serde_json::from_value(doc).map_err(unexpected)?;
+        sent.sent.extend(got.sent);
+    }
+    if json {
+        println!("{}", serde_json::to_value(&sent).expect("serialises"));
+    } else {
+        println!("delivered {} messages to {user}", sent.sent.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,293 @@
+//! Peer sessions end to end (SPEC §5): invitations through the real server,
+//! direct Noise links between real daemons, durable inboxes.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use p2p_testkit::{bin, wait_for, TestDaemon, TestServer, DEADLINE, FAST_RECONNECT};
+use serde_json::Value;
+
+/// A server with alice and bob (and carol) logged in.
+fn trio() -> (TestServer, TestDaemon, TestDaemon, TestDaemon) {
+    let server = TestServer::start(&[]);
+    let daemons: Vec<TestDaemon> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|u| {
+            server.add_user(u, &format!("{u}-password"));
+            let d = TestDaemon::start(FAST_RECONNECT);
+            assert_eq!(d.login(&server, u, &format!("{u}-password")).0, 0);
+            d
+        })
+        .collect();
+    let mut it = daemons.into_iter();
+    let (a, b, c) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
+    (server, a, b, c)
+}
+
+/// alice invites bob (--no-wait), bob sees the request and accepts.
+fn connect(alice: &TestDaemon, bob: &TestDaemon) {
+    let (code, doc) = alice.ctl_json(&["connect", "bob", "--no-wait"]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["invited"]["from"], "bob");
+    wait_for(DEADLINE, "bob's pending request", || {
+        let (_, r) = bob.ctl_json(&["requests"]);
+        (r["requests"].as_array()?.first()?["from"] == "alice").then_some(())
+    });
+    let (code, doc) = bob.ctl_json(&["accept", "alice"]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["session"]["peer"], "alice");
+    wait_for(DEADLINE, "alice's session", || {
+        let (_, s) = alice.ctl_json(&["sessions"]);
+        (s["sessions"].as_array()?.first()?["peer"] == "bob").then_some(())
+    });
+}
+
+fn inbox_texts(d: &TestDaemon, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["inbox"];
+    args.extend_from_slice(extra);
+    let (code, doc) = d.ctl_json(&args);
+    assert_eq!(code, 0, "{doc}");
+    doc["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn invite_accept_and_talk_both_ways_in_order() {
+    let (_server, alice, bob, _carol) = trio();
+    connect(&alice, &bob);
+    let (_, s) = alice.ctl_json(&["sessions"]);
+    assert_eq!(s["sessions"][0]["initiator"], true);
+    let (_, s) = bob.ctl_json(&["sessions"]);
+    assert_eq!(
+        (
+            s["sessions"][0]["peer"].as_str(),
+            s["sessions"][0]["initiator"].as_bool()
+        ),
+        (Some("alice"), Some(false))
+    );
+
+    let (code, sent) = alice.ctl_json(&["send", "bob", "hello", "bob"]);
+    assert_eq!(code, 0, "{sent}");
+    assert_eq!(sent["sent"][0]["to"], "bob");
+    assert_eq!(sent["sent"][0]["id"], 1);
+    assert_eq!(bob.ctl_json(&["send", "alice", "hi alice"]).0, 0);
+    assert_eq!(inbox_texts(&bob, &[]), ["hello bob"]);
+    assert_eq!(inbox_texts(&alice, &[]), ["hi alice"]);
+    assert!(
+        inbox_texts(&bob, &[]).is_empty(),
+        "read messages are not shown again"
+    );
+    assert_eq!(
+        inbox_texts(&bob, &["--all", "--from", "alice"]),
+        ["hello bob"]
+    );
+
+    // 1,000 streamed lines arrive complete and in order.
+    let lines: Vec<String> = (1..=1000).map(|i| format!("line {i}")).collect();
+    let out = alice.ctl_stdin(&["--json", "send", "bob", "-"], &(lines.join("\n") + "\n"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sent["sent"].as_array().unwrap().len(), 1000);
+    assert_eq!(inbox_texts(&bob, &[]), lines);
+    let status = bob.status();
+    assert_eq!(
+        (status["sessions"].as_u64(), status["unread"].as_u64()),
+        (Some(1), Some(0))
+    );
+}
+
+#[test]
+fn exact_bytes_and_the_size_limit() {
+    let (_server, alice, bob, _carol) = trio();
+    connect(&alice, &bob);
+    let big: String = "é😀x".repeat(60 * 1024 / 7);
+    assert!(big.len() > 60_000 && big.len() <= 65_536);
+    let tricky = "tabs\tquotes\"backslash\\ and \u{1} control, RTL \u{202e}, NUL-free";
+    for text in [big.as_str(), tricky] {
+        let (code, doc) = alice.ctl_json(&["send", "bob", text]);
+        assert_eq!(code, 0, "{doc}");
+    }
+    assert_eq!(inbox_texts(&bob, &[]), [big.clone(), tricky.to_string()]);
+    let too_big = "x".repeat(65 * 1024 + 1);
+    let (code, e) = alice.ctl_json(&["send", "bob", &too_big]);
+    assert_eq!(code, 2, "{e}");
+    assert_eq!(e["error"]["code"], "too_large");
+    assert!(
+        inbox_texts(&bob, &["--all"]).len() == 2,
+        "nothing of it was delivered"
+    );
+}
+
+#[test]
+fn rejected_unanswered_and_bad_requests() {
+    let (_server, alice, bob, carol) = trio();
+    // bob says no: alice exits 5 and has no session.
+    let mut waiting = Command::new(bin("p2pctl"));
+    let wait = alice_ctl(&alice, &mut waiting, &["--json", "connect", "bob"]);
+    wait_for(DEADLINE, "bob's request", || {
+        (bob.status()["pending"] == 1).then_some(())
+    });
+    let (code, doc) = bob.ctl_json(&["reject", "alice"]);
+    assert_eq!((code, doc["accepted"].as_bool()), (0, Some(false)));
+    let out = wait.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["error"]["code"], "rejected");
+    let (code, e) = alice.ctl_json(&["send", "bob", "hello?"]);
+    assert_eq!((code, e["error"]["code"].as_str()), (6, Some("no_session")));
+
+    // carol never answers: alice's connect times out with exit 5.
+    let (code, e) = alice.ctl_json(&["connect", "carol", "--timeout", "1s"]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (5, Some("timeout")),
+        "{e}"
+    );
+    assert_eq!(carol.status()["pending"], 1);
+
+    // Accepting or rejecting what was never asked is an error that changes nothing.
+    let (code, e) = bob.ctl_json(&["accept", "carol"]);
+    assert_eq!((code, e["error"]["code"].as_str()), (1, Some("no_request")));
+    let (code, e) = bob.ctl_json(&["reject", "nobody"]);
+    assert_eq!((code, e["error"]["code"].as_str()), (1, Some("no_request")));
+    // Inviting someone offline or unknown is exit 6 at once.
+    let (code, e) = alice.ctl_json(&["connect", "dave"]);
+    assert_eq!((code, e["error"]["code"].as_str()), (6, Some("not_online")));
+    let (code, _) = alice.ctl_json(&["connect", "alice"]);
+    assert_eq!(code, 2, "inviting yourself is refused");
+    let (code, _) = alice.ctl_json(&["disconnect", "bob"]);
+    assert_eq!(code, 6);
+}
+
+fn alice_ctl(alice: &TestDaemon, cmd: &mut Command, args: &[&str]) -> std::process::Child {
+    cmd.args(["--socket", alice.socket().to_str().unwrap()])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn watch_reports_request_connected_message_disconnected_in_order() {
+    let (_server, alice, bob, _carol) = trio();
+    let mut watch = Command::new(bin("p2pctl"));
+    let mut child = alice_ctl(&bob, &mut watch, &["--json", "watch"]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || -> Value { serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap() };
+    assert_eq!(next()["event"], "server", "current state first");
+    connect(&alice, &bob);
+    assert_eq!(alice.ctl_json(&["send", "bob", "one"]).0, 0);
+    assert_eq!(alice.ctl_json(&["send", "bob", "two"]).0, 0);
+    assert_eq!(alice.ctl_json(&["disconnect", "bob"]).0, 0);
+    let events: Vec<Value> = (0..5).map(|_| next()).collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["request", "connected", "message", "message", "disconnected"]
+    );
+    assert_eq!(events[0]["from"], "alice");
+    assert_eq!(events[1]["peer"], "alice");
+    assert_eq!(
+        (events[2]["text"].as_str(), events[3]["text"].as_str()),
+        (Some("one"), Some("two"))
+    );
+    assert_eq!(events[2]["from"], "alice");
+    assert!(humantime::parse_rfc3339(events[2]["at"].as_str().unwrap()).is_ok());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn sessions_survive_the_server_going_away() {
+    let (mut server, alice, bob, _carol) = trio();
+    connect(&alice, &bob);
+    server.kill9();
+    wait_for(DEADLINE, "alice to notice", || {
+        (alice.state() == "connecting").then_some(())
+    });
+    assert_eq!(alice.ctl_json(&["send", "bob", "server is down"]).0, 0);
+    assert_eq!(bob.ctl_json(&["send", "alice", "still here"]).0, 0);
+    server.restart();
+    alice.wait_state("online", DEADLINE);
+    assert_eq!(alice.ctl_json(&["send", "bob", "server is back"]).0, 0);
+    assert_eq!(inbox_texts(&bob, &[]), ["server is down", "server is back"]);
+    assert_eq!(inbox_texts(&alice, &[]), ["still here"]);
+}
+
+#[test]
+fn kill_9_keeps_every_acknowledged_message() {
+    let (_server, alice, mut bob, _carol) = trio();
+    connect(&alice, &bob);
+    let lines: Vec<String> = (1..=200).map(|i| format!("m{i}")).collect();
+    let out = alice.ctl_stdin(&["send", "bob", "-"], &(lines.join("\n") + "\n"));
+    assert_eq!(out.status.code(), Some(0));
+    bob.kill9();
+    wait_for(DEADLINE, "alice to see the session end", || {
+        let (_, s) = alice.ctl_json(&["sessions"]);
+        s["sessions"].as_array()?.is_empty().then_some(())
+    });
+    let (code, e) = alice.ctl_json(&["send", "bob", "anyone?"]);
+    assert_eq!((code, e["error"]["code"].as_str()), (6, Some("no_session")));
+    bob.restart();
+    assert_eq!(
+        inbox_texts(&bob, &[]),
+        lines,
+        "every acknowledged message survived kill -9"
+    );
+}
+
+#[test]
+fn auto_accept_and_key_memory() {
+    let server = TestServer::start(&[]);
+    server.add_user("alice", "alice-password");
+    server.add_user("bob", "bob-password");
+    let alice = TestDaemon::start(FAST_RECONNECT);
+    let bob = TestDaemon::start(&format!("{FAST_RECONNECT}auto_accept = [\"alice\"]\n"));
+    assert_eq!(alice.login(&server, "alice", "alice-password").0, 0);
+    assert_eq!(bob.login(&server, "bob", "bob-password").0, 0);
+    let (code, doc) = alice.ctl_json(&["connect", "bob", "--timeout", "20s"]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["connected"]["peer"], "bob");
+    let known: Value =
+        serde_json::from_slice(&std::fs::read(alice.state_dir().join("known_peers.json")).unwrap())
+            .unwrap();
+    assert_eq!(known["bob"], bob.status()["public_key"]);
+
+    // bob's key changes (new identity): alice is warned loudly.
+    let mut watch = Command::new(bin("p2pctl"));
+    let mut child = alice_ctl(&alice, &mut watch, &["--json", "watch"]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(alice.ctl_json(&["disconnect", "bob"]).0, 0);
+    drop(bob);
+    let bob2 = TestDaemon::start(&format!("{FAST_RECONNECT}auto_accept = [\"alice\"]\n"));
+    assert_eq!(bob2.login(&server, "bob", "bob-password").0, 0);
+    assert_eq!(alice.ctl_json(&["connect", "bob", "--timeout", "20s"]).0, 0);
+    let changed = wait_for(Duration::from_secs(30), "key_changed event", || {
+        let ev: Value = serde_json::from_str(&lines.next()?.ok()?).ok()?;
+        (ev["event"] == "key_changed").then_some(ev)
+    });
+    assert_eq!(changed["peer"], "bob");
+    assert_eq!(changed["new_key"], bob2.status()["public_key"]);
+    assert!(alice.log().contains("PEER KEY CHANGED"));
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,10 @@
+//! `accept USER` / `reject USER`: answer a pending invitation.
+
+use p2p_proto::ctl::{Answered, CtlError};
+
+use crate::Daemon;
+
+/// Runs `accept` (`accept = true`) or `reject`.
+pub async fn run(daemon: &Daemon, user: String, accept: bool) -> Result<Answered, CtlError> {
+    daemon.peers.answer(&daemon.link, &user, accept).await
+}

@@ -1,0 +1,30 @@
+//! `connect USER`: invite, wait for the answer, open the encrypted session.
+
+use std::time::Duration;
+
+use p2p_proto::ctl::{ConnectDone, CtlError, ErrorCode};
+use p2p_proto::limits::INVITATION_TTL;
+use p2p_proto::names::validate_username;
+
+use crate::Daemon;
+
+/// Extra wait past the invitation's life, so the server's "expired" answer
+/// (exit 5 with a reason) normally beats our own timeout.
+pub const ANSWER_SLACK: Duration = Duration::from_secs(5);
+
+/// Runs `connect`.
+pub async fn run(
+    daemon: &Daemon,
+    user: String,
+    timeout_ms: Option<u64>,
+    no_wait: bool,
+) -> Result<ConnectDone, CtlError> {
+    validate_username(&user).map_err(|e| CtlError::new(ErrorCode::BadRequest, e.to_string()))?;
+    let wait = timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(INVITATION_TTL + ANSWER_SLACK);
+    daemon
+        .peers
+        .connect(&daemon.link, &user, wait, no_wait)
+        .await
+}

@@ -1,0 +1,226 @@
+//! The inbox (SPEC §5): every received message (and, later, broadcast) is
+//! committed here — WAL, `synchronous=FULL`, so on disk — *before* it is
+//! acknowledged to the sender. What was acknowledged survives `kill -9`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use p2p_proto::ctl::{InboxEntry, InboxKind};
+use p2p_proto::time::rfc3339;
+use rusqlite::{params, Connection};
+
+use crate::error::{DaemonError, Result};
+
+/// Database file in the state directory.
+pub const INBOX_DB: &str = "inbox.db";
+
+/// A received message, before it is stored.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// The sender's id for it.
+    pub id: u64,
+    /// The text.
+    pub text: String,
+    /// When it was sent, Unix ms.
+    pub at_ms: i64,
+}
+
+/// The inbox database. Cheap to clone; calls block (use `spawn_blocking`
+/// on hot paths).
+#[derive(Clone)]
+pub struct Inbox {
+    path: PathBuf,
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn kind_str(k: InboxKind) -> &'static str {
+    match k {
+        InboxKind::Message => "message",
+        InboxKind::Broadcast => "broadcast",
+    }
+}
+
+impl Inbox {
+    /// Opens (creating, 0600) the inbox in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Self> {
+        let path = state_dir.join(INBOX_DB);
+        let err = |source: rusqlite::Error| DaemonError::Format {
+            path: path.clone(),
+            message: source.to_string(),
+        };
+        let conn = Connection::open(&path).map_err(err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;
+             CREATE TABLE IF NOT EXISTS inbox (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 kind TEXT NOT NULL,
+                 peer TEXT NOT NULL,
+                 msg_id INTEGER NOT NULL,
+                 text TEXT NOT NULL,
+                 at_ms INTEGER NOT NULL,
+                 read INTEGER NOT NULL DEFAULT 0
+             );
+             CREATE INDEX IF NOT EXISTS inbox_unread ON inbox(read, seq);",
+        )
+        .map_err(err)?;
+        for f in [
+            path.clone(),
+            state_dir.join(format!("{INBOX_DB}-wal")),
+            state_dir.join(format!("{INBOX_DB}-shm")),
+        ] {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600));
+        }
+        Ok(Inbox {
+            path,
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> DaemonError + '_ {
+        |e| DaemonError::Format {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Stores a batch from one peer in one transaction; returns the entries
+    /// as stored (with their inbox `seq`). Durable when this returns.
+    pub fn store(
+        &self,
+        kind: InboxKind,
+        peer: &str,
+        batch: &[Incoming],
+    ) -> Result<Vec<InboxEntry>> {
+        let mut conn = self.conn.lock().expect("inbox poisoned");
+        let tx = conn.transaction().map_err(self.err())?;
+        let mut out = Vec::with_capacity(batch.len());
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO inbox (kind, peer, msg_id, text, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(self.err())?;
+            for m in batch {
+                insert
+                    .execute(params![kind_str(kind), peer, m.id as i64, m.text, m.at_ms])
+                    .map_err(self.err())?;
+                out.push(InboxEntry {
+                    kind,
+                    from: peer.to_string(),
+                    text: m.text.clone(),
+                    id: m.id,
+                    at: rfc3339(m.at_ms),
+                    seq: tx.last_insert_rowid() as u64,
+                });
+            }
+        }
+        tx.commit().map_err(self.err())?;
+        Ok(out)
+    }
+
+    /// Entries (unread only unless `all`), optionally from one user, oldest
+    /// first; the unread ones returned are marked read.
+    pub fn take(&self, all: bool, from: Option<&str>) -> Result<Vec<InboxEntry>> {
+        let mut conn = self.conn.lock().expect("inbox poisoned");
+        let tx = conn.transaction().map_err(self.err())?;
+        let entries = {
+            let mut q = tx
+                .prepare_cached(
+                    "SELECT seq, kind, peer, msg_id, text, at_ms FROM inbox
+                     WHERE (?1 OR read = 0) AND (?2 IS NULL OR peer = ?2) ORDER BY seq",
+                )
+                .map_err(self.err())?;
+            let rows = q
+                .query_map(params![all, from], |r| {
+                    let kind: String = r.get(1)?;
+                    Ok(InboxEntry {
+                        seq: r.get::<_, i64>(0)? as u64,
+                        kind: if kind == "broadcast" {
+                            InboxKind::Broadcast
+                        } else {
+                            InboxKind::Message
+                        },
+                        from: r.get(2)?,
+                        id: r.get::<_, i64>(3)? as u64,
+                        text: r.get(4)?,
+                        at: rfc3339(r.get(5)?),
+                    })
+                })
+                .map_err(self.err())?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(self.err())?
+        };
+        tx.execute(
+            "UPDATE inbox SET read = 1 WHERE read = 0 AND (?1 IS NULL OR peer = ?1)",
+            params![from],
+        )
+        .map_err(self.err())?;
+        tx.commit().map_err(self.err())?;
+        Ok(entries)
+    }
+
+    /// Marks one entry read (delivered to an `inbox --follow`).
+    pub fn mark_read(&self, seq: u64) -> Result<()> {
+        let conn = self.conn.lock().expect("inbox poisoned");
+        conn.execute(
+            "UPDATE inbox SET read = 1 WHERE seq = ?1",
+            params![seq as i64],
+        )
+        .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Number of unread entries.
+    pub fn unread(&self) -> Result<u64> {
+        let conn = self.conn.lock().expect("inbox poisoned");
+        conn.query_row("SELECT COUNT(*) FROM inbox WHERE read = 0", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|n| n as u64)
+        .map_err(self.err())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(id: u64, text: &str) -> Incoming {
+        Incoming {
+            id,
+            text: text.into(),
+            at_ms: 1_000 * id as i64,
+        }
+    }
+
+    #[test]
+    fn store_take_and_mark_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(dir.path()).unwrap();
+        let stored = inbox
+            .store(InboxKind::Message, "bob", &[msg(1, "héllo"), msg(2, "two")])
+            .unwrap();
+        assert_eq!(stored[0].seq + 1, stored[1].seq);
+        inbox
+            .store(InboxKind::Message, "carol", &[msg(1, "hi")])
+            .unwrap();
+        assert_eq!(inbox.unread().unwrap(), 3);
+        let from_bob = inbox.take(false, Some("bob")).unwrap();
+        assert_eq!(
+            from_bob.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(),
+            ["héllo", "two"]
+        );
+        assert_eq!(inbox.unread().unwrap(), 1);
+        assert_eq!(inbox.take(false, None).unwrap().len(), 1);
+        assert!(inbox.take(false, None).unwrap().is_empty());
+        assert_eq!(inbox.take(true, None).unwrap().len(), 3);
+        // Survives reopening.
+        drop(inbox);
+        assert_eq!(
+            Inbox::open(dir.path())
+                .unwrap()
+                .take(true, None)
+                .unwrap()
+                .len(),
+            3
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! The encrypted link between two daemons (see [`p2p_proto::peer`]): a
+//! Noise XX handshake in which each side checks the other's static key, then
+//! length-prefixed [`PeerMsg`] frames carried in Noise transport messages.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::{SinkExt, StreamExt};
+use p2p_proto::limits::{MAX_NOISE_PLAINTEXT, MAX_PEER_FRAME, PEER_HANDSHAKE_TIMEOUT};
+use p2p_proto::peer::{PeerHello, PeerMsg, NOISE_PARAMS, NOISE_PROLOGUE};
+use snow::{HandshakeState, TransportState};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+/// Largest Noise message on the wire.
+const MAX_NOISE_MESSAGE: usize = 65535;
+
+/// An established, authenticated, encrypted link.
+pub struct NoiseLink {
+    reader: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    writer: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
+    transport: TransportState,
+    plain: BytesMut,
+}
+
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_type::<u16>()
+        .max_frame_length(MAX_NOISE_MESSAGE)
+        .new_codec()
+}
+
+fn split(
+    stream: TcpStream,
+) -> (
+    FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    (FramedRead::new(r, codec()), FramedWrite::new(w, codec()))
+}
+
+fn builder(private: &[u8]) -> Result<snow::Builder<'_>, String> {
+    let params = NOISE_PARAMS
+        .parse()
+        .map_err(|e| format!("noise params: {e}"))?;
+    snow::Builder::new(params)
+        .local_private_key(private)
+        .and_then(|b| b.prologue(NOISE_PROLOGUE))
+        .map_err(|e| format!("noise setup: {e}"))
+}
+
+async fn write_hs(
+    hs: &mut HandshakeState,
+    w: &mut FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
+    payload: &[u8],
+) -> Result<(), String> {
+    let mut buf = vec![0u8; MAX_NOISE_MESSAGE];
+    let n = hs
+        .write_message(payload, &mut buf)
+        .map_err(|e| format!("handshake: {e}"))?;
+    buf.truncate(n);
+    w.send(Bytes::from(buf))
+        .await
+        .map_err(|e| format!("handshake write: {e}"))
+}
+
+async fn read_hs(
+    hs: &mut HandshakeState,
+    r: &mut FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+) -> Result<Vec<u8>, String> {
+    let msg = r
+        .next()
+        .await
+        .ok_or("peer closed during the handshake")?
+        .map_err(|e| format!("handshake read: {e}"))?;
+    let mut payload = vec![0u8; MAX_NOISE_MESSAGE];
+    let n = hs
+        .read_message(&msg, &mut payload)
+        .map_err(|e| format!("handshake: {e}"))?;
+    payload.truncate(n);
+    Ok(payload)
+}
+
+/// Dials side: runs the handshake, refusing the peer unless its static key
+/// is `expected` (before our identity is revealed), then sends `hello`.
+pub async fn initiate(
+    stream: TcpStream,
+    private: &[u8],
+    expected: &[u8],
+    hello: &PeerHello,
+) -> Result<NoiseLink, String> {
+    let (mut r, mut w) = split(stream);
+    let run = async {
+        let mut hs = builder(private)?
+            .build_initiator()
+            .map_err(|e| e.to_string())?;
+        write_hs(&mut hs, &mut w, &[]).await?;
+        read_hs(&mut hs, &mut r).await?;
+        let remote = hs.get_remote_static().ok_or("peer sent no static key")?;
+        if remote != expected {
+            return Err(format!(
+                "peer key {} is not the key the server gave ({}); refusing the link",
+                hex::encode(remote),
+                hex::encode(expected)
+            ));
+        }
+        let payload = serde_json::to_vec(hello).expect("hello serialises");
+        write_hs(&mut hs, &mut w, &payload).await?;
+        hs.into_transport_mode().map_err(|e| e.to_string())
+    };
+    let transport = timeout(PEER_HANDSHAKE_TIMEOUT, run)
+        .await
+        .map_err(|_| "handshake timed out".to_string())??;
+    Ok(NoiseLink {
+        reader: r,
+        writer: w,
+        transport,
+        plain: BytesMut::new(),
+    })
+}
+
+/// Listening side: runs the handshake and returns the peer's static key
+/// and identity claim, for the caller to check against accepted invitations.
+pub async fn respond(
+    stream: TcpStream,
+    private: &[u8],
+) -> Result<(NoiseLink, Vec<u8>, PeerHello), String> {
+    let (mut r, mut w) = split(stream);
+    let run = async {
+        let mut hs = builder(private)?
+            .build_responder()
+            .map_err(|e| e.to_string())?;
+        read_hs(&mut hs, &mut r).await?;
+        write_hs(&mut hs, &mut w, &[]).await?;
+        let payload = read_hs(&mut hs, &mut r).await?;
+        let hello: PeerHello =
+            serde_json::from_slice(&payload).map_err(|e| format!("bad hello: {e}"))?;
+        let remote = hs
+            .get_remote_static()
+            .ok_or("peer sent no static key")?
+            .to_vec();
+        let transport = hs.into_transport_mode().map_err(|e| e.to_string())?;
+        Ok::<_, String>((transport, remote, hello))
+    };
+    let (transport, remote, hello) = timeout(PEER_HANDSHAKE_TIMEOUT, run)
+        .await
+        .map_err(|_| "handshake timed out".to_string())??;
+    Ok((
+        NoiseLink {
+            reader: r,
+            writer: w,
+            transport,
+            plain: BytesMut::new(),
+        },
+        remote,
+        hello,
+    ))
+}
+
+impl NoiseLink {
+    /// Encrypts and sends `msgs` in order, packed into as few Noise messages
+    /// as fit.
+    pub async fn send(&mut self, msgs: &[PeerMsg]) -> Result<(), String> {
+        let mut plain = BytesMut::new();
+        for m in msgs {
+            let body = serde_json::to_vec(m).expect("peer messages serialise");
+            plain.put_u32(body.len() as u32);
+            plain.put_slice(&body);
+        }
+        let mut cipher = vec![0u8; MAX_NOISE_MESSAGE];
+        for chunk in plain.chunks(MAX_NOISE_PLAINTEXT) {
+            let n = self
+                .transport
+                .write_message(chunk, &mut cipher)
+                .map_err(|e| format!("encrypt: {e}"))?;
+            self.writer
+                .feed(Bytes::copy_from_slice(&cipher[..n]))
+                .await
+                .map_err(|e| format!("write: {e}"))?;
+        }
+        SinkExt::<Bytes>::flush(&mut self.writer)
+            .await
+            .map_err(|e| format!("write: {e}"))
+    }
+
+    /// Waits for the next Noise message and returns the frames it completed
+    /// (possibly none). `Ok(None)` when the peer closed. Cancel-safe.
+    pub async fn recv(&mut self) -> Result<Option<Vec<PeerMsg>>, String> {
+        let Some(msg) = self.reader.next().await else {
+            return Ok(None);
+        };
+        let msg = msg.map_err(|e| format!("read: {e}"))?;
+        let mut buf = vec![0u8; MAX_NOISE_MESSAGE];
+        let n = self
+            .transport
+            .read_message(&msg, &mut buf)
+            .map_err(|e| format!("decrypt: {e}"))?;
+        self.plain.put_slice(&buf[..n]);
+        let mut out = Vec::new();
+        while self.plain.len() >= 4 {
+            let len = u32::from_be_bytes(self.plain[..4].try_into().expect("4 bytes")) as usize;
+            if len > MAX_PEER_FRAME {
+                return Err(format!("peer frame of {len} bytes is over the limit"));
+            }
+            if self.plain.len() < 4 + len {
+                break;
+            }
+            self.plain.advance(4);
+            let body = self.plain.split_to(len);
+            out.push(serde_json::from_slice(&body).map_err(|e| format!("bad peer message: {e}"))?);
+        }
+        Ok(Some(out))
+    }
+}

@@ -1,0 +1,198 @@
+//! One peer session: a task that owns the Noise link, sends messages in
+//! order, stores what arrives in the inbox *before* acknowledging it, and
+//! notices a dead link by keepalive.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use p2p_proto::ctl::{CtlError, ErrorCode, Event, InboxKind};
+use p2p_proto::limits::{IDLE_TIMEOUT, KEEPALIVE_INTERVAL, MAX_MESSAGE_BYTES, WRITE_TIMEOUT};
+use p2p_proto::peer::PeerMsg;
+use p2p_proto::time;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{timeout, Instant};
+use tracing::{debug, info, warn};
+
+use super::noise::NoiseLink;
+use super::Peers;
+use crate::inbox::Incoming;
+
+/// Sends waiting for the session task; more and `send` waits its turn.
+pub const SESSION_QUEUE: usize = 64;
+
+/// What a session's owner can ask of it.
+#[derive(Debug)]
+pub enum SessionCmd {
+    /// Send these texts in order; answered with their ids once the peer
+    /// acknowledged the last one.
+    Send {
+        /// The messages.
+        texts: Vec<String>,
+        /// Ids, or why not.
+        reply: oneshot::Sender<Result<Vec<u64>, CtlError>>,
+    },
+    /// Say goodbye and close.
+    Close,
+}
+
+/// A handle to a running session.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    /// Unique per session, so a late removal cannot remove a successor.
+    pub id: u64,
+    /// Established at, Unix ms.
+    pub since_ms: i64,
+    /// Whether we dialled.
+    pub initiator: bool,
+    /// Commands for the task.
+    pub cmds: mpsc::Sender<SessionCmd>,
+}
+
+struct Waiting {
+    last: u64,
+    ids: Vec<u64>,
+    reply: oneshot::Sender<Result<Vec<u64>, CtlError>>,
+}
+
+/// Runs the session until it ends, then deregisters it and reports why.
+pub async fn run(
+    peers: Arc<Peers>,
+    peer: String,
+    id: u64,
+    mut link: NoiseLink,
+    mut cmds: mpsc::Receiver<SessionCmd>,
+) {
+    let mut next_id = 0u64;
+    let mut waiting: VecDeque<Waiting> = VecDeque::new();
+    let mut last_heard = Instant::now();
+    let mut keepalive =
+        tokio::time::interval_at(Instant::now() + KEEPALIVE_INTERVAL, KEEPALIVE_INTERVAL);
+    let reason: String = loop {
+        tokio::select! {
+            _ = peers.shutdown.cancelled() => {
+                let _ = send(&mut link, &[PeerMsg::Bye]).await;
+                break "daemon shutting down".into();
+            }
+            cmd = cmds.recv() => match cmd {
+                None | Some(SessionCmd::Close) => {
+                    let _ = send(&mut link, &[PeerMsg::Bye]).await;
+                    break "closed by this side".into();
+                }
+                Some(SessionCmd::Send { texts, reply }) => {
+                    let at_ms = time::now_ms();
+                    let mut ids = Vec::with_capacity(texts.len());
+                    let msgs: Vec<PeerMsg> = texts
+                        .into_iter()
+                        .map(|text| {
+                            next_id += 1;
+                            ids.push(next_id);
+                            PeerMsg::Message { id: next_id, text, at_ms }
+                        })
+                        .collect();
+                    if let Err(e) = send(&mut link, &msgs).await {
+                        let _ = reply.send(Err(CtlError::new(ErrorCode::NoSession, format!("session with {peer} failed: {e}"))));
+                        break e;
+                    }
+                    waiting.push_back(Waiting { last: next_id, ids, reply });
+                }
+            },
+            _ = keepalive.tick() => {
+                if last_heard.elapsed() >= IDLE_TIMEOUT {
+                    break format!("nothing heard from {peer} for {}s", IDLE_TIMEOUT.as_secs());
+                }
+                if let Err(e) = send(&mut link, &[PeerMsg::Ping]).await {
+                    break e;
+                }
+            }
+            got = link.recv() => {
+                last_heard = Instant::now();
+                let msgs = match got {
+                    Err(e) => break e,
+                    Ok(None) => break format!("{peer} closed the link"),
+                    Ok(Some(msgs)) => msgs,
+                };
+                match handle(&peers, &peer, &mut link, &mut waiting, msgs).await {
+                    Ok(true) => {}
+                    Ok(false) => break format!("{peer} disconnected"),
+                    Err(e) => break e,
+                }
+            }
+        }
+    };
+    info!(peer = %peer, reason = %reason, "peer session ended");
+    for w in waiting {
+        let msg =
+            format!("session with {peer} ended ({reason}) before the messages were acknowledged");
+        let _ = w.reply.send(Err(CtlError::new(ErrorCode::NoSession, msg)));
+    }
+    peers.session_ended(&peer, id, reason);
+}
+
+/// Sends with a write timeout: a peer that stops reading ends the session.
+async fn send(link: &mut NoiseLink, msgs: &[PeerMsg]) -> Result<(), String> {
+    match timeout(WRITE_TIMEOUT, link.send(msgs)).await {
+        Ok(r) => r,
+        Err(_) => Err("peer stopped reading (write timed out)".to_string()),
+    }
+}
+
+/// Handles one batch of frames; false when the peer said goodbye.
+async fn handle(
+    peers: &Peers,
+    peer: &str,
+    link: &mut NoiseLink,
+    waiting: &mut VecDeque<Waiting>,
+    msgs: Vec<PeerMsg>,
+) -> Result<bool, String> {
+    let mut batch = Vec::new();
+    let mut open = true;
+    let mut replies = Vec::new();
+    for m in msgs {
+        match m {
+            PeerMsg::Message { id, text, at_ms } => {
+                if text.len() > MAX_MESSAGE_BYTES {
+                    return Err(format!(
+                        "{peer} sent a message over {MAX_MESSAGE_BYTES} bytes"
+                    ));
+                }
+                batch.push(Incoming { id, text, at_ms });
+            }
+            PeerMsg::Ack { upto } => {
+                while waiting.front().is_some_and(|w| w.last <= upto) {
+                    let w = waiting.pop_front().expect("checked");
+                    let _ = w.reply.send(Ok(w.ids));
+                }
+            }
+            PeerMsg::Ping => replies.push(PeerMsg::Pong),
+            PeerMsg::Pong => {}
+            PeerMsg::Bye => open = false,
+        }
+    }
+    if let Some(last) = batch.last().map(|m| m.id) {
+        let inbox = peers.inbox.clone();
+        let from = peer.to_string();
+        let n = batch.len();
+        let stored =
+            tokio::task::spawn_blocking(move || inbox.store(InboxKind::Message, &from, &batch))
+                .await
+                .map_err(|e| format!("inbox task failed: {e}"))?;
+        match stored {
+            Ok(entries) => {
+                // Durable now; only now may the sender hear "stored".
+                replies.push(PeerMsg::Ack { upto: last });
+                debug!(peer = %peer, count = n, upto = last, "messages stored");
+                for e in entries {
+                    let _ = peers.events.send(Event::Message(e));
+                }
+            }
+            Err(e) => {
+                warn!(peer = %peer, cause = %e, "cannot store messages; closing without acknowledging");
+                return Err(format!("cannot store messages: {e}"));
+            }
+        }
+    }
+    if !replies.is_empty() {
+        send(link, &replies).await?;
+    }
+    Ok(open)
+}
