@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# The whole thing, as far as it is built: one rendezvous server and two users
+# (alice and bob), each with their own p2pd, on 127.0.0.1 only, in a fresh
+# temporary directory. Shows login, presence (list), status, a refused wrong
+# password, and both daemons coming back by themselves after the server
+# restarts. Peer sessions (connect/send/chat) and broadcasts are not built
+# yet, so they are not shown.
+#
+# Usage: scripts/demo.sh        (KEEP_DEMO_DIR=1 keeps the temp dir and logs)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+# Readiness deadlines, in seconds. Polling with short sleeps is fine here:
+# this is a demo script, not a test.
+START_DEADLINE=20
+RECONNECT_DEADLINE=30
+POLL=0.1
+
+step() { printf '\n== %s\n' "$*"; }
+
+echo "== building (cargo build --workspace)"
+cargo build --workspace --quiet
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
+case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
+
+# Short path: Unix socket paths are limited to 108 bytes.
+DEMO=$(mktemp -d /tmp/p2pdemo.XXXXXX)
+SERVER_PID=""
+declare -A DAEMON_PID=()
+
+stop() { # PID: SIGTERM, up to 5 s to exit, then SIGKILL.
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$? name
+    trap - EXIT INT TERM
+    for name in "${!DAEMON_PID[@]}"; do stop "${DAEMON_PID[$name]}"; done
+    if [[ -n $SERVER_PID ]]; then stop "$SERVER_PID"; fi
+    if ((rc != 0)); then
+        echo
+        echo "demo FAILED (exit $rc); last log lines:" >&2
+        for f in "$DEMO"/server.log "$DEMO"/*/p2pd.log; do
+            [[ -f $f ]] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
+        done
+    fi
+    if [[ ${KEEP_DEMO_DIR:-} == 1 ]]; then
+        echo "kept $DEMO"
+    else
+        rm -rf -- "$DEMO"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+die() { echo "demo: $*" >&2; exit 1; }
+
+# Everything below must find the demo's daemons, not the caller's.
+unset P2PD_SOCKET
+
+declare -A PASSWORD=([alice]="alice-demo-pw" [bob]="bob-demo-pw")
+
+# p2p-server with the demo's data dir.
+server() { "$BIN/p2p-server" --data-dir "$DEMO/server" "$@"; }
+
+# Runs p2pctl as user NAME: own HOME and XDG dirs, so the default paths
+# (socket, state, config) are that user's.
+ctl() {
+    local name=$1
+    shift
+    env HOME="$DEMO/$name" \
+        XDG_RUNTIME_DIR="$DEMO/$name/run" \
+        XDG_STATE_HOME="$DEMO/$name/state" \
+        XDG_CONFIG_HOME="$DEMO/$name/config" \
+        "$BIN/p2pctl" "$@"
+}
+
+# wait_for SECONDS WHAT COMMAND...: polls COMMAND until it succeeds.
+wait_for() {
+    local secs=$1 what=$2
+    shift 2
+    local end=$((SECONDS + secs))
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS < end)) || die "timed out after ${secs}s waiting for $what"
+        sleep "$POLL"
+    done
+}
+
+# start_server ADDR: starts p2p-server in the background and sets PORT from
+# its "p2p-server listening on ADDR" line.
+start_server() {
+    : >"$DEMO/server.out"
+    # A plain command, not a function, so that $! is p2p-server itself.
+    "$BIN/p2p-server" --data-dir "$DEMO/server" --listen "$1" \
+        >"$DEMO/server.out" 2>>"$DEMO/server.log" &
+    SERVER_PID=$!
+    local end=$((SECONDS + START_DEADLINE)) line=""
+    while :; do
+        line=$(grep -m1 '^p2p-server listening on ' "$DEMO/server.out" || true)
+        [[ -n $line ]] && break
+        kill -0 "$SERVER_PID" 2>/dev/null || die "p2p-server exited during start-up"
+        ((SECONDS < end)) || die "p2p-server did not report 'listening on' within ${START_DEADLINE}s"
+        sleep "$POLL"
+    done
+    PORT=${line##*:}
+    cat "$DEMO/server.out"
+}
+
+start_daemon() {
+    local name=$1
+    mkdir -p "$DEMO/$name"/{run,state,config}
+    chmod 700 "$DEMO/$name" "$DEMO/$name/run"
+    # env execs p2pd, so $! is the daemon itself.
+    env HOME="$DEMO/$name" \
+        XDG_RUNTIME_DIR="$DEMO/$name/run" \
+        XDG_STATE_HOME="$DEMO/$name/state" \
+        XDG_CONFIG_HOME="$DEMO/$name/config" \
+        "$BIN/p2pd" --peer-listen 127.0.0.1:0 2>"$DEMO/$name/p2pd.log" &
+    DAEMON_PID[$name]=$!
+    wait_for "$START_DEADLINE" "$name's p2pd control socket" ctl "$name" status
+    echo "$name's p2pd is up (socket $DEMO/$name/run/p2p/p2pd.sock)"
+}
+
+login() {
+    local name=$1
+    printf '%s\n' "${PASSWORD[$name]}" |
+        ctl "$name" login --server "127.0.0.1:$PORT" --user "$name" --password-stdin
+}
+
+# Readiness checks. Output is captured first (no `| grep -q`), so a failed
+# p2pctl is never mistaken for an answer.
+state_is() { # NAME STATE
+    local out
+    out=$(ctl "$1" --json status) || return 1
+    grep -q "\"state\":\"$2\"" <<<"$out"
+}
+lists() { # NAME USER: USER is in NAME's `p2pctl list`
+    local out
+    out=$(ctl "$1" list) || return 1
+    grep -q "^$2 " <<<"$out"
+}
+not_lists() { # NAME USER: `p2pctl list` works and USER is not in it
+    local out
+    out=$(ctl "$1" list) || return 1
+    ! grep -q "^$2 " <<<"$out"
+}
+
+# ---------------------------------------------------------------- operator
+step "operator: p2p-server user add alice / bob (password on stdin)"
+for name in alice bob; do
+    printf '%s\n' "${PASSWORD[$name]}" | server user add "$name" --password-stdin
+done
+server user list
+
+step "operator: p2p-server --listen 127.0.0.1:0 (self-signed TLS certificate made on first start)"
+start_server 127.0.0.1:0
+
+step "operator: p2p-server fingerprint (what users may pass to --fingerprint)"
+server fingerprint
+
+# ---------------------------------------------------------------- users
+step "users: start p2pd for alice and bob (--peer-listen 127.0.0.1:0)"
+start_daemon alice
+start_daemon bob
+
+step "bob: p2pctl login with a wrong password (must be refused)"
+set +e
+printf 'not-my-password\n' |
+    ctl bob login --server "127.0.0.1:$PORT" --user bob --password-stdin 2>&1
+rc=$?
+set -e
+echo "exit code: $rc"
+((rc != 0)) || die "a wrong password was accepted"
+
+for name in alice bob; do
+    step "$name: p2pctl login --server 127.0.0.1:$PORT --user $name --password-stdin"
+    login "$name"
+done
+
+for name in alice bob; do
+    step "$name: p2pctl list"
+    ctl "$name" list
+    step "$name: p2pctl status"
+    ctl "$name" status
+    step "$name: p2pctl --json status"
+    ctl "$name" --json status
+done
+
+# ---------------------------------------------------------------- restart
+step "operator: stop p2p-server (SIGTERM)"
+stop "$SERVER_PID"
+SERVER_PID=""
+echo "p2p-server stopped"
+wait_for "$START_DEADLINE" "alice to notice the server is gone" state_is alice connecting
+
+step "alice: p2pctl status (server down: p2pd retries with backoff)"
+ctl alice status
+
+step "alice: p2pctl list (server down)"
+set +e
+ctl alice list 2>&1
+rc=$?
+set -e
+echo "exit code: $rc"
+((rc == 4)) || die "expected exit code 4 while the server is down"
+
+step "operator: start p2p-server again on 127.0.0.1:$PORT"
+start_server "127.0.0.1:$PORT"
+
+step "waiting for both daemons to reconnect by themselves (resume token, no password)"
+for name in alice bob; do
+    wait_for "$RECONNECT_DEADLINE" "$name to be online again" state_is "$name" online
+    echo "$name is back online"
+done
+wait_for "$START_DEADLINE" "bob in alice's list" lists alice bob
+echo "both came back by themselves"
+
+step "alice: p2pctl list"
+ctl alice list
+step "bob: p2pctl --json status"
+ctl bob --json status
+
+# ---------------------------------------------------------------- logout
+step "bob: p2pctl logout"
+ctl bob logout
+step "bob: p2pctl status"
+ctl bob status
+wait_for "$START_DEADLINE" "bob to leave alice's list" not_lists alice bob
+step "alice: p2pctl list"
+ctl alice list
+
+echo
+echo "demo passed"
