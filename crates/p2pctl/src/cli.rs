@@ -94,6 +94,12 @@ enum Cmd {
         #[arg(long)]
         follow: bool,
     },
+    /// Send a message to every registered user (delivered for 30 minutes to whoever logs in).
+    Broadcast {
+        /// The message (words are joined with spaces); at most 4 KiB.
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
     /// Print events as they happen (requests, sessions, messages, server state).
     Watch,
     /// Talk with USER: stdin lines go out, their lines come in.
@@ -155,6 +161,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             commands::inbox::inbox(&mut connect()?, all, from, follow, json)
         }
         Cmd::Watch => commands::inbox::watch(&mut connect()?, json),
+        Cmd::Broadcast { text } => commands::send::broadcast(&mut connect()?, text.join(" "), json),
         Cmd::Chat { user } => commands::inbox::chat(&socket_path(cli.socket.clone()), user, json),
     }
 }

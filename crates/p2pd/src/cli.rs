@@ -69,8 +69,9 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(p2p_proto::signals::cancel_on_signal(shutdown.clone()));
-        crate::run(cfg, shutdown, |_| {}).await
+        crate::run(cfg, shutdown, crate::systemd::announce_ready).await
     });
+    crate::systemd::notify_stopping();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -60,7 +60,8 @@ impl Inbox {
                  at_ms INTEGER NOT NULL,
                  read INTEGER NOT NULL DEFAULT 0
              );
-             CREATE INDEX IF NOT EXISTS inbox_unread ON inbox(read, seq);",
+             CREATE INDEX IF NOT EXISTS inbox_unread ON inbox(read, seq);
+             CREATE UNIQUE INDEX IF NOT EXISTS inbox_broadcast_once ON inbox(msg_id) WHERE kind = 'broadcast';",
         )
         .map_err(err)?;
         for f in [
@@ -115,6 +116,27 @@ impl Inbox {
         }
         tx.commit().map_err(self.err())?;
         Ok(out)
+    }
+
+    /// Stores a broadcast unless its id is already here (delivery is at
+    /// least once; the inbox holds each exactly once). Returns the entry if
+    /// it is new. Durable when this returns.
+    pub fn store_broadcast(&self, from: &str, m: &Incoming) -> Result<Option<InboxEntry>> {
+        let conn = self.conn.lock().expect("inbox poisoned");
+        let added = conn
+            .execute(
+                "INSERT OR IGNORE INTO inbox (kind, peer, msg_id, text, at_ms) VALUES ('broadcast', ?1, ?2, ?3, ?4)",
+                params![from, m.id as i64, m.text, m.at_ms],
+            )
+            .map_err(self.err())?;
+        Ok((added == 1).then(|| InboxEntry {
+            kind: InboxKind::Broadcast,
+            from: from.to_string(),
+            text: m.text.clone(),
+            id: m.id,
+            at: rfc3339(m.at_ms),
+            seq: conn.last_insert_rowid() as u64,
+        }))
     }
 
     /// Entries (unread only unless `all`), optionally from one user, oldest
@@ -212,6 +234,11 @@ mod tests {
         assert_eq!(inbox.take(false, None).unwrap().len(), 1);
         assert!(inbox.take(false, None).unwrap().is_empty());
         assert_eq!(inbox.take(true, None).unwrap().len(), 3);
+        // Broadcasts are kept once, however often they arrive.
+        let b = msg(7, "maintenance at 18:00");
+        assert!(inbox.store_broadcast("admin", &b).unwrap().is_some());
+        assert!(inbox.store_broadcast("admin", &b).unwrap().is_none());
+        assert_eq!(inbox.take(false, None).unwrap().len(), 1);
         // Survives reopening.
         drop(inbox);
         assert_eq!(
@@ -220,7 +247,7 @@ mod tests {
                 .take(true, None)
                 .unwrap()
                 .len(),
-            3
+            4
         );
     }
 }

@@ -22,6 +22,7 @@ pub mod inbox;
 pub mod link;
 pub mod peer;
 pub mod state;
+pub mod systemd;
 pub mod tlsclient;
 
 use std::net::SocketAddr;
@@ -76,7 +77,7 @@ pub async fn run(
         what: "peer listener".into(),
         source,
     })?;
-    let control = control::bind(&cfg.socket)?;
+    let control = systemd::control_listener(&cfg.socket)?;
 
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let inbox = inbox::Inbox::open(&cfg.state_dir)?;
@@ -91,6 +92,7 @@ pub async fn run(
         shutdown.clone(),
     );
     let link_cfg = link::LinkConfig {
+        failpoint: std::env::var("P2PD_FAILPOINT").ok(),
         peers: peers.clone(),
         backoff: backoff::Backoff {
             min: cfg.reconnect_min,

@@ -109,6 +109,11 @@ pub enum Command {
         /// The peer.
         user: String,
     },
+    /// Send a broadcast to every registered user → [`BroadcastDone`].
+    Broadcast {
+        /// UTF-8, at most 4 KiB.
+        text: String,
+    },
     /// Stored messages → [`InboxList`]; unread ones become read.
     Inbox {
         /// Read ones too.
@@ -403,6 +408,24 @@ pub struct SentList {
     pub sent: Vec<SentMessage>,
 }
 
+/// Result of `broadcast`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct BroadcastDone {
+    /// The stored broadcast.
+    pub broadcast: BroadcastInfo,
+}
+
+/// A stored broadcast.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct BroadcastInfo {
+    /// Its id.
+    pub id: u64,
+    /// When delivery stops (RFC 3339).
+    pub expires_at: String,
+}
+
 /// Result of `disconnect`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
@@ -468,6 +491,8 @@ pub enum Event {
     },
     /// A message arrived (already stored in the inbox).
     Message(InboxEntry),
+    /// A broadcast arrived (already stored in the inbox).
+    Broadcast(InboxEntry),
     /// A peer session ended.
     Disconnected {
         /// The peer.

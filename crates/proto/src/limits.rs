@@ -89,3 +89,12 @@ pub const PEER_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// After accepting, how long a daemon waits for the inviter to dial in.
 pub const DIAL_IN_GRACE: Duration = Duration::from_secs(30);
+
+/// Default life of a broadcast (SPEC §4: "the 30-minute promise").
+pub const DEFAULT_BROADCAST_TTL: Duration = Duration::from_secs(30 * 60);
+
+/// Default broadcasts one user may send per [`DEFAULT_BROADCAST_WINDOW`].
+pub const DEFAULT_BROADCAST_LIMIT: u32 = 10;
+
+/// Default window of the broadcast rate limit.
+pub const DEFAULT_BROADCAST_WINDOW: Duration = Duration::from_secs(3600);

@@ -32,6 +32,13 @@
 //! A "no", an expiry or either side leaving ends it with `Declined` (to
 //! alice) and `InvitationClosed` (to bob); alice learns nothing about bob.
 //!
+//! Broadcasts (SPEC §4): `Request{Broadcast{text}}` is answered with
+//! `BroadcastStored{id, expires_ms}` only after the broadcast is on disk.
+//! Every other user gets `Event{Broadcast{..}}` — at once if online, else at
+//! their next login while unexpired — in id order, and answers with
+//! `BroadcastAck{upto}` after storing it. The server keeps one high-water
+//! mark per user and resends everything above it after a reconnect.
+//!
 //! The preamble comes before TLS so an over-capacity server can turn a client
 //! away for the price of one 8-byte write, with no handshake.
 //!
@@ -170,6 +177,11 @@ pub enum ClientMsg {
         /// The nonce of the `Ping`.
         nonce: u64,
     },
+    /// Every broadcast up to and including `upto` is stored in our inbox.
+    BroadcastAck {
+        /// Highest stored broadcast id.
+        upto: u64,
+    },
     /// End the session and revoke its resume token.
     Logout,
 }
@@ -186,6 +198,12 @@ pub enum Request {
     Invite {
         /// The invitee.
         to: String,
+    },
+    /// Store a broadcast for every other user → [`Reply::BroadcastStored`],
+    /// sent only once it is on disk.
+    Broadcast {
+        /// UTF-8, at most [`MAX_BROADCAST_BYTES`](crate::limits::MAX_BROADCAST_BYTES).
+        text: String,
     },
     /// Answer an invitation addressed to us → [`Reply::Answered`].
     Answer {
@@ -252,6 +270,20 @@ pub enum ServerEvent {
         invite: u64,
         /// The invitee's address and key.
         contact: Contact,
+    },
+    /// A broadcast for you: store it, then send `BroadcastAck`. Delivered
+    /// in id order, at least once; dedupe by id.
+    Broadcast {
+        /// Its id.
+        id: u64,
+        /// Who sent it.
+        from: String,
+        /// The text.
+        text: String,
+        /// When it was sent, Unix ms.
+        sent_ms: i64,
+        /// When it expires, Unix ms.
+        expires_ms: i64,
     },
     /// Your invitation ended without a session.
     Declined {
@@ -339,6 +371,13 @@ pub enum Reply {
         /// The invitation's id.
         invite: u64,
         /// When it expires unanswered, Unix ms.
+        expires_ms: i64,
+    },
+    /// Answer to `Broadcast`: durably stored.
+    BroadcastStored {
+        /// Its id (ids grow in the order broadcasts are stored).
+        id: u64,
+        /// When it stops being delivered, Unix ms.
         expires_ms: i64,
     },
     /// Answer to `Answer`; with the inviter's contact when accepted.

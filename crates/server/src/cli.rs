@@ -65,6 +65,15 @@ struct ServeArgs {
     /// Unanswered invitations expire after this.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, hide = true)]
     invitation_ttl: Duration,
+    /// How long a broadcast keeps being delivered to users who log in.
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+    broadcast_ttl: Duration,
+    /// Broadcasts one user may send per --broadcast-window.
+    #[arg(long, value_name = "N", default_value_t = p2p_proto::limits::DEFAULT_BROADCAST_LIMIT)]
+    broadcast_limit: u32,
+    /// The window of --broadcast-limit.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    broadcast_window: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,6 +231,11 @@ fn serve(args: ServeArgs, data_dir: PathBuf, log_level: Option<String>) -> Resul
     cfg.open_registration = args.open_registration;
     cfg.login_timeout = args.login_timeout;
     cfg.invitation_ttl = args.invitation_ttl;
+    cfg.broadcasts = crate::broadcast::BroadcastPolicy {
+        ttl: args.broadcast_ttl,
+        limit: args.broadcast_limit,
+        window: args.broadcast_window,
+    };
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         cfg.tls = TlsSource::Files { cert, key };
     }

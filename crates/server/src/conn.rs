@@ -10,7 +10,7 @@ use futures::{SinkExt, StreamExt};
 use p2p_proto::codec;
 use p2p_proto::limits::{WIRE_VERSION, WRITE_TIMEOUT};
 use p2p_proto::wire::{
-    ClientMsg, CloseReason, LoginError, PeerInfo, Preamble, Reply, Request, ServerMsg,
+    ClientMsg, CloseReason, LoginError, PeerInfo, Preamble, Reply, Request, ServerEvent, ServerMsg,
 };
 use p2p_proto::{time, Secret};
 use tokio::io::AsyncWriteExt;
@@ -22,8 +22,10 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, Instrument};
 
+use crate::broadcast::Broadcast;
 use crate::presence::{Online, OUTBOUND_QUEUE};
 use crate::Shared;
+use tokio::sync::broadcast::error::RecvError;
 
 type Conn = Framed<TlsStream<TcpStream>, codec::FrameCodec<ClientMsg, ServerMsg>>;
 
@@ -227,8 +229,15 @@ fn error(code: &str, message: String) -> Reply {
     }
 }
 
-fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> Reply {
+async fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> Reply {
     match req {
+        Request::Broadcast { text } => match shared.broadcasts.publish(&me.user, text).await {
+            Ok((id, expires_ms)) => {
+                info!(user = %me.user, id, "broadcast stored");
+                Reply::BroadcastStored { id, expires_ms }
+            }
+            Err((code, message)) => error(code, message),
+        },
         Request::List => Reply::Users {
             users: shared.presence.list(),
         },
@@ -260,6 +269,48 @@ fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> Reply {
     }
 }
 
+/// Sends `b` if this session has not seen it, it is not the user's own, and
+/// it has not expired; the cursor moves past it either way.
+async fn deliver(conn: &mut Conn, me: &Me, cursor: &mut u64, b: &Broadcast) -> Result<(), String> {
+    if b.id <= *cursor {
+        return Ok(());
+    }
+    *cursor = b.id;
+    if b.from == me.user || b.expires_ms <= time::now_ms() {
+        return Ok(());
+    }
+    let event = ServerEvent::Broadcast {
+        id: b.id,
+        from: b.from.clone(),
+        text: b.text.clone(),
+        sent_ms: b.sent_ms,
+        expires_ms: b.expires_ms,
+    };
+    send(conn, ServerMsg::Event { event }).await
+}
+
+/// Sends everything the store holds above the cursor, in id order.
+async fn catch_up(
+    shared: &Arc<Shared>,
+    conn: &mut Conn,
+    me: &Me,
+    cursor: &mut u64,
+) -> Result<(), String> {
+    loop {
+        let batch = shared
+            .broadcasts
+            .pending(&me.user, *cursor)
+            .await
+            .map_err(|e| format!("cannot read broadcasts: {e}"))?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for b in &batch {
+            deliver(conn, me, cursor, b).await?;
+        }
+    }
+}
+
 async fn logged_in(
     shared: &Arc<Shared>,
     conn: &mut Conn,
@@ -268,9 +319,22 @@ async fn logged_in(
     mut pushed: mpsc::Receiver<ServerMsg>,
     shutdown: &CancellationToken,
 ) -> Closed {
+    // Subscribe before reading the store, so nothing falls in between.
+    let mut live = shared.broadcasts.subscribe();
+    let mut cursor = shared
+        .broadcasts
+        .acked(&me.user)
+        .await
+        .map_err(|e| format!("cannot read broadcast state: {e}"))?;
+    catch_up(shared, conn, &me, &mut cursor).await?;
     loop {
         tokio::select! {
             Some(msg) = pushed.recv() => send(conn, msg).await?,
+            b = live.recv() => match b {
+                Ok(b) => deliver(conn, &me, &mut cursor, &b).await?,
+                Err(RecvError::Lagged(_)) => catch_up(shared, conn, &me, &mut cursor).await?,
+                Err(RecvError::Closed) => return Err("broadcast hub stopped".into()),
+            },
             _ = shutdown.cancelled() => {
                 close(conn, CloseReason::Shutdown, "server shutting down; reconnect later").await;
                 return Ok("shutdown");
@@ -299,8 +363,12 @@ async fn logged_in(
                     ClientMsg::Ping { nonce } => send(conn, ServerMsg::Pong { nonce }).await?,
                     ClientMsg::Pong { .. } => {}
                     ClientMsg::Request { id, req } => {
-                        let reply = request(shared, &me, req);
+                        let reply = request(shared, &me, req).await;
                         send(conn, ServerMsg::Reply { id, reply }).await?;
+                    }
+                    ClientMsg::BroadcastAck { upto } => {
+                        // Never beyond what this session was sent.
+                        shared.broadcasts.ack(&me.user, upto.min(cursor)).await;
                     }
                     ClientMsg::Logout => {
                         shared.auth.revoke(me.token).await;

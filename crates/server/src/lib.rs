@@ -11,6 +11,7 @@
 //! Shared state lives in [`Shared`] behind an `Arc`.
 
 pub mod auth;
+pub mod broadcast;
 pub mod cli;
 pub mod conn;
 pub mod error;
@@ -26,7 +27,10 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use p2p_proto::limits::{BUSY_RETRY_AFTER, IDLE_TIMEOUT, INVITATION_TTL, LOGIN_TIMEOUT};
+use p2p_proto::limits::{
+    BUSY_RETRY_AFTER, DEFAULT_BROADCAST_LIMIT, DEFAULT_BROADCAST_TTL, DEFAULT_BROADCAST_WINDOW,
+    IDLE_TIMEOUT, INVITATION_TTL, LOGIN_TIMEOUT,
+};
 use p2p_proto::wire::Preamble;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -66,6 +70,8 @@ pub struct ServerConfig {
     pub hash_slots: usize,
     /// Unanswered invitations expire after this.
     pub invitation_ttl: Duration,
+    /// Broadcast life and rate limit.
+    pub broadcasts: broadcast::BroadcastPolicy,
 }
 
 impl ServerConfig {
@@ -80,6 +86,11 @@ impl ServerConfig {
             idle_timeout: IDLE_TIMEOUT,
             hash_slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
             invitation_ttl: INVITATION_TTL,
+            broadcasts: broadcast::BroadcastPolicy {
+                ttl: DEFAULT_BROADCAST_TTL,
+                limit: DEFAULT_BROADCAST_LIMIT,
+                window: DEFAULT_BROADCAST_WINDOW,
+            },
         }
     }
 }
@@ -96,6 +107,8 @@ pub struct Shared {
     pub presence: Arc<presence::Presence>,
     /// Open invitations.
     pub invitations: Arc<invitations::Invitations>,
+    /// Broadcast store and fan-out.
+    pub broadcasts: Arc<broadcast::BroadcastHub>,
     /// TLS acceptor.
     pub tls: tokio_rustls::TlsAcceptor,
     /// Connection and session ids.
@@ -110,7 +123,8 @@ pub struct Server {
 
 impl Server {
     /// Opens the data directory: accounts, state database, TLS identity
-    /// (generated on first start).
+    /// (generated on first start). Call inside a tokio runtime (the
+    /// broadcast hub starts its writer tasks).
     pub fn open(cfg: ServerConfig) -> Result<Self> {
         p2p_proto::fsutil::ensure_private_dir(&cfg.data_dir)
             .map_err(ServerError::file(&cfg.data_dir))?;
@@ -121,11 +135,14 @@ impl Server {
             info!(fingerprint = %identity.fingerprint, "generated a self-signed certificate");
         }
         let invitations = Arc::new(invitations::Invitations::new(cfg.invitation_ttl));
+        let store = Arc::new(broadcast::SqliteBroadcasts::open(&cfg.data_dir)?);
         let auth =
             auth::Authenticator::new(users.clone(), tokens, cfg.hash_slots, cfg.open_registration);
+        let broadcasts = broadcast::BroadcastHub::start(store, cfg.broadcasts);
         Ok(Server {
             fingerprint: identity.fingerprint,
             shared: Arc::new(Shared {
+                broadcasts,
                 cfg,
                 users,
                 auth,

@@ -230,6 +230,7 @@ pub struct TestDaemon {
     dir: tempfile::TempDir,
     child: Option<Child>,
     starts: u32,
+    env: Vec<(String, String)>,
 }
 
 /// Config for tests: quick reconnects so "gets back by itself" happens in
@@ -239,17 +240,40 @@ pub const FAST_RECONNECT: &str = "reconnect_min = \"100ms\"\nreconnect_max = \"1
 impl TestDaemon {
     /// Starts a daemon with `config` as its p2pd.toml.
     pub fn start(config: &str) -> TestDaemon {
+        Self::start_with_env(config, &[])
+    }
+
+    /// Starts a daemon with extra environment variables (failpoints).
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> TestDaemon {
         let dir = short_tempdir();
         let cfg_dir = dir.path().join("c/p2p");
         std::fs::create_dir_all(&cfg_dir).unwrap();
         std::fs::write(cfg_dir.join("p2pd.toml"), config).unwrap();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut d = TestDaemon {
             dir,
             child: None,
             starts: 0,
+            env,
         };
         d.spawn();
         d
+    }
+
+    /// Drops the extra environment for the next (re)start.
+    pub fn clear_env(&mut self) {
+        self.env.clear();
+    }
+
+    /// Waits for the daemon to exit by itself (a failpoint crash).
+    pub fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let status = wait_for(deadline, "p2pd to exit", || child.try_wait().ok().flatten());
+        self.child = None;
+        status
     }
 
     fn envs(&self, cmd: &mut Command) {
@@ -259,7 +283,8 @@ impl TestDaemon {
             .env("XDG_STATE_HOME", p.join("s"))
             .env("XDG_RUNTIME_DIR", p.join("r"))
             .env_remove("P2PD_SOCKET")
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     }
 
     fn spawn(&mut self) {

@@ -8,7 +8,7 @@
 use std::io::BufRead;
 use std::sync::mpsc;
 
-use p2p_proto::ctl::{Command, SentList};
+use p2p_proto::ctl::{BroadcastDone, Command, SentList};
 use p2p_proto::limits::{MAX_CTL_REQUEST, MAX_MESSAGE_BYTES};
 
 use crate::client::{unexpected, Client};
@@ -87,4 +87,15 @@ fn stream(c: &mut Client, user: String, json: bool) -> Result<(), Failure> {
         println!("delivered {} messages to {user}", sent.sent.len());
     }
     Ok(())
+}
+
+/// `broadcast TEXT...`: returns once the server stored it.
+pub fn broadcast(c: &mut Client, text: String, json: bool) -> Result<(), Failure> {
+    let doc = c.call(Command::Broadcast { text })?;
+    super::print(doc, json, |d: BroadcastDone| {
+        println!(
+            "broadcast {} stored; delivered to everyone who is online until {}",
+            d.broadcast.id, d.broadcast.expires_at
+        )
+    })
 }

@@ -2,6 +2,7 @@
 //! and returns the command's result document (SPEC Appendix A).
 
 mod answer;
+mod broadcast;
 mod connect;
 mod disconnect;
 mod inbox;
@@ -32,6 +33,7 @@ pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<serde_json::Value, 
             no_wait,
         } => to_json(connect::run(daemon, user, timeout_ms, no_wait).await?),
         Command::Requests => to_json(requests::run(daemon)),
+        Command::Broadcast { text } => to_json(broadcast::run(daemon, text).await?),
         Command::Accept { user } => to_json(answer::run(daemon, user, true).await?),
         Command::Reject { user } => to_json(answer::run(daemon, user, false).await?),
         Command::Sessions => to_json(sessions::run(daemon)),
@@ -54,6 +56,7 @@ pub fn reply_error(reply: p2p_proto::wire::Reply) -> CtlError {
                 "not_online" => ErrorCode::NotOnline,
                 "no_invitation" | "bad_request" => ErrorCode::BadRequest,
                 "rate_limited" => ErrorCode::RateLimited,
+                "too_large" => ErrorCode::TooLarge,
                 _ => ErrorCode::Other,
             };
             CtlError::new(code, message)

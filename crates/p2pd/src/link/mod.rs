@@ -17,13 +17,14 @@ mod connect;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::inbox::Incoming;
 use futures::{SinkExt, StreamExt};
 use p2p_proto::ctl::{
     CtlError, ErrorCode, Event, LoginArgs, LoginDone, LogoutDone, ServerState, ServerStatus,
 };
 use p2p_proto::limits::{IDLE_TIMEOUT, KEEPALIVE_INTERVAL, WRITE_TIMEOUT};
 use p2p_proto::time;
-use p2p_proto::wire::{self, Auth, ClientMsg, CloseReason, PeerInfo, ServerMsg};
+use p2p_proto::wire::{self, Auth, ClientMsg, CloseReason, PeerInfo, ServerEvent, ServerMsg};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
@@ -141,9 +142,15 @@ pub struct LinkConfig {
     pub backoff: Backoff,
     /// Peer listener details sent at login.
     pub peer: PeerInfo,
-    /// Where invitation events go.
+    /// Where invitation events go (and, through its inbox, broadcasts).
     pub peers: Arc<Peers>,
+    /// Fault injection for crash tests (`P2PD_FAILPOINT`); `None` in normal use.
+    pub failpoint: Option<String>,
 }
+
+/// `P2PD_FAILPOINT` value that makes p2pd abort after storing a broadcast
+/// and before acknowledging it: how tests crash it in exactly that window.
+pub const FAILPOINT_CRASH_BEFORE_BROADCAST_ACK: &str = "crash-before-broadcast-ack";
 
 /// Starts the link task; it logs in from the saved session if there is one.
 pub fn spawn(
@@ -537,6 +544,44 @@ impl Link {
         }
     }
 
+    /// A broadcast: into the inbox (once), *then* acknowledged.
+    async fn broadcast(
+        &mut self,
+        conn: &mut ServerConn,
+        id: u64,
+        from: String,
+        text: String,
+        sent_ms: i64,
+    ) -> Result<(), String> {
+        let inbox = self.cfg.peers.inbox.clone();
+        let m = Incoming {
+            id,
+            text,
+            at_ms: sent_ms,
+        };
+        let who = from.clone();
+        let stored = tokio::task::spawn_blocking(move || inbox.store_broadcast(&who, &m))
+            .await
+            .map_err(|e| format!("inbox task failed: {e}"))?
+            .map_err(|e| format!("cannot store broadcast {id}: {e}"))?;
+        if self.cfg.failpoint.as_deref() == Some(FAILPOINT_CRASH_BEFORE_BROADCAST_ACK) {
+            tracing::error!(
+                id,
+                "failpoint: crashing between storing and acknowledging a broadcast"
+            );
+            std::process::abort();
+        }
+        Self::send(conn, ClientMsg::BroadcastAck { upto: id }).await?;
+        match stored {
+            Some(entry) => {
+                info!(id, from = %from, "broadcast stored");
+                let _ = self.events.send(Event::Broadcast(entry));
+            }
+            None => tracing::debug!(id, "broadcast already in the inbox; acknowledged again"),
+        }
+        Ok(())
+    }
+
     /// Online: serve requests, keep alive, watch for the end.
     async fn online(&mut self, mut conn: ServerConn) -> Ended {
         let start = Instant::now() + KEEPALIVE_INTERVAL;
@@ -586,6 +631,11 @@ impl Link {
                             ServerMsg::Pong { .. } => {}
                             ServerMsg::Ping { nonce } => {
                                 if let Err(e) = Self::send(&mut conn, ClientMsg::Pong { nonce }).await {
+                                    return Ended::Lost(e);
+                                }
+                            }
+                            ServerMsg::Event { event: ServerEvent::Broadcast { id, from, text, sent_ms, .. } } => {
+                                if let Err(e) = self.broadcast(&mut conn, id, from, text, sent_ms).await {
                                     return Ended::Lost(e);
                                 }
                             }

@@ -261,6 +261,10 @@ impl Peers {
                     });
                 }
             }
+            // Broadcasts are the link's (they go to the inbox, not to a peer).
+            ServerEvent::Broadcast { id, .. } => {
+                warn!(id, "broadcast routed to the peer registry; ignored")
+            }
             ServerEvent::InvitationClosed { invite, reason } => {
                 self.lock().requests.retain(|_, (id, _)| *id != invite);
                 info!(invite, ?reason, "invitation to us closed");

@@ -1,0 +1,222 @@
+//! Protocol-level load against a real `p2p-server`: hundreds of logged-in
+//! clients in one process, each speaking the real wire protocol over real
+//! TLS (the daemon's pinned-TLS client), without a daemon per user.
+//!
+//! [`broadcast_scale`] is both a test (the counts are checked by
+//! `tests/broadcast_scale.rs`) and a benchmark (`p2p-load` prints the
+//! timings that go in `docs/BENCHMARKS.md`).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
+use futures::{SinkExt, StreamExt};
+use p2p_proto::codec::{self, FrameCodec};
+use p2p_proto::limits::WIRE_VERSION;
+use p2p_proto::wire::{
+    Auth, ClientMsg, PeerInfo, Preamble, Reply, Request, ServerEvent, ServerMsg, PREAMBLE_LEN,
+};
+use p2p_proto::Secret;
+use p2p_testkit::TestServer;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+/// Every wait in a scenario gives up after this.
+pub const STEP_DEADLINE: Duration = Duration::from_secs(120);
+
+/// The password every generated user has.
+pub const PASSWORD: &str = "load-test-password";
+
+type Conn = Framed<tokio_rustls::client::TlsStream<TcpStream>, FrameCodec<ServerMsg, ClientMsg>>;
+
+/// A logged-in protocol client.
+pub struct Client {
+    conn: Conn,
+    next_id: u64,
+}
+
+impl Client {
+    /// Connects, pins `fingerprint`, logs in as `user`.
+    pub async fn login(addr: SocketAddr, fingerprint: &str, user: &str) -> Result<Client, String> {
+        let mut tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let mut pre = [0u8; PREAMBLE_LEN];
+        tcp.read_exact(&mut pre).await.map_err(|e| e.to_string())?;
+        if Preamble::decode(&pre).map_err(|e| e.to_string())? != Preamble::Ready {
+            return Err("server busy".into());
+        }
+        let pin = p2pd::tlsclient::PinVerifier::new(Some(fingerprint.to_string()));
+        let tls = p2pd::tlsclient::handshake(tcp, pin)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut conn = Framed::new(tls, codec::client_side());
+        let peer = PeerInfo {
+            port: 9,
+            advertise: None,
+            public_key: "00".repeat(32),
+        };
+        let auth = Auth::Password {
+            password: Secret::new(PASSWORD),
+        };
+        conn.send(ClientMsg::Login {
+            version: WIRE_VERSION,
+            user: user.into(),
+            auth,
+            peer,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        match conn.next().await {
+            Some(Ok(ServerMsg::LoginOk { .. })) => Ok(Client { conn, next_id: 0 }),
+            other => Err(format!("{user}: login failed: {other:?}")),
+        }
+    }
+
+    /// Sends a broadcast; returns its id once the server stored it.
+    pub async fn broadcast(&mut self, text: &str) -> Result<u64, String> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let req = Request::Broadcast { text: text.into() };
+        self.conn
+            .send(ClientMsg::Request { id, req })
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            match self.conn.next().await {
+                Some(Ok(ServerMsg::Reply {
+                    id: got,
+                    reply: Reply::BroadcastStored { id: b, .. },
+                })) if got == id => return Ok(b),
+                Some(Ok(ServerMsg::Reply { reply, .. })) => {
+                    return Err(format!("broadcast refused: {reply:?}"))
+                }
+                Some(Ok(_)) => {}
+                other => return Err(format!("connection ended: {other:?}")),
+            }
+        }
+    }
+
+    /// Waits for the next broadcast, acknowledges it, returns its id.
+    pub async fn next_broadcast(&mut self) -> Result<u64, String> {
+        loop {
+            match tokio::time::timeout(STEP_DEADLINE, self.conn.next()).await {
+                Err(_) => return Err("no broadcast in time".into()),
+                Ok(Some(Ok(ServerMsg::Event {
+                    event: ServerEvent::Broadcast { id, .. },
+                }))) => {
+                    self.conn
+                        .send(ClientMsg::BroadcastAck { upto: id })
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    return Ok(id);
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(other) => return Err(format!("connection ended: {other:?}")),
+            }
+        }
+    }
+}
+
+/// Registers `n` users (`load0000`, ...) with a deliberately cheap argon2id
+/// hash, so a thousand logins measure the server, not the KDF.
+pub fn register_users(server: &TestServer, n: usize) -> Vec<String> {
+    let cheap = Argon2::new(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(8, 1, 1, None).expect("params"),
+    );
+    let phc = cheap
+        .hash_password(PASSWORD.as_bytes())
+        .expect("hash")
+        .to_string();
+    let file = p2p_server::users::UserFile::in_dir(&server.data_dir());
+    let names: Vec<String> = (0..n).map(|i| format!("load{i:04}")).collect();
+    for name in &names {
+        file.add_hashed(name, phc.clone()).expect("add user");
+    }
+    names
+}
+
+/// What [`broadcast_scale`] observed.
+#[derive(Debug)]
+pub struct ScaleReport {
+    /// Online recipients that got the broadcast live (of `online - 1`).
+    pub live_delivered: usize,
+    /// Offline users that got it at login (of `users - online`).
+    pub caught_up: usize,
+    /// Broadcast answered (stored) → last online recipient has it.
+    pub live_fanout: Duration,
+    /// First catch-up login started → last catch-up user has it.
+    pub catch_up_total: Duration,
+    /// The sender's wait for the "stored" answer.
+    pub store_latency: Duration,
+}
+
+/// One broadcast to `users` registered users of whom `online` (the sender
+/// among them) are logged in; then every other user logs in, `parallel` at
+/// a time, and must receive it. Every recipient must get exactly the id the
+/// sender was given.
+pub async fn broadcast_scale(
+    server: &TestServer,
+    users: usize,
+    online: usize,
+    parallel: usize,
+) -> Result<ScaleReport, String> {
+    let names = register_users(server, users);
+    let (addr, fp) = (server.addr, server.fingerprint.clone());
+    let mut live = Vec::new();
+    for name in &names[1..online] {
+        live.push(Client::login(addr, &fp, name).await?);
+    }
+    let mut sender = Client::login(addr, &fp, &names[0]).await?;
+    let waiting: Vec<_> = live
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move { c.next_broadcast().await.map(|id| (id, Instant::now())) })
+        })
+        .collect();
+    let t0 = Instant::now();
+    let id = sender.broadcast("load test broadcast").await?;
+    let stored = Instant::now();
+    let mut live_delivered = 0;
+    let mut last = stored;
+    for w in waiting {
+        let (got, at) = w.await.map_err(|e| e.to_string())??;
+        if got != id {
+            return Err(format!("live recipient got broadcast {got}, expected {id}"));
+        }
+        live_delivered += 1;
+        last = last.max(at);
+    }
+    let live_fanout = last.saturating_duration_since(stored);
+
+    let start = Instant::now();
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel));
+    let tasks: Vec<_> = names[online..]
+        .iter()
+        .cloned()
+        .map(|name| {
+            let (fp, sem) = (fp.clone(), sem.clone());
+            tokio::spawn(async move {
+                let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
+                let mut c = Client::login(addr, &fp, &name).await?;
+                c.next_broadcast().await
+            })
+        })
+        .collect();
+    let mut caught_up = 0;
+    for t in tasks {
+        let got = t.await.map_err(|e| e.to_string())??;
+        if got != id {
+            return Err(format!("late recipient got broadcast {got}, expected {id}"));
+        }
+        caught_up += 1;
+    }
+    Ok(ScaleReport {
+        live_delivered,
+        caught_up,
+        live_fanout,
+        catch_up_total: start.elapsed(),
+        store_latency: stored - t0,
+    })
+}

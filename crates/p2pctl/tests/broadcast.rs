@@ -1,0 +1,187 @@
+//! Broadcasts and the 30-minute promise (SPEC §4), end to end with real
+//! processes, including `kill -9` of the server and of a recipient.
+
+use std::time::{Duration, SystemTime};
+
+use p2p_testkit::{wait_for, TestDaemon, TestServer, DEADLINE, FAST_RECONNECT};
+use serde_json::Value;
+
+fn online(server: &TestServer, user: &str) -> TestDaemon {
+    online_with(server, user, &[])
+}
+
+fn online_with(server: &TestServer, user: &str, env: &[(&str, &str)]) -> TestDaemon {
+    let pw = format!("{user}-password");
+    if !server.data_dir().join("users.csv").exists()
+        || !std::fs::read_to_string(server.data_dir().join("users.csv"))
+            .unwrap()
+            .contains(&format!("\n{user},"))
+    {
+        server.add_user(user, &pw);
+    }
+    let d = TestDaemon::start_with_env(FAST_RECONNECT, env);
+    let (code, doc) = d.login(server, user, &pw);
+    assert_eq!(code, 0, "{user}: {doc}");
+    d
+}
+
+fn broadcast(d: &TestDaemon, text: &str) -> Value {
+    let (code, doc) = d.ctl_json(&["broadcast", text]);
+    assert_eq!(code, 0, "{doc}");
+    doc["broadcast"].clone()
+}
+
+/// Broadcast texts in `d`'s inbox (all, read or not), waiting until `n`.
+fn broadcasts(d: &TestDaemon, n: usize) -> Vec<String> {
+    wait_for(DEADLINE, &format!("{n} broadcasts"), || {
+        let (_, doc) = d.ctl_json(&["inbox", "--all"]);
+        let texts: Vec<String> = doc["messages"]
+            .as_array()?
+            .iter()
+            .filter(|m| m["kind"] == "broadcast")
+            .map(|m| m["text"].as_str().unwrap().to_string())
+            .collect();
+        (texts.len() >= n).then_some(texts)
+    })
+}
+
+#[test]
+fn online_users_get_it_and_the_sender_gets_an_id_but_no_copy() {
+    let server = TestServer::start(&[]);
+    let (alice, bob, carol) = (
+        online(&server, "alice"),
+        online(&server, "bob"),
+        online(&server, "carol"),
+    );
+    let b = broadcast(&alice, "server maintenance at 18:00");
+    assert!(b["id"].as_u64().unwrap() >= 1);
+    let expires = humantime::parse_rfc3339(b["expires_at"].as_str().unwrap()).unwrap();
+    let left = expires.duration_since(SystemTime::now()).unwrap();
+    assert!(
+        left > Duration::from_secs(29 * 60) && left <= Duration::from_secs(30 * 60),
+        "{left:?}"
+    );
+    for d in [&bob, &carol] {
+        assert_eq!(broadcasts(d, 1), ["server maintenance at 18:00"]);
+        let (_, inbox) = d.ctl_json(&["inbox", "--all"]);
+        assert_eq!(inbox["messages"][0]["from"], "alice");
+        assert_eq!(inbox["messages"][0]["id"], b["id"]);
+    }
+    // A second broadcast: in id order, and still none for the sender.
+    broadcast(&bob, "second");
+    assert_eq!(
+        broadcasts(&carol, 2),
+        ["server maintenance at 18:00", "second"]
+    );
+    assert_eq!(broadcasts(&alice, 1), ["second"]);
+}
+
+#[test]
+fn late_logins_get_it_until_it_expires() {
+    let server = TestServer::start(&["--broadcast-ttl", "6s"]);
+    let alice = online(&server, "alice");
+    let first = broadcast(&alice, "first");
+    // dave did not even have an account when it was sent.
+    let dave = online(&server, "dave");
+    assert_eq!(broadcasts(&dave, 1), ["first"]);
+    // Past the expiry, a new login does not get it.
+    let expires = humantime::parse_rfc3339(first["expires_at"].as_str().unwrap()).unwrap();
+    wait_for(Duration::from_secs(30), "the broadcast's expiry", || {
+        (SystemTime::now() > expires + Duration::from_secs(1)).then_some(())
+    });
+    let eve = online(&server, "eve");
+    broadcast(&alice, "second");
+    // Delivery is in id order, so once "second" is there, "first" never comes.
+    assert_eq!(broadcasts(&eve, 1), ["second"]);
+}
+
+#[test]
+fn a_server_crash_right_after_the_answer_loses_nothing() {
+    let mut server = TestServer::start(&[]);
+    let alice = online(&server, "alice");
+    let bob = online(&server, "bob");
+    server.add_user("carol", "carol-password");
+    for i in 0..5 {
+        broadcast(&alice, &format!("crash {i}"));
+    }
+    server.kill9();
+    server.restart();
+    // bob (online before) reconnects by himself; carol logs in for the first time.
+    bob.wait_state("online", DEADLINE);
+    let carol = online(&server, "carol");
+    let want: Vec<String> = (0..5).map(|i| format!("crash {i}")).collect();
+    for d in [&bob, &carol] {
+        assert_eq!(broadcasts(d, 5), want, "each exactly once, in order");
+    }
+    // And again after another restart: nothing is delivered twice.
+    server.kill9();
+    server.restart();
+    bob.wait_state("online", DEADLINE);
+    broadcast(&alice, "after");
+    let mut want = want;
+    want.push("after".into());
+    assert_eq!(broadcasts(&bob, 6), want);
+}
+
+#[test]
+fn a_recipient_crash_before_its_ack_is_redelivered_once() {
+    let server = TestServer::start(&[]);
+    let alice = online(&server, "alice");
+    let mut bob = online_with(
+        &server,
+        "bob",
+        &[("P2PD_FAILPOINT", "crash-before-broadcast-ack")],
+    );
+    broadcast(&alice, "are you there?");
+    let status = bob.wait_exit(DEADLINE);
+    assert!(
+        !status.success(),
+        "the failpoint aborts p2pd after storing, before acknowledging"
+    );
+    bob.clear_env();
+    bob.restart();
+    bob.wait_state("online", DEADLINE);
+    broadcast(&alice, "marker");
+    assert_eq!(
+        broadcasts(&bob, 2),
+        ["are you there?", "marker"],
+        "redelivered, stored once"
+    );
+}
+
+#[test]
+fn oversize_and_over_the_rate_limit_are_refused_and_store_nothing() {
+    let server = TestServer::start(&["--broadcast-limit", "2", "--broadcast-window", "1h"]);
+    let alice = online(&server, "alice");
+    let bob = online(&server, "bob");
+    let (code, e) = alice.ctl_json(&["broadcast", &"x".repeat(4097)]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (2, Some("too_large")),
+        "{e}"
+    );
+    broadcast(&alice, "one");
+    broadcast(&alice, "two");
+    let (code, e) = alice.ctl_json(&["broadcast", "three"]);
+    assert_ne!(code, 0);
+    assert_eq!(e["error"]["code"], "rate_limited", "{e}");
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("try again"));
+    broadcast(&bob, "marker");
+    let seen = broadcasts(&alice, 1);
+    assert_eq!(seen, ["marker"]);
+    let (_, inbox) = bob.ctl_json(&["inbox", "--all"]);
+    let texts: Vec<&str> = inbox["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        ["one", "two"],
+        "nothing of the refused ones was stored"
+    );
+}
