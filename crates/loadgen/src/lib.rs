@@ -96,6 +96,29 @@ impl Client {
         }
     }
 
+    /// Who is online, per the server.
+    pub async fn list(&mut self) -> Result<Vec<String>, String> {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.conn
+            .send(ClientMsg::Request {
+                id,
+                req: Request::List,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            match self.conn.next().await {
+                Some(Ok(ServerMsg::Reply {
+                    id: got,
+                    reply: Reply::Users { users },
+                })) if got == id => return Ok(users.into_iter().map(|u| u.user).collect()),
+                Some(Ok(_)) => {}
+                other => return Err(format!("connection ended: {other:?}")),
+            }
+        }
+    }
+
     /// Waits for the next broadcast, acknowledges it, returns its id.
     pub async fn next_broadcast(&mut self) -> Result<u64, String> {
         loop {

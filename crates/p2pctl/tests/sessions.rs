@@ -291,3 +291,45 @@ fn auto_accept_and_key_memory() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn chat_in_a_pipe_and_inbox_follow() {
+    let (_server, alice, bob, _carol) = trio();
+    // bob follows his inbox as a script would: one JSON object per line.
+    let mut follow = Command::new(bin("p2pctl"));
+    let mut child = alice_ctl(&bob, &mut follow, &["--json", "inbox", "--follow"]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // alice chats from a pipe; bob's daemon is set to accept her.
+    let accept = std::thread::spawn({
+        let socket = bob.socket();
+        move || {
+            wait_for(DEADLINE, "alice's request", || {
+                let out = Command::new(bin("p2pctl"))
+                    .args(["--socket", socket.to_str().unwrap(), "accept", "alice"])
+                    .output()
+                    .ok()?;
+                out.status.success().then_some(())
+            })
+        }
+    });
+    let out = alice.ctl_stdin(&["chat", "bob"], "hi bob\nhow are you?\n");
+    accept.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let v: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!(v["kind"], "message");
+        assert_eq!(v["from"], "alice");
+        got.push(v["text"].as_str().unwrap().to_string());
+    }
+    assert_eq!(got, ["hi bob", "how are you?"]);
+    // Followed messages were marked read.
+    assert_eq!(bob.status()["unread"], 0);
+    let _ = child.kill();
+    let _ = child.wait();
+}

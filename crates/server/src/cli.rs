@@ -65,6 +65,9 @@ struct ServeArgs {
     /// Unanswered invitations expire after this.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, hide = true)]
     invitation_ttl: Duration,
+    /// Drop a session after this much silence (daemons ping every 15s).
+    #[arg(long, value_name = "DURATION", default_value = "45s", value_parser = parse_duration, hide = true)]
+    idle_timeout: Duration,
     /// How long a broadcast keeps being delivered to users who log in.
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
     broadcast_ttl: Duration,
@@ -231,6 +234,7 @@ fn serve(args: ServeArgs, data_dir: PathBuf, log_level: Option<String>) -> Resul
     cfg.open_registration = args.open_registration;
     cfg.login_timeout = args.login_timeout;
     cfg.invitation_ttl = args.invitation_ttl;
+    cfg.idle_timeout = args.idle_timeout;
     cfg.broadcasts = crate::broadcast::BroadcastPolicy {
         ttl: args.broadcast_ttl,
         limit: args.broadcast_limit,
