@@ -116,9 +116,10 @@ impl TestServer {
         let end = Instant::now() + DEADLINE;
         while addr.is_none() || fp.is_none() {
             let left = end.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .expect("p2p-server did not report listening in time");
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                let log = std::fs::read_to_string(dir.join(format!("server-{n}.log"))).unwrap_or_default();
+                panic!("p2p-server did not report listening (stale binary? run `cargo test --workspace`): {log}")
+            });
             if let Some(a) = line.strip_prefix("p2p-server listening on ") {
                 addr = Some(a.parse().expect("listen address"));
             } else if let Some(f) = line.strip_prefix("p2p-server fingerprint ") {
