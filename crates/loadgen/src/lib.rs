@@ -72,50 +72,40 @@ impl Client {
         }
     }
 
-    /// Sends a broadcast; returns its id once the server stored it.
-    pub async fn broadcast(&mut self, text: &str) -> Result<u64, String> {
+    /// Sends a request and returns the server's reply to it (skipping
+    /// unsolicited messages in between).
+    pub async fn request(&mut self, req: Request) -> Result<Reply, String> {
         self.next_id += 1;
         let id = self.next_id;
-        let req = Request::Broadcast { text: text.into() };
         self.conn
             .send(ClientMsg::Request { id, req })
             .await
             .map_err(|e| e.to_string())?;
         loop {
             match self.conn.next().await {
-                Some(Ok(ServerMsg::Reply {
-                    id: got,
-                    reply: Reply::BroadcastStored { id: b, .. },
-                })) if got == id => return Ok(b),
-                Some(Ok(ServerMsg::Reply { reply, .. })) => {
-                    return Err(format!("broadcast refused: {reply:?}"))
-                }
+                Some(Ok(ServerMsg::Reply { id: got, reply })) if got == id => return Ok(reply),
                 Some(Ok(_)) => {}
                 other => return Err(format!("connection ended: {other:?}")),
             }
         }
     }
 
+    /// Sends a broadcast; returns its id once the server stored it.
+    pub async fn broadcast(&mut self, text: &str) -> Result<u64, String> {
+        match self
+            .request(Request::Broadcast { text: text.into() })
+            .await?
+        {
+            Reply::BroadcastStored { id, .. } => Ok(id),
+            other => Err(format!("broadcast refused: {other:?}")),
+        }
+    }
+
     /// Who is online, per the server.
     pub async fn list(&mut self) -> Result<Vec<String>, String> {
-        self.next_id += 1;
-        let id = self.next_id;
-        self.conn
-            .send(ClientMsg::Request {
-                id,
-                req: Request::List,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        loop {
-            match self.conn.next().await {
-                Some(Ok(ServerMsg::Reply {
-                    id: got,
-                    reply: Reply::Users { users },
-                })) if got == id => return Ok(users.into_iter().map(|u| u.user).collect()),
-                Some(Ok(_)) => {}
-                other => return Err(format!("connection ended: {other:?}")),
-            }
+        match self.request(Request::List).await? {
+            Reply::Users { users } => Ok(users.into_iter().map(|u| u.user).collect()),
+            other => Err(format!("list refused: {other:?}")),
         }
     }
 

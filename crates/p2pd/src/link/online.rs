@@ -1,0 +1,149 @@
+//! The online phase of the server session: requests and their replies,
+//! keepalive, server events (invitations to the peer registry, broadcasts
+//! into the inbox), and the reasons a session ends.
+
+use futures::{SinkExt, StreamExt};
+use p2p_proto::ctl::{CtlError, ErrorCode, Event, ServerState};
+use p2p_proto::limits::{IDLE_TIMEOUT, KEEPALIVE_INTERVAL, WRITE_TIMEOUT};
+use p2p_proto::wire::{ClientMsg, CloseReason, ServerEvent, ServerMsg};
+use tokio::time::{timeout, Instant};
+use tracing::info;
+
+use super::connect::ServerConn;
+use super::{Ended, Link, LinkCmd, FAILPOINT_CRASH_BEFORE_BROADCAST_ACK};
+use crate::inbox::Incoming;
+
+impl Link {
+    pub(super) fn fail_pending(&mut self) {
+        for (_, reply) in self.pending.drain() {
+            let _ = reply.send(Err(CtlError::new(
+                ErrorCode::ServerUnreachable,
+                "server connection lost; try again",
+            )));
+        }
+    }
+
+    async fn send(conn: &mut ServerConn, msg: ClientMsg) -> Result<(), String> {
+        match timeout(WRITE_TIMEOUT, conn.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("write to server failed: {e}")),
+            Err(_) => Err("write to server timed out".into()),
+        }
+    }
+
+    /// A broadcast: into the inbox (once), *then* acknowledged.
+    async fn broadcast(
+        &mut self,
+        conn: &mut ServerConn,
+        id: u64,
+        from: String,
+        text: String,
+        sent_ms: i64,
+    ) -> Result<(), String> {
+        let inbox = self.cfg.peers.inbox.clone();
+        let m = Incoming {
+            id,
+            text,
+            at_ms: sent_ms,
+        };
+        let who = from.clone();
+        let stored = tokio::task::spawn_blocking(move || inbox.store_broadcast(&who, &m))
+            .await
+            .map_err(|e| format!("inbox task failed: {e}"))?
+            .map_err(|e| format!("cannot store broadcast {id}: {e}"))?;
+        if self.cfg.failpoint.as_deref() == Some(FAILPOINT_CRASH_BEFORE_BROADCAST_ACK) {
+            tracing::error!(
+                id,
+                "failpoint: crashing between storing and acknowledging a broadcast"
+            );
+            std::process::abort();
+        }
+        Self::send(conn, ClientMsg::BroadcastAck { upto: id }).await?;
+        match stored {
+            Some(entry) => {
+                info!(id, from = %from, "broadcast stored");
+                let _ = self.events.send(Event::Broadcast(entry));
+            }
+            None => tracing::debug!(id, "broadcast already in the inbox; acknowledged again"),
+        }
+        Ok(())
+    }
+
+    /// Online: serve requests, keep alive, watch for the end.
+    pub(super) async fn online(&mut self, mut conn: ServerConn) -> Ended {
+        let start = Instant::now() + KEEPALIVE_INTERVAL;
+        let mut keepalive = tokio::time::interval_at(start, KEEPALIVE_INTERVAL);
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {
+                    let _ = timeout(WRITE_TIMEOUT, conn.close()).await;
+                    return Ended::Shutdown;
+                }
+                _ = keepalive.tick() => {
+                    if last_heard.elapsed() >= IDLE_TIMEOUT {
+                        return Ended::Lost(format!("server silent for {}s", IDLE_TIMEOUT.as_secs()));
+                    }
+                    if let Err(e) = Self::send(&mut conn, ClientMsg::Ping { nonce: rand::random() }).await {
+                        return Ended::Lost(e);
+                    }
+                }
+                cmd = self.cmds.recv() => match cmd {
+                    None => return Ended::Shutdown,
+                    Some(LinkCmd::Request { req, reply }) => {
+                        self.next_id += 1;
+                        let id = self.next_id;
+                        self.pending.insert(id, reply);
+                        if let Err(e) = Self::send(&mut conn, ClientMsg::Request { id, req }).await {
+                            return Ended::Lost(e);
+                        }
+                    }
+                    Some(LinkCmd::Login { args, register, reply }) => {
+                        return Ended::Login(args, register, reply, Some(Box::new(conn)));
+                    }
+                    Some(LinkCmd::Logout { reply }) => {
+                        // Best effort: the token is forgotten locally either way.
+                        if Self::send(&mut conn, ClientMsg::Logout).await.is_ok() {
+                            let _ = timeout(WRITE_TIMEOUT, conn.next()).await;
+                        }
+                        return Ended::LoggedOut(reply);
+                    }
+                },
+                frame = conn.next() => {
+                    last_heard = Instant::now();
+                    match frame {
+                        None => return Ended::Lost("server closed the connection".into()),
+                        Some(Err(e)) => return Ended::Lost(format!("bad frame from server: {e}")),
+                        Some(Ok(msg)) => match msg {
+                            ServerMsg::Pong { .. } => {}
+                            ServerMsg::Ping { nonce } => {
+                                if let Err(e) = Self::send(&mut conn, ClientMsg::Pong { nonce }).await {
+                                    return Ended::Lost(e);
+                                }
+                            }
+                            ServerMsg::Event { event: ServerEvent::Broadcast { id, from, text, sent_ms, .. } } => {
+                                if let Err(e) = self.broadcast(&mut conn, id, from, text, sent_ms).await {
+                                    return Ended::Lost(e);
+                                }
+                            }
+                            ServerMsg::Event { event } => self.cfg.peers.clone().server_event(event, &self.handle),
+                            ServerMsg::Reply { id, reply } => {
+                                if let Some(tx) = self.pending.remove(&id) {
+                                    let _ = tx.send(Ok(reply));
+                                }
+                            }
+                            ServerMsg::Closing { reason, message } => return match reason {
+                                CloseReason::Replaced => Ended::Stopped(ServerState::Replaced, message),
+                                CloseReason::AccountRemoved | CloseReason::LoggedOut => {
+                                    Ended::Stopped(ServerState::LoggedOut, message)
+                                }
+                                _ => Ended::Lost(message),
+                            },
+                            other => return Ended::Lost(format!("unexpected message from server: {other:?}")),
+                        },
+                    }
+                }
+            }
+        }
+    }
+}
