@@ -85,7 +85,23 @@ impl Peers {
                 format!("{user} has not invited you (see p2pctl requests)"),
             )
         })?;
-        let contact = match link.request(Request::Answer { invite, accept }).await? {
+        if accept {
+            self.accepting(user, invite, true);
+        }
+        let answered = link.request(Request::Answer { invite, accept }).await;
+        let expecting = match &answered {
+            Ok(Reply::Answered {
+                contact: Some(c), ..
+            }) if accept => {
+                self.check_key(c);
+                let (tx, rx) = oneshot::channel();
+                self.expect(c, invite, tx).map(|()| Some(rx))
+            }
+            _ => Ok(None),
+        };
+        // The key (if any) is registered: links waiting on us may proceed.
+        self.accepting(user, invite, false);
+        let contact = match answered? {
             Reply::Answered { contact, .. } => contact,
             other => return Err(reply_error(other)),
         };
@@ -96,9 +112,12 @@ impl Peers {
                 session: None,
             });
         };
-        self.check_key(&contact);
-        let (tx, rx) = oneshot::channel();
-        self.expect(&contact, invite, tx)?;
+        let Some(rx) = expecting? else {
+            return Err(CtlError::new(
+                ErrorCode::Internal,
+                format!("no contact for {}", contact.user),
+            ));
+        };
         match tokio::time::timeout(DIAL_IN_GRACE, rx).await {
             Ok(Ok(Ok(info))) => Ok(Answered {
                 peer: user.to_string(),

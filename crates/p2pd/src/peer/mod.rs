@@ -14,7 +14,7 @@ mod listener;
 pub mod noise;
 pub mod session;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +25,7 @@ use p2p_proto::peer::PeerHello;
 use p2p_proto::time::{self, rfc3339};
 use p2p_proto::wire::{Contact, InviteEnd, ServerEvent};
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -58,6 +58,10 @@ struct Inner {
     /// the invitation id (the server's reply and event race inside p2pd).
     early: HashMap<u64, (ServerEvent, Instant)>,
     expected: Vec<Expected>,
+    /// Invitations we are accepting right now: the server tells the inviter
+    /// (who dials at once) while its answer to us, with the key to expect,
+    /// is still on the way. A link claiming one of these waits for the key.
+    accepting: HashSet<(String, u64)>,
 }
 
 /// The peer registry.
@@ -73,6 +77,8 @@ pub struct Peers {
     pub shutdown: CancellationToken,
     next_session: AtomicU64,
     inner: Mutex<Inner>,
+    /// Signalled whenever `expected` or `accepting` changes.
+    expectations: Notify,
 }
 
 fn session_info(peer: &str, h: &SessionHandle) -> SessionInfo {
@@ -116,6 +122,7 @@ impl Peers {
             auto_accept,
             shutdown,
             next_session: AtomicU64::new(1),
+            expectations: Notify::new(),
             inner: Mutex::new(Inner::default()),
         })
     }
@@ -231,6 +238,8 @@ impl Peers {
             until: now + DIAL_IN_GRACE,
             notify: Some(notify),
         });
+        drop(inner);
+        self.expectations.notify_waiters();
         Ok(())
     }
 
@@ -378,16 +387,7 @@ impl Peers {
                 return;
             }
         };
-        let matched = {
-            let mut inner = self.lock();
-            let now = Instant::now();
-            inner.expected.retain(|e| e.until > now);
-            let pos = inner
-                .expected
-                .iter()
-                .position(|e| e.key == key && e.user == hello.user && e.invite == hello.invite);
-            pos.map(|i| inner.expected.swap_remove(i))
-        };
+        let matched = self.matching_expectation(&key, &hello).await;
         let Some(mut expected) = matched else {
             warn!(%addr, claimed = %hello.user, key = %hex::encode(&key), "refused peer link: it matches no invitation we accepted");
             return;
@@ -396,6 +396,50 @@ impl Peers {
         if let Some(n) = expected.notify.take() {
             let _ = n.send(Ok(info));
         }
+    }
+
+    /// The accepted invitation this link matches, waiting (up to the dial-in
+    /// grace) if it claims one we are still in the middle of accepting.
+    async fn matching_expectation(&self, key: &[u8], hello: &PeerHello) -> Option<Expected> {
+        let deadline = Instant::now() + DIAL_IN_GRACE;
+        loop {
+            let changed = self.expectations.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut inner = self.lock();
+                let now = Instant::now();
+                inner.expected.retain(|e| e.until > now);
+                let pos = inner
+                    .expected
+                    .iter()
+                    .position(|e| e.key == key && e.user == hello.user && e.invite == hello.invite);
+                if let Some(i) = pos {
+                    return Some(inner.expected.swap_remove(i));
+                }
+                if !inner
+                    .accepting
+                    .contains(&(hello.user.clone(), hello.invite))
+                {
+                    return None;
+                }
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Marks (or, with `on = false`, unmarks) an invitation as being accepted.
+    pub fn accepting(&self, user: &str, invite: u64, on: bool) {
+        let mut inner = self.lock();
+        if on {
+            inner.accepting.insert((user.to_string(), invite));
+        } else {
+            inner.accepting.remove(&(user.to_string(), invite));
+        }
+        drop(inner);
+        self.expectations.notify_waiters();
     }
 
     /// Starts the session task; a previous session with the same peer ends.
