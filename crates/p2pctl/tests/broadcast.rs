@@ -53,7 +53,29 @@ fn online_users_get_it_and_the_sender_gets_an_id_but_no_copy() {
         online(&server, "bob"),
         online(&server, "carol"),
     );
+    let mut watch = std::process::Command::new(p2p_testkit::bin("p2pctl"))
+        .args([
+            "--json",
+            "--socket",
+            carol.socket().to_str().unwrap(),
+            "watch",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut events = std::io::BufRead::lines(std::io::BufReader::new(watch.stdout.take().unwrap()));
+    let mut next = || -> Value { serde_json::from_str(&events.next().unwrap().unwrap()).unwrap() };
+    assert_eq!(next()["event"], "server");
     let b = broadcast(&alice, "server maintenance at 18:00");
+    let ev = next();
+    assert_eq!(
+        (ev["event"].as_str(), ev["from"].as_str()),
+        (Some("broadcast"), Some("alice"))
+    );
+    assert_eq!(ev["text"], "server maintenance at 18:00");
+    assert_eq!(ev["kind"], "broadcast");
+    let _ = watch.kill();
+    let _ = watch.wait();
     assert!(b["id"].as_u64().unwrap() >= 1);
     let expires = humantime::parse_rfc3339(b["expires_at"].as_str().unwrap()).unwrap();
     let left = expires.duration_since(SystemTime::now()).unwrap();
