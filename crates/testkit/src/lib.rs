@@ -23,14 +23,24 @@ pub const POLL: Duration = Duration::from_millis(25);
 /// Built by `cargo test --workspace` (every binary's package has tests).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} not built; run the tests with `cargo test --workspace`",
-        path.display()
-    );
-    path
+    // Tests run from target/<profile>/deps; tools like p2p-load from
+    // target/<profile> itself.
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join(name))
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} not built next to {}; run the tests with `cargo test --workspace`",
+                exe.display()
+            )
+        })
 }
 
 /// Polls `check` until it returns `Some`, or panics after `deadline` saying

@@ -35,7 +35,7 @@ async fn main() {
                 r.store_latency.as_secs_f64() * 1e3
             );
             println!(
-                "live fan-out to {:>5}       {:>8.1} ms",
+                "send -> all {:>5} online have it {:>8.1} ms",
                 r.live_delivered,
                 r.live_fanout.as_secs_f64() * 1e3
             );
