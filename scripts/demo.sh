@@ -2,11 +2,14 @@
 # The whole thing, as far as it is built: one rendezvous server and two users
 # (alice and bob), each with their own p2pd, on 127.0.0.1 only, in a fresh
 # temporary directory. Shows login, presence (list), status, a refused wrong
-# password, and both daemons coming back by themselves after the server
-# restarts. Peer sessions (connect/send/chat) and broadcasts are not built
+# password, alice inviting bob and bob accepting, messages both ways over
+# the direct encrypted session, the inbox, the session carrying messages
+# while the server is down, both daemons coming back by themselves after the
+# server restarts, and `send USER -` in a pipeline. Broadcasts are not built
 # yet, so they are not shown.
 #
 # Usage: scripts/demo.sh        (KEEP_DEMO_DIR=1 keeps the temp dir and logs)
+# The binaries come from ${CARGO_TARGET_DIR:-target}/debug, built first.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,6 +19,8 @@ cd "$ROOT"
 # this is a demo script, not a test.
 START_DEADLINE=20
 RECONNECT_DEADLINE=30
+# `connect` waits for bob's answer (p2pd gives up after 65 s by itself).
+CONNECT_DEADLINE=70
 POLL=0.1
 
 step() { printf '\n== %s\n' "$*"; }
@@ -28,6 +33,7 @@ case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
 # Short path: Unix socket paths are limited to 108 bytes.
 DEMO=$(mktemp -d /tmp/p2pdemo.XXXXXX)
 SERVER_PID=""
+CONNECT_PID=""
 declare -A DAEMON_PID=()
 
 stop() { # PID: SIGTERM, up to 5 s to exit, then SIGKILL.
@@ -44,6 +50,7 @@ stop() { # PID: SIGTERM, up to 5 s to exit, then SIGKILL.
 cleanup() {
     local rc=$? name
     trap - EXIT INT TERM
+    if [[ -n $CONNECT_PID ]]; then stop "$CONNECT_PID"; fi
     for name in "${!DAEMON_PID[@]}"; do stop "${DAEMON_PID[$name]}"; done
     if [[ -n $SERVER_PID ]]; then stop "$SERVER_PID"; fi
     if ((rc != 0)); then
@@ -155,6 +162,16 @@ not_lists() { # NAME USER: `p2pctl list` works and USER is not in it
     out=$(ctl "$1" list) || return 1
     ! grep -q "^$2 " <<<"$out"
 }
+has_request() { # NAME USER: USER's invitation waits in NAME's `p2pctl requests`
+    local out
+    out=$(ctl "$1" --json requests) || return 1
+    grep -q "\"from\":\"$2\"" <<<"$out"
+}
+has_session() { # NAME USER: NAME has a session with USER
+    local out
+    out=$(ctl "$1" --json sessions) || return 1
+    grep -q "\"peer\":\"$2\"" <<<"$out"
+}
 
 # ---------------------------------------------------------------- operator
 step "operator: p2p-server user add alice / bob (password on stdin)"
@@ -197,6 +214,54 @@ for name in alice bob; do
     ctl "$name" --json status
 done
 
+# ---------------------------------------------------------------- sessions
+step "alice: p2pctl connect bob   (in the background: it waits for bob's answer)"
+# A plain command, not a function, so that $! is p2pctl itself.
+env HOME="$DEMO/alice" \
+    XDG_RUNTIME_DIR="$DEMO/alice/run" \
+    XDG_STATE_HOME="$DEMO/alice/state" \
+    XDG_CONFIG_HOME="$DEMO/alice/config" \
+    "$BIN/p2pctl" connect bob >"$DEMO/connect.out" 2>&1 &
+CONNECT_PID=$!
+wait_for "$START_DEADLINE" "alice's invitation in bob's requests" has_request bob alice
+
+step "bob: p2pctl requests"
+ctl bob requests
+
+step "bob: p2pctl accept alice   (alice's daemon dials bob's; Noise XX, keys checked)"
+ctl bob accept alice
+
+step "alice: her p2pctl connect bob returns"
+exited() { ! kill -0 "$1" 2>/dev/null; }
+wait_for "$CONNECT_DEADLINE" "alice's p2pctl connect to return" exited "$CONNECT_PID"
+set +e
+wait "$CONNECT_PID"
+rc=$?
+set -e
+CONNECT_PID=""
+cat "$DEMO/connect.out"
+echo "exit code: $rc"
+((rc == 0)) || die "p2pctl connect bob failed"
+
+for name in alice bob; do
+    step "$name: p2pctl sessions"
+    ctl "$name" sessions
+done
+
+step "alice: p2pctl send bob \"hello bob\"   (returns once bob's p2pd stored it)"
+ctl alice send bob "hello bob"
+step "bob: p2pctl send alice \"hi alice\""
+ctl bob send alice "hi alice"
+
+step "bob: p2pctl inbox"
+out=$(ctl bob inbox)
+printf '%s\n' "$out"
+grep -qF "alice: hello bob" <<<"$out" || die "bob's inbox lacks alice's message"
+step "alice: p2pctl inbox"
+out=$(ctl alice inbox)
+printf '%s\n' "$out"
+grep -qF "bob: hi alice" <<<"$out" || die "alice's inbox lacks bob's message"
+
 # ---------------------------------------------------------------- restart
 step "operator: stop p2p-server (SIGTERM)"
 stop "$SERVER_PID"
@@ -215,6 +280,14 @@ set -e
 echo "exit code: $rc"
 ((rc == 4)) || die "expected exit code 4 while the server is down"
 
+step "alice: p2pctl send bob \"sent while the server is down\"   (direct link: no server needed)"
+ctl alice send bob "sent while the server is down"
+step "bob: p2pctl inbox"
+out=$(ctl bob inbox)
+printf '%s\n' "$out"
+grep -qF "sent while the server is down" <<<"$out" ||
+    die "bob's inbox lacks the message sent while the server was down"
+
 step "operator: start p2p-server again on 127.0.0.1:$PORT"
 start_server "127.0.0.1:$PORT"
 
@@ -230,6 +303,21 @@ step "alice: p2pctl list"
 ctl alice list
 step "bob: p2pctl --json status"
 ctl bob --json status
+step "alice: p2pctl sessions   (the session outlived the server restart)"
+ctl alice sessions
+has_session alice bob || die "alice's session with bob did not survive the server restart"
+
+# ---------------------------------------------------------------- pipeline
+step "alice: printf 'line 1\\nline 2\\nline 3\\n' | p2pctl send bob -   (one message per line)"
+printf 'line 1\nline 2\nline 3\n' | ctl alice send bob -
+
+# `send` returned, so bob's p2pd has stored all three: no waiting needed.
+step "bob: p2pctl --json inbox"
+out=$(ctl bob --json inbox)
+printf '%s\n' "$out"
+for n in 1 2 3; do
+    grep -qF "\"text\":\"line $n\"" <<<"$out" || die "line $n is not in bob's inbox"
+done
 
 # ---------------------------------------------------------------- logout
 step "bob: p2pctl logout"
