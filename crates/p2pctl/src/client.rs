@@ -78,6 +78,11 @@ impl Client {
             let resp: Response = serde_json::from_str(&line)
                 .map_err(|e| Failure::Other(format!("unreadable answer from p2pd: {e}")))?;
             if resp.id != id {
+                // Id 0 with an error: the daemon could not read our request
+                // at all (too long, not JSON) — it will never answer it.
+                if let (0, Some(e)) = (resp.id, resp.error) {
+                    return Err(Failure::Ctl(e));
+                }
                 continue;
             }
             return match (resp.result, resp.error) {

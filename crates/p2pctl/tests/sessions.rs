@@ -333,3 +333,50 @@ fn chat_in_a_pipe_and_inbox_follow() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn big_requests_and_big_inboxes() {
+    let (_server, alice, bob, _carol) = trio();
+    connect(&alice, &bob);
+    // Words that join to far over 64 KiB: refused at once, nothing sent.
+    let word = "x".repeat(60_000);
+    let words: Vec<&str> = std::iter::repeat_n(word.as_str(), 10).collect();
+    let mut args = vec!["send", "bob"];
+    args.extend(words);
+    let (code, e) = alice.ctl_json(&args);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (2, Some("too_large")),
+        "{e}"
+    );
+    // A raw control line over the daemon's limit gets an answer, not silence.
+    let huge = format!(
+        r#"{{"id":5,"cmd":"send","user":"bob","texts":["{}"]}}"#,
+        "y".repeat(600 * 1024)
+    );
+    assert_eq!(bob.request(&huge)["error"]["code"], "too_large");
+    // Lines that grow sixfold when escaped still go, in batches that fit.
+    let control = "\u{1}".repeat(60_000);
+    let out = alice.ctl_stdin(
+        &["send", "bob", "-"],
+        &format!("{control}\n{control}\n{control}\n"),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        inbox_texts(&bob, &[]),
+        [control.clone(), control.clone(), control]
+    );
+    // An inbox larger than one page (2 MiB) comes back whole, in one document.
+    let line = "z".repeat(60_000);
+    let lines: Vec<&str> = std::iter::repeat_n(line.as_str(), 45).collect();
+    let out = alice.ctl_stdin(&["send", "bob", "-"], &(lines.join("\n") + "\n"));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(bob.status()["unread"], 45);
+    assert_eq!(inbox_texts(&bob, &[]).len(), 45);
+    assert_eq!(bob.status()["unread"], 0);
+}

@@ -148,7 +148,11 @@ async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationT
         let value = match line {
             None | Some(Err(_)) => return,
             Some(Ok(Err(bad))) => {
-                let e = CtlError::new(ErrorCode::BadRequest, format!("unreadable request: {bad}"));
+                let code = match bad {
+                    p2p_proto::ProtoError::TooLarge { .. } => ErrorCode::TooLarge,
+                    _ => ErrorCode::BadRequest,
+                };
+                let e = CtlError::new(code, format!("unreadable request: {bad}"));
                 if conn.send(respond(0, Err(e))).await.is_err() {
                     return;
                 }

@@ -139,44 +139,64 @@ impl Inbox {
         }))
     }
 
-    /// Entries (unread only unless `all`), optionally from one user, oldest
-    /// first; the unread ones returned are marked read.
-    pub fn take(&self, all: bool, from: Option<&str>) -> Result<Vec<InboxEntry>> {
+    /// One page of entries (unread only unless `all`), optionally from one
+    /// user, with `seq` above `after`, oldest first, holding at most
+    /// `max_bytes` of text (and at least one entry). The unread ones
+    /// returned — and only those — become read. The flag says whether more
+    /// entries follow.
+    pub fn take(
+        &self,
+        all: bool,
+        from: Option<&str>,
+        after: u64,
+        max_bytes: usize,
+    ) -> Result<(Vec<InboxEntry>, bool)> {
         let mut conn = self.conn.lock().expect("inbox poisoned");
         let tx = conn.transaction().map_err(self.err())?;
-        let entries = {
+        let mut entries = Vec::new();
+        let mut more = false;
+        {
             let mut q = tx
                 .prepare_cached(
                     "SELECT seq, kind, peer, msg_id, text, at_ms FROM inbox
-                     WHERE (?1 OR read = 0) AND (?2 IS NULL OR peer = ?2) ORDER BY seq",
+                     WHERE (?1 OR read = 0) AND (?2 IS NULL OR peer = ?2) AND seq > ?3 ORDER BY seq",
                 )
                 .map_err(self.err())?;
-            let rows = q
-                .query_map(params![all, from], |r| {
-                    let kind: String = r.get(1)?;
-                    Ok(InboxEntry {
-                        seq: r.get::<_, i64>(0)? as u64,
-                        kind: if kind == "broadcast" {
-                            InboxKind::Broadcast
-                        } else {
-                            InboxKind::Message
-                        },
-                        from: r.get(2)?,
-                        id: r.get::<_, i64>(3)? as u64,
-                        text: r.get(4)?,
-                        at: rfc3339(r.get(5)?),
-                    })
-                })
+            let mut rows = q
+                .query(params![all, from, after as i64])
                 .map_err(self.err())?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(self.err())?
-        };
-        tx.execute(
-            "UPDATE inbox SET read = 1 WHERE read = 0 AND (?1 IS NULL OR peer = ?1)",
-            params![from],
-        )
-        .map_err(self.err())?;
+            let mut bytes = 0;
+            while let Some(r) = rows.next().map_err(self.err())? {
+                let text: String = r.get(4).map_err(self.err())?;
+                if !entries.is_empty() && bytes + text.len() > max_bytes {
+                    more = true;
+                    break;
+                }
+                bytes += text.len();
+                let kind: String = r.get(1).map_err(self.err())?;
+                entries.push(InboxEntry {
+                    seq: r.get::<_, i64>(0).map_err(self.err())? as u64,
+                    kind: if kind == "broadcast" {
+                        InboxKind::Broadcast
+                    } else {
+                        InboxKind::Message
+                    },
+                    from: r.get(2).map_err(self.err())?,
+                    id: r.get::<_, i64>(3).map_err(self.err())? as u64,
+                    text,
+                    at: rfc3339(r.get(5).map_err(self.err())?),
+                });
+            }
+        }
+        if let Some(last) = entries.last().map(|e| e.seq) {
+            tx.execute(
+                "UPDATE inbox SET read = 1 WHERE read = 0 AND seq > ?1 AND seq <= ?2 AND (?3 IS NULL OR peer = ?3)",
+                params![after as i64, last as i64, from],
+            )
+            .map_err(self.err())?;
+        }
         tx.commit().map_err(self.err())?;
-        Ok(entries)
+        Ok((entries, more))
     }
 
     /// Marks one entry read (delivered to an `inbox --follow`).
@@ -214,6 +234,26 @@ mod tests {
     }
 
     #[test]
+    fn pages_by_bytes_and_marks_only_what_was_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(dir.path()).unwrap();
+        let batch: Vec<Incoming> = (1..=10).map(|i| msg(i, "0123456789")).collect();
+        inbox.store(InboxKind::Message, "bob", &batch).unwrap();
+        let (page, more) = inbox.take(false, None, 0, 35).unwrap();
+        assert_eq!((page.len(), more), (3, true));
+        assert_eq!(
+            inbox.unread().unwrap(),
+            7,
+            "only the shown page became read"
+        );
+        let (rest, more) = inbox.take(false, None, page[2].seq, 1000).unwrap();
+        assert_eq!((rest.len(), more), (7, false));
+        // A single entry over the budget still comes (alone).
+        let (one, more) = inbox.take(true, None, 0, 1).unwrap();
+        assert_eq!((one.len(), more), (1, true));
+    }
+
+    #[test]
     fn store_take_and_mark_read() {
         let dir = tempfile::tempdir().unwrap();
         let inbox = Inbox::open(dir.path()).unwrap();
@@ -225,27 +265,28 @@ mod tests {
             .store(InboxKind::Message, "carol", &[msg(1, "hi")])
             .unwrap();
         assert_eq!(inbox.unread().unwrap(), 3);
-        let from_bob = inbox.take(false, Some("bob")).unwrap();
+        let from_bob = inbox.take(false, Some("bob"), 0, usize::MAX).unwrap().0;
         assert_eq!(
             from_bob.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(),
             ["héllo", "two"]
         );
         assert_eq!(inbox.unread().unwrap(), 1);
-        assert_eq!(inbox.take(false, None).unwrap().len(), 1);
-        assert!(inbox.take(false, None).unwrap().is_empty());
-        assert_eq!(inbox.take(true, None).unwrap().len(), 3);
+        assert_eq!(inbox.take(false, None, 0, usize::MAX).unwrap().0.len(), 1);
+        assert!(inbox.take(false, None, 0, usize::MAX).unwrap().0.is_empty());
+        assert_eq!(inbox.take(true, None, 0, usize::MAX).unwrap().0.len(), 3);
         // Broadcasts are kept once, however often they arrive.
         let b = msg(7, "maintenance at 18:00");
         assert!(inbox.store_broadcast("admin", &b).unwrap().is_some());
         assert!(inbox.store_broadcast("admin", &b).unwrap().is_none());
-        assert_eq!(inbox.take(false, None).unwrap().len(), 1);
+        assert_eq!(inbox.take(false, None, 0, usize::MAX).unwrap().0.len(), 1);
         // Survives reopening.
         drop(inbox);
         assert_eq!(
             Inbox::open(dir.path())
                 .unwrap()
-                .take(true, None)
+                .take(true, None, 0, usize::MAX)
                 .unwrap()
+                .0
                 .len(),
             4
         );

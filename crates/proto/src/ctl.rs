@@ -126,6 +126,9 @@ pub enum Command {
         /// them read) on this connection.
         #[serde(default)]
         follow: bool,
+        /// Only entries with `seq` above this (to fetch the next page).
+        #[serde(default)]
+        after: Option<u64>,
     },
 }
 
@@ -463,12 +466,16 @@ pub struct InboxEntry {
     pub seq: u64,
 }
 
-/// Result of `inbox`.
+/// Result of `inbox`: one page, at most
+/// [`MAX_INBOX_PAGE_BYTES`](crate::limits::MAX_INBOX_PAGE_BYTES) of text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct InboxList {
     /// Oldest first.
     pub messages: Vec<InboxEntry>,
+    /// More entries follow: ask again with `after` = the last `seq`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub more: bool,
 }
 
 /// Events written to `watch` connections, one per line.

@@ -98,3 +98,11 @@ pub const DEFAULT_BROADCAST_LIMIT: u32 = 10;
 
 /// Default window of the broadcast rate limit.
 pub const DEFAULT_BROADCAST_WINDOW: Duration = Duration::from_secs(3600);
+
+/// Text per `inbox` page: with JSON escaping (up to ×6) a page stays well
+/// under [`MAX_CTL_RESPONSE`]; p2pctl fetches pages until none is left.
+pub const MAX_INBOX_PAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// Peer handshakes in progress at once; more incoming links are closed at
+/// once, so a flood of half-open links cannot pile up tasks.
+pub const MAX_PENDING_HANDSHAKES: usize = 64;

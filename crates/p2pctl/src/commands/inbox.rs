@@ -31,7 +31,8 @@ fn line(e: &InboxEntry) -> String {
     }
 }
 
-/// `inbox [--all] [--from USER] [--follow]`.
+/// `inbox [--all] [--from USER] [--follow]`: every page, then (with
+/// `--follow`) new entries as they arrive.
 pub fn inbox(
     c: &mut Client,
     all: bool,
@@ -39,19 +40,40 @@ pub fn inbox(
     follow: bool,
     json: bool,
 ) -> Result<(), Failure> {
-    let doc = c.call(Command::Inbox { all, from, follow })?;
+    let mut entries = Vec::new();
+    let mut after = None;
+    let page = |c: &mut Client, after: Option<u64>, follow: bool| -> Result<InboxList, Failure> {
+        let doc = c.call(Command::Inbox {
+            all,
+            from: from.clone(),
+            follow,
+            after,
+        })?;
+        serde_json::from_value(doc).map_err(crate::client::unexpected)
+    };
+    loop {
+        let got = page(c, after, false)?;
+        after = got.messages.last().map(|e| e.seq).or(after);
+        entries.extend(got.messages);
+        if !got.more {
+            break;
+        }
+    }
     if !follow {
-        return super::print(doc, json, |l: InboxList| {
-            if l.messages.is_empty() {
-                println!("no {}messages", if all { "" } else { "new " });
-            }
-            for e in &l.messages {
+        if json {
+            println!("{}", serde_json::json!({ "messages": entries }));
+        } else if entries.is_empty() {
+            println!("no {}messages", if all { "" } else { "new " });
+        } else {
+            for e in &entries {
                 println!("{}", line(e));
             }
-        });
+        }
+        return Ok(());
     }
-    let list: InboxList = serde_json::from_value(doc).map_err(crate::client::unexpected)?;
-    for e in &list.messages {
+    // Anything that arrived since the last page comes with the follow.
+    entries.extend(page(c, after, true)?.messages);
+    for e in &entries {
         print_entry(e, json);
     }
     loop {

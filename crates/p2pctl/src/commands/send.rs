@@ -16,9 +16,22 @@ use crate::Failure;
 
 /// Most lines in one `send` request.
 pub const MAX_BATCH_LINES: usize = 1000;
-/// Most text bytes in one request (the control line limit, with room for
-/// escaping).
-pub const MAX_BATCH_BYTES: usize = MAX_CTL_REQUEST / 8;
+/// Most JSON-encoded text bytes in one request: half the control line
+/// limit, so the envelope always fits. A single line (at most 64 KiB, at
+/// most six times that escaped) always fits on its own.
+pub const MAX_BATCH_BYTES: usize = MAX_CTL_REQUEST / 2;
+
+/// A text's size inside the request line (escaping included).
+fn encoded_len(text: &str) -> usize {
+    serde_json::to_string(text).map_or(text.len() * 6, |s| s.len())
+}
+
+fn too_large(len: usize, what: &str) -> Failure {
+    Failure::Ctl(p2p_proto::ctl::CtlError::new(
+        p2p_proto::ctl::ErrorCode::TooLarge,
+        format!("{what} is {len} bytes; the limit is {MAX_MESSAGE_BYTES}. Nothing of it was sent"),
+    ))
+}
 
 /// Sends `texts` joined with spaces as one message, or stdin lines for `-`.
 pub fn run(c: &mut Client, user: String, texts: Vec<String>, json: bool) -> Result<(), Failure> {
@@ -26,6 +39,9 @@ pub fn run(c: &mut Client, user: String, texts: Vec<String>, json: bool) -> Resu
         return stream(c, user, json);
     }
     let text = texts.join(" ");
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(too_large(text.len(), "the message"));
+    }
     let doc = c.call(Command::Send {
         user,
         texts: vec![text],
@@ -50,29 +66,29 @@ fn stream(c: &mut Client, user: String, json: bool) -> Result<(), Failure> {
     });
     let mut sent = SentList { sent: Vec::new() };
     let mut number = 0usize;
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
+    // A line that did not fit the previous batch starts the next one.
+    let mut carry: Option<Result<String, String>> = None;
+    while let Some(first) = carry.take().or_else(|| rx.recv().ok()) {
+        let mut texts = Vec::new();
         let mut bytes = 0;
-        while batch.len() < MAX_BATCH_LINES && bytes < MAX_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(line) => {
-                    bytes += line.as_ref().map_or(0, |l| l.len());
-                    batch.push(line);
-                }
-                Err(_) => break,
-            }
-        }
-        let mut texts = Vec::with_capacity(batch.len());
-        for line in batch {
-            number += 1;
+        let mut next = Some(first);
+        while let Some(line) = next.take() {
             let line = line.map_err(Failure::Other)?;
             if line.len() > MAX_MESSAGE_BYTES {
-                return Err(Failure::Usage(format!(
-                    "line {number} is {} bytes; the limit is {MAX_MESSAGE_BYTES} (earlier lines were delivered)",
-                    line.len()
-                )));
+                let what = format!("line {} (earlier lines were delivered)", number + 1);
+                return Err(too_large(line.len(), &what));
             }
+            let len = encoded_len(&line);
+            if !texts.is_empty()
+                && (bytes + len > MAX_BATCH_BYTES || texts.len() >= MAX_BATCH_LINES)
+            {
+                carry = Some(Ok(line));
+                break;
+            }
+            number += 1;
+            bytes += len;
             texts.push(line);
+            next = rx.try_recv().ok();
         }
         let doc = c.call(Command::Send {
             user: user.clone(),

@@ -1,15 +1,28 @@
 //! `inbox`: stored messages; the unread ones shown become read.
 
 use p2p_proto::ctl::{CtlError, ErrorCode, InboxList};
+use p2p_proto::limits::MAX_INBOX_PAGE_BYTES;
 
 use crate::Daemon;
 
 /// Runs `inbox` (the `--follow` stream is the control connection's job).
-pub async fn run(daemon: &Daemon, all: bool, from: Option<String>) -> Result<InboxList, CtlError> {
+pub async fn run(
+    daemon: &Daemon,
+    all: bool,
+    from: Option<String>,
+    after: Option<u64>,
+) -> Result<InboxList, CtlError> {
     let inbox = daemon.peers.inbox.clone();
-    let messages = tokio::task::spawn_blocking(move || inbox.take(all, from.as_deref()))
-        .await
-        .map_err(|e| CtlError::new(ErrorCode::Internal, e.to_string()))?
-        .map_err(|e| CtlError::new(ErrorCode::Internal, e.to_string()))?;
-    Ok(InboxList { messages })
+    let (messages, more) = tokio::task::spawn_blocking(move || {
+        inbox.take(
+            all,
+            from.as_deref(),
+            after.unwrap_or(0),
+            MAX_INBOX_PAGE_BYTES,
+        )
+    })
+    .await
+    .map_err(|e| CtlError::new(ErrorCode::Internal, e.to_string()))?
+    .map_err(|e| CtlError::new(ErrorCode::Internal, e.to_string()))?;
+    Ok(InboxList { messages, more })
 }

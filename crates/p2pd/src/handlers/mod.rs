@@ -22,7 +22,7 @@ use crate::Daemon;
 /// Runs one command (all but `watch`, which the control connection owns).
 pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<serde_json::Value, CtlError> {
     match cmd {
-        Command::Status => to_json(status::run(daemon)),
+        Command::Status => to_json(status::run(daemon).await),
         Command::Login(args) => to_json(login::run(daemon, args, false).await?),
         Command::Register(args) => to_json(login::run(daemon, args, true).await?),
         Command::Logout => to_json(logout::run(daemon).await?),
@@ -39,7 +39,9 @@ pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<serde_json::Value, 
         Command::Sessions => to_json(sessions::run(daemon)),
         Command::Send { user, texts } => to_json(send::run(daemon, user, texts).await?),
         Command::Disconnect { user } => to_json(disconnect::run(daemon, user).await?),
-        Command::Inbox { all, from, .. } => to_json(inbox::run(daemon, all, from).await?),
+        Command::Inbox {
+            all, from, after, ..
+        } => to_json(inbox::run(daemon, all, from, after).await?),
         Command::Watch => Err(CtlError::new(
             ErrorCode::BadRequest,
             "watch is handled by the connection",

@@ -4,14 +4,21 @@ use p2p_proto::ctl::StatusReport;
 
 use crate::Daemon;
 
-/// Reports without touching the network.
-pub fn run(daemon: &Daemon) -> StatusReport {
+/// Reports without touching the network (the unread count is a database
+/// query, run off the async threads).
+pub async fn run(daemon: &Daemon) -> StatusReport {
+    let inbox = daemon.peers.inbox.clone();
+    let unread = tokio::task::spawn_blocking(move || inbox.unread())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(0);
     StatusReport {
         server: daemon.link.status().report(),
         peer_listen: daemon.peer_listen.to_string(),
         sessions: daemon.peers.sessions().len() as u64,
         pending: daemon.peers.requests().len() as u64,
-        unread: daemon.peers.inbox.unread().unwrap_or(0),
+        unread,
         public_key: daemon.public_key.clone(),
     }
 }

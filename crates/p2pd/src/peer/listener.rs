@@ -5,20 +5,26 @@
 
 use std::sync::Arc;
 
+use p2p_proto::limits::MAX_PENDING_HANDSHAKES;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tracing::warn;
 
 use super::Peers;
 
 /// Accepts peer links until shutdown.
 pub async fn serve(listener: TcpListener, peers: Arc<Peers>) {
+    let handshakes = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
     loop {
         tokio::select! {
             _ = peers.shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    tokio::spawn(peers.clone().incoming(stream));
-                }
+                Ok((stream, addr)) => match handshakes.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        tokio::spawn(peers.clone().incoming(stream, permit));
+                    }
+                    Err(_) => warn!(%addr, "too many peer handshakes at once; link dropped"),
+                },
                 Err(e) => {
                     warn!(cause = %e, "peer accept failed");
                     tokio::time::sleep(crate::ACCEPT_ERROR_PAUSE).await;

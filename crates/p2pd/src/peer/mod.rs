@@ -375,7 +375,13 @@ impl Peers {
 
     /// A link came in on the listener: let it through only if it matches an
     /// invitation we accepted (key, name and invitation id).
-    pub async fn incoming(self: Arc<Self>, stream: TcpStream) {
+    /// `handshake` is this link's slot among the handshakes in progress;
+    /// it is released once the link is checked.
+    pub async fn incoming(
+        self: Arc<Self>,
+        stream: TcpStream,
+        handshake: tokio::sync::OwnedSemaphorePermit,
+    ) {
         let addr = stream
             .peer_addr()
             .map(|a| a.to_string())
@@ -388,6 +394,7 @@ impl Peers {
             }
         };
         let matched = self.matching_expectation(&key, &hello).await;
+        drop(handshake);
         let Some(mut expected) = matched else {
             warn!(%addr, claimed = %hello.user, key = %hex::encode(&key), "refused peer link: it matches no invitation we accepted");
             return;
