@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The whole thing, as far as it is built: one rendezvous server and two users
-# (alice and bob), each with their own p2pd, on 127.0.0.1 only, in a fresh
-# temporary directory. Shows login, presence (list), status, a refused wrong
+# The whole thing: one rendezvous server and three users (alice, bob and,
+# for the broadcast, carol), each with their own p2pd, on 127.0.0.1 only,
+# in a fresh temporary directory. Shows login, presence (list), status, a refused wrong
 # password, alice inviting bob and bob accepting, messages both ways over
 # the direct encrypted session, the inbox, the session carrying messages
 # while the server is down, both daemons coming back by themselves after the
-# server restarts, and `send USER -` in a pipeline. Broadcasts are not built
-# yet, so they are not shown.
+# server restarts, `send USER -` in a pipeline, and a broadcast: alice
+# broadcasts, bob (online) has it at once, and carol, whose daemon is
+# started only after it was sent, gets it when she logs in.
 #
 # Usage: scripts/demo.sh        (KEEP_DEMO_DIR=1 keeps the temp dir and logs)
 # The binaries come from ${CARGO_TARGET_DIR:-target}/debug, built first.
@@ -76,7 +77,7 @@ die() { echo "demo: $*" >&2; exit 1; }
 # Everything below must find the demo's daemons, not the caller's.
 unset P2PD_SOCKET
 
-declare -A PASSWORD=([alice]="alice-demo-pw" [bob]="bob-demo-pw")
+declare -A PASSWORD=([alice]="alice-demo-pw" [bob]="bob-demo-pw" [carol]="carol-demo-pw")
 
 # p2p-server with the demo's data dir.
 server() { "$BIN/p2p-server" --data-dir "$DEMO/server" "$@"; }
@@ -171,6 +172,12 @@ has_session() { # NAME USER: NAME has a session with USER
     local out
     out=$(ctl "$1" --json sessions) || return 1
     grep -q "\"peer\":\"$2\"" <<<"$out"
+}
+has_unread() { # NAME: NAME's daemon holds at least one unread inbox entry.
+    # `status` counts them without marking anything read (`inbox` would).
+    local out
+    out=$(ctl "$1" --json status) || return 1
+    grep -q '"unread":[1-9]' <<<"$out"
 }
 
 # ---------------------------------------------------------------- operator
@@ -318,6 +325,50 @@ printf '%s\n' "$out"
 for n in 1 2 3; do
     grep -qF "\"text\":\"line $n\"" <<<"$out" || die "line $n is not in bob's inbox"
 done
+
+# ---------------------------------------------------------------- broadcast
+BROADCAST="server maintenance at 18:00"
+
+step "operator: p2p-server user add carol --password-stdin   (no daemon for her yet)"
+printf '%s\n' "${PASSWORD[carol]}" | server user add carol --password-stdin
+server user list
+
+step "alice: p2pctl broadcast \"$BROADCAST\"   (returns once the server has it on disk)"
+out=$(ctl alice broadcast "$BROADCAST")
+printf '%s\n' "$out"
+grep -q '^broadcast [0-9]* stored' <<<"$out" || die "the broadcast was not stored"
+
+# bob is online: the server pushed it to his daemon, which stored it.
+wait_for "$START_DEADLINE" "the broadcast in bob's inbox" has_unread bob
+step "bob: p2pctl inbox   (bob is online: delivered at once)"
+out=$(ctl bob inbox)
+printf '%s\n' "$out"
+grep -qF "[broadcast] alice: $BROADCAST" <<<"$out" || die "bob's inbox lacks the broadcast"
+
+step "alice: p2pctl status   (the sender gets no copy: unread 0)"
+out=$(ctl alice status)
+printf '%s\n' "$out"
+has_unread alice && die "alice got a copy of her own broadcast"
+
+step "carol: start p2pd now, after the broadcast was sent"
+start_daemon carol
+
+step "carol: p2pctl login --server 127.0.0.1:$PORT --user carol --password-stdin"
+login carol
+
+# At login the server sends carol every unexpired broadcast she has not
+# acknowledged; her daemon stores it, then acknowledges.
+wait_for "$START_DEADLINE" "the broadcast in carol's inbox" has_unread carol
+step "carol: p2pctl inbox   (she logged in after it was sent, inside its 30 minutes)"
+out=$(ctl carol inbox)
+printf '%s\n' "$out"
+grep -qF "[broadcast] alice: $BROADCAST" <<<"$out" || die "carol's inbox lacks the broadcast"
+
+step "carol: p2pctl --json inbox --all   (--all: the line above marked it read)"
+out=$(ctl carol --json inbox --all)
+printf '%s\n' "$out"
+grep -qF '"kind":"broadcast"' <<<"$out" || die "carol's JSON inbox lacks the broadcast"
+grep -qF "\"text\":\"$BROADCAST\"" <<<"$out" || die "carol's JSON inbox has the wrong text"
 
 # ---------------------------------------------------------------- logout
 step "bob: p2pctl logout"

@@ -207,3 +207,34 @@ fn oversize_and_over_the_rate_limit_are_refused_and_store_nothing() {
         "nothing of the refused ones was stored"
     );
 }
+
+#[test]
+fn inbox_follow_streams_broadcasts_and_marks_them_read() {
+    let server = TestServer::start(&[]);
+    let (alice, bob) = (online(&server, "alice"), online(&server, "bob"));
+    let mut follow = std::process::Command::new(p2p_testkit::bin("p2pctl"))
+        .args([
+            "--json",
+            "--socket",
+            bob.socket().to_str().unwrap(),
+            "inbox",
+            "--follow",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(follow.stdout.take().unwrap()));
+    // The follower is subscribed once its (empty) listing is done; a
+    // broadcast sent before that would simply be in the listing instead.
+    broadcast(&alice, "followed");
+    let entry: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(
+        (entry["kind"].as_str(), entry["text"].as_str()),
+        (Some("broadcast"), Some("followed"))
+    );
+    wait_for(DEADLINE, "the followed broadcast to be read", || {
+        (bob.status()["unread"] == 0).then_some(())
+    });
+    let _ = follow.kill();
+    let _ = follow.wait();
+}

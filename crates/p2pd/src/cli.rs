@@ -69,6 +69,11 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(p2p_proto::signals::cancel_on_signal(shutdown.clone()));
+        // Tell systemd at the start of shutdown, not once it is over.
+        let stopping = shutdown.clone();
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+        });
         crate::run(cfg, shutdown, crate::systemd::announce_ready).await
     });
     crate::systemd::notify_stopping();

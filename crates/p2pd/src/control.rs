@@ -201,8 +201,8 @@ async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationT
     }
 }
 
-/// `inbox --follow`: after the list, every new message (from `from`, if
-/// given) as a `message` event, marked read as it is written.
+/// `inbox --follow`: after the list, every new message or broadcast (from
+/// `from`, if given) as an event, marked read as it is written.
 async fn follow(
     mut conn: CtlConn,
     mut events: tokio::sync::broadcast::Receiver<Event>,
@@ -216,9 +216,13 @@ async fn follow(
             _ = shutdown.cancelled() => return,
             line = conn.next() => if matches!(line, None | Some(Err(_))) { return },
             event = events.recv() => match event {
-                Ok(Event::Message(e)) if e.seq > listed_upto && from.as_deref().is_none_or(|f| f == e.from) => {
+                Ok(ev @ (Event::Message(_) | Event::Broadcast(_))) => {
+                    let (Event::Message(e) | Event::Broadcast(e)) = &ev else { unreachable!() };
+                    if e.seq <= listed_upto || from.as_deref().is_some_and(|f| f != e.from) {
+                        continue;
+                    }
                     let seq = e.seq;
-                    if conn.send(CtlOut::Event(Event::Message(e))).await.is_err() {
+                    if conn.send(CtlOut::Event(ev)).await.is_err() {
                         return;
                     }
                     if let Err(err) = daemon.peers.inbox.mark_read(seq) {

@@ -61,7 +61,9 @@ impl Inbox {
                  read INTEGER NOT NULL DEFAULT 0
              );
              CREATE INDEX IF NOT EXISTS inbox_unread ON inbox(read, seq);
-             CREATE UNIQUE INDEX IF NOT EXISTS inbox_broadcast_once ON inbox(msg_id) WHERE kind = 'broadcast';",
+             DROP INDEX IF EXISTS inbox_broadcast_once;
+             CREATE UNIQUE INDEX IF NOT EXISTS inbox_broadcast_unique
+                 ON inbox(msg_id, peer, at_ms) WHERE kind = 'broadcast';",
         )
         .map_err(err)?;
         for f in [
@@ -118,8 +120,11 @@ impl Inbox {
         Ok(out)
     }
 
-    /// Stores a broadcast unless its id is already here (delivery is at
-    /// least once; the inbox holds each exactly once). Returns the entry if
+    /// Stores a broadcast unless it is already here (delivery is at least
+    /// once; the inbox holds each exactly once). A broadcast is the same one
+    /// when id, sender and send time all match: a redelivery matches, while a
+    /// different broadcast reusing an id (another server, or a server whose
+    /// state was reset) does not. Returns the entry if
     /// it is new. Durable when this returns.
     pub fn store_broadcast(&self, from: &str, m: &Incoming) -> Result<Option<InboxEntry>> {
         let conn = self.conn.lock().expect("inbox poisoned");
@@ -278,7 +283,13 @@ mod tests {
         let b = msg(7, "maintenance at 18:00");
         assert!(inbox.store_broadcast("admin", &b).unwrap().is_some());
         assert!(inbox.store_broadcast("admin", &b).unwrap().is_none());
-        assert_eq!(inbox.take(false, None, 0, usize::MAX).unwrap().0.len(), 1);
+        // Same id, but a different broadcast (say, from a reset server).
+        let reused = Incoming {
+            at_ms: b.at_ms + 1,
+            ..b.clone()
+        };
+        assert!(inbox.store_broadcast("admin", &reused).unwrap().is_some());
+        assert_eq!(inbox.take(false, None, 0, usize::MAX).unwrap().0.len(), 2);
         // Survives reopening.
         drop(inbox);
         assert_eq!(
@@ -288,7 +299,7 @@ mod tests {
                 .unwrap()
                 .0
                 .len(),
-            4
+            5
         );
     }
 }

@@ -120,7 +120,7 @@ pub async fn run(
         peer::serve(peer, peers),
     );
     let _ = link_task.await;
-    let _ = std::fs::remove_file(&cfg.socket);
+    systemd::remove_control_socket(&cfg.socket);
     info!("p2pd stopped");
     Ok(())
 }

@@ -23,6 +23,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::sys::socket::{getsockname, getsockopt, sockopt, SockType, SockaddrLike, SockaddrStorage};
@@ -39,6 +40,10 @@ use crate::{control, Daemon};
 /// read (`sd_listen_fds(unset_environment=1)`), so that no child process we
 /// might start mistakes our descriptors for its own.
 pub const LISTEN_VARS: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
+
+/// Whether this process's control socket came from systemd. Process-wide
+/// because systemd passes descriptors to a process, not to one `run`.
+static SOCKET_FROM_SYSTEMD: AtomicBool = AtomicBool::new(false);
 
 /// The control listener: the socket systemd passed us when `LISTEN_PID` is
 /// our pid and `LISTEN_FDS` is 1 (fd 3), else one bound at `path` by
@@ -68,7 +73,22 @@ pub fn control_listener(path: &Path) -> Result<UnixListener> {
         .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
         .unwrap_or_else(|| "an unnamed socket".into());
     info!(socket = %at, "control socket passed by systemd (socket activation)");
+    SOCKET_FROM_SYSTEMD.store(true, Ordering::Relaxed);
     Ok(listener)
+}
+
+/// Whether [`control_listener`] returned the socket systemd passed.
+pub fn socket_from_systemd() -> bool {
+    SOCKET_FROM_SYSTEMD.load(Ordering::Relaxed)
+}
+
+/// Removes the control socket file at shutdown, unless systemd made it: the
+/// socket unit still listens on that file, and the next `p2pctl` must find
+/// it there to start p2pd again.
+pub fn remove_control_socket(path: &Path) {
+    if !socket_from_systemd() {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// Takes the socket-activated descriptor, if systemd passed one to this
