@@ -434,3 +434,43 @@ fn a_failed_login_keeps_the_working_session() {
     alice.restart();
     assert_eq!(alice.state(), "logged_out");
 }
+
+#[test]
+fn operator_certificates_and_the_socket_variable() {
+    // A server started with --tls-cert/--tls-key presents that certificate:
+    // reuse the one another server generated, and the fingerprint follows.
+    let first = TestServer::start(&[]);
+    let data = first.data_dir();
+    let (cert, key) = (data.join("tls-cert.pem"), data.join("tls-key.pem"));
+    let server = TestServer::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(server.fingerprint, first.fingerprint);
+    let fp = server.admin(&["fingerprint", "--tls-cert", cert.to_str().unwrap()], "");
+    assert_eq!(
+        String::from_utf8(fp.stdout).unwrap().trim(),
+        first.fingerprint
+    );
+    server.add_user("alice", "alice-password");
+    let alice = online(&server, "alice", "alice-password");
+
+    // P2PD_SOCKET points p2pctl at a daemon, whatever HOME and XDG say.
+    let elsewhere = p2p_testkit::short_tempdir();
+    let out = std::process::Command::new(p2p_testkit::bin("p2pctl"))
+        .args(["--json", "status"])
+        .env("HOME", elsewhere.path())
+        .env("XDG_RUNTIME_DIR", elsewhere.path())
+        .env("P2PD_SOCKET", alice.socket())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(p2p_testkit::parse_json(&out)["server"]["user"], "alice");
+}

@@ -104,6 +104,13 @@ fn invite_accept_and_talk_both_ways_in_order() {
         (status["sessions"].as_u64(), status["unread"].as_u64()),
         (Some(1), Some(0))
     );
+    // Message bodies never reach the logs, at any level (tests run at debug).
+    for log in [alice.log(), bob.log()] {
+        assert!(
+            !log.contains("hello bob") && !log.contains("line 500"),
+            "a message body was logged"
+        );
+    }
 }
 
 #[test]
