@@ -40,7 +40,6 @@ LINES=${2:-100000}
 START_DEADLINE=20
 POLL=0.1
 
-die() { echo "bench: $*" >&2; exit 1; }
 
 if [[ -z ${BIN:-} ]]; then
     echo "== building release binaries (cargo build --workspace --release)" >&2
@@ -49,7 +48,7 @@ if [[ -z ${BIN:-} ]]; then
 fi
 case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
 for b in p2p-server p2pd p2pctl; do
-    [[ -x $BIN/$b ]] || die "$BIN/$b not found (build first, or set BIN=DIR)"
+    [[ -x $BIN/$b ]] || { echo "bench: $BIN/$b not found (build first, or set BIN=DIR)" >&2; exit 1; }
 done
 
 if [[ ${NO_HYPERFINE:-} != 1 ]] && ! command -v hyperfine >/dev/null 2>&1; then
@@ -71,71 +70,11 @@ SERVER_PID=""
 CONNECT_PID=""
 declare -A DAEMON_PID=()
 
-stop() { # PID: SIGTERM, up to 5 s to exit, then SIGKILL.
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
+WORK=$BENCH LABEL=bench KEEP=${KEEP_BENCH_DIR:-}
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
-cleanup() {
-    local rc=$? name
-    trap - EXIT INT TERM
-    if [[ -n $CONNECT_PID ]]; then stop "$CONNECT_PID"; fi
-    for name in "${!DAEMON_PID[@]}"; do stop "${DAEMON_PID[$name]}"; done
-    if [[ -n $SERVER_PID ]]; then stop "$SERVER_PID"; fi
-    if ((rc != 0)); then
-        echo "bench FAILED (exit $rc); last log lines:" >&2
-        for f in "$BENCH"/server.log "$BENCH"/*/p2pd.log; do
-            [[ -f $f ]] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
-        done
-    fi
-    if [[ ${KEEP_BENCH_DIR:-} == 1 ]]; then
-        echo "kept $BENCH" >&2
-    else
-        rm -rf -- "$BENCH"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-unset P2PD_SOCKET
 declare -A PASSWORD=([alice]="alice-bench-pw" [bob]="bob-bench-pw")
-
-as_user() { # NAME COMMAND...: runs COMMAND with NAME's HOME and XDG dirs
-    local name=$1
-    shift
-    env HOME="$BENCH/$name" \
-        XDG_RUNTIME_DIR="$BENCH/$name/run" \
-        XDG_STATE_HOME="$BENCH/$name/state" \
-        XDG_CONFIG_HOME="$BENCH/$name/config" \
-        "$@"
-}
-ctl() {
-    local name=$1
-    shift
-    as_user "$name" "$BIN/p2pctl" "$@"
-}
-wait_for() { # SECONDS WHAT COMMAND...
-    local secs=$1 what=$2
-    shift 2
-    local end=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        ((SECONDS < end)) || die "timed out after ${secs}s waiting for $what"
-        sleep "$POLL"
-    done
-}
-has_request() {
-    local out
-    out=$(ctl "$1" --json requests) || return 1
-    grep -q "\"from\":\"$2\"" <<<"$out"
-}
 
 # ---------------------------------------------------------------- set-up
 for name in alice bob; do

@@ -37,73 +37,14 @@ SERVER_PID=""
 CONNECT_PID=""
 declare -A DAEMON_PID=()
 
-stop() { # PID: SIGTERM, up to 5 s to exit, then SIGKILL.
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local rc=$? name
-    trap - EXIT INT TERM
-    if [[ -n $CONNECT_PID ]]; then stop "$CONNECT_PID"; fi
-    for name in "${!DAEMON_PID[@]}"; do stop "${DAEMON_PID[$name]}"; done
-    if [[ -n $SERVER_PID ]]; then stop "$SERVER_PID"; fi
-    if ((rc != 0)); then
-        echo
-        echo "demo FAILED (exit $rc); last log lines:" >&2
-        for f in "$DEMO"/server.log "$DEMO"/*/p2pd.log; do
-            [[ -f $f ]] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
-        done
-    fi
-    if [[ ${KEEP_DEMO_DIR:-} == 1 ]]; then
-        echo "kept $DEMO"
-    else
-        rm -rf -- "$DEMO"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-die() { echo "demo: $*" >&2; exit 1; }
-
-# Everything below must find the demo's daemons, not the caller's.
-unset P2PD_SOCKET
+WORK=$DEMO LABEL=demo KEEP=${KEEP_DEMO_DIR:-}
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 declare -A PASSWORD=([alice]="alice-demo-pw" [bob]="bob-demo-pw" [carol]="carol-demo-pw")
 
 # p2p-server with the demo's data dir.
 server() { "$BIN/p2p-server" --data-dir "$DEMO/server" "$@"; }
-
-# Runs p2pctl as user NAME: own HOME and XDG dirs, so the default paths
-# (socket, state, config) are that user's.
-ctl() {
-    local name=$1
-    shift
-    env HOME="$DEMO/$name" \
-        XDG_RUNTIME_DIR="$DEMO/$name/run" \
-        XDG_STATE_HOME="$DEMO/$name/state" \
-        XDG_CONFIG_HOME="$DEMO/$name/config" \
-        "$BIN/p2pctl" "$@"
-}
-
-# wait_for SECONDS WHAT COMMAND...: polls COMMAND until it succeeds.
-wait_for() {
-    local secs=$1 what=$2
-    shift 2
-    local end=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        ((SECONDS < end)) || die "timed out after ${secs}s waiting for $what"
-        sleep "$POLL"
-    done
-}
 
 # start_server ADDR: starts p2p-server in the background and sets PORT from
 # its "p2p-server listening on ADDR" line.
@@ -162,11 +103,6 @@ not_lists() { # NAME USER: `p2pctl list` works and USER is not in it
     local out
     out=$(ctl "$1" list) || return 1
     ! grep -q "^$2 " <<<"$out"
-}
-has_request() { # NAME USER: USER's invitation waits in NAME's `p2pctl requests`
-    local out
-    out=$(ctl "$1" --json requests) || return 1
-    grep -q "\"from\":\"$2\"" <<<"$out"
 }
 has_session() { # NAME USER: NAME has a session with USER
     local out

@@ -115,37 +115,39 @@ impl StateDir {
         }
     }
 
+    /// One entry of a small name → value JSON file (pins, peer keys).
+    fn map_get(&self, file: &str, name: &str) -> Result<Option<String>> {
+        let map: BTreeMap<String, String> = read_json(&self.path(file))?.unwrap_or_default();
+        Ok(map.get(name).cloned())
+    }
+
+    /// Sets one entry of a small name → value JSON file.
+    fn map_set(&self, file: &str, name: &str, value: &str) -> Result<()> {
+        let path = self.path(file);
+        let mut map: BTreeMap<String, String> = read_json(&path)?.unwrap_or_default();
+        map.insert(name.to_string(), value.to_string());
+        write_json(&path, &map)
+    }
+
     /// The pinned fingerprint of `server`.
     pub fn pin(&self, server: &str) -> Result<Option<String>> {
-        let pins: BTreeMap<String, String> =
-            read_json(&self.path("known_servers.json"))?.unwrap_or_default();
-        Ok(pins.get(server).cloned())
+        self.map_get("known_servers.json", server)
     }
 
     /// Pins `fingerprint` for `server`.
     pub fn set_pin(&self, server: &str, fingerprint: &str) -> Result<()> {
-        let path = self.path("known_servers.json");
-        let mut pins: BTreeMap<String, String> = read_json(&path)?.unwrap_or_default();
-        pins.insert(server.to_string(), fingerprint.to_string());
-        write_json(&path, &pins)
+        self.map_set("known_servers.json", server, fingerprint)
     }
-}
 
-impl StateDir {
     /// The public key we last saw for `user` (from the server, at an
     /// accepted invitation).
     pub fn known_key(&self, user: &str) -> Result<Option<String>> {
-        let keys: BTreeMap<String, String> =
-            read_json(&self.path("known_peers.json"))?.unwrap_or_default();
-        Ok(keys.get(user).cloned())
+        self.map_get("known_peers.json", user)
     }
 
     /// Remembers `key` for `user`.
     pub fn set_known_key(&self, user: &str, key: &str) -> Result<()> {
-        let path = self.path("known_peers.json");
-        let mut keys: BTreeMap<String, String> = read_json(&path)?.unwrap_or_default();
-        keys.insert(user.to_string(), key.to_string());
-        write_json(&path, &keys)
+        self.map_set("known_peers.json", user, key)
     }
 }
 

@@ -9,16 +9,7 @@ use crate::Failure;
 pub fn run(client: &mut Client, json: bool) -> Result<(), Failure> {
     let doc = client.call(Command::List)?;
     super::print(doc, json, |l: UserList| {
-        let w = l
-            .users
-            .iter()
-            .map(|u| u.user.len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        println!("{:w$}  ONLINE SINCE", "USER");
-        for u in &l.users {
-            println!("{:w$}  {}", u.user, u.since);
-        }
+        let rows: Vec<Vec<String>> = l.users.into_iter().map(|u| vec![u.user, u.since]).collect();
+        super::table(&["USER", "ONLINE SINCE"], &rows);
     })
 }

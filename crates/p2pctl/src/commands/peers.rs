@@ -36,17 +36,12 @@ pub fn connect(
 pub fn requests(c: &mut Client, json: bool) -> Result<(), Failure> {
     let doc = c.call(Command::Requests)?;
     super::print(doc, json, |l: RequestList| {
-        let w = l
+        let rows: Vec<Vec<String>> = l
             .requests
-            .iter()
-            .map(|r| r.from.len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        println!("{:w$}  EXPIRES", "FROM");
-        for r in &l.requests {
-            println!("{:w$}  {}", r.from, r.expires_at);
-        }
+            .into_iter()
+            .map(|r| vec![r.from, r.expires_at])
+            .collect();
+        super::table(&["FROM", "EXPIRES"], &rows);
     })
 }
 
@@ -69,18 +64,19 @@ pub fn answer(c: &mut Client, user: String, accept: bool, json: bool) -> Result<
 pub fn sessions(c: &mut Client, json: bool) -> Result<(), Failure> {
     let doc = c.call(Command::Sessions)?;
     super::print(doc, json, |l: SessionList| {
-        let w = l
+        let rows: Vec<Vec<String>> = l
             .sessions
-            .iter()
-            .map(|s| s.peer.len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        println!("{:w$}  {:20}  INVITED BY", "PEER", "SINCE");
-        for s in &l.sessions {
-            let by = if s.initiator { "you" } else { s.peer.as_str() };
-            println!("{:w$}  {:20}  {by}", s.peer, s.since);
-        }
+            .into_iter()
+            .map(|s| {
+                let by = if s.initiator {
+                    "you".to_string()
+                } else {
+                    s.peer.clone()
+                };
+                vec![s.peer, s.since, by]
+            })
+            .collect();
+        super::table(&["PEER", "SINCE", "INVITED BY"], &rows);
     })
 }
 
