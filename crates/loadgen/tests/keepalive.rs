@@ -10,7 +10,7 @@ use p2p_testkit::TestServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_client_is_dropped_from_presence() {
-    let server = TestServer::start(&["--idle-timeout", "2s"]);
+    let server = TestServer::start(&["--idle-timeout", "2s", "--broadcast-limit", "10000"]);
     let names = register_users(&server, 2);
     let mut active = Client::login(server.addr, &server.fingerprint, &names[0])
         .await
@@ -19,9 +19,11 @@ async fn a_silent_client_is_dropped_from_presence() {
         .await
         .unwrap();
     assert_eq!(active.list().await.unwrap(), names);
-    // Each `list` is traffic, so the active client stays; poll with a deadline.
+    // The active client keeps talking (so it stays), and its broadcasts keep
+    // *us* writing to the silent one — which must not count as hearing it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
+        active.broadcast("tick").await.unwrap();
         let online = active.list().await.unwrap();
         if online == [names[0].clone()] {
             break;

@@ -327,9 +327,16 @@ async fn logged_in(
         .await
         .map_err(|e| format!("cannot read broadcast state: {e}"))?;
     catch_up(shared, conn, &me, &mut cursor).await?;
+    // Only what the client sends proves it alive: our own writes (broadcasts,
+    // invitations) succeed into the socket buffer of a dead peer too.
+    let mut silent_until = Instant::now() + shared.cfg.idle_timeout;
     loop {
         tokio::select! {
             Some(msg) = pushed.recv() => send(conn, msg).await?,
+            _ = tokio::time::sleep_until(silent_until) => {
+                close(conn, CloseReason::Idle, "nothing heard; keepalive missed").await;
+                return Err("idle (keepalive missed)".into());
+            }
             b = live.recv() => match b {
                 Ok(b) => deliver(conn, &me, &mut cursor, &b).await?,
                 Err(RecvError::Lagged(_)) => catch_up(shared, conn, &me, &mut cursor).await?,
@@ -349,17 +356,15 @@ async fn logged_in(
                 close(conn, reason, message).await;
                 return Ok(message);
             }
-            next = timeout(shared.cfg.idle_timeout, conn.next()) => match next {
-                Err(_) => {
-                    close(conn, CloseReason::Idle, "nothing heard; keepalive missed").await;
-                    return Err("idle (keepalive missed)".into());
-                }
-                Ok(None) => return Ok("client closed"),
-                Ok(Some(Err(e))) => {
+            next = conn.next() => match next {
+                None => return Ok("client closed"),
+                Some(Err(e)) => {
                     close(conn, CloseReason::ProtocolError, &e.to_string()).await;
                     return Err(format!("bad frame: {e}"));
                 }
-                Ok(Some(Ok(msg))) => match msg {
+                Some(Ok(msg)) => {
+                silent_until = Instant::now() + shared.cfg.idle_timeout;
+                match msg {
                     ClientMsg::Ping { nonce } => send(conn, ServerMsg::Pong { nonce }).await?,
                     ClientMsg::Pong { .. } => {}
                     ClientMsg::Request { id, req } => {
@@ -379,7 +384,8 @@ async fn logged_in(
                         close(conn, CloseReason::ProtocolError, "already logged in").await;
                         return Err("second login on one connection".into());
                     }
-                },
+                }
+                }
             }
         }
     }

@@ -184,7 +184,10 @@ impl Invitations {
         let inviter = presence
             .contact(&inv.from)
             .filter(|(s, _)| *s == inv.from_session);
-        let (Some((_, inviter)), Some((_, mine))) = (inviter, presence.contact(me)) else {
+        // Our own contact must be this session's: a newer login of ours has
+        // no record of the invitation and would refuse the inviter's link.
+        let mine = presence.contact(me).filter(|(s, _)| *s == session);
+        let (Some((_, inviter)), Some((_, mine))) = (inviter, mine) else {
             return Err(("not_online", format!("{} is no longer online", inv.from)));
         };
         if !presence.push(
