@@ -387,3 +387,23 @@ fn big_requests_and_big_inboxes() {
     assert_eq!(inbox_texts(&bob, &[]).len(), 45);
     assert_eq!(bob.status()["unread"], 0);
 }
+
+#[test]
+fn shutdown_does_not_wait_for_a_pending_connect() {
+    let (_server, mut alice, _bob, carol) = trio();
+    let mut cmd = Command::new(bin("p2pctl"));
+    let waiting = alice_ctl(
+        &alice,
+        &mut cmd,
+        &["--json", "connect", "carol", "--timeout", "1h"],
+    );
+    wait_for(DEADLINE, "carol's request", || {
+        (carol.status()["pending"] == 1).then_some(())
+    });
+    alice.terminate();
+    // Far sooner than the hour the connect would wait (and than the 65 s default).
+    let status = alice.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    let out = waiting.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+}

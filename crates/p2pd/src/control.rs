@@ -194,7 +194,11 @@ async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationT
             }
             return follow(conn, events, from, last, &daemon, &shutdown).await;
         }
-        let result = handlers::handle(&daemon, req.cmd).await;
+        // A command may wait long (connect, accept): never past shutdown.
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => Err(CtlError::new(ErrorCode::Internal, "p2pd is shutting down")),
+            r = handlers::handle(&daemon, req.cmd) => r,
+        };
         if conn.send(respond(id, result)).await.is_err() {
             return;
         }

@@ -41,6 +41,9 @@ pub use error::{DaemonError, Result};
 
 /// Events buffered per watcher before a slow one starts missing them.
 pub const EVENT_BUFFER: usize = 1024;
+/// On shutdown, peer sessions get this long to send their last
+/// acknowledgement and goodbye.
+pub const SESSION_GRACE: Duration = Duration::from_secs(5);
 /// Pause after a failed accept (out of file descriptors) instead of spinning.
 pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
@@ -117,9 +120,17 @@ pub async fn run(
     ready(&daemon);
     tokio::join!(
         control::serve(control, daemon.clone(), shutdown.clone()),
-        peer::serve(peer, peers),
+        peer::serve(peer, peers.clone()),
     );
     let _ = link_task.await;
+    // Sessions say goodbye and finish acknowledging what they stored.
+    peers.tasks.close();
+    if tokio::time::timeout(SESSION_GRACE, peers.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some peer sessions did not end in time");
+    }
     systemd::remove_control_socket(&cfg.socket);
     info!("p2pd stopped");
     Ok(())

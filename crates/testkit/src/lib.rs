@@ -279,6 +279,13 @@ impl TestDaemon {
         self.env.clear();
     }
 
+    /// Sends SIGTERM without waiting (see [`TestDaemon::wait_exit`]).
+    pub fn terminate(&self) {
+        let child = self.child.as_ref().expect("running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    }
+
     /// Waits for the daemon to exit by itself (a failpoint crash).
     pub fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
         let child = self.child.as_mut().expect("running");

@@ -257,7 +257,11 @@ impl Link {
                     None => continue,
                 },
             };
-            self.fail_pending();
+            // A new login keeps the current connection (and its requests in
+            // flight) until it succeeds; every other end drops it.
+            if !matches!(ended, Ended::Login(_, _, _, Some(_))) {
+                self.fail_pending();
+            }
             match ended {
                 Ended::Shutdown => return,
                 Ended::Lost(why) => {
@@ -325,6 +329,15 @@ impl Link {
         }
     }
 
+    /// One connection attempt, abandoned (`None`) if the daemon shuts down
+    /// meanwhile: an attempt can take a minute against a stuck server.
+    async fn attempt_unless_shutdown(&self, creds: &Creds) -> Option<Result<LoggedIn, Failure>> {
+        tokio::select! {
+            _ = self.shutdown.cancelled() => None,
+            r = connect::attempt(creds, &self.cfg.peer) => Some(r),
+        }
+    }
+
     async fn retry_now(&mut self) {
         let Some(creds) = self.creds.clone() else {
             return;
@@ -334,7 +347,10 @@ impl Link {
             s.attempt = attempt;
             s.next_retry_at = None;
         });
-        match connect::attempt(&creds, &self.cfg.peer).await {
+        let Some(result) = self.attempt_unless_shutdown(&creds).await else {
+            return;
+        };
+        match result {
             Ok(ok) => self.went_online(ok),
             Err(Failure::Retry { why, after }) => self.schedule_retry(attempt + 1, why, after),
             Err(Failure::Fatal(e)) => self.fatal(e),
@@ -372,6 +388,8 @@ impl Link {
     }
 
     fn went_online(&mut self, ok: LoggedIn) {
+        // Invitation ids are per server run: old answers mean nothing now.
+        self.cfg.peers.forget_early();
         let Some(creds) = self.creds.as_mut() else {
             return;
         };
@@ -461,7 +479,21 @@ impl Link {
             s.next_retry_at = None;
         });
         let creds = self.creds.clone().expect("just set");
-        let attempt = connect::attempt(&creds, &self.cfg.peer).await;
+        let Some(attempt) = self.attempt_unless_shutdown(&creds).await else {
+            let _ = reply.send(Err(CtlError::new(
+                ErrorCode::Internal,
+                "daemon is shutting down",
+            )));
+            return;
+        };
+        let previous_dropped = previous.is_some();
+        if previous.is_none() {
+            // Whatever session was saved is not the one being logged in now:
+            // a restart before this login gets through must not resume it.
+            if let Err(e) = self.state.save_session(None) {
+                warn!(cause = %e, "cannot forget the previous saved session");
+            }
+        }
         if let (Err(failure), Some(conn)) = (&attempt, previous) {
             let e = match failure {
                 Failure::Fatal(e) => e.clone(),
@@ -477,6 +509,9 @@ impl Link {
             let message = format!("{} (still logged in as before)", e.message);
             let _ = reply.send(Err(CtlError::new(e.code, message)));
             return;
+        }
+        if previous_dropped {
+            self.fail_pending();
         }
         let result = match attempt {
             Ok(ok) => {

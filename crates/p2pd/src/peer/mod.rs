@@ -79,6 +79,8 @@ pub struct Peers {
     inner: Mutex<Inner>,
     /// Signalled whenever `expected` or `accepting` changes.
     expectations: Notify,
+    /// Session tasks, so shutdown can let them finish an acknowledgement.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 fn session_info(peer: &str, h: &SessionHandle) -> SessionInfo {
@@ -123,6 +125,7 @@ impl Peers {
             shutdown,
             next_session: AtomicU64::new(1),
             expectations: Notify::new(),
+            tasks: tokio_util::task::TaskTracker::new(),
             inner: Mutex::new(Inner::default()),
         })
     }
@@ -197,6 +200,12 @@ impl Peers {
         if let Some((event, _)) = early {
             self.clone().server_event(event, link);
         }
+    }
+
+    /// Forgets answers to invitations nobody registered (called at every
+    /// login: after a server restart, invitation ids start over).
+    pub fn forget_early(&self) {
+        self.lock().early.clear();
     }
 
     /// Forgets an outgoing invitation we stopped waiting for.
@@ -470,7 +479,8 @@ impl Peers {
         }
         info!(peer = %peer, initiator, "peer session established");
         let _ = self.events.send(Event::Connected(info.clone()));
-        tokio::spawn(session::run(self.clone(), peer.to_string(), id, link, rx));
+        self.tasks
+            .spawn(session::run(self.clone(), peer.to_string(), id, link, rx));
         info
     }
 
