@@ -407,3 +407,39 @@ fn shutdown_does_not_wait_for_a_pending_connect() {
     let out = waiting.wait_with_output().unwrap();
     assert_ne!(out.status.code(), Some(0));
 }
+
+#[test]
+fn crossed_invitations_leave_one_working_session() {
+    let server = TestServer::start(&[]);
+    let daemons: Vec<TestDaemon> = [("alice", "bob"), ("bob", "alice")]
+        .iter()
+        .map(|(me, other)| {
+            server.add_user(me, &format!("{me}-password"));
+            let d = TestDaemon::start(&format!("{FAST_RECONNECT}auto_accept = [\"{other}\"]\n"));
+            assert_eq!(d.login(&server, me, &format!("{me}-password")).0, 0);
+            d
+        })
+        .collect();
+    let (alice, bob) = (&daemons[0], &daemons[1]);
+    // Both ask at the same moment; both invitations are accepted.
+    let (mut c1, mut c2) = (Command::new(bin("p2pctl")), Command::new(bin("p2pctl")));
+    let a = alice_ctl(
+        alice,
+        &mut c1,
+        &["--json", "connect", "bob", "--timeout", "20s"],
+    );
+    let b = alice_ctl(
+        bob,
+        &mut c2,
+        &["--json", "connect", "alice", "--timeout", "20s"],
+    );
+    assert_eq!(a.wait_with_output().unwrap().status.code(), Some(0));
+    assert_eq!(b.wait_with_output().unwrap().status.code(), Some(0));
+    // Whatever crossed, both end with one session, the same one, and it works.
+    let (_, s) = alice.ctl_json(&["sessions"]);
+    assert_eq!(s["sessions"].as_array().unwrap().len(), 1, "{s}");
+    assert_eq!(alice.ctl_json(&["send", "bob", "after the crossing"]).0, 0);
+    assert_eq!(bob.ctl_json(&["send", "alice", "and back"]).0, 0);
+    assert_eq!(inbox_texts(bob, &[]), ["after the crossing"]);
+    assert_eq!(inbox_texts(alice, &[]), ["and back"]);
+}

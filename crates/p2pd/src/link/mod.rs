@@ -388,11 +388,11 @@ impl Link {
     }
 
     fn went_online(&mut self, ok: LoggedIn) {
-        // Invitation ids are per server run: old answers mean nothing now.
-        self.cfg.peers.forget_early();
         let Some(creds) = self.creds.as_mut() else {
             return;
         };
+        // Invitation ids are per server run: old answers mean nothing now.
+        self.cfg.peers.logged_in(&creds.user);
         creds.auth = Auth::Token {
             token: ok.token.clone(),
         };

@@ -36,6 +36,23 @@ use crate::state::StateDir;
 pub use listener::serve;
 use session::{SessionCmd, SessionHandle, SESSION_QUEUE};
 
+/// Two sessions with the same peer, in opposite directions, set up within
+/// this time of each other are crossed invitations, not a reconnect.
+pub const CROSSING_WINDOW_MS: i64 = 10_000;
+
+/// Whether `new` crosses `old` (opposite directions, close in time).
+fn crossed(old: &SessionHandle, new: &SessionHandle) -> bool {
+    old.initiator != new.initiator && new.since_ms - old.since_ms < CROSSING_WINDOW_MS
+}
+
+/// Whether the session `initiator`ed by us (or by `peer`) is the one both
+/// sides keep: the one invited by the smaller account name.
+fn wins(me: &str, peer: &str, initiator: bool) -> bool {
+    let inviter = if initiator { me } else { peer };
+    let other = if initiator { peer } else { me };
+    inviter < other
+}
+
 /// Dialling a peer's listener gives up after this.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -62,6 +79,8 @@ struct Inner {
     /// (who dials at once) while its answer to us, with the key to expect,
     /// is still on the way. A link claiming one of these waits for the key.
     accepting: HashSet<(String, u64)>,
+    /// Our own account name (for the crossed-invitation tie-break).
+    me: String,
 }
 
 /// The peer registry.
@@ -202,10 +221,13 @@ impl Peers {
         }
     }
 
-    /// Forgets answers to invitations nobody registered (called at every
-    /// login: after a server restart, invitation ids start over).
-    pub fn forget_early(&self) {
-        self.lock().early.clear();
+    /// A login succeeded as `me`: remember our name, and forget answers to
+    /// invitations nobody registered (after a server restart, invitation ids
+    /// start over).
+    pub fn logged_in(&self, me: &str) {
+        let mut inner = self.lock();
+        inner.early.clear();
+        inner.me = me.to_string();
     }
 
     /// Forgets an outgoing invitation we stopped waiting for.
@@ -474,8 +496,20 @@ impl Peers {
             cmds,
         };
         let info = session_info(peer, &handle);
-        if let Some(old) = self.lock().sessions.insert(peer.to_string(), handle) {
-            let _ = old.cmds.try_send(SessionCmd::Close);
+        {
+            let mut inner = self.lock();
+            if let Some(old) = inner.sessions.get(peer) {
+                if crossed(old, &handle) && !wins(&inner.me, peer, initiator) {
+                    // Both invited each other at once: both daemons keep the
+                    // session invited by the smaller name; this link goes
+                    // quietly (the other side drops its end the same way).
+                    info!(peer = %peer, "crossed invitations: keeping the other session");
+                    return session_info(peer, old);
+                }
+            }
+            if let Some(old) = inner.sessions.insert(peer.to_string(), handle) {
+                let _ = old.cmds.try_send(SessionCmd::Close);
+            }
         }
         info!(peer = %peer, initiator, "peer session established");
         let _ = self.events.send(Event::Connected(info.clone()));
@@ -495,5 +529,45 @@ impl Peers {
                 reason,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(initiator: bool, since_ms: i64) -> SessionHandle {
+        let (cmds, _) = mpsc::channel(1);
+        SessionHandle {
+            id: 1,
+            since_ms,
+            initiator,
+            cmds,
+        }
+    }
+
+    /// alice and bob each see both sessions; both must keep the same one
+    /// (the one alice invited), whatever order they arrive in.
+    #[test]
+    fn both_sides_keep_the_same_crossed_session() {
+        // At alice: her own dial (initiator) vs bob's (not).
+        assert!(wins("alice", "bob", true));
+        assert!(!wins("alice", "bob", false));
+        // At bob: alice's dial (not initiator here) wins, his own loses.
+        assert!(wins("bob", "alice", false));
+        assert!(!wins("bob", "alice", true));
+    }
+
+    #[test]
+    fn only_opposite_and_close_sessions_are_crossed() {
+        assert!(crossed(&handle(true, 0), &handle(false, 50)));
+        assert!(
+            !crossed(&handle(true, 0), &handle(true, 50)),
+            "same direction: a reconnect"
+        );
+        assert!(
+            !crossed(&handle(true, 0), &handle(false, CROSSING_WINDOW_MS)),
+            "long after: a reconnect"
+        );
     }
 }
