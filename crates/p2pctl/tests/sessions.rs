@@ -443,3 +443,31 @@ fn crossed_invitations_leave_one_working_session() {
     assert_eq!(inbox_texts(bob, &[]), ["after the crossing"]);
     assert_eq!(inbox_texts(alice, &[]), ["and back"]);
 }
+
+#[test]
+fn inbox_follow_delivers_a_backlog_larger_than_a_page() {
+    let (_server, alice, bob, _carol) = trio();
+    connect(&alice, &bob);
+    let line = "q".repeat(60_000);
+    let lines: Vec<&str> = std::iter::repeat_n(line.as_str(), 45).collect();
+    let out = alice.ctl_stdin(&["send", "bob", "-"], &(lines.join("\n") + "\n"));
+    assert_eq!(out.status.code(), Some(0));
+    // Straight to the daemon: one `inbox --follow` over 2.7 MB of unread text.
+    let mut s = std::os::unix::net::UnixStream::connect(bob.socket()).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    std::io::Write::write_all(&mut s, b"{\"id\":1,\"cmd\":\"inbox\",\"follow\":true}\n").unwrap();
+    let mut r = BufReader::new(s).lines();
+    let _hello = r.next().unwrap().unwrap();
+    let first: Value = serde_json::from_str(&r.next().unwrap().unwrap()).unwrap();
+    assert_eq!(
+        first["result"]["more"], true,
+        "the first page is not all of it"
+    );
+    let mut seen = first["result"]["messages"].as_array().unwrap().len();
+    while seen < 45 {
+        let ev: Value = serde_json::from_str(&r.next().unwrap().unwrap()).unwrap();
+        assert_eq!(ev["event"], "message");
+        seen += 1;
+    }
+    assert_eq!(bob.status()["unread"], 0);
+}

@@ -176,21 +176,32 @@ async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationT
             return watch(conn, id, &daemon, &shutdown).await;
         }
         if let ctl::Command::Inbox {
-            follow: true, from, ..
+            follow: true,
+            from,
+            all,
+            ..
         } = &req.cmd
         {
             // Subscribe before reading the list, so nothing falls in between.
             let events = daemon.events.subscribe();
-            let from = from.clone();
+            let (from, all) = (from.clone(), *all);
             let result = handlers::handle(&daemon, req.cmd).await;
             let listed = result.is_ok();
-            let last = result
-                .as_ref()
-                .ok()
-                .and_then(|v| v["messages"].as_array()?.last()?["seq"].as_u64())
-                .unwrap_or(0);
+            let page = |v: &serde_json::Value| {
+                let last = v["messages"].as_array()?.last()?["seq"].as_u64();
+                Some((last, v["more"].as_bool().unwrap_or(false)))
+            };
+            let (last, more) = result.as_ref().ok().and_then(page).unwrap_or((None, false));
             if conn.send(respond(id, result)).await.is_err() || !listed {
                 return;
+            }
+            let mut last = last.unwrap_or(0);
+            if more {
+                // The rest of a backlog larger than one page, as events.
+                match rest_of_backlog(&mut conn, &daemon, all, from.clone(), last).await {
+                    Some(upto) => last = upto,
+                    None => return,
+                }
             }
             return follow(conn, events, from, last, &daemon, &shutdown).await;
         }
@@ -201,6 +212,48 @@ async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationT
         };
         if conn.send(respond(id, result)).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Sends the pages after `after` as events (each page marked read as it is
+/// taken); returns the last `seq` sent, or `None` if the client went away.
+async fn rest_of_backlog(
+    conn: &mut CtlConn,
+    daemon: &Daemon,
+    all: bool,
+    from: Option<String>,
+    mut after: u64,
+) -> Option<u64> {
+    loop {
+        let (inbox, from) = (daemon.peers.inbox.clone(), from.clone());
+        let page = tokio::task::spawn_blocking(move || {
+            inbox.take(
+                all,
+                from.as_deref(),
+                after,
+                p2p_proto::limits::MAX_INBOX_PAGE_BYTES,
+            )
+        })
+        .await
+        .ok()?;
+        let (entries, more) = match page {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(cause = %e, "cannot read the inbox for a follower");
+                return None;
+            }
+        };
+        for e in entries {
+            after = e.seq;
+            let event = match e.kind {
+                ctl::InboxKind::Message => Event::Message(e),
+                ctl::InboxKind::Broadcast => Event::Broadcast(e),
+            };
+            conn.send(CtlOut::Event(event)).await.ok()?;
+        }
+        if !more {
+            return Some(after);
         }
     }
 }
