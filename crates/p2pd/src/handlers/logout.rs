@@ -11,5 +11,5 @@ pub async fn run(daemon: &Daemon) -> Result<LogoutDone, CtlError> {
     let (reply, rx) = oneshot::channel();
     daemon.link.send(LinkCmd::Logout { reply }).await?;
     rx.await
-        .map_err(|_| CtlError::new(ErrorCode::Internal, "daemon is shutting down"))
+        .map_err(|_| CtlError::new(ErrorCode::Internal, "daemon is shutting down"))?
 }

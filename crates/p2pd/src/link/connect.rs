@@ -42,6 +42,9 @@ pub struct Creds {
 pub struct LoggedIn {
     /// The connection, ready for requests.
     pub conn: ServerConn,
+    /// Server clock minus ours at login, ms (invitation expiries are the
+    /// server's times).
+    pub clock_skew_ms: i64,
     /// The resume token for next time.
     pub token: Secret,
     /// The certificate fingerprint the server presented.
@@ -136,10 +139,15 @@ pub async fn attempt(creds: &Creds, peer: &PeerInfo) -> Result<LoggedIn, Failure
         .await
         .map_err(|_| retry("no login answer (timed out)"))?;
     match answer {
-        Some(Ok(ServerMsg::LoginOk { token, .. })) => Ok(LoggedIn {
+        Some(Ok(ServerMsg::LoginOk {
+            token,
+            server_time_ms,
+            ..
+        })) => Ok(LoggedIn {
             conn,
             token,
             fingerprint,
+            clock_skew_ms: server_time_ms - p2p_proto::time::now_ms(),
         }),
         Some(Ok(ServerMsg::LoginFailed {
             code,

@@ -53,7 +53,7 @@ pub enum LinkCmd {
     /// Log out, revoke the token, forget the saved session.
     Logout {
         /// Which user was logged out.
-        reply: oneshot::Sender<LogoutDone>,
+        reply: oneshot::Sender<Result<LogoutDone, CtlError>>,
     },
     /// A request to the server.
     Request {
@@ -222,7 +222,7 @@ enum Ended {
         Option<Box<ServerConn>>,
     ),
     /// `logout` arrived and was carried out.
-    LoggedOut(oneshot::Sender<LogoutDone>),
+    LoggedOut(oneshot::Sender<Result<LogoutDone, CtlError>>),
 }
 
 struct Link {
@@ -392,7 +392,7 @@ impl Link {
             return;
         };
         // Invitation ids are per server run: old answers mean nothing now.
-        self.cfg.peers.logged_in(&creds.user);
+        self.cfg.peers.logged_in(&creds.user, ok.clock_skew_ms);
         creds.auth = Auth::Token {
             token: ok.token.clone(),
         };
@@ -542,11 +542,19 @@ impl Link {
         let _ = reply.send(result);
     }
 
-    fn logged_out(&mut self, reply: oneshot::Sender<LogoutDone>) {
+    fn logged_out(&mut self, reply: oneshot::Sender<Result<LogoutDone, CtlError>>) {
         let user = self.status.borrow().user.clone();
         self.creds = None;
         if let Err(e) = self.state.save_session(None) {
+            // Say so: the token is still on disk and would log in at the
+            // next start, which is not what "logged out" promises.
             warn!(cause = %e, "cannot remove the saved session");
+            let msg = format!(
+                "logged out, but the saved session could not be removed ({e}); delete it by hand"
+            );
+            let _ = reply.send(Err(CtlError::new(ErrorCode::Internal, msg)));
+            self.set(|s| s.state = ServerState::LoggedOut);
+            return;
         }
         self.set(|s| {
             s.state = ServerState::LoggedOut;
@@ -557,6 +565,6 @@ impl Link {
             s.since_ms = None;
             s.last_error = None;
         });
-        let _ = reply.send(LogoutDone { user });
+        let _ = reply.send(Ok(LogoutDone { user }));
     }
 }

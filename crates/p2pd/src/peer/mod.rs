@@ -81,6 +81,8 @@ struct Inner {
     accepting: HashSet<(String, u64)>,
     /// Our own account name (for the crossed-invitation tie-break).
     me: String,
+    /// Server clock minus ours: invitation expiries are server times.
+    clock_skew_ms: i64,
 }
 
 /// The peer registry.
@@ -175,8 +177,8 @@ impl Peers {
 
     /// Invitations waiting for our answer, oldest first.
     pub fn requests(&self) -> Vec<PendingRequest> {
-        let now = time::now_ms();
         let mut inner = self.lock();
+        let now = time::now_ms() + inner.clock_skew_ms;
         inner.requests.retain(|_, (_, exp)| *exp > now);
         let mut v: Vec<_> = inner
             .requests
@@ -194,8 +196,9 @@ impl Peers {
 
     /// Removes and returns our pending invitation from `user`.
     pub fn take_request(&self, user: &str) -> Option<u64> {
-        let now = time::now_ms();
-        self.lock()
+        let mut inner = self.lock();
+        let now = time::now_ms() + inner.clock_skew_ms;
+        inner
             .requests
             .remove(user)
             .filter(|(_, exp)| *exp > now)
@@ -224,10 +227,11 @@ impl Peers {
     /// A login succeeded as `me`: remember our name, and forget answers to
     /// invitations nobody registered (after a server restart, invitation ids
     /// start over).
-    pub fn logged_in(&self, me: &str) {
+    pub fn logged_in(&self, me: &str, clock_skew_ms: i64) {
         let mut inner = self.lock();
         inner.early.clear();
         inner.me = me.to_string();
+        inner.clock_skew_ms = clock_skew_ms;
     }
 
     /// Forgets an outgoing invitation we stopped waiting for.
@@ -489,11 +493,13 @@ impl Peers {
     ) -> SessionInfo {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
         let (cmds, rx) = mpsc::channel(SESSION_QUEUE);
+        let closer = tokio_util::sync::CancellationToken::new();
         let handle = SessionHandle {
             id,
             since_ms: time::now_ms(),
             initiator,
             cmds,
+            closer: closer.clone(),
         };
         let info = session_info(peer, &handle);
         {
@@ -508,13 +514,19 @@ impl Peers {
                 }
             }
             if let Some(old) = inner.sessions.insert(peer.to_string(), handle) {
-                let _ = old.cmds.try_send(SessionCmd::Close);
+                old.closer.cancel();
             }
         }
         info!(peer = %peer, initiator, "peer session established");
         let _ = self.events.send(Event::Connected(info.clone()));
-        self.tasks
-            .spawn(session::run(self.clone(), peer.to_string(), id, link, rx));
+        self.tasks.spawn(session::run(
+            self.clone(),
+            peer.to_string(),
+            id,
+            link,
+            rx,
+            closer,
+        ));
         info
     }
 
@@ -543,6 +555,7 @@ mod tests {
             since_ms,
             initiator,
             cmds,
+            closer: tokio_util::sync::CancellationToken::new(),
         }
     }
 

@@ -46,6 +46,8 @@ pub struct SessionHandle {
     pub initiator: bool,
     /// Commands for the task.
     pub cmds: mpsc::Sender<SessionCmd>,
+    /// Ends the session even when its command queue is full (replacement).
+    pub closer: tokio_util::sync::CancellationToken,
 }
 
 struct Waiting {
@@ -61,6 +63,7 @@ pub async fn run(
     id: u64,
     mut link: NoiseLink,
     mut cmds: mpsc::Receiver<SessionCmd>,
+    closer: tokio_util::sync::CancellationToken,
 ) {
     let mut next_id = 0u64;
     let mut waiting: VecDeque<Waiting> = VecDeque::new();
@@ -69,6 +72,10 @@ pub async fn run(
         tokio::time::interval_at(Instant::now() + KEEPALIVE_INTERVAL, KEEPALIVE_INTERVAL);
     let reason: String = loop {
         tokio::select! {
+            _ = closer.cancelled() => {
+                let _ = send(&mut link, &[PeerMsg::Bye]).await;
+                break "replaced by a newer session".into();
+            }
             _ = peers.shutdown.cancelled() => {
                 let _ = send(&mut link, &[PeerMsg::Bye]).await;
                 break "daemon shutting down".into();
