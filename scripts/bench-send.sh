@@ -81,28 +81,10 @@ for name in alice bob; do
     printf '%s\n' "${PASSWORD[$name]}" |
         "$BIN/p2p-server" --data-dir "$BENCH/server" user add "$name" --password-stdin >/dev/null
 done
-"$BIN/p2p-server" --data-dir "$BENCH/server" --listen 127.0.0.1:0 \
-    >"$BENCH/server.out" 2>"$BENCH/server.log" &
-SERVER_PID=$!
-end=$((SECONDS + START_DEADLINE))
-until line=$(grep -m1 '^p2p-server listening on ' "$BENCH/server.out"); do
-    kill -0 "$SERVER_PID" 2>/dev/null || die "p2p-server exited during start-up"
-    ((SECONDS < end)) || die "p2p-server did not start within ${START_DEADLINE}s"
-    sleep "$POLL"
-done
-PORT=${line##*:}
+start_server 127.0.0.1:0
 
 for name in alice bob; do
-    mkdir -p "$BENCH/$name"/{run,state,config}
-    chmod 700 "$BENCH/$name" "$BENCH/$name/run"
-    # A plain command, not a function, so that $! is p2pd itself (env execs it).
-    env HOME="$BENCH/$name" \
-        XDG_RUNTIME_DIR="$BENCH/$name/run" \
-        XDG_STATE_HOME="$BENCH/$name/state" \
-        XDG_CONFIG_HOME="$BENCH/$name/config" \
-        "$BIN/p2pd" --peer-listen 127.0.0.1:0 2>"$BENCH/$name/p2pd.log" &
-    DAEMON_PID[$name]=$!
-    wait_for "$START_DEADLINE" "$name's p2pd" ctl "$name" status
+    start_daemon "$name"
     printf '%s\n' "${PASSWORD[$name]}" |
         ctl "$name" login --server "127.0.0.1:$PORT" --user "$name" --password-stdin >/dev/null
 done

@@ -46,39 +46,13 @@ declare -A PASSWORD=([alice]="alice-demo-pw" [bob]="bob-demo-pw" [carol]="carol-
 # p2p-server with the demo's data dir.
 server() { "$BIN/p2p-server" --data-dir "$DEMO/server" "$@"; }
 
-# start_server ADDR: starts p2p-server in the background and sets PORT from
-# its "p2p-server listening on ADDR" line.
-start_server() {
-    : >"$DEMO/server.out"
-    # A plain command, not a function, so that $! is p2p-server itself.
-    "$BIN/p2p-server" --data-dir "$DEMO/server" --listen "$1" \
-        >"$DEMO/server.out" 2>>"$DEMO/server.log" &
-    SERVER_PID=$!
-    local end=$((SECONDS + START_DEADLINE)) line=""
-    while :; do
-        line=$(grep -m1 '^p2p-server listening on ' "$DEMO/server.out" || true)
-        [[ -n $line ]] && break
-        kill -0 "$SERVER_PID" 2>/dev/null || die "p2p-server exited during start-up"
-        ((SECONDS < end)) || die "p2p-server did not report 'listening on' within ${START_DEADLINE}s"
-        sleep "$POLL"
-    done
-    PORT=${line##*:}
-    cat "$DEMO/server.out"
-}
-
-start_daemon() {
-    local name=$1
-    mkdir -p "$DEMO/$name"/{run,state,config}
-    chmod 700 "$DEMO/$name" "$DEMO/$name/run"
-    # env execs p2pd, so $! is the daemon itself.
-    env HOME="$DEMO/$name" \
-        XDG_RUNTIME_DIR="$DEMO/$name/run" \
-        XDG_STATE_HOME="$DEMO/$name/state" \
-        XDG_CONFIG_HOME="$DEMO/$name/config" \
-        "$BIN/p2pd" --peer-listen 127.0.0.1:0 2>"$DEMO/$name/p2pd.log" &
-    DAEMON_PID[$name]=$!
-    wait_for "$START_DEADLINE" "$name's p2pd control socket" ctl "$name" status
-    echo "$name's p2pd is up (socket $DEMO/$name/run/p2p/p2pd.sock)"
+# show_inbox NAME TEXT WHAT: prints NAME's `p2pctl inbox` and fails unless
+# it holds TEXT.
+show_inbox() {
+    local out
+    out=$(ctl "$1" inbox)
+    printf '%s\n' "$out"
+    grep -qF -- "$2" <<<"$out" || die "$1's inbox lacks $3"
 }
 
 login() {
@@ -125,6 +99,7 @@ server user list
 
 step "operator: p2p-server --listen 127.0.0.1:0 (self-signed TLS certificate made on first start)"
 start_server 127.0.0.1:0
+cat "$DEMO/server.out"
 
 step "operator: p2p-server fingerprint (what users may pass to --fingerprint)"
 server fingerprint
@@ -132,7 +107,9 @@ server fingerprint
 # ---------------------------------------------------------------- users
 step "users: start p2pd for alice and bob (--peer-listen 127.0.0.1:0)"
 start_daemon alice
+echo "alice's p2pd is up (socket $DEMO/alice/run/p2p/p2pd.sock)"
 start_daemon bob
+echo "bob's p2pd is up (socket $DEMO/bob/run/p2p/p2pd.sock)"
 
 step "bob: p2pctl login with a wrong password (must be refused)"
 set +e
@@ -197,13 +174,9 @@ step "bob: p2pctl send alice \"hi alice\""
 ctl bob send alice "hi alice"
 
 step "bob: p2pctl inbox"
-out=$(ctl bob inbox)
-printf '%s\n' "$out"
-grep -qF "alice: hello bob" <<<"$out" || die "bob's inbox lacks alice's message"
+show_inbox bob "alice: hello bob" "alice's message"
 step "alice: p2pctl inbox"
-out=$(ctl alice inbox)
-printf '%s\n' "$out"
-grep -qF "bob: hi alice" <<<"$out" || die "alice's inbox lacks bob's message"
+show_inbox alice "bob: hi alice" "bob's message"
 
 # ---------------------------------------------------------------- restart
 step "operator: stop p2p-server (SIGTERM)"
@@ -226,13 +199,11 @@ echo "exit code: $rc"
 step "alice: p2pctl send bob \"sent while the server is down\"   (direct link: no server needed)"
 ctl alice send bob "sent while the server is down"
 step "bob: p2pctl inbox"
-out=$(ctl bob inbox)
-printf '%s\n' "$out"
-grep -qF "sent while the server is down" <<<"$out" ||
-    die "bob's inbox lacks the message sent while the server was down"
+show_inbox bob "sent while the server is down" "the message sent while the server was down"
 
 step "operator: start p2p-server again on 127.0.0.1:$PORT"
 start_server "127.0.0.1:$PORT"
+cat "$DEMO/server.out"
 
 step "waiting for both daemons to reconnect by themselves (resume token, no password)"
 for name in alice bob; do
@@ -277,9 +248,7 @@ grep -q '^broadcast [0-9]* stored' <<<"$out" || die "the broadcast was not store
 # bob is online: the server pushed it to his daemon, which stored it.
 wait_for "$START_DEADLINE" "the broadcast in bob's inbox" has_unread bob
 step "bob: p2pctl inbox   (bob is online: delivered at once)"
-out=$(ctl bob inbox)
-printf '%s\n' "$out"
-grep -qF "[broadcast] alice: $BROADCAST" <<<"$out" || die "bob's inbox lacks the broadcast"
+show_inbox bob "[broadcast] alice: $BROADCAST" "the broadcast"
 
 step "alice: p2pctl status   (the sender gets no copy: unread 0)"
 out=$(ctl alice status)
@@ -288,6 +257,7 @@ has_unread alice && die "alice got a copy of her own broadcast"
 
 step "carol: start p2pd now, after the broadcast was sent"
 start_daemon carol
+echo "carol's p2pd is up (socket $DEMO/carol/run/p2p/p2pd.sock)"
 
 step "carol: p2pctl login --server 127.0.0.1:$PORT --user carol --password-stdin"
 login carol
@@ -296,9 +266,7 @@ login carol
 # acknowledged; her daemon stores it, then acknowledges.
 wait_for "$START_DEADLINE" "the broadcast in carol's inbox" has_unread carol
 step "carol: p2pctl inbox   (she logged in after it was sent, inside its 30 minutes)"
-out=$(ctl carol inbox)
-printf '%s\n' "$out"
-grep -qF "[broadcast] alice: $BROADCAST" <<<"$out" || die "carol's inbox lacks the broadcast"
+show_inbox carol "[broadcast] alice: $BROADCAST" "the broadcast"
 
 step "carol: p2pctl --json inbox --all   (--all: the line above marked it read)"
 out=$(ctl carol --json inbox --all)

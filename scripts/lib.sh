@@ -79,3 +79,38 @@ has_request() { # NAME USER: USER's invitation waits in NAME's `p2pctl requests`
     out=$(ctl "$1" --json requests) || return 1
     grep -q "\"from\":\"$2\"" <<<"$out"
 }
+
+# start_server ADDR: starts p2p-server on WORK/server in the background and
+# sets PORT from its "p2p-server listening on ADDR" line (WORK/server.out).
+start_server() {
+    : >"$WORK/server.out"
+    # A plain command, not a function, so that $! is p2p-server itself.
+    "$BIN/p2p-server" --data-dir "$WORK/server" --listen "$1" \
+        >"$WORK/server.out" 2>>"$WORK/server.log" &
+    SERVER_PID=$!
+    local end=$((SECONDS + START_DEADLINE)) line=""
+    while :; do
+        line=$(grep -m1 '^p2p-server listening on ' "$WORK/server.out" || true)
+        [[ -n $line ]] && break
+        kill -0 "$SERVER_PID" 2>/dev/null || die "p2p-server exited during start-up"
+        ((SECONDS < end)) || die "p2p-server did not report 'listening on' within ${START_DEADLINE}s"
+        sleep "$POLL"
+    done
+    PORT=${line##*:}
+}
+
+# start_daemon NAME: starts NAME's p2pd (own HOME and XDG dirs under WORK)
+# and waits until its control socket answers.
+start_daemon() {
+    local name=$1
+    mkdir -p "$WORK/$name"/{run,state,config}
+    chmod 700 "$WORK/$name" "$WORK/$name/run"
+    # as_user is a function, but env execs p2pd, so $! is the daemon itself.
+    env HOME="$WORK/$name" \
+        XDG_RUNTIME_DIR="$WORK/$name/run" \
+        XDG_STATE_HOME="$WORK/$name/state" \
+        XDG_CONFIG_HOME="$WORK/$name/config" \
+        "$BIN/p2pd" --peer-listen 127.0.0.1:0 2>"$WORK/$name/p2pd.log" &
+    DAEMON_PID[$name]=$!
+    wait_for "$START_DEADLINE" "$name's p2pd control socket" ctl "$name" status
+}
