@@ -85,37 +85,29 @@ async fn closed(stream: &mut (impl AsyncReadExt + Unpin)) -> bool {
     res.is_ok()
 }
 
+/// Over TLS, sends a frame header claiming `length` bytes and then `body`;
+/// the server must close the connection and log `reason`.
+async fn closed_after(server: &TestServer, length: u32, body: &[u8], reason: &str) {
+    let mut s = tls(server).await;
+    s.write_all(&length.to_be_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    s.flush().await.unwrap();
+    assert!(closed(&mut s).await, "still open after: {reason}");
+    log_has(server, reason);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_malformed_and_early_frames_close_only_that_connection() {
     let server = TestServer::start(&[]);
     let alice = bystander(&server);
 
     // A 2 GiB length prefix: refused from the header, nothing allocated.
-    let mut s = tls(&server).await;
-    s.write_all(&0x7fff_ffffu32.to_be_bytes()).await.unwrap();
-    s.write_all(b"{}").await.unwrap();
-    s.flush().await.unwrap();
-    assert!(closed(&mut s).await);
-    log_has(&server, "frame too large");
-
+    closed_after(&server, 0x7fff_ffff, b"{}", "frame too large").await;
     // Not JSON.
-    let mut s = tls(&server).await;
-    s.write_all(&5u32.to_be_bytes()).await.unwrap();
-    s.write_all(b"hello").await.unwrap();
-    s.flush().await.unwrap();
-    assert!(closed(&mut s).await);
-    log_has(&server, "malformed message");
-
+    closed_after(&server, 5, b"hello", "malformed message").await;
     // Valid JSON, but a request before logging in.
-    let mut s = tls(&server).await;
     let frame = br#"{"type":"request","id":1,"req":{"op":"list"}}"#;
-    s.write_all(&(frame.len() as u32).to_be_bytes())
-        .await
-        .unwrap();
-    s.write_all(frame).await.unwrap();
-    s.flush().await.unwrap();
-    assert!(closed(&mut s).await);
-    log_has(&server, "message before login");
+    closed_after(&server, frame.len() as u32, frame, "message before login").await;
 
     tokio::task::spawn_blocking(move || still_fine(&alice))
         .await
