@@ -328,7 +328,7 @@ fn admin_commands_refuse_bad_input_and_change_nothing() {
         (
             vec!["user", "add", "-x", "--password-stdin"],
             "other-password\n",
-            "",
+            "unexpected argument '-x'",
         ),
         (
             vec!["user", "add", "bob", "--password-stdin"],
