@@ -246,11 +246,7 @@ async fn rest_of_backlog(
         };
         for e in entries {
             after = e.seq;
-            let event = match e.kind {
-                ctl::InboxKind::Message => Event::Message(e),
-                ctl::InboxKind::Broadcast => Event::Broadcast(e),
-            };
-            conn.send(CtlOut::Event(event)).await.ok()?;
+            conn.send(CtlOut::Event(Event::for_entry(e))).await.ok()?;
         }
         if !more {
             return Some(after);
@@ -273,8 +269,8 @@ async fn follow(
             _ = shutdown.cancelled() => return,
             line = conn.next() => if matches!(line, None | Some(Err(_))) { return },
             event = events.recv() => match event {
-                Ok(ev @ (Event::Message(_) | Event::Broadcast(_))) => {
-                    let (Event::Message(e) | Event::Broadcast(e)) = &ev else { unreachable!() };
+                Ok(ev) => {
+                    let Some(e) = ev.inbox_entry() else { continue };
                     if e.seq <= listed_upto || from.as_deref().is_some_and(|f| f != e.from) {
                         continue;
                     }
@@ -286,7 +282,6 @@ async fn follow(
                         warn!(cause = %err, "cannot mark a followed message read");
                     }
                 }
-                Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     warn!(missed = n, "inbox follower too slow; it will find them with p2pctl inbox");
                 }

@@ -518,6 +518,24 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The inbox entry a `message` or `broadcast` event carries.
+    pub fn inbox_entry(&self) -> Option<&InboxEntry> {
+        match self {
+            Event::Message(e) | Event::Broadcast(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The event that announces a stored inbox entry.
+    pub fn for_entry(e: InboxEntry) -> Event {
+        match e.kind {
+            InboxKind::Message => Event::Message(e),
+            InboxKind::Broadcast => Event::Broadcast(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 
 use crate::error::ServerError;
 use crate::throttle::Throttle;
-use crate::tokens::{self, TokenStore};
+use crate::tokens::TokenStore;
 use crate::users::{self, UserDb};
 
 /// How long a login may queue for an argon2 slot before being told "busy".
@@ -156,10 +156,12 @@ impl Authenticator {
         };
         let tokens = self.tokens.clone();
         let (u, t) = (user.to_string(), token.clone());
-        let ok = tokio::task::spawn_blocking(move || tokens.check(&u, &t, &phc, tokens::now_ms()))
-            .await
-            .map_err(Refusal::internal)?
-            .map_err(Refusal::internal)?;
+        let ok = tokio::task::spawn_blocking(move || {
+            tokens.check(&u, &t, &phc, p2p_proto::time::now_ms())
+        })
+        .await
+        .map_err(Refusal::internal)?
+        .map_err(Refusal::internal)?;
         if ok {
             Ok((token.clone(), Method::Token))
         } else {
@@ -268,10 +270,11 @@ impl Authenticator {
     ) -> Result<(Secret, Method), Refusal> {
         let tokens = self.tokens.clone();
         let u = user.to_string();
-        let token = tokio::task::spawn_blocking(move || tokens.issue(&u, &phc, tokens::now_ms()))
-            .await
-            .map_err(Refusal::internal)?
-            .map_err(Refusal::internal)?;
+        let token =
+            tokio::task::spawn_blocking(move || tokens.issue(&u, &phc, p2p_proto::time::now_ms()))
+                .await
+                .map_err(Refusal::internal)?
+                .map_err(Refusal::internal)?;
         Ok((token, method))
     }
 

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use p2p_proto::{time, Secret};
+use p2p_proto::Secret;
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
@@ -145,11 +145,6 @@ impl TokenStore {
         .map_err(self.db_err())?;
         Ok(())
     }
-}
-
-/// Current time for token bookkeeping.
-pub fn now_ms() -> i64 {
-    time::now_ms()
 }
 
 #[cfg(test)]

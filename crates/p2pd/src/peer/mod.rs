@@ -318,7 +318,7 @@ impl Peers {
                     invite,
                     contact: contact.clone(),
                 };
-                let Some((to, answer)) = self.take_outgoing(invite, event, link) else {
+                let Some((to, answer)) = self.take_outgoing(invite, event) else {
                     return;
                 };
                 let me = link.status().user.unwrap_or_default();
@@ -342,7 +342,7 @@ impl Peers {
                     to: to.clone(),
                     reason,
                 };
-                let Some((_, answer)) = self.take_outgoing(invite, event, link) else {
+                let Some((_, answer)) = self.take_outgoing(invite, event) else {
                     return;
                 };
                 let err = decline_error(&to, reason);
@@ -358,12 +358,7 @@ impl Peers {
         }
     }
 
-    fn take_outgoing(
-        &self,
-        invite: u64,
-        event: ServerEvent,
-        _link: &LinkHandle,
-    ) -> Option<(String, Option<Answer>)> {
+    fn take_outgoing(&self, invite: u64, event: ServerEvent) -> Option<(String, Option<Answer>)> {
         let mut inner = self.lock();
         let found = inner.outgoing.remove(&invite);
         if found.is_none() {
