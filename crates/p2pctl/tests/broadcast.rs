@@ -138,7 +138,9 @@ fn a_server_crash_right_after_the_answer_loses_nothing() {
     // And again after another restart: nothing is delivered twice.
     server.kill9();
     server.restart();
+    // Both come back by themselves; alice must be online to broadcast.
     bob.wait_state("online", DEADLINE);
+    alice.wait_state("online", DEADLINE);
     broadcast(&alice, "after");
     let mut want = want;
     want.push("after".into());

@@ -335,8 +335,10 @@ fn chat_in_a_pipe_and_inbox_follow() {
         got.push(v["text"].as_str().unwrap().to_string());
     }
     assert_eq!(got, ["hi bob", "how are you?"]);
-    // Followed messages were marked read.
-    assert_eq!(bob.status()["unread"], 0);
+    // Followed messages are marked read once they were written out.
+    wait_for(DEADLINE, "followed messages to be marked read", || {
+        (bob.status()["unread"] == 0).then_some(())
+    });
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -469,5 +471,7 @@ fn inbox_follow_delivers_a_backlog_larger_than_a_page() {
         assert_eq!(ev["event"], "message");
         seen += 1;
     }
-    assert_eq!(bob.status()["unread"], 0);
+    wait_for(DEADLINE, "the followed backlog to be marked read", || {
+        (bob.status()["unread"] == 0).then_some(())
+    });
 }
