@@ -19,6 +19,7 @@ pub mod invitations;
 pub mod invite_limits;
 pub mod presence;
 pub mod sources;
+pub mod state_check;
 pub mod throttle;
 pub mod tls;
 pub mod tokens;
@@ -146,6 +147,7 @@ impl Server {
         p2p_proto::fsutil::ensure_private_dir(&cfg.data_dir)
             .map_err(ServerError::file(&cfg.data_dir))?;
         let users = Arc::new(users::UserDb::open(&cfg.data_dir)?);
+        state_check::prepare_state_db(&cfg.data_dir)?;
         let tokens = Arc::new(tokens::TokenStore::open(&cfg.data_dir)?);
         let identity = tls::load(&cfg.tls, &cfg.data_dir)?;
         if identity.generated {
