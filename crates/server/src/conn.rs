@@ -102,8 +102,9 @@ async fn handle(
         .map_err(|e| format!("preamble write failed: {e}"))?;
     // A silent connection is closed well before the login deadline: holding
     // a slot must cost at least a started TLS handshake.
-    let first_byte = deadline.min(Instant::now() + shared.cfg.first_byte_timeout);
-    match timeout_at(first_byte, stream.peek(&mut [0u8; 1])).await {
+    let first_byte = Instant::now() + shared.cfg.first_byte_timeout;
+    match timeout_at(first_byte.min(deadline), stream.peek(&mut [0u8; 1])).await {
+        Err(_) if deadline <= first_byte => return Err(late("waiting for TLS")),
         Err(_) => {
             return Err(format!(
                 "no TLS ClientHello within {:?}",
