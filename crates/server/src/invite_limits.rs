@@ -177,7 +177,8 @@ impl InviteLimiter {
     }
 
     /// Keys currently remembered (for the memory test).
-    pub fn tracked(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> usize {
         self.by_inviter.recent.len() + self.by_address.recent.len() + self.by_invitee.recent.len()
     }
 }

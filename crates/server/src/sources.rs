@@ -130,12 +130,14 @@ impl PendingLogins {
     }
 
     /// Unauthenticated connections now counted for `key`.
-    pub fn count(&self, key: SourceKey) -> usize {
+    #[cfg(test)]
+    pub(crate) fn count(&self, key: SourceKey) -> usize {
         self.counts().get(&key).copied().unwrap_or(0)
     }
 
     /// Number of sources with a count (entries are removed at zero).
-    pub fn tracked(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> usize {
         self.counts().len()
     }
 }
