@@ -6,7 +6,7 @@
 //! `tests/broadcast_scale.rs`) and a benchmark (`p2p-load` prints the
 //! timings that go in `docs/BENCHMARKS.md`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
@@ -19,7 +19,7 @@ use p2p_proto::wire::{
 use p2p_proto::Secret;
 use p2p_testkit::TestServer;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_util::codec::Framed;
 
 /// Every wait in a scenario gives up after this.
@@ -39,7 +39,31 @@ pub struct Client {
 impl Client {
     /// Connects, pins `fingerprint`, logs in as `user`.
     pub async fn login(addr: SocketAddr, fingerprint: &str, user: &str) -> Result<Client, String> {
-        let mut tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        Self::login_on(tcp, fingerprint, user).await
+    }
+
+    /// As [`Client::login`], from source address `from` (any of 127.0.0.0/8
+    /// works on loopback), to test per-source limits on one machine.
+    pub async fn login_from(
+        addr: SocketAddr,
+        from: IpAddr,
+        fingerprint: &str,
+        user: &str,
+    ) -> Result<Client, String> {
+        let socket = match from {
+            IpAddr::V4(_) => TcpSocket::new_v4(),
+            IpAddr::V6(_) => TcpSocket::new_v6(),
+        }
+        .map_err(|e| e.to_string())?;
+        socket
+            .bind(SocketAddr::new(from, 0))
+            .map_err(|e| format!("bind {from}: {e}"))?;
+        let tcp = socket.connect(addr).await.map_err(|e| e.to_string())?;
+        Self::login_on(tcp, fingerprint, user).await
+    }
+
+    async fn login_on(mut tcp: TcpStream, fingerprint: &str, user: &str) -> Result<Client, String> {
         let mut pre = [0u8; PREAMBLE_LEN];
         tcp.read_exact(&mut pre).await.map_err(|e| e.to_string())?;
         if Preamble::decode(&pre).map_err(|e| e.to_string())? != Preamble::Ready {

@@ -62,6 +62,21 @@ struct ServeArgs {
     /// Close connections that have not logged in within this time.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, hide = true)]
     login_timeout: Duration,
+    /// Close connections that send nothing (no TLS ClientHello) within this time.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration, hide = true)]
+    first_byte_timeout: Duration,
+    /// Most connections not yet logged in from one IPv4 address (or IPv6 /64).
+    #[arg(long, value_name = "N", default_value_t = crate::sources::DEFAULT_PER_ADDRESS,
+          value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]
+    max_unauthenticated_per_address: usize,
+    /// Most connections not yet logged in from one IPv4 /24 (or IPv6 /48).
+    #[arg(long, value_name = "N", default_value_t = crate::sources::DEFAULT_PER_NETWORK,
+          value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]
+    max_unauthenticated_per_network: usize,
+    /// Invitations per minute from one IPv4 address (or IPv6 /64), all its users together.
+    #[arg(long, value_name = "N", default_value_t = crate::invite_limits::DEFAULT_INVITES_PER_ADDRESS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    invites_per_address: u32,
     /// Unanswered invitations expire after this.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, hide = true)]
     invitation_ttl: Duration,
@@ -233,6 +248,12 @@ fn serve(args: ServeArgs, data_dir: PathBuf, log_level: Option<String>) -> Resul
     cfg.max_clients = args.max_clients;
     cfg.open_registration = args.open_registration;
     cfg.login_timeout = args.login_timeout;
+    cfg.first_byte_timeout = args.first_byte_timeout;
+    cfg.sources = crate::sources::SourceLimits {
+        per_address: args.max_unauthenticated_per_address,
+        per_network: args.max_unauthenticated_per_network,
+    };
+    cfg.invite_limits.per_address = args.invites_per_address;
     cfg.invitation_ttl = args.invitation_ttl;
     cfg.idle_timeout = args.idle_timeout;
     cfg.broadcasts = crate::broadcast::BroadcastPolicy {

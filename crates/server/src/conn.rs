@@ -24,6 +24,7 @@ use tracing::{debug, info, Instrument};
 
 use crate::broadcast::Broadcast;
 use crate::presence::{Online, OUTBOUND_QUEUE};
+use crate::sources::Pending;
 use crate::Shared;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -32,17 +33,20 @@ type Conn = Framed<TlsStream<TcpStream>, codec::FrameCodec<ClientMsg, ServerMsg>
 /// Why a connection ended, for the log line.
 type Closed = Result<&'static str, String>;
 
-/// Serves one accepted connection to completion.
+/// Serves one accepted connection to completion. `pending` is its place in
+/// the per-source count of connections not logged in yet, given back at
+/// login.
 pub async fn serve(
     shared: Arc<Shared>,
     stream: TcpStream,
     addr: SocketAddr,
+    pending: Pending,
     shutdown: CancellationToken,
 ) {
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("conn", id, %addr);
     async move {
-        match handle(&shared, stream, addr, &shutdown).await {
+        match handle(&shared, stream, addr, pending, &shutdown).await {
             Ok(why) => debug!(reason = why, "connection closed"),
             Err(why) => info!(reason = %why, "connection closed"),
         }
@@ -87,6 +91,7 @@ async fn handle(
     shared: &Arc<Shared>,
     mut stream: TcpStream,
     addr: SocketAddr,
+    pending: Pending,
     shutdown: &CancellationToken,
 ) -> Closed {
     let deadline = Instant::now() + shared.cfg.login_timeout;
@@ -95,6 +100,21 @@ async fn handle(
         .await
         .map_err(|_| late("preamble"))?
         .map_err(|e| format!("preamble write failed: {e}"))?;
+    // A silent connection is closed well before the login deadline: holding
+    // a slot must cost at least a started TLS handshake.
+    let first_byte = Instant::now() + shared.cfg.first_byte_timeout;
+    match timeout_at(first_byte.min(deadline), stream.peek(&mut [0u8; 1])).await {
+        Err(_) if deadline <= first_byte => return Err(late("waiting for TLS")),
+        Err(_) => {
+            return Err(format!(
+                "no TLS ClientHello within {:?}",
+                shared.cfg.first_byte_timeout
+            ))
+        }
+        Ok(Ok(0)) => return Ok("client left before TLS"),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(format!("read failed before TLS: {e}")),
+    }
     let tls = timeout_at(deadline, shared.tls.accept(stream))
         .await
         .map_err(|_| late("TLS handshake"))?
@@ -160,6 +180,8 @@ async fn handle(
         }
     };
 
+    // Logged in: this connection no longer counts against its source.
+    drop(pending);
     let session = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let (kick, kicked) = watch::channel(None);
     let (outbound, pushed) = mpsc::channel(OUTBOUND_QUEUE);
@@ -195,6 +217,7 @@ async fn handle(
         user,
         session,
         token,
+        ip: addr.ip(),
     };
     logged_in(shared, &mut conn, me, kicked, pushed, shutdown).await
 }
@@ -220,6 +243,8 @@ struct Me {
     user: String,
     session: u64,
     token: Secret,
+    /// Where this session connects from (per-address invitation limit).
+    ip: std::net::IpAddr,
 }
 
 fn error(code: &str, message: String) -> Reply {
@@ -242,13 +267,11 @@ async fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> Reply {
             users: shared.presence.list(),
         },
         Request::Invite { to } => {
-            if p2p_proto::names::validate_username(&to).is_err() || !shared.users.exists(&to) {
-                // Unknown and offline look the same: no account probing.
-                return error("not_online", format!("{to} is not online"));
-            }
+            // Unknown names go the same way as offline accounts (rate limits
+            // first, then `not_online`): no account probing.
             match shared
                 .invitations
-                .invite(&shared.presence, &me.user, me.session, &to)
+                .invite(&shared.presence, &me.user, me.session, me.ip, &to)
             {
                 Ok((invite, expires_ms)) => {
                     info!(user = %me.user, to = %to, invite, "invitation sent");

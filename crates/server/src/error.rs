@@ -44,6 +44,14 @@ pub enum ServerError {
         /// What happened.
         source: rusqlite::Error,
     },
+    /// A file in the data directory is damaged; the server will not guess.
+    #[error("{path}: {problem}")]
+    Damaged {
+        /// The damaged file.
+        path: PathBuf,
+        /// What is wrong and what to do about it.
+        problem: String,
+    },
     /// Bad command-line or configuration value.
     #[error("{0}")]
     Config(String),

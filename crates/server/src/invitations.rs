@@ -7,16 +7,22 @@
 //! if either logs in again elsewhere, the old invitation cannot be answered
 //! on the new session's behalf. Expiry runs on tokio time, so tests can pause
 //! the clock.
+//!
+//! Rate limits ([`crate::invite_limits`]) apply per inviter, per inviter's
+//! address and per invitee. A name without an account and an account that
+//! is offline get the same `not_online`, in the same place, so inviting
+//! cannot be used to find out which accounts exist.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use p2p_proto::limits::{INVITES_PER_WINDOW, INVITE_WINDOW};
 use p2p_proto::time;
 use p2p_proto::wire::{Contact, InviteEnd, ServerEvent, ServerMsg};
 use tokio::time::Instant;
 
+use crate::invite_limits::{InviteLimiter, InviteLimits};
 use crate::presence::Presence;
 
 /// Why an invite or answer was refused: `(code, message)` for `Reply::Error`.
@@ -30,11 +36,11 @@ struct Invite {
     to_session: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     next_id: u64,
     open: HashMap<u64, Invite>,
-    recent: HashMap<String, VecDeque<Instant>>,
+    limits: InviteLimiter,
 }
 
 /// Open invitations.
@@ -49,21 +55,27 @@ fn event(event: ServerEvent) -> ServerMsg {
 }
 
 impl Invitations {
-    /// Invitations that expire after `ttl`.
-    pub fn new(ttl: Duration) -> Self {
+    /// Invitations that expire after `ttl`, rate-limited by `limits`.
+    pub fn new(ttl: Duration, limits: InviteLimits) -> Self {
         Invitations {
             ttl,
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                next_id: 0,
+                open: HashMap::new(),
+                limits: InviteLimiter::new(limits),
+            }),
         }
     }
 
-    /// `from` (on session `from_session`) invites `to`. Returns the id and
-    /// expiry (Unix ms); the invitee has been told.
+    /// `from` (on session `from_session`, connected from `ip`) invites
+    /// `to`, which may be any string: unknown names are simply not online.
+    /// Returns the id and expiry (Unix ms); the invitee has been told.
     pub fn invite(
         self: &Arc<Self>,
         presence: &Arc<Presence>,
         from: &str,
         from_session: u64,
+        ip: IpAddr,
         to: &str,
     ) -> Result<(u64, i64), Refused> {
         if from == to {
@@ -71,25 +83,10 @@ impl Invitations {
         }
         let now = Instant::now();
         let mut inner = self.inner.lock().expect("invitations poisoned");
-        let recent = inner.recent.entry(from.to_string()).or_default();
-        while recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= INVITE_WINDOW)
-        {
-            recent.pop_front();
-        }
-        if recent.len() >= INVITES_PER_WINDOW as usize {
-            let wait = INVITE_WINDOW.saturating_sub(now.duration_since(recent[0]));
-            return Err((
-                "rate_limited",
-                format!(
-                    "too many invitations; try again in {}s",
-                    wait.as_secs().max(1)
-                ),
-            ));
-        }
+        inner.limits.check_sender(from, ip, now)?;
         let not_online = || ("not_online", format!("{to} is not online"));
         let (to_session, _) = presence.contact(to).ok_or_else(not_online)?;
+        inner.limits.check_invitee(to, now)?;
         inner.next_id += 1;
         let id = inner.next_id;
         let expires_ms = time::now_ms() + self.ttl.as_millis() as i64;
@@ -101,11 +98,7 @@ impl Invitations {
         if !presence.push(to, to_session, msg) {
             return Err(not_online());
         }
-        inner
-            .recent
-            .entry(from.to_string())
-            .or_default()
-            .push_back(now);
+        inner.limits.record(from, to, ip, now);
         let invite = Invite {
             from: from.to_string(),
             from_session,

@@ -16,7 +16,10 @@ pub mod cli;
 pub mod conn;
 pub mod error;
 pub mod invitations;
+pub mod invite_limits;
 pub mod presence;
+pub mod sources;
+pub mod state_check;
 pub mod throttle;
 pub mod tls;
 pub mod tokens;
@@ -50,6 +53,12 @@ pub const USERS_POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// On shutdown, sessions get this long to be told and closed.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Default `--first-byte-timeout`: from the server's preamble to the
+/// client's first byte (its TLS ClientHello). A real client answers within
+/// one round trip; 3 s also covers one lost packet (TCP's first
+/// retransmission comes after 1 s). A connection that says nothing is
+/// closed this early instead of holding a slot for the whole login timeout.
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Everything `p2p-server` is configured with.
 #[derive(Debug, Clone)]
@@ -64,12 +73,18 @@ pub struct ServerConfig {
     pub tls: tls::TlsSource,
     /// Time from accept to a successful login.
     pub login_timeout: Duration,
+    /// Time from the preamble to the client's first byte.
+    pub first_byte_timeout: Duration,
+    /// Caps on not-yet-logged-in connections per source.
+    pub sources: sources::SourceLimits,
     /// Silence after which a session is dropped.
     pub idle_timeout: Duration,
     /// Concurrent argon2 computations.
     pub hash_slots: usize,
     /// Unanswered invitations expire after this.
     pub invitation_ttl: Duration,
+    /// Invitation rate limits.
+    pub invite_limits: invite_limits::InviteLimits,
     /// Broadcast life and rate limit.
     pub broadcasts: broadcast::BroadcastPolicy,
 }
@@ -83,9 +98,12 @@ impl ServerConfig {
             open_registration: false,
             tls: tls::TlsSource::SelfSigned,
             login_timeout: LOGIN_TIMEOUT,
+            first_byte_timeout: FIRST_BYTE_TIMEOUT,
+            sources: sources::SourceLimits::default(),
             idle_timeout: IDLE_TIMEOUT,
             hash_slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
             invitation_ttl: INVITATION_TTL,
+            invite_limits: invite_limits::InviteLimits::default(),
             broadcasts: broadcast::BroadcastPolicy {
                 ttl: DEFAULT_BROADCAST_TTL,
                 limit: DEFAULT_BROADCAST_LIMIT,
@@ -129,12 +147,16 @@ impl Server {
         p2p_proto::fsutil::ensure_private_dir(&cfg.data_dir)
             .map_err(ServerError::file(&cfg.data_dir))?;
         let users = Arc::new(users::UserDb::open(&cfg.data_dir)?);
+        state_check::prepare_state_db(&cfg.data_dir)?;
         let tokens = Arc::new(tokens::TokenStore::open(&cfg.data_dir)?);
         let identity = tls::load(&cfg.tls, &cfg.data_dir)?;
         if identity.generated {
             info!(fingerprint = %identity.fingerprint, "generated a self-signed certificate");
         }
-        let invitations = Arc::new(invitations::Invitations::new(cfg.invitation_ttl));
+        let invitations = Arc::new(invitations::Invitations::new(
+            cfg.invitation_ttl,
+            cfg.invite_limits,
+        ));
         let store = Arc::new(broadcast::SqliteBroadcasts::open(&cfg.data_dir)?);
         let auth =
             auth::Authenticator::new(users.clone(), tokens, cfg.hash_slots, cfg.open_registration);
@@ -164,6 +186,7 @@ impl Server {
     pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
         let shared = self.shared;
         let slots = Arc::new(Semaphore::new(shared.cfg.max_clients));
+        let pending = sources::PendingLogins::new(shared.cfg.sources);
         let busy = Preamble::Busy {
             retry_after: BUSY_RETRY_AFTER,
         }
@@ -182,17 +205,22 @@ impl Server {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, addr)) => {
                         let _ = stream.set_nodelay(true);
+                        // Over either cap: one non-blocking write into an
+                        // empty socket buffer, then close. No task, no TLS.
+                        let Some(ticket) = pending.admit(addr.ip()) else {
+                            let _ = stream.try_write(&busy);
+                            tracing::debug!(%addr, "too many connections from this source not logged in; told busy");
+                            continue;
+                        };
                         match slots.clone().try_acquire_owned() {
                             Ok(permit) => {
                                 let (shared, shutdown) = (shared.clone(), shutdown.clone());
                                 tracker.spawn(async move {
-                                    conn::serve(shared, stream, addr, shutdown).await;
+                                    conn::serve(shared, stream, addr, ticket, shutdown).await;
                                     drop(permit);
                                 });
                             }
                             Err(_) => {
-                                // Over the cap: one non-blocking write into an
-                                // empty socket buffer, then close. No task, no TLS.
                                 let _ = stream.try_write(&busy);
                                 tracing::debug!(%addr, "at capacity; told busy");
                             }

@@ -54,7 +54,7 @@ fn generate(cert_path: &Path, key_path: &Path) -> Result<()> {
     let ck =
         rcgen::generate_simple_self_signed(names).map_err(|e| ServerError::Tls(e.to_string()))?;
     // Key first: a crash in between leaves a key without a cert, which the
-    // next start regenerates, never a cert whose key is lost.
+    // next start refuses (see `load`), never a cert whose key is lost.
     fsutil::write_atomic(key_path, ck.signing_key.serialize_pem().as_bytes(), 0o600)
         .map_err(ServerError::file(key_path))?;
     fsutil::write_atomic(cert_path, ck.cert.pem().as_bytes(), 0o644)
@@ -80,11 +80,37 @@ pub fn fingerprint(source: &TlsSource, data_dir: &Path) -> Result<String> {
     Ok(cert_fingerprint(&read_certs(&cert)?[0]))
 }
 
+fn exists(path: &Path) -> Result<bool> {
+    path.try_exists().map_err(ServerError::file(path))
+}
+
+/// Whether the self-signed identity must be generated: only when both files
+/// are missing. With one of them gone, a new key would silently replace the
+/// identity every client has pinned; the operator must decide.
+fn needs_generating(cert_path: &Path, key_path: &Path) -> Result<bool> {
+    let missing = |present: &Path, gone: &Path| ServerError::Damaged {
+        path: gone.to_path_buf(),
+        problem: format!(
+            "missing, but {} is there: restore the missing file from a backup \
+             (clients have pinned this server's certificate), or remove {} too to \
+             make a new identity (every user must then accept its new fingerprint)",
+            present.display(),
+            present.display()
+        ),
+    };
+    match (exists(cert_path)?, exists(key_path)?) {
+        (false, false) => Ok(true),
+        (true, true) => Ok(false),
+        (true, false) => Err(missing(cert_path, key_path)),
+        (false, true) => Err(missing(key_path, cert_path)),
+    }
+}
+
 /// Loads (or on first start generates) the identity.
 pub fn load(source: &TlsSource, data_dir: &Path) -> Result<TlsIdentity> {
     let (cert_path, key_path) = paths(source, data_dir);
     let mut generated = false;
-    if matches!(source, TlsSource::SelfSigned) && !cert_path.exists() {
+    if matches!(source, TlsSource::SelfSigned) && needs_generating(&cert_path, &key_path)? {
         fsutil::ensure_private_dir(data_dir).map_err(ServerError::file(data_dir))?;
         generate(&cert_path, &key_path)?;
         generated = true;
@@ -129,5 +155,32 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_lost_half_of_the_identity_is_refused_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load(&TlsSource::SelfSigned, dir.path()).unwrap();
+        let (cert, key) = (dir.path().join(CERT_FILE), dir.path().join(KEY_FILE));
+        let key_bytes = std::fs::read(&key).unwrap();
+
+        std::fs::remove_file(&cert).unwrap();
+        let err = load(&TlsSource::SelfSigned, dir.path()).err().unwrap();
+        assert!(matches!(&err, ServerError::Damaged { path, .. } if *path == cert));
+        assert!(
+            err.to_string().contains("restore the missing file"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&key).unwrap(), key_bytes, "key untouched");
+        assert!(!cert.exists(), "no new certificate made");
+
+        std::fs::remove_file(&key).unwrap();
+        let second = load(&TlsSource::SelfSigned, dir.path()).unwrap();
+        assert!(second.generated, "both gone: a new identity");
+        assert_ne!(second.fingerprint, first.fingerprint);
+
+        std::fs::remove_file(&key).unwrap();
+        let err = load(&TlsSource::SelfSigned, dir.path()).err().unwrap();
+        assert!(matches!(&err, ServerError::Damaged { path, .. } if *path == key));
     }
 }

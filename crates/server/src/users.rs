@@ -197,6 +197,9 @@ struct Stamp {
 struct Cache {
     stamp: Option<Stamp>,
     hashes: HashMap<String, String>,
+    /// A version of the file that could not be read: not retried (nor
+    /// logged again) until the file changes.
+    unreadable: Option<Stamp>,
 }
 
 /// The running server's view of the accounts, reloaded when the file changes.
@@ -207,14 +210,27 @@ pub struct UserDb {
 }
 
 impl UserDb {
-    /// Loads the accounts in `data_dir`.
+    /// Loads the accounts in `data_dir`; refuses a file it cannot read.
     pub fn open(data_dir: &Path) -> Result<Self> {
-        let db = UserDb {
-            file: UserFile::in_dir(data_dir),
-            cache: Mutex::new(Cache::default()),
+        let file = UserFile::in_dir(data_dir);
+        let cache = Cache {
+            // Stamp first: a change during the read is seen next time.
+            stamp: Self::stamp_of(&file)?,
+            hashes: Self::hashes(&file)?,
+            unreadable: None,
         };
-        db.refresh()?;
-        Ok(db)
+        Ok(UserDb {
+            file,
+            cache: Mutex::new(cache),
+        })
+    }
+
+    fn hashes(file: &UserFile) -> Result<HashMap<String, String>> {
+        Ok(file
+            .load()?
+            .into_iter()
+            .map(|u| (u.username, u.hash))
+            .collect())
     }
 
     /// The file behind it (open registration writes through it).
@@ -222,33 +238,51 @@ impl UserDb {
         &self.file
     }
 
-    fn stamp(&self) -> Result<Option<Stamp>> {
-        match std::fs::metadata(self.file.path()) {
+    fn stamp_of(file: &UserFile) -> Result<Option<Stamp>> {
+        match std::fs::metadata(file.path()) {
             Ok(m) => Ok(Some(Stamp {
                 ino: m.ino(),
                 len: m.len(),
                 mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
             })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(ServerError::file(self.file.path())(e)),
+            Err(e) => Err(ServerError::file(file.path())(e)),
         }
     }
 
-    /// Re-reads the file if it changed; returns whether it did.
+    /// Re-reads the file if it changed; returns whether the accounts did.
+    ///
+    /// A changed file that cannot be read (garbage written over it, a
+    /// half-edited copy) does not take every account away: the last good
+    /// copy keeps serving, and the problem is logged once per version.
     pub fn refresh(&self) -> Result<bool> {
-        let stamp = self.stamp()?;
-        if self.cache.lock().expect("user cache poisoned").stamp == stamp && stamp.is_some() {
-            return Ok(false);
+        let stamp = Self::stamp_of(&self.file)?;
+        {
+            let cache = self.cache.lock().expect("user cache poisoned");
+            if stamp.is_some() && (cache.stamp == stamp || cache.unreadable == stamp) {
+                return Ok(false);
+            }
         }
-        let hashes = self
-            .file
-            .load()?
-            .into_iter()
-            .map(|u| (u.username, u.hash))
-            .collect();
+        let loaded = Self::hashes(&self.file);
         let mut cache = self.cache.lock().expect("user cache poisoned");
-        *cache = Cache { stamp, hashes };
-        Ok(true)
+        match loaded {
+            Ok(hashes) => {
+                if cache.unreadable.take().is_some() {
+                    tracing::warn!(file = %self.file.path().display(), accounts = hashes.len(), "account file readable again; serving it");
+                }
+                *cache = Cache {
+                    stamp,
+                    hashes,
+                    unreadable: None,
+                };
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::error!(cause = %e, accounts = cache.hashes.len(), "ACCOUNT FILE UNREADABLE: still serving the accounts of the last good copy; fix or restore it");
+                cache.unreadable = stamp;
+                Ok(false)
+            }
+        }
     }
 
     /// The PHC hash of `name`, from a fresh view of the file.
@@ -326,6 +360,29 @@ mod tests {
         assert!(db.hash_of("alice").unwrap().is_some());
         f.remove("alice").unwrap();
         assert_eq!(db.hash_of("alice").unwrap(), None);
+    }
+
+    #[test]
+    fn garbage_over_the_file_keeps_the_last_good_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = UserFile::in_dir(dir.path());
+        f.add_hashed("alice", "$argon2id$a".into()).unwrap();
+        let db = UserDb::open(dir.path()).unwrap();
+        fsutil::write_atomic(f.path(), b"username,hash\n\xff\xfe,\"\n", 0o600).unwrap();
+        assert_eq!(db.hash_of("alice").unwrap().as_deref(), Some("$argon2id$a"));
+        assert!(!db.refresh().unwrap(), "nothing changed for the server");
+        assert!(db.exists("alice"));
+        // Fixed: the new content is served.
+        std::fs::remove_file(f.path()).unwrap();
+        f.add_hashed("bob", "$argon2id$b".into()).unwrap();
+        assert_eq!(db.hash_of("alice").unwrap(), None);
+        assert!(db.hash_of("bob").unwrap().is_some());
+        // At start, garbage is refused rather than served as "no accounts".
+        fsutil::write_atomic(f.path(), b"not,a\nusers,file,at,all\n", 0o600).unwrap();
+        assert!(matches!(
+            UserDb::open(dir.path()),
+            Err(ServerError::UserFile { .. })
+        ));
     }
 
     #[test]

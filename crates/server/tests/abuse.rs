@@ -127,7 +127,9 @@ fn a_client_that_never_logs_in_is_closed() {
 
 #[test]
 fn over_the_cap_a_client_is_told_busy_before_any_tls() {
-    let server = TestServer::start(&["--max-clients", "50"]);
+    // Held connections stay silent: give them the whole login window, not
+    // just the first-byte deadline, however slow the machine is.
+    let server = TestServer::start(&["--max-clients", "50", "--first-byte-timeout", "10s"]);
     let held: Vec<TcpStream> = (0..50).map(|_| raw(&server)).collect();
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(CLOSE_DEADLINE)).unwrap();

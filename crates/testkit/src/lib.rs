@@ -18,6 +18,15 @@ use serde_json::Value;
 pub const DEADLINE: Duration = Duration::from_secs(30);
 /// Pause between polls of a condition (a poll interval, not a synchronisation).
 pub const POLL: Duration = Duration::from_millis(25);
+/// `p2p-server` flags for tests and load runs where every client comes from
+/// 127.0.0.1: lift the per-source caps on connections not yet logged in,
+/// which are sized for real addresses, not for a whole crowd on one.
+pub const ONE_ADDRESS_CROWD: &[&str] = &[
+    "--max-unauthenticated-per-address",
+    "100000",
+    "--max-unauthenticated-per-network",
+    "100000",
+];
 
 /// Path of a workspace binary, next to the test executable's `deps` dir.
 /// Built by `cargo test --workspace` (every binary's package has tests).

@@ -23,7 +23,10 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let server = TestServer::start(&["--max-clients", "4096"]);
+    // Every client comes from 127.0.0.1: lift the per-source caps.
+    let mut flags = vec!["--max-clients", "4096"];
+    flags.extend(p2p_testkit::ONE_ADDRESS_CROWD);
+    let server = TestServer::start(&flags);
     match p2p_loadgen::broadcast_scale(&server, args.users, args.online, args.parallel).await {
         Ok(r) => {
             println!(
