@@ -215,6 +215,10 @@ enum Ended {
     Shutdown,
     /// Connection lost; reconnect with backoff.
     Lost(String),
+    /// The session failed on something likely to fail again after a
+    /// reconnect (a broadcast the inbox cannot store, a frame we cannot
+    /// read): reconnect, backing off further each time (see [`retry`]).
+    Broken(String),
     /// The server said not to come back (replaced, account removed).
     Stopped(ServerState, String),
     /// A new `login` arrived (with the current connection, kept in case the
@@ -242,7 +246,7 @@ struct Link {
     conn: Option<ServerConn>,
     /// When the current session came online (for the backoff after a loss).
     online_at: Option<Instant>,
-    /// Sessions lost soon after login in a row (see [`retry`]).
+    /// Sessions broken soon after login in a row (see [`retry`]).
     short_sessions: u32,
     next_id: u64,
     pending: HashMap<u64, oneshot::Sender<Result<wire::Reply, CtlError>>>,
@@ -275,6 +279,10 @@ impl Link {
                 Ended::Lost(why) => {
                     warn!(reason = %why, "server connection lost; reconnecting");
                     self.lost(why);
+                }
+                Ended::Broken(why) => {
+                    warn!(reason = %why, "server session failed; reconnecting with growing backoff");
+                    self.broken(why);
                 }
                 Ended::Stopped(state, why) => {
                     warn!(reason = %why, "server ended the session; not reconnecting");

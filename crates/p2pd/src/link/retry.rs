@@ -1,11 +1,13 @@
 //! Attempts and their timing: one attempt (pin decided just before it),
 //! the retry schedule, and giving up.
 //!
-//! The backoff does not start over just because a login got through: a
-//! session lost soon after it came online counts as a failure too. Without
-//! that, a daemon that loses every session right after login (a full state
-//! dir: each redelivered broadcast fails to store, the session is dropped
-//! unacknowledged) logs in again every second, forever.
+//! A session that *broke* (failed on something likely to fail again: a
+//! broadcast the inbox cannot store, a frame it cannot read) soon after it
+//! came online does not start the backoff over: without that, a daemon
+//! whose every session breaks right after login (a full state dir: each
+//! redelivered broadcast fails to store, the session is dropped
+//! unacknowledged) logs in again every second, forever. A session merely
+//! lost (server restart, network) reconnects from the shortest delay.
 
 use std::time::Duration;
 
@@ -17,14 +19,14 @@ use super::connect::{self, Creds, Failure, LoggedIn};
 use super::trust;
 use super::Link;
 
-/// A session that stayed online this long was healthy: after it is lost,
-/// reconnecting starts again from the shortest delay. A shorter one adds to
-/// the backoff. A minute is longer than any login-then-fail cycle, and
+/// A session that stayed online this long was healthy: even if it broke,
+/// reconnecting starts again from the shortest delay. A shorter one that
+/// broke adds to the backoff. A minute is longer than any login-then-fail cycle, and
 /// short enough that a flapping server is forgiven once it holds.
 pub const STABLE_SESSION: Duration = Duration::from_secs(60);
 
-/// Sessions lost within [`STABLE_SESSION`] in a row, after one more was
-/// lost having lasted `lasted`.
+/// Sessions broken within [`STABLE_SESSION`] in a row, after one more
+/// broke having lasted `lasted`.
 pub fn short_sessions_after(short_sessions: u32, lasted: Duration) -> u32 {
     if lasted >= STABLE_SESSION {
         0
@@ -84,8 +86,16 @@ impl Link {
         }
     }
 
-    /// A session was lost: reconnect, backing off further if it was short.
+    /// The session was lost (server or network): reconnect from the
+    /// shortest delay.
     pub(super) fn lost(&mut self, why: String) {
+        self.online_at = None;
+        self.short_sessions = 0;
+        self.schedule_retry(1, why, None);
+    }
+
+    /// The session broke: reconnect, backing off further if it was short.
+    pub(super) fn broken(&mut self, why: String) {
         let lasted = self
             .online_at
             .take()
@@ -139,7 +149,7 @@ mod tests {
     use crate::backoff::Backoff;
     use crate::config::{DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN};
 
-    /// A session that dies right after every login (the full-state-dir
+    /// A session that breaks right after every login (the full-state-dir
     /// loop) backs off to the maximum instead of reconnecting every second.
     #[test]
     fn sessions_lost_right_after_login_back_off() {
