@@ -6,6 +6,7 @@ use futures::{SinkExt, StreamExt};
 use p2p_proto::ctl::{CtlError, ErrorCode, Event, ServerState};
 use p2p_proto::limits::{IDLE_TIMEOUT, KEEPALIVE_INTERVAL, WRITE_TIMEOUT};
 use p2p_proto::wire::{ClientMsg, CloseReason, ServerEvent, ServerMsg};
+use p2p_proto::ProtoError;
 use tokio::time::{timeout, Instant};
 use tracing::info;
 
@@ -115,6 +116,9 @@ impl Link {
                     last_heard = Instant::now();
                     match frame {
                         None => return Ended::Lost("server closed the connection".into()),
+                        // A socket error (a killed server) is a loss; a frame we
+                        // cannot decode would come again after a reconnect.
+                        Some(Err(e @ ProtoError::Io(_))) => return Ended::Lost(format!("reading from server failed: {e}")),
                         Some(Err(e)) => return Ended::Broken(format!("bad frame from server: {e}")),
                         Some(Ok(msg)) => match msg {
                             ServerMsg::Pong { .. } => {}
