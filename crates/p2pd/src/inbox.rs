@@ -40,10 +40,49 @@ fn kind_str(k: InboxKind) -> &'static str {
     }
 }
 
+/// SQLite opens a 0-byte file as an empty database, so an inbox emptied by
+/// accident (a truncating copy, a full disk, a bad restore) would start
+/// empty without a word. It is refused instead, naming the file. A new
+/// inbox is made under a temporary name and renamed into place once SQLite
+/// wrote its header, so a 0-byte `inbox.db` is never one p2pd made.
+fn refuse_empty_or_create(path: &Path) -> Result<()> {
+    let err = |source: rusqlite::Error| DaemonError::Format {
+        path: path.to_path_buf(),
+        message: source.to_string(),
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() == 0 => Err(DaemonError::Format {
+            path: path.to_path_buf(),
+            message: "is empty (0 bytes), so the inbox was lost or damaged: restore it from a \
+                      backup, or move it away to start with an empty inbox"
+                .into(),
+        }),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = path.with_extension("db.new");
+            for stale in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{stale}", tmp.display()));
+            }
+            let conn = Connection::open(&tmp).map_err(err)?;
+            // Switching to WAL writes the header (page 1) to the file.
+            conn.execute_batch("PRAGMA journal_mode=WAL;")
+                .map_err(err)?;
+            conn.close().map_err(|(_, e)| err(e))?;
+            let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
+            sync(&tmp).map_err(DaemonError::file(&tmp))?;
+            std::fs::rename(&tmp, path).map_err(DaemonError::file(path))?;
+            let dir = path.parent().unwrap_or(Path::new("."));
+            sync(dir).map_err(DaemonError::file(dir))
+        }
+        Err(e) => Err(DaemonError::file(path)(e)),
+    }
+}
+
 impl Inbox {
-    /// Opens (creating, 0600) the inbox in `state_dir`.
+    /// Opens (creating, 0600) the inbox in `state_dir`; refuses a 0-byte one.
     pub fn open(state_dir: &Path) -> Result<Self> {
         let path = state_dir.join(INBOX_DB);
+        refuse_empty_or_create(&path)?;
         let err = |source: rusqlite::Error| DaemonError::Format {
             path: path.clone(),
             message: source.to_string(),

@@ -68,8 +68,11 @@ pub async fn run(
     shutdown: CancellationToken,
     ready: impl FnOnce(&Daemon),
 ) -> Result<()> {
+    // Damaged state (a bad identity key, an emptied inbox) stops the start
+    // here, naming the file, before anything listens.
     let state = state::StateDir::open(&cfg.state_dir)?;
     let identity = state.identity()?;
+    let inbox = inbox::Inbox::open(&cfg.state_dir)?;
     let peer = TcpListener::bind(cfg.peer_listen)
         .await
         .map_err(|source| DaemonError::Bind {
@@ -83,7 +86,6 @@ pub async fn run(
     let control = systemd::control_listener(&cfg.socket)?;
 
     let (events, _) = broadcast::channel(EVENT_BUFFER);
-    let inbox = inbox::Inbox::open(&cfg.state_dir)?;
     let private_key = hex::decode(identity.private.expose())
         .map_err(|_| DaemonError::Config("identity.json: private key is not hex".into()))?;
     let peers = peer::Peers::new(

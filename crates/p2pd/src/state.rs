@@ -10,14 +10,23 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use p2p_proto::{fsutil, Secret};
+use p2p_proto::{fsutil, wire, Secret};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use snow::params::DHChoice;
+use snow::resolvers::{CryptoResolver, DefaultResolver};
 
 use crate::error::{DaemonError, Result};
 
 /// Noise pattern whose DH function (X25519) the identity key is for.
 pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
+
+/// Pinned server certificates, one fingerprint per `host:port`.
+pub const KNOWN_SERVERS: &str = "known_servers.json";
+/// The identity key pair.
+pub const IDENTITY: &str = "identity.json";
+/// Bytes of an X25519 key, private or public.
+const KEY_LEN: usize = 32;
 
 /// The long-term key pair.
 #[derive(Clone, Serialize, Deserialize)]
@@ -77,11 +86,21 @@ impl StateDir {
         self.dir.join(name)
     }
 
-    /// The identity key pair, generated on first use.
+    /// The identity key pair, generated on first use. A damaged one is an
+    /// error naming the file: a short or mismatched key would make every
+    /// login and peer handshake fail (and the login be retried forever).
     pub fn identity(&self) -> Result<Identity> {
-        let path = self.path("identity.json");
+        let path = self.path(IDENTITY);
         if let Some(id) = read_json::<Identity>(&path)? {
-            return Ok(id);
+            return check_identity(&id)
+                .map(|()| id)
+                .map_err(|problem| DaemonError::Format {
+                    path,
+                    message: format!(
+                        "{problem}: the identity key is damaged; restore this file from a backup, \
+                     or move it away to make a new key (peers will see your key change)"
+                    ),
+                });
         }
         let params = NOISE_PARAMS.parse().expect("valid noise params");
         let kp = snow::Builder::new(params)
@@ -129,14 +148,31 @@ impl StateDir {
         write_json(&path, &map)
     }
 
-    /// The pinned fingerprint of `server`.
-    pub fn pin(&self, server: &str) -> Result<Option<String>> {
-        self.map_get("known_servers.json", server)
+    /// Where the pins are (for messages that ask to repair it).
+    pub fn pin_file(&self) -> PathBuf {
+        self.path(KNOWN_SERVERS)
     }
 
-    /// Pins `fingerprint` for `server`.
+    /// The pinned fingerprint of `server`. A file that cannot be read or
+    /// parsed, or a pin that is not a fingerprint, is an error: never "no
+    /// pin", which would trust whatever answers.
+    pub fn pin(&self, server: &str) -> Result<Option<String>> {
+        let Some(pin) = self.map_get(KNOWN_SERVERS, server)? else {
+            return Ok(None);
+        };
+        match wire::normalize_fingerprint(&pin) {
+            Some(fp) if fp == pin => Ok(Some(fp)),
+            _ => Err(DaemonError::Format {
+                path: self.pin_file(),
+                message: format!("the pin for {server} is not SHA256:<64 lowercase hex digits>"),
+            }),
+        }
+    }
+
+    /// Pins `fingerprint` for `server`. Fails, leaving the file as it was,
+    /// if the file cannot be read: the other pins in it must not be lost.
     pub fn set_pin(&self, server: &str, fingerprint: &str) -> Result<()> {
-        self.map_set("known_servers.json", server, fingerprint)
+        self.map_set(KNOWN_SERVERS, server, fingerprint)
     }
 
     /// The public key we last saw for `user` (from the server, at an
@@ -149,6 +185,24 @@ impl StateDir {
     pub fn set_known_key(&self, user: &str, key: &str) -> Result<()> {
         self.map_set("known_peers.json", user, key)
     }
+}
+
+/// Both keys are 32 bytes of hex and the public key is the private key's.
+fn check_identity(id: &Identity) -> std::result::Result<(), String> {
+    let key = |name: &str, hexed: &str| match hex::decode(hexed) {
+        Ok(k) if k.len() == KEY_LEN => Ok(k),
+        _ => Err(format!("the {name} key is not {KEY_LEN} bytes of hex")),
+    };
+    let private = key("private", id.private.expose())?;
+    let public = key("public", &id.public)?;
+    let mut dh = DefaultResolver
+        .resolve_dh(&DHChoice::Curve25519)
+        .ok_or("no X25519 implementation")?;
+    dh.set(&private);
+    if dh.pubkey() != public.as_slice() {
+        return Err("the public key does not belong to the private key".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -182,8 +236,61 @@ mod tests {
         assert_eq!(s.session().unwrap(), Some(saved));
         s.save_session(None).unwrap();
         assert_eq!(s.session().unwrap(), None);
-        s.set_pin("h:1", "SHA256:aa").unwrap();
-        assert_eq!(s.pin("h:1").unwrap().as_deref(), Some("SHA256:aa"));
+        let fp = format!("SHA256:{}", "aa".repeat(32));
+        s.set_pin("h:1", &fp).unwrap();
+        assert_eq!(s.pin("h:1").unwrap(), Some(fp));
         assert_eq!(s.pin("h:2").unwrap(), None);
+    }
+
+    #[test]
+    fn a_damaged_identity_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateDir::open(dir.path()).unwrap();
+        let good = s.identity().unwrap();
+        let path = dir.path().join(IDENTITY);
+        let other = {
+            let other_dir = tempfile::tempdir().unwrap();
+            StateDir::open(other_dir.path())
+                .unwrap()
+                .identity()
+                .unwrap()
+        };
+        for (private, public) in [
+            (&good.private.expose()[..62], good.public.as_str()),
+            (good.private.expose(), &good.public[..10]),
+            ("zz", good.public.as_str()),
+            (good.private.expose(), other.public.as_str()),
+        ] {
+            let bad = Identity {
+                private: Secret::new(private),
+                public: public.to_string(),
+            };
+            write_json(&path, &bad).unwrap();
+            let e = s.identity().err().expect("refused").to_string();
+            assert!(e.contains("identity.json") && e.contains("damaged"), "{e}");
+            // Refused, not replaced: the file is there to be restored.
+            assert_eq!(
+                read_json::<Identity>(&path).unwrap().unwrap().public,
+                public
+            );
+        }
+    }
+
+    #[test]
+    fn a_damaged_pin_file_is_an_error_and_is_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateDir::open(dir.path()).unwrap();
+        let fp = format!("SHA256:{}", "ab".repeat(32));
+        for garbage in [&b"{\"h:1\": \"SHA"[..], b"", b"[]", b"{\"h:1\": 5}"] {
+            std::fs::write(s.pin_file(), garbage).unwrap();
+            let e = s.pin("h:1").expect_err("no pin is not assumed");
+            assert!(e.to_string().contains("known_servers.json"), "{e}");
+            assert!(s.set_pin("h:2", &fp).is_err());
+            assert_eq!(std::fs::read(s.pin_file()).unwrap(), garbage);
+        }
+        // A value that is not a fingerprint is not a pin either.
+        std::fs::write(s.pin_file(), b"{\"h:1\": \"SHA256:ABC\"}").unwrap();
+        assert!(s.pin("h:1").is_err());
+        assert_eq!(s.pin("h:2").unwrap(), None, "other servers unaffected");
     }
 }

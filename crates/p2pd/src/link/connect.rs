@@ -15,6 +15,7 @@ use tokio::time::timeout;
 use tokio_rustls::client::TlsStream;
 use tokio_util::codec::Framed;
 
+use super::trust::Trust;
 use crate::tlsclient::{self, PinVerifier};
 
 /// TCP connect, preamble and TLS handshake must finish within this.
@@ -34,8 +35,9 @@ pub struct Creds {
     pub user: String,
     /// Password, token or registration.
     pub auth: Auth,
-    /// Fingerprint to require (explicit, or the saved pin).
-    pub pin: Option<String>,
+    /// An explicit `--fingerprint` not pinned yet; `None` once the login
+    /// saved it (from then on the saved pin is what counts).
+    pub fingerprint: Option<String>,
 }
 
 /// A successful login.
@@ -49,6 +51,8 @@ pub struct LoggedIn {
     pub token: Secret,
     /// The certificate fingerprint the server presented.
     pub fingerprint: String,
+    /// It must be saved as the pin (first use, or an explicit new pin).
+    pub save_pin: bool,
 }
 
 /// A failed attempt.
@@ -72,8 +76,8 @@ fn retry(why: impl Into<String>) -> Failure {
     }
 }
 
-/// One attempt.
-pub async fn attempt(creds: &Creds, peer: &PeerInfo) -> Result<LoggedIn, Failure> {
+/// One attempt, requiring of the server's certificate what `trust` says.
+pub async fn attempt(creds: &Creds, trust: &Trust, peer: &PeerInfo) -> Result<LoggedIn, Failure> {
     let mut tcp = timeout(CONNECT_TIMEOUT, TcpStream::connect(&creds.server))
         .await
         .map_err(|_| retry(format!("no answer from {} (timed out)", creds.server)))?
@@ -102,14 +106,14 @@ pub async fn attempt(creds: &Creds, peer: &PeerInfo) -> Result<LoggedIn, Failure
             )))
         }
     }
-    let verifier = PinVerifier::new(creds.pin.clone());
+    let verifier = PinVerifier::new(trust.pin().map(str::to_string));
     let tls = match timeout(CONNECT_TIMEOUT, tlsclient::handshake(tcp, verifier.clone())).await {
         Err(_) => return Err(retry("TLS handshake timed out")),
         Ok(Ok(tls)) => tls,
         Ok(Err(_)) if verifier.mismatch() => {
             let (seen, pinned) = (
                 verifier.seen().unwrap_or_default(),
-                creds.pin.clone().unwrap_or_default(),
+                trust.pin().unwrap_or_default().to_string(),
             );
             tracing::error!(server = %creds.server, %seen, %pinned, "SERVER CERTIFICATE CHANGED; refusing to log in");
             return Err(Failure::Fatal(CtlError::new(
@@ -147,6 +151,7 @@ pub async fn attempt(creds: &Creds, peer: &PeerInfo) -> Result<LoggedIn, Failure
             conn,
             token,
             fingerprint,
+            save_pin: trust.saves_pin(),
             clock_skew_ms: server_time_ms - p2p_proto::time::now_ms(),
         }),
         Some(Ok(ServerMsg::LoginFailed {

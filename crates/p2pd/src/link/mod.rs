@@ -13,10 +13,12 @@
 //! channel, the current state on a `watch`, state changes as `server` events.
 
 mod connect;
+mod login;
 mod online;
+mod retry;
+mod trust;
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use p2p_proto::ctl::{
     CtlError, ErrorCode, Event, LoginArgs, LoginDone, LogoutDone, ServerState, ServerStatus,
@@ -30,9 +32,9 @@ use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 use crate::peer::Peers;
-use crate::state::{SavedSession, StateDir};
+use crate::state::StateDir;
 pub use connect::Creds;
-use connect::{Failure, LoggedIn, ServerConn};
+use connect::ServerConn;
 use std::sync::Arc;
 
 /// Commands waiting for the link task; more than this and callers wait.
@@ -166,7 +168,7 @@ pub fn spawn(
             server: s.server.clone(),
             user: s.user.clone(),
             auth: Auth::Token { token },
-            pin: None,
+            fingerprint: None,
         })
     });
     let initial = LinkStatus {
@@ -198,6 +200,8 @@ pub fn spawn(
         shutdown,
         creds,
         conn: None,
+        online_at: None,
+        short_sessions: 0,
         next_id: 0,
         pending: HashMap::new(),
     };
@@ -211,6 +215,10 @@ enum Ended {
     Shutdown,
     /// Connection lost; reconnect with backoff.
     Lost(String),
+    /// The session failed on something likely to fail again after a
+    /// reconnect (a broadcast the inbox cannot store, a frame we cannot
+    /// read): reconnect, backing off further each time (see [`retry`]).
+    Broken(String),
     /// The server said not to come back (replaced, account removed).
     Stopped(ServerState, String),
     /// A new `login` arrived (with the current connection, kept in case the
@@ -236,6 +244,10 @@ struct Link {
     shutdown: CancellationToken,
     creds: Option<Creds>,
     conn: Option<ServerConn>,
+    /// When the current session came online (for the backoff after a loss).
+    online_at: Option<Instant>,
+    /// Sessions broken soon after login in a row (see [`retry`]).
+    short_sessions: u32,
     next_id: u64,
     pending: HashMap<u64, oneshot::Sender<Result<wire::Reply, CtlError>>>,
 }
@@ -266,7 +278,11 @@ impl Link {
                 Ended::Shutdown => return,
                 Ended::Lost(why) => {
                     warn!(reason = %why, "server connection lost; reconnecting");
-                    self.schedule_retry(1, why, None);
+                    self.lost(why);
+                }
+                Ended::Broken(why) => {
+                    warn!(reason = %why, "server session failed; reconnecting with growing backoff");
+                    self.broken(why);
                 }
                 Ended::Stopped(state, why) => {
                     warn!(reason = %why, "server ended the session; not reconnecting");
@@ -327,244 +343,5 @@ impl Link {
             ),
             _ => CtlError::new(ErrorCode::NotLoggedIn, "not logged in; run p2pctl login --server HOST --user NAME"),
         }
-    }
-
-    /// One connection attempt, abandoned (`None`) if the daemon shuts down
-    /// meanwhile: an attempt can take a minute against a stuck server.
-    async fn attempt_unless_shutdown(&self, creds: &Creds) -> Option<Result<LoggedIn, Failure>> {
-        tokio::select! {
-            _ = self.shutdown.cancelled() => None,
-            r = connect::attempt(creds, &self.cfg.peer) => Some(r),
-        }
-    }
-
-    async fn retry_now(&mut self) {
-        let Some(creds) = self.creds.clone() else {
-            return;
-        };
-        let attempt = self.status.borrow().attempt + 1;
-        self.status.send_modify(|s| {
-            s.attempt = attempt;
-            s.next_retry_at = None;
-        });
-        let Some(result) = self.attempt_unless_shutdown(&creds).await else {
-            return;
-        };
-        match result {
-            Ok(ok) => self.went_online(ok),
-            Err(Failure::Retry { why, after }) => self.schedule_retry(attempt + 1, why, after),
-            Err(Failure::Fatal(e)) => self.fatal(e),
-        }
-    }
-
-    fn schedule_retry(&mut self, next_attempt: u32, why: String, after: Option<Duration>) {
-        let delay = self
-            .cfg
-            .backoff
-            .delay(next_attempt, rand::random::<f64>())
-            .max(after.unwrap_or_default());
-        self.set(|s| {
-            s.state = ServerState::Connecting;
-            s.attempt = next_attempt - 1;
-            s.next_retry_at = Some(Instant::now() + delay);
-            s.since_ms = None;
-            s.last_error = Some(why);
-        });
-    }
-
-    fn fatal(&mut self, e: CtlError) {
-        warn!(code = ?e.code, reason = %e.message, "login refused; not retrying");
-        // Whatever was saved must not log in by itself after a restart:
-        // the user has to decide (and log in) again.
-        self.forget_token();
-        self.creds = None;
-        self.set(|s| {
-            s.state = ServerState::LoggedOut;
-            s.attempt = 0;
-            s.next_retry_at = None;
-            s.since_ms = None;
-            s.last_error = Some(e.message.clone());
-        });
-    }
-
-    fn went_online(&mut self, ok: LoggedIn) {
-        let Some(creds) = self.creds.as_mut() else {
-            return;
-        };
-        // Invitation ids are per server run: old answers mean nothing now.
-        self.cfg.peers.logged_in(&creds.user, ok.clock_skew_ms);
-        creds.auth = Auth::Token {
-            token: ok.token.clone(),
-        };
-        let saved = SavedSession {
-            server: creds.server.clone(),
-            user: creds.user.clone(),
-            token: Some(ok.token),
-        };
-        let (server, user) = (creds.server.clone(), creds.user.clone());
-        if let Err(e) = self.state.save_session(Some(&saved)) {
-            warn!(cause = %e, "cannot save the session; a restart will need the password");
-        }
-        if creds.pin.is_none() || creds.pin.as_deref() != Some(ok.fingerprint.as_str()) {
-            if let Err(e) = self.state.set_pin(&server, &ok.fingerprint) {
-                warn!(cause = %e, "cannot save the server fingerprint");
-            }
-            creds.pin = Some(ok.fingerprint);
-        }
-        self.conn = Some(ok.conn);
-        self.set(|s| {
-            s.state = ServerState::Online;
-            s.server = Some(server);
-            s.user = Some(user);
-            s.attempt = 0;
-            s.next_retry_at = None;
-            s.since_ms = Some(time::now_ms());
-            s.last_error = None;
-        });
-    }
-
-    fn forget_token(&self) {
-        if let Ok(Some(mut saved)) = self.state.session() {
-            saved.token = None;
-            if let Err(e) = self.state.save_session(Some(&saved)) {
-                warn!(cause = %e, "cannot forget the saved token");
-            }
-        }
-    }
-
-    /// Logs in with new credentials. If that fails while an earlier session
-    /// is still up (`previous`), the earlier session is kept as it was: a
-    /// mistyped password must not cost a working session.
-    async fn login(
-        &mut self,
-        args: LoginArgs,
-        register: bool,
-        reply: oneshot::Sender<Result<LoginDone, CtlError>>,
-        previous: Option<Box<ServerConn>>,
-    ) {
-        let before = (self.creds.clone(), self.status.borrow().clone());
-        let server = wire::server_address(&args.server);
-        let explicit = match args.fingerprint.as_deref().map(wire::normalize_fingerprint) {
-            Some(None) => {
-                let _ = reply.send(Err(CtlError::new(
-                    ErrorCode::BadRequest,
-                    "--fingerprint must look like SHA256:<64 hex digits>",
-                )));
-                return;
-            }
-            Some(Some(fp)) => Some(fp),
-            None => None,
-        };
-        let pin = match explicit {
-            Some(fp) => Some(fp),
-            None => self.state.pin(&server).unwrap_or(None),
-        };
-        let password = args.password;
-        let auth = if register {
-            Auth::Register { password }
-        } else {
-            Auth::Password { password }
-        };
-        self.creds = Some(Creds {
-            server: server.clone(),
-            user: args.user.clone(),
-            auth,
-            pin,
-        });
-        self.set(|s| {
-            s.state = ServerState::Connecting;
-            s.server = Some(server.clone());
-            s.user = Some(args.user.clone());
-            s.attempt = 1;
-            s.next_retry_at = None;
-        });
-        let creds = self.creds.clone().expect("just set");
-        let Some(attempt) = self.attempt_unless_shutdown(&creds).await else {
-            let _ = reply.send(Err(CtlError::new(
-                ErrorCode::Internal,
-                "daemon is shutting down",
-            )));
-            return;
-        };
-        let previous_dropped = previous.is_some();
-        if previous.is_none() {
-            // Whatever session was saved is not the one being logged in now:
-            // a restart before this login gets through must not resume it.
-            if let Err(e) = self.state.save_session(None) {
-                warn!(cause = %e, "cannot forget the previous saved session");
-            }
-        }
-        if let (Err(failure), Some(conn)) = (&attempt, previous) {
-            let e = match failure {
-                Failure::Fatal(e) => e.clone(),
-                Failure::Retry { why, .. } => {
-                    CtlError::new(ErrorCode::ServerUnreachable, why.clone())
-                }
-            };
-            warn!(reason = %e.message, "new login failed; keeping the current session");
-            let (creds, status) = before;
-            self.creds = creds;
-            self.conn = Some(*conn);
-            self.set(|s| *s = status);
-            let message = format!("{} (still logged in as before)", e.message);
-            let _ = reply.send(Err(CtlError::new(e.code, message)));
-            return;
-        }
-        if previous_dropped {
-            self.fail_pending();
-        }
-        let result = match attempt {
-            Ok(ok) => {
-                let fingerprint = ok.fingerprint.clone();
-                self.went_online(ok);
-                Ok(LoginDone {
-                    user: args.user,
-                    server,
-                    fingerprint,
-                })
-            }
-            Err(Failure::Retry { why, after }) => {
-                self.schedule_retry(2, why.clone(), after);
-                let s = self.status.borrow().report();
-                Err(CtlError::new(
-                    ErrorCode::ServerUnreachable,
-                    format!(
-                        "{why}; p2pd keeps trying in the background (next try in {}s; see p2pctl status)",
-                        s.next_retry_ms.unwrap_or(0).div_ceil(1000)
-                    ),
-                ))
-            }
-            Err(Failure::Fatal(e)) => {
-                self.fatal(e.clone());
-                Err(e)
-            }
-        };
-        let _ = reply.send(result);
-    }
-
-    fn logged_out(&mut self, reply: oneshot::Sender<Result<LogoutDone, CtlError>>) {
-        let user = self.status.borrow().user.clone();
-        self.creds = None;
-        if let Err(e) = self.state.save_session(None) {
-            // Say so: the token is still on disk and would log in at the
-            // next start, which is not what "logged out" promises.
-            warn!(cause = %e, "cannot remove the saved session");
-            let msg = format!(
-                "logged out, but the saved session could not be removed ({e}); delete it by hand"
-            );
-            let _ = reply.send(Err(CtlError::new(ErrorCode::Internal, msg)));
-            self.set(|s| s.state = ServerState::LoggedOut);
-            return;
-        }
-        self.set(|s| {
-            s.state = ServerState::LoggedOut;
-            s.server = None;
-            s.user = None;
-            s.attempt = 0;
-            s.next_retry_at = None;
-            s.since_ms = None;
-            s.last_error = None;
-        });
-        let _ = reply.send(Ok(LogoutDone { user }));
     }
 }

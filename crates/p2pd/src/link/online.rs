@@ -6,6 +6,7 @@ use futures::{SinkExt, StreamExt};
 use p2p_proto::ctl::{CtlError, ErrorCode, Event, ServerState};
 use p2p_proto::limits::{IDLE_TIMEOUT, KEEPALIVE_INTERVAL, WRITE_TIMEOUT};
 use p2p_proto::wire::{ClientMsg, CloseReason, ServerEvent, ServerMsg};
+use p2p_proto::ProtoError;
 use tokio::time::{timeout, Instant};
 use tracing::info;
 
@@ -39,7 +40,7 @@ impl Link {
         from: String,
         text: String,
         sent_ms: i64,
-    ) -> Result<(), String> {
+    ) -> Result<(), Ended> {
         let inbox = self.cfg.peers.inbox.clone();
         let m = Incoming {
             id,
@@ -49,8 +50,8 @@ impl Link {
         let who = from.clone();
         let stored = tokio::task::spawn_blocking(move || inbox.store_broadcast(&who, &m))
             .await
-            .map_err(|e| format!("inbox task failed: {e}"))?
-            .map_err(|e| format!("cannot store broadcast {id}: {e}"))?;
+            .map_err(|e| Ended::Broken(format!("inbox task failed: {e}")))?
+            .map_err(|e| Ended::Broken(format!("cannot store broadcast {id}: {e}")))?;
         if self.cfg.failpoint.as_deref() == Some(FAILPOINT_CRASH_BEFORE_BROADCAST_ACK) {
             tracing::error!(
                 id,
@@ -58,7 +59,9 @@ impl Link {
             );
             std::process::abort();
         }
-        Self::send(conn, ClientMsg::BroadcastAck { upto: id }).await?;
+        Self::send(conn, ClientMsg::BroadcastAck { upto: id })
+            .await
+            .map_err(Ended::Lost)?;
         match stored {
             Some(entry) => {
                 info!(id, from = %from, "broadcast stored");
@@ -113,7 +116,10 @@ impl Link {
                     last_heard = Instant::now();
                     match frame {
                         None => return Ended::Lost("server closed the connection".into()),
-                        Some(Err(e)) => return Ended::Lost(format!("bad frame from server: {e}")),
+                        // A socket error (a killed server) is a loss; a frame we
+                        // cannot decode would come again after a reconnect.
+                        Some(Err(e @ ProtoError::Io(_))) => return Ended::Lost(format!("reading from server failed: {e}")),
+                        Some(Err(e)) => return Ended::Broken(format!("bad frame from server: {e}")),
                         Some(Ok(msg)) => match msg {
                             ServerMsg::Pong { .. } => {}
                             ServerMsg::Ping { nonce } => {
@@ -122,8 +128,8 @@ impl Link {
                                 }
                             }
                             ServerMsg::Event { event: ServerEvent::Broadcast { id, from, text, sent_ms, .. } } => {
-                                if let Err(e) = self.broadcast(&mut conn, id, from, text, sent_ms).await {
-                                    return Ended::Lost(e);
+                                if let Err(ended) = self.broadcast(&mut conn, id, from, text, sent_ms).await {
+                                    return ended;
                                 }
                             }
                             ServerMsg::Event { event } => self.cfg.peers.clone().server_event(event, &self.handle),
@@ -139,7 +145,7 @@ impl Link {
                                 }
                                 _ => Ended::Lost(message),
                             },
-                            other => return Ended::Lost(format!("unexpected message from server: {other:?}")),
+                            other => return Ended::Broken(format!("unexpected message from server: {other:?}")),
                         },
                     }
                 }

@@ -1,0 +1,219 @@
+//! Logging in and out: a `login` command, becoming online (pin, saved
+//! session), `logout`.
+
+use p2p_proto::ctl::{CtlError, ErrorCode, LoginArgs, LoginDone, LogoutDone, ServerState};
+use p2p_proto::time;
+use p2p_proto::wire::{self, Auth};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::connect::{Creds, Failure, LoggedIn, ServerConn};
+use super::Link;
+use crate::state::SavedSession;
+
+impl Link {
+    /// The login got through: pin the certificate if this was its first
+    /// use (or an explicit new pin), save the session, go online. If the
+    /// pin cannot be saved the connection is dropped and the error returned
+    /// for the caller to retry with backoff: a session whose pin is not on
+    /// disk could not be checked after a restart.
+    pub(super) fn went_online(&mut self, ok: LoggedIn) -> Result<(), CtlError> {
+        let Some(creds) = self.creds.as_mut() else {
+            return Ok(());
+        };
+        if ok.save_pin {
+            if let Err(e) = self.state.set_pin(&creds.server, &ok.fingerprint) {
+                warn!(cause = %e, "cannot save the server fingerprint; not staying online");
+                return Err(CtlError::new(
+                    ErrorCode::Internal,
+                    format!("logged in, but cannot pin the server's certificate ({e})"),
+                ));
+            }
+            info!(server = %creds.server, fingerprint = %ok.fingerprint, "pinned the server certificate");
+        }
+        creds.fingerprint = None;
+        // Invitation ids are per server run: old answers mean nothing now.
+        self.cfg.peers.logged_in(&creds.user, ok.clock_skew_ms);
+        creds.auth = Auth::Token {
+            token: ok.token.clone(),
+        };
+        let saved = SavedSession {
+            server: creds.server.clone(),
+            user: creds.user.clone(),
+            token: Some(ok.token),
+        };
+        let (server, user) = (creds.server.clone(), creds.user.clone());
+        if let Err(e) = self.state.save_session(Some(&saved)) {
+            warn!(cause = %e, "cannot save the session; a restart will need the password");
+        }
+        self.conn = Some(ok.conn);
+        self.online_at = Some(Instant::now());
+        self.set(|s| {
+            s.state = ServerState::Online;
+            s.server = Some(server);
+            s.user = Some(user);
+            s.attempt = 0;
+            s.next_retry_at = None;
+            s.since_ms = Some(time::now_ms());
+            s.last_error = None;
+        });
+        Ok(())
+    }
+
+    pub(super) fn forget_token(&self) {
+        if let Ok(Some(mut saved)) = self.state.session() {
+            saved.token = None;
+            if let Err(e) = self.state.save_session(Some(&saved)) {
+                warn!(cause = %e, "cannot forget the saved token");
+            }
+        }
+    }
+
+    /// Logs in with new credentials. If that fails while an earlier session
+    /// is still up (`previous`), the earlier session is kept as it was: a
+    /// mistyped password must not cost a working session.
+    pub(super) async fn login(
+        &mut self,
+        args: LoginArgs,
+        register: bool,
+        reply: oneshot::Sender<Result<LoginDone, CtlError>>,
+        previous: Option<Box<ServerConn>>,
+    ) {
+        let before = (self.creds.clone(), self.status.borrow().clone());
+        let server = wire::server_address(&args.server);
+        let explicit = match args.fingerprint.as_deref().map(wire::normalize_fingerprint) {
+            Some(None) => {
+                let _ = reply.send(Err(CtlError::new(
+                    ErrorCode::BadRequest,
+                    "--fingerprint must look like SHA256:<64 hex digits>",
+                )));
+                return;
+            }
+            Some(Some(fp)) => Some(fp),
+            None => None,
+        };
+        let password = args.password;
+        let auth = if register {
+            Auth::Register { password }
+        } else {
+            Auth::Password { password }
+        };
+        self.creds = Some(Creds {
+            server: server.clone(),
+            user: args.user.clone(),
+            auth,
+            // The pin itself is read right before each attempt.
+            fingerprint: explicit,
+        });
+        // Asked for by the user: the next retry is not held back by how
+        // earlier sessions ended.
+        self.short_sessions = 0;
+        self.set(|s| {
+            s.state = ServerState::Connecting;
+            s.server = Some(server.clone());
+            s.user = Some(args.user.clone());
+            s.attempt = 1;
+            s.next_retry_at = None;
+        });
+        let creds = self.creds.clone().expect("just set");
+        let Some(attempt) = self.attempt_unless_shutdown(&creds).await else {
+            let _ = reply.send(Err(CtlError::new(
+                ErrorCode::Internal,
+                "daemon is shutting down",
+            )));
+            return;
+        };
+        let previous_dropped = previous.is_some();
+        if previous.is_none() {
+            // Whatever session was saved is not the one being logged in now:
+            // a restart before this login gets through must not resume it.
+            if let Err(e) = self.state.save_session(None) {
+                warn!(cause = %e, "cannot forget the previous saved session");
+            }
+        }
+        if let (Err(failure), Some(conn)) = (&attempt, previous) {
+            let e = match failure {
+                Failure::Fatal(e) => e.clone(),
+                Failure::Retry { why, .. } => {
+                    CtlError::new(ErrorCode::ServerUnreachable, why.clone())
+                }
+            };
+            warn!(reason = %e.message, "new login failed; keeping the current session");
+            let (creds, status) = before;
+            self.creds = creds;
+            self.conn = Some(*conn);
+            self.set(|s| *s = status);
+            let message = format!("{} (still logged in as before)", e.message);
+            let _ = reply.send(Err(CtlError::new(e.code, message)));
+            return;
+        }
+        if previous_dropped {
+            self.fail_pending();
+        }
+        let result = match attempt {
+            Ok(ok) => {
+                let fingerprint = ok.fingerprint.clone();
+                match self.went_online(ok) {
+                    Ok(()) => Ok(LoginDone {
+                        user: args.user,
+                        server,
+                        fingerprint,
+                    }),
+                    Err(e) => {
+                        self.schedule_retry(2, e.message.clone(), None);
+                        Err(CtlError::new(
+                            e.code,
+                            format!(
+                                "{}; p2pd keeps trying in the background (see p2pctl status)",
+                                e.message
+                            ),
+                        ))
+                    }
+                }
+            }
+            Err(Failure::Retry { why, after }) => {
+                self.schedule_retry(2, why.clone(), after);
+                let s = self.status.borrow().report();
+                Err(CtlError::new(
+                    ErrorCode::ServerUnreachable,
+                    format!(
+                        "{why}; p2pd keeps trying in the background (next try in {}s; see p2pctl status)",
+                        s.next_retry_ms.unwrap_or(0).div_ceil(1000)
+                    ),
+                ))
+            }
+            Err(Failure::Fatal(e)) => {
+                self.fatal(e.clone());
+                Err(e)
+            }
+        };
+        let _ = reply.send(result);
+    }
+
+    pub(super) fn logged_out(&mut self, reply: oneshot::Sender<Result<LogoutDone, CtlError>>) {
+        let user = self.status.borrow().user.clone();
+        self.creds = None;
+        if let Err(e) = self.state.save_session(None) {
+            // Say so: the token is still on disk and would log in at the
+            // next start, which is not what "logged out" promises.
+            warn!(cause = %e, "cannot remove the saved session");
+            let msg = format!(
+                "logged out, but the saved session could not be removed ({e}); delete it by hand"
+            );
+            let _ = reply.send(Err(CtlError::new(ErrorCode::Internal, msg)));
+            self.set(|s| s.state = ServerState::LoggedOut);
+            return;
+        }
+        self.set(|s| {
+            s.state = ServerState::LoggedOut;
+            s.server = None;
+            s.user = None;
+            s.attempt = 0;
+            s.next_retry_at = None;
+            s.since_ms = None;
+            s.last_error = None;
+        });
+        let _ = reply.send(Ok(LogoutDone { user }));
+    }
+}
