@@ -142,14 +142,17 @@ pub fn chat(socket: &std::path::Path, user: String, json: bool) -> Result<(), Fa
         .as_array()
         .is_some_and(|v| v.iter().any(|s| s["peer"] == user.as_str()));
     if !open {
-        eprintln!("asked {user}; waiting for an answer...");
+        eprintln!("asked {}; waiting for an answer...", safe::line(&user));
         c.call(Command::Connect {
             user: user.clone(),
             timeout_ms: None,
             no_wait: false,
         })?;
     }
-    eprintln!("chatting with {user}; type lines, end with Ctrl-D");
+    eprintln!(
+        "chatting with {}; type lines, end with Ctrl-D",
+        safe::line(&user)
+    );
     let mut events = Client::connect(socket)?;
     events.call(Command::Watch)?;
     let peer = user.clone();
