@@ -209,10 +209,9 @@ fn every_field_of_every_command_is_escaped() {
         }
         let shown = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
         // `send -` prints only a count.
-        assert!(
-            args.contains(&"-") || shown.contains(r"\u{1b}]0;evil-title\u{7}"),
-            "{args:?} shows the hostile text escaped: {shown:?}"
-        );
+        if !args.contains(&"-") && !shown.contains(r"\u{1b}]0;evil-title\u{7}") {
+            problems.push(format!("{args:?}: the hostile text is not shown escaped"));
+        }
     }
     // A daemon of another protocol version: its version string is quoted.
     let other = hostile_daemon(dir.path(), CTL_VERSION + 1);
