@@ -84,10 +84,10 @@ impl PartialSend {
                 done + self.unconfirmed
             ));
         }
-        s.push_str(&format!(
-            "; nothing after line {} was sent",
-            done + self.unconfirmed
-        ));
+        match done + self.unconfirmed {
+            0 => s.push_str("; nothing was sent"),
+            last => s.push_str(&format!("; nothing after line {last} was sent")),
+        }
         Some(s)
     }
 }
@@ -199,4 +199,41 @@ pub fn broadcast(c: &mut Client, text: String, json: bool) -> Result<(), Failure
             safe::line(&d.broadcast.expires_at)
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partial(delivered: u64, read: usize, unconfirmed: usize) -> PartialSend {
+        PartialSend {
+            error: Failure::Other("x".into()),
+            sent: (1..=delivered)
+                .map(|id| SentMessage {
+                    to: "bob".into(),
+                    id,
+                })
+                .collect(),
+            read,
+            unconfirmed,
+        }
+    }
+
+    #[test]
+    fn the_summary_says_what_was_delivered_and_what_may_have_been() {
+        assert_eq!(partial(0, 0, 0).summary(), None);
+        assert_eq!(
+            partial(0, 1, 0).summary().unwrap(),
+            "0 of 1 lines delivered before the error; nothing was sent"
+        );
+        assert_eq!(
+            partial(12, 20, 8).summary().unwrap(),
+            "12 of 20 lines delivered before the error; lines 13-20 were sent but not \
+             acknowledged (they may have arrived); nothing after line 20 was sent"
+        );
+        assert_eq!(
+            partial(20, 21, 0).summary().unwrap(),
+            "20 of 21 lines delivered before the error; nothing after line 20 was sent"
+        );
+    }
 }
