@@ -11,11 +11,14 @@
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub(crate) mod safe;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use p2p_proto::ctl::{CtlError, ErrorCode};
+
+use crate::commands::send::PartialSend;
 
 /// Why a command failed, mapped to an exit code.
 #[derive(Debug)]
@@ -28,6 +31,9 @@ pub enum Failure {
     Ctl(CtlError),
     /// Anything else (exit 1).
     Other(String),
+    /// `send USER -` stopped at an error after reading some lines: the
+    /// error, and which lines were delivered before it.
+    Partial(Box<PartialSend>),
 }
 
 impl Failure {
@@ -37,6 +43,7 @@ impl Failure {
             Failure::Usage(_) => 2,
             Failure::NoDaemon(..) => 3,
             Failure::Other(_) => 1,
+            Failure::Partial(p) => p.error.exit_code(),
             Failure::Ctl(e) => match e.code {
                 ErrorCode::BadRequest | ErrorCode::TooLarge => 2,
                 ErrorCode::NotLoggedIn | ErrorCode::ServerUnreachable => 4,
@@ -60,6 +67,7 @@ impl Failure {
             ),
             Failure::Ctl(e) => e.clone(),
             Failure::Other(m) => CtlError::new(ErrorCode::Other, m.clone()),
+            Failure::Partial(p) => p.error.to_ctl(),
         }
     }
 
@@ -68,6 +76,7 @@ impl Failure {
         match self {
             Failure::NoDaemon(..) => "daemon_unreachable".into(),
             Failure::Other(_) => "error".into(),
+            Failure::Partial(p) => p.error.code_name(),
             _ => serde_json::to_value(self.to_ctl().code)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
@@ -76,16 +85,29 @@ impl Failure {
     }
 
     /// Prints the error (one line on stderr; with `--json` also the error
-    /// document on stdout) and returns the exit code.
+    /// document on stdout) and returns the exit code. After a partly
+    /// delivered `send USER -`, a second stderr line says how many lines
+    /// were delivered, and the document lists them (`sent`, as `send`'s
+    /// result would).
     pub fn report(&self, json: bool) -> ExitCode {
         let e = self.to_ctl();
+        let partial = match self {
+            Failure::Partial(p) => Some(p),
+            _ => None,
+        };
         if json {
-            println!(
-                "{}",
-                serde_json::json!({"error": {"code": self.code_name(), "message": e.message}})
-            );
+            let mut doc =
+                serde_json::json!({"error": {"code": self.code_name(), "message": e.message}});
+            if let Some(p) = partial {
+                doc["sent"] = serde_json::to_value(&p.sent).expect("serialises");
+            }
+            println!("{doc}");
         }
-        eprintln!("p2pctl: {}", e.message);
+        // The message may quote the server or a peer: never raw to a terminal.
+        eprintln!("p2pctl: {}", safe::line(&e.message));
+        if let Some(summary) = partial.and_then(|p| p.summary()) {
+            eprintln!("p2pctl: {summary}");
+        }
         ExitCode::from(self.exit_code())
     }
 }

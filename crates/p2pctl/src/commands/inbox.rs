@@ -5,29 +5,24 @@ use std::io::BufRead;
 use p2p_proto::ctl::{Command, InboxEntry, InboxKind, InboxList};
 
 use crate::client::Client;
-use crate::Failure;
+use crate::{safe, Failure};
 
 /// `HH:MM:SS` of an RFC 3339 UTC time, for people.
 fn clock(at: &str) -> &str {
     at.get(11..19).unwrap_or(at)
 }
 
+/// One entry for people; everything in it but our own words goes through
+/// [`safe`] (SPEC §11, terminal safety).
 fn line(e: &InboxEntry) -> String {
+    let (day, at) = (
+        safe::line(e.at.get(..10).unwrap_or("")),
+        safe::line(clock(&e.at)),
+    );
+    let (from, text) = (safe::line(&e.from), safe::text(&e.text));
     match e.kind {
-        InboxKind::Message => format!(
-            "{} {}  {}: {}",
-            &e.at.get(..10).unwrap_or(""),
-            clock(&e.at),
-            e.from,
-            e.text
-        ),
-        InboxKind::Broadcast => format!(
-            "{} {}  [broadcast] {}: {}",
-            &e.at.get(..10).unwrap_or(""),
-            clock(&e.at),
-            e.from,
-            e.text
-        ),
+        InboxKind::Message => format!("{day} {at}  {from}: {text}"),
+        InboxKind::Broadcast => format!("{day} {at}  [broadcast] {from}: {text}"),
     }
 }
 
@@ -92,14 +87,15 @@ fn print_entry(e: &InboxEntry, json: bool) {
     }
 }
 
-/// Describes an event for people.
+/// Describes an event for people; every field goes through [`safe`].
 fn describe(ev: &serde_json::Value) -> String {
-    let s = |k: &str| ev[k].as_str().unwrap_or("").to_string();
+    let s = |k: &str| safe::line(ev[k].as_str().unwrap_or("")).to_string();
+    let text = safe::text(ev["text"].as_str().unwrap_or(""));
     match ev["event"].as_str().unwrap_or("") {
         "server" => {
             let mut t = format!("server: {}", s("state"));
             if let Some(e) = ev["last_error"].as_str() {
-                t.push_str(&format!(" ({e})"));
+                t.push_str(&format!(" ({})", safe::line(e)));
             }
             t
         }
@@ -110,13 +106,8 @@ fn describe(ev: &serde_json::Value) -> String {
         ),
         "connected" => format!("connected to {}", s("peer")),
         "rejected" => format!("no session with {}: {}", s("peer"), s("reason")),
-        "message" => format!("{} {}: {}", clock(&s("at")), s("from"), s("text")),
-        "broadcast" => format!(
-            "{} [broadcast] {}: {}",
-            clock(&s("at")),
-            s("from"),
-            s("text")
-        ),
+        "message" => format!("{} {}: {text}", clock(&s("at")), s("from")),
+        "broadcast" => format!("{} [broadcast] {}: {text}", clock(&s("at")), s("from")),
         "disconnected" => format!("{} disconnected: {}", s("peer"), s("reason")),
         "key_changed" => format!(
             "WARNING: {}'s key changed from {} to {}",
@@ -124,7 +115,8 @@ fn describe(ev: &serde_json::Value) -> String {
             s("old_key"),
             s("new_key")
         ),
-        other => format!("{other}: {ev}"),
+        // serde_json escapes C0 controls but not C1 or bidi ones.
+        other => format!("{}: {}", safe::line(other), safe::line(&ev.to_string())),
     }
 }
 
@@ -150,14 +142,17 @@ pub fn chat(socket: &std::path::Path, user: String, json: bool) -> Result<(), Fa
         .as_array()
         .is_some_and(|v| v.iter().any(|s| s["peer"] == user.as_str()));
     if !open {
-        eprintln!("asked {user}; waiting for an answer...");
+        eprintln!("asked {}; waiting for an answer...", safe::line(&user));
         c.call(Command::Connect {
             user: user.clone(),
             timeout_ms: None,
             no_wait: false,
         })?;
     }
-    eprintln!("chatting with {user}; type lines, end with Ctrl-D");
+    eprintln!(
+        "chatting with {}; type lines, end with Ctrl-D",
+        safe::line(&user)
+    );
     let mut events = Client::connect(socket)?;
     events.call(Command::Watch)?;
     let peer = user.clone();

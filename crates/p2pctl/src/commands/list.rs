@@ -3,13 +3,22 @@
 use p2p_proto::ctl::{Command, UserList};
 
 use crate::client::Client;
-use crate::Failure;
+use crate::{safe, Failure};
 
 /// Lists online users.
 pub fn run(client: &mut Client, json: bool) -> Result<(), Failure> {
     let doc = client.call(Command::List)?;
     super::print(doc, json, |l: UserList| {
-        let rows: Vec<Vec<String>> = l.users.into_iter().map(|u| vec![u.user, u.since]).collect();
+        let rows: Vec<Vec<String>> = l
+            .users
+            .iter()
+            .map(|u| {
+                vec![
+                    safe::line(&u.user).to_string(),
+                    safe::line(&u.since).to_string(),
+                ]
+            })
+            .collect();
         super::table(&["USER", "ONLINE SINCE"], &rows);
     })
 }

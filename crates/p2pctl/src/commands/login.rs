@@ -6,7 +6,7 @@ use p2p_proto::names::validate_username;
 use p2p_proto::password::read_password;
 
 use crate::client::Client;
-use crate::Failure;
+use crate::{safe, Failure};
 
 /// Options of `login` and `register`.
 #[derive(Debug, Args)]
@@ -57,7 +57,9 @@ fn go(
     super::print(doc, json, |d: LoginDone| {
         println!(
             "logged in to {} as {} (server certificate {})",
-            d.server, d.user, d.fingerprint
+            safe::line(&d.server),
+            safe::line(&d.user),
+            safe::line(&d.fingerprint)
         )
     })
 }

@@ -3,13 +3,13 @@
 use p2p_proto::ctl::{Command, LogoutDone};
 
 use crate::client::Client;
-use crate::Failure;
+use crate::{safe, Failure};
 
 /// Logs out.
 pub fn run(client: &mut Client, json: bool) -> Result<(), Failure> {
     let doc = client.call(Command::Logout)?;
     super::print(doc, json, |d: LogoutDone| match d.user {
-        Some(u) => println!("logged out {u}"),
+        Some(u) => println!("logged out {}", safe::line(&u)),
         None => println!("was not logged in"),
     })
 }

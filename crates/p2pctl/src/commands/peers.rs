@@ -6,7 +6,7 @@ use std::time::Duration;
 use p2p_proto::ctl::{Answered, Command, ConnectDone, Disconnected, RequestList, SessionList};
 
 use crate::client::Client;
-use crate::Failure;
+use crate::{safe, Failure};
 
 /// `connect USER`: waits for the answer unless `no_wait`.
 pub fn connect(
@@ -17,7 +17,7 @@ pub fn connect(
     json: bool,
 ) -> Result<(), Failure> {
     if !json && !no_wait {
-        eprintln!("asked {user}; waiting for an answer...");
+        eprintln!("asked {}; waiting for an answer...", safe::line(&user));
     }
     let timeout_ms = timeout.map(|t| t.as_millis() as u64);
     let doc = c.call(Command::Connect {
@@ -25,9 +25,16 @@ pub fn connect(
         timeout_ms,
         no_wait,
     })?;
+    let user = safe::line(&user);
     super::print(doc, json, |d: ConnectDone| match (d.connected, d.invited) {
-        (Some(s), _) => println!("connected to {} (end-to-end encrypted)", s.peer),
-        (None, Some(i)) => println!("invited {user}; the invitation expires at {}", i.expires_at),
+        (Some(s), _) => println!(
+            "connected to {} (end-to-end encrypted)",
+            safe::line(&s.peer)
+        ),
+        (None, Some(i)) => println!(
+            "invited {user}; the invitation expires at {}",
+            safe::line(&i.expires_at)
+        ),
         (None, None) => println!("invited {user}"),
     })
 }
@@ -38,8 +45,13 @@ pub fn requests(c: &mut Client, json: bool) -> Result<(), Failure> {
     super::print(doc, json, |l: RequestList| {
         let rows: Vec<Vec<String>> = l
             .requests
-            .into_iter()
-            .map(|r| vec![r.from, r.expires_at])
+            .iter()
+            .map(|r| {
+                vec![
+                    safe::line(&r.from).to_string(),
+                    safe::line(&r.expires_at).to_string(),
+                ]
+            })
             .collect();
         super::table(&["FROM", "EXPIRES"], &rows);
     })
@@ -53,10 +65,13 @@ pub fn answer(c: &mut Client, user: String, accept: bool, json: bool) -> Result<
         Command::Reject { user }
     };
     let doc = c.call(cmd)?;
-    super::print(doc, json, |a: Answered| match (a.accepted, a.session) {
-        (true, Some(_)) => println!("accepted {}; session open (end-to-end encrypted)", a.peer),
-        (true, None) => println!("accepted {}", a.peer),
-        (false, _) => println!("rejected {}", a.peer),
+    super::print(doc, json, |a: Answered| {
+        let peer = safe::line(&a.peer);
+        match (a.accepted, a.session) {
+            (true, Some(_)) => println!("accepted {peer}; session open (end-to-end encrypted)"),
+            (true, None) => println!("accepted {peer}"),
+            (false, _) => println!("rejected {peer}"),
+        }
     })
 }
 
@@ -66,14 +81,15 @@ pub fn sessions(c: &mut Client, json: bool) -> Result<(), Failure> {
     super::print(doc, json, |l: SessionList| {
         let rows: Vec<Vec<String>> = l
             .sessions
-            .into_iter()
+            .iter()
             .map(|s| {
+                let peer = safe::line(&s.peer).to_string();
                 let by = if s.initiator {
                     "you".to_string()
                 } else {
-                    s.peer.clone()
+                    peer.clone()
                 };
-                vec![s.peer, s.since, by]
+                vec![peer, safe::line(&s.since).to_string(), by]
             })
             .collect();
         super::table(&["PEER", "SINCE", "INVITED BY"], &rows);
@@ -84,6 +100,6 @@ pub fn sessions(c: &mut Client, json: bool) -> Result<(), Failure> {
 pub fn disconnect(c: &mut Client, user: String, json: bool) -> Result<(), Failure> {
     let doc = c.call(Command::Disconnect { user })?;
     super::print(doc, json, |d: Disconnected| {
-        println!("disconnected from {}", d.disconnected)
+        println!("disconnected from {}", safe::line(&d.disconnected))
     })
 }

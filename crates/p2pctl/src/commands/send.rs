@@ -8,11 +8,11 @@
 use std::io::BufRead;
 use std::sync::mpsc;
 
-use p2p_proto::ctl::{BroadcastDone, Command, SentList};
+use p2p_proto::ctl::{BroadcastDone, Command, SentList, SentMessage};
 use p2p_proto::limits::{MAX_CTL_REQUEST, MAX_MESSAGE_BYTES};
 
 use crate::client::{unexpected, Client};
-use crate::Failure;
+use crate::{safe, Failure};
 
 /// Most lines in one `send` request.
 pub const MAX_BATCH_LINES: usize = 1000;
@@ -48,9 +48,48 @@ pub fn run(c: &mut Client, user: String, texts: Vec<String>, json: bool) -> Resu
     })?;
     super::print(doc, json, |s: SentList| {
         if let Some(m) = s.sent.first() {
-            println!("delivered to {} (message {})", m.to, m.id);
+            println!("delivered to {} (message {})", safe::line(&m.to), m.id);
         }
     })
+}
+
+/// How far a `send USER -` got before an error, for [`Failure::Partial`].
+#[derive(Debug)]
+pub struct PartialSend {
+    /// What stopped it.
+    pub error: Failure,
+    /// The acknowledged messages: lines 1 to `sent.len()`, in order.
+    pub sent: Vec<SentMessage>,
+    /// Lines read from stdin, the one that failed (too long, not UTF-8)
+    /// included.
+    pub read: usize,
+    /// Lines after the acknowledged ones that went out in the request that
+    /// failed: the peer may or may not have stored them.
+    pub unconfirmed: usize,
+}
+
+impl PartialSend {
+    /// The line for stderr, once any line was read: "12 of 20 lines
+    /// delivered before the error; ...".
+    pub fn summary(&self) -> Option<String> {
+        if self.read == 0 {
+            return None;
+        }
+        let done = self.sent.len();
+        let mut s = format!("{done} of {} lines delivered before the error", self.read);
+        if self.unconfirmed > 0 {
+            s.push_str(&format!(
+                "; lines {}-{} were sent but not acknowledged (they may have arrived)",
+                done + 1,
+                done + self.unconfirmed
+            ));
+        }
+        match done + self.unconfirmed {
+            0 => s.push_str("; nothing was sent"),
+            last => s.push_str(&format!("; nothing after line {last} was sent")),
+        }
+        Some(s)
+    }
 }
 
 fn stream(c: &mut Client, user: String, json: bool) -> Result<(), Failure> {
@@ -64,20 +103,62 @@ fn stream(c: &mut Client, user: String, json: bool) -> Result<(), Failure> {
             }
         }
     });
-    let mut sent = SentList { sent: Vec::new() };
-    let mut number = 0usize;
+    let mut progress = PartialSend {
+        error: Failure::Other(String::new()),
+        sent: Vec::new(),
+        read: 0,
+        unconfirmed: 0,
+    };
+    match send_lines(c, &user, &rx, &mut progress) {
+        Ok(()) if json => {
+            let sent = SentList {
+                sent: progress.sent,
+            };
+            println!("{}", serde_json::to_value(&sent).expect("serialises"));
+            Ok(())
+        }
+        Ok(()) => {
+            let n = progress.sent.len();
+            println!("delivered {n} messages to {}", safe::line(&user));
+            Ok(())
+        }
+        Err(error) => Err(Failure::Partial(Box::new(PartialSend {
+            error,
+            ..progress
+        }))),
+    }
+}
+
+/// Sends the lines from `rx` in batches, recording in `p` what was read and
+/// acknowledged. A line that cannot be sent (too long, not UTF-8) stops
+/// it, but only after the lines before it went out: the outcome does not
+/// depend on how the lines happened to be batched.
+fn send_lines(
+    c: &mut Client,
+    user: &str,
+    rx: &mpsc::Receiver<Result<String, String>>,
+    p: &mut PartialSend,
+) -> Result<(), Failure> {
     // A line that did not fit the previous batch starts the next one.
     let mut carry: Option<Result<String, String>> = None;
     while let Some(first) = carry.take().or_else(|| rx.recv().ok()) {
         let mut texts = Vec::new();
         let mut bytes = 0;
+        let mut stop = None;
         let mut next = Some(first);
-        while let Some(line) = next.take() {
-            let line = line.map_err(Failure::Other)?;
-            if line.len() > MAX_MESSAGE_BYTES {
-                let what = format!("line {} (earlier lines were delivered)", number + 1);
-                return Err(too_large(line.len(), &what));
-            }
+        while let Some(item) = next.take() {
+            let line = match item {
+                Ok(line) if line.len() > MAX_MESSAGE_BYTES => {
+                    let what = format!("line {}", p.read + texts.len() + 1);
+                    stop = Some(too_large(line.len(), &what));
+                    break;
+                }
+                Ok(line) => line,
+                Err(e) => {
+                    stop = Some(Failure::Other(e));
+                    break;
+                }
+            };
             let len = encoded_len(&line);
             if !texts.is_empty()
                 && (bytes + len > MAX_BATCH_BYTES || texts.len() >= MAX_BATCH_LINES)
@@ -85,22 +166,25 @@ fn stream(c: &mut Client, user: String, json: bool) -> Result<(), Failure> {
                 carry = Some(Ok(line));
                 break;
             }
-            number += 1;
             bytes += len;
             texts.push(line);
             next = rx.try_recv().ok();
         }
-        let doc = c.call(Command::Send {
-            user: user.clone(),
-            texts,
-        })?;
-        let got: SentList = serde_json::from_value(doc).map_err(unexpected)?;
-        sent.sent.extend(got.sent);
-    }
-    if json {
-        println!("{}", serde_json::to_value(&sent).expect("serialises"));
-    } else {
-        println!("delivered {} messages to {user}", sent.sent.len());
+        if !texts.is_empty() {
+            p.read += texts.len();
+            p.unconfirmed = texts.len();
+            let doc = c.call(Command::Send {
+                user: user.to_string(),
+                texts,
+            })?;
+            let got: SentList = serde_json::from_value(doc).map_err(unexpected)?;
+            p.sent.extend(got.sent);
+            p.unconfirmed = 0;
+        }
+        if let Some(e) = stop {
+            p.read += 1;
+            return Err(e);
+        }
     }
     Ok(())
 }
@@ -111,7 +195,45 @@ pub fn broadcast(c: &mut Client, text: String, json: bool) -> Result<(), Failure
     super::print(doc, json, |d: BroadcastDone| {
         println!(
             "broadcast {} stored; delivered to everyone who is online until {}",
-            d.broadcast.id, d.broadcast.expires_at
+            d.broadcast.id,
+            safe::line(&d.broadcast.expires_at)
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partial(delivered: u64, read: usize, unconfirmed: usize) -> PartialSend {
+        PartialSend {
+            error: Failure::Other("x".into()),
+            sent: (1..=delivered)
+                .map(|id| SentMessage {
+                    to: "bob".into(),
+                    id,
+                })
+                .collect(),
+            read,
+            unconfirmed,
+        }
+    }
+
+    #[test]
+    fn the_summary_says_what_was_delivered_and_what_may_have_been() {
+        assert_eq!(partial(0, 0, 0).summary(), None);
+        assert_eq!(
+            partial(0, 1, 0).summary().unwrap(),
+            "0 of 1 lines delivered before the error; nothing was sent"
+        );
+        assert_eq!(
+            partial(12, 20, 8).summary().unwrap(),
+            "12 of 20 lines delivered before the error; lines 13-20 were sent but not \
+             acknowledged (they may have arrived); nothing after line 20 was sent"
+        );
+        assert_eq!(
+            partial(20, 21, 0).summary().unwrap(),
+            "20 of 21 lines delivered before the error; nothing after line 20 was sent"
+        );
+    }
 }

@@ -3,19 +3,19 @@
 use p2p_proto::ctl::{Command, ServerState, StatusReport};
 
 use crate::client::Client;
-use crate::Failure;
+use crate::{safe, Failure};
 
 /// Shows the daemon's state.
 pub fn run(client: &mut Client, json: bool) -> Result<(), Failure> {
     let doc = client.call(Command::Status)?;
     super::print(doc, json, |s: StatusReport| {
         let srv = &s.server;
-        let at = srv.address.as_deref().unwrap_or("-");
-        let user = srv.user.as_deref().unwrap_or("-");
+        let at = safe::line(srv.address.as_deref().unwrap_or("-"));
+        let user = safe::line(srv.user.as_deref().unwrap_or("-"));
         let line = match srv.state {
             ServerState::Online => format!(
                 "online as {user} at {at} since {}",
-                srv.since.as_deref().unwrap_or("?")
+                safe::line(srv.since.as_deref().unwrap_or("?"))
             ),
             ServerState::Connecting => format!(
                 "connecting to {at} as {user} (attempt {}, next try in {}s)",
@@ -27,9 +27,9 @@ pub fn run(client: &mut Client, json: bool) -> Result<(), Failure> {
         };
         println!("server    {line}");
         if let Some(err) = &srv.last_error {
-            println!("          last error: {err}");
+            println!("          last error: {}", safe::line(err));
         }
-        println!("peer      {}", s.peer_listen);
+        println!("peer      {}", safe::line(&s.peer_listen));
         println!("sessions  {}", s.sessions);
         println!("pending   {}", s.pending);
         println!("unread    {}", s.unread);
