@@ -12,8 +12,14 @@
 //!   source holding the most, if that source holds at least two more than
 //!   the newcomer's: many sources share the pool fairly;
 //! - a source whose address is that of a peer we accepted an invitation
-//!   from is not held to the per-source limit and has
-//!   [`RESERVED_HANDSHAKES`] slots of its own beyond the pool.
+//!   from is not held to the per-source limit, and may use
+//!   [`RESERVED_HANDSHAKES`] slots beyond the pool;
+//! - while the pool is full and we are accepting an invitation, the
+//!   listener stops taking links (they wait in the kernel's backlog): the
+//!   server tells the inviter, who dials at once, while its answer to us,
+//!   with the inviter's address, is still on the way. Once that address is
+//!   known (or a slot frees), the backlog is taken in order, and the
+//!   inviter's link, unlike the others, finds room.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -22,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use p2p_proto::limits::MAX_PENDING_HANDSHAKES;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -91,6 +98,8 @@ pub(crate) struct Admission {
     pool: usize,
     reserve: usize,
     table: Mutex<Table>,
+    /// Signalled when a slot is freed.
+    freed: Notify,
 }
 
 /// A link's slot: freed on drop. [`Slot::evicted`] fires if a newcomer
@@ -127,6 +136,8 @@ impl Drop for Slot {
         } else {
             t.pool -= 1;
         }
+        drop(t);
+        self.admission.freed.notify_one();
     }
 }
 
@@ -139,6 +150,7 @@ impl Admission {
             pool,
             reserve,
             table: Mutex::new(Table::default()),
+            freed: Notify::new(),
         })
     }
 
@@ -147,8 +159,13 @@ impl Admission {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A slot for a link from `ip`; `expected` when `ip` is the address of a
-    /// peer whose invitation we accepted.
+    /// Whether the shared pool is full.
+    fn pool_full(&self) -> bool {
+        self.lock().pool >= self.pool
+    }
+
+    /// A slot for a link from `ip`; `expected` when `ip` is the address of
+    /// a peer whose invitation we accepted.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr, expected: bool) -> Result<Slot, Refused> {
         let source = Source::of(ip);
         let mut t = self.lock();
@@ -218,9 +235,18 @@ pub async fn serve(listener: TcpListener, peers: Arc<Peers>, per_source: usize) 
     let mut refused = 0u64;
     let mut last_log: Option<Instant> = None;
     loop {
+        // Wakes the loop when an acceptance starts or ends.
+        let changed = peers.expectations.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        // While the pool is full and an acceptance is under way, links wait
+        // in the backlog until we know the inviter's address (module doc).
+        let hold = admission.pool_full() && peers.accepting_any();
         tokio::select! {
             _ = peers.shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
+            _ = &mut changed => {}
+            _ = admission.freed.notified(), if hold => {}
+            accepted = listener.accept(), if !hold => match accepted {
                 Ok((stream, addr)) => {
                     let expected = peers.expects_from(addr.ip());
                     match admission.admit(addr.ip(), expected) {

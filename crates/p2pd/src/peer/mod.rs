@@ -457,6 +457,12 @@ impl Peers {
             .any(|e| e.until > now && e.source == source)
     }
 
+    /// Whether we are accepting an invitation (and do not know yet where
+    /// its inviter will dial from).
+    fn accepting_any(&self) -> bool {
+        !self.lock().accepting.is_empty()
+    }
+
     /// The accepted invitation this link matches, waiting (up to the dial-in
     /// grace) if it claims one we are still in the middle of accepting.
     async fn matching_expectation(&self, key: &[u8], hello: &PeerHello) -> Option<Expected> {
