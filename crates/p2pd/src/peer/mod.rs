@@ -431,6 +431,12 @@ impl Peers {
         drop(slot);
         let (link, key, hello) = match handshake {
             Ok(x) => x,
+            // A link that never spoke is what a flood is made of: the
+            // listener already logs floods (rate-limited).
+            Err(e) if e == noise::SILENT_LINK => {
+                tracing::debug!(%addr, reason = %e, "peer handshake failed");
+                return;
+            }
             Err(e) => {
                 warn!(%addr, reason = %e, "peer handshake failed");
                 return;

@@ -23,6 +23,9 @@ const MAX_NOISE_MESSAGE: usize = 65535;
 /// (see `listener`), and should not for the whole handshake timeout.
 pub const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The error of a link that sent nothing within [`FIRST_MESSAGE_TIMEOUT`].
+pub const SILENT_LINK: &str = "no handshake message in time";
+
 /// An established, authenticated, encrypted link.
 pub struct NoiseLink {
     reader: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
@@ -142,7 +145,7 @@ pub async fn respond(
             .map_err(|e| e.to_string())?;
         timeout(FIRST_MESSAGE_TIMEOUT, read_hs(&mut hs, &mut r))
             .await
-            .map_err(|_| "no handshake message in time".to_string())??;
+            .map_err(|_| SILENT_LINK.to_string())??;
         write_hs(&mut hs, &mut w, &[]).await?;
         let payload = read_hs(&mut hs, &mut r).await?;
         let hello: PeerHello =
@@ -248,6 +251,6 @@ mod tests {
         // The error names which deadline ended it (the whole-handshake one
         // says "handshake timed out").
         let err = respond(accepted, &key.private).await.err().unwrap();
-        assert_eq!(err, "no handshake message in time");
+        assert_eq!(err, SILENT_LINK);
     }
 }
