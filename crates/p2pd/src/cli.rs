@@ -35,6 +35,9 @@ pub struct Cli {
     /// Log level or filter; default RUST_LOG, else info.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// Peer handshakes in progress at once from one address (default 16).
+    #[arg(long, value_name = "N")]
+    pub peer_handshakes_per_source: Option<usize>,
 }
 
 /// Entry point of the binary.
@@ -47,6 +50,7 @@ pub fn main() -> ExitCode {
         peer_listen: cli.peer_listen,
         advertise: cli.advertise,
         log_level: cli.log_level,
+        peer_handshakes_per_source: cli.peer_handshakes_per_source,
     }) {
         Ok(cfg) => cfg,
         Err(e) => {

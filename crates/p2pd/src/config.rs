@@ -38,6 +38,8 @@ pub struct FileConfig {
     /// Users whose invitations are accepted without asking.
     #[serde(default)]
     pub auto_accept: Vec<String>,
+    /// Peer handshakes in progress at once from one address.
+    pub peer_handshakes_per_source: Option<usize>,
 }
 
 mod humantime_serde_opt {
@@ -70,6 +72,9 @@ pub struct DaemonConfig {
     pub reconnect_max: Duration,
     /// Users whose invitations are accepted without asking.
     pub auto_accept: Vec<String>,
+    /// Peer handshakes in progress at once from one address (IPv4, or IPv6
+    /// /64); at least 1.
+    pub peer_handshakes_per_source: usize,
 }
 
 /// Flag values that override the file.
@@ -87,6 +92,8 @@ pub struct Overrides {
     pub advertise: Option<SocketAddr>,
     /// `--log-level`.
     pub log_level: Option<String>,
+    /// `--peer-handshakes-per-source`.
+    pub peer_handshakes_per_source: Option<usize>,
 }
 
 fn read_file(path: &Path, required: bool) -> Result<FileConfig> {
@@ -120,6 +127,15 @@ impl DaemonConfig {
             .reconnect_max
             .unwrap_or(DEFAULT_RECONNECT_MAX)
             .max(reconnect_min);
+        let peer_handshakes_per_source = o
+            .peer_handshakes_per_source
+            .or(file.peer_handshakes_per_source)
+            .unwrap_or(crate::peer::DEFAULT_HANDSHAKES_PER_SOURCE);
+        if peer_handshakes_per_source == 0 {
+            return Err(DaemonError::Config(
+                "peer_handshakes_per_source must be at least 1".into(),
+            ));
+        }
         Ok(DaemonConfig {
             socket: o
                 .socket
@@ -135,6 +151,7 @@ impl DaemonConfig {
             reconnect_min,
             reconnect_max,
             auto_accept: file.auto_accept,
+            peer_handshakes_per_source,
         })
     }
 }
@@ -161,6 +178,23 @@ mod tests {
         assert_eq!(cfg.peer_listen, "127.0.0.1:5000".parse().unwrap());
         assert_eq!(cfg.reconnect_max, Duration::from_secs(5));
         assert_eq!(cfg.state_dir, PathBuf::from("/y"));
+        assert_eq!(
+            cfg.peer_handshakes_per_source,
+            crate::peer::DEFAULT_HANDSHAKES_PER_SOURCE
+        );
+
+        std::fs::write(&path, "peer_handshakes_per_source = 40\n").unwrap();
+        let resolve = |flag| {
+            DaemonConfig::resolve(Overrides {
+                config: Some(path.clone()),
+                state_dir: Some("/y".into()),
+                peer_handshakes_per_source: flag,
+                ..Default::default()
+            })
+        };
+        assert_eq!(resolve(None).unwrap().peer_handshakes_per_source, 40);
+        assert_eq!(resolve(Some(3)).unwrap().peer_handshakes_per_source, 3);
+        assert!(resolve(Some(0)).is_err(), "0 would refuse every peer");
 
         std::fs::write(&path, "peer_lisen = \"x\"\n").unwrap();
         let err = DaemonConfig::resolve(Overrides {

@@ -122,7 +122,7 @@ pub async fn run(
     ready(&daemon);
     tokio::join!(
         control::serve(control, daemon.clone(), shutdown.clone()),
-        peer::serve(peer, peers.clone()),
+        peer::serve(peer, peers.clone(), cfg.peer_handshakes_per_source),
     );
     let _ = link_task.await;
     // Sessions say goodbye and finish acknowledging what they stored.

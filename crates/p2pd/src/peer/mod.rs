@@ -33,7 +33,7 @@ use tracing::{info, warn};
 use crate::inbox::Inbox;
 use crate::link::LinkHandle;
 use crate::state::StateDir;
-pub use listener::serve;
+pub use listener::{serve, DEFAULT_HANDSHAKES_PER_SOURCE};
 use session::{SessionCmd, SessionHandle, SESSION_QUEUE};
 
 /// Two sessions with the same peer, in opposite directions, set up within
@@ -61,6 +61,9 @@ type Answer = oneshot::Sender<Result<SessionInfo, CtlError>>;
 struct Expected {
     user: String,
     key: Vec<u8>,
+    /// Where the server says the peer is: its links get admission room
+    /// (see [`listener`]).
+    source: Option<listener::Source>,
     invite: u64,
     until: Instant,
     notify: Option<Answer>,
@@ -269,6 +272,11 @@ impl Peers {
         inner.expected.push(Expected {
             user: contact.user.clone(),
             key,
+            source: contact
+                .addr
+                .parse::<std::net::SocketAddr>()
+                .ok()
+                .map(|a| listener::Source::of(a.ip())),
             invite,
             until: now + DIAL_IN_GRACE,
             notify: Some(notify),
@@ -405,26 +413,36 @@ impl Peers {
 
     /// A link came in on the listener: let it through only if it matches an
     /// invitation we accepted (key, name and invitation id).
-    /// `handshake` is this link's slot among the handshakes in progress;
-    /// it is released once the link is checked.
-    pub async fn incoming(
-        self: Arc<Self>,
-        stream: TcpStream,
-        handshake: tokio::sync::OwnedSemaphorePermit,
-    ) {
+    /// `slot` is this link's admission slot, held until its handshake is
+    /// done (the link ends if a newcomer takes the slot first).
+    async fn incoming(self: Arc<Self>, stream: TcpStream, slot: listener::Slot) {
         let addr = stream
             .peer_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        let (link, key, hello) = match noise::respond(stream, &self.private_key).await {
+        let handshake = tokio::select! {
+            r = noise::respond(stream, &self.private_key) => r,
+            _ = slot.evicted() => {
+                // Only under a flood (the listener logs those, rate-limited).
+                tracing::debug!(%addr, "half-open peer link made room for a newer one");
+                return;
+            }
+        };
+        drop(slot);
+        let (link, key, hello) = match handshake {
             Ok(x) => x,
+            // A link that never spoke is what a flood is made of: the
+            // listener already logs floods (rate-limited).
+            Err(e) if e == noise::SILENT_LINK => {
+                tracing::debug!(%addr, reason = %e, "peer handshake failed");
+                return;
+            }
             Err(e) => {
                 warn!(%addr, reason = %e, "peer handshake failed");
                 return;
             }
         };
         let matched = self.matching_expectation(&key, &hello).await;
-        drop(handshake);
         let Some(mut expected) = matched else {
             warn!(%addr, claimed = %hello.user, key = %hex::encode(&key), "refused peer link: it matches no invitation we accepted");
             return;
@@ -433,6 +451,22 @@ impl Peers {
         if let Some(n) = expected.notify.take() {
             let _ = n.send(Ok(info));
         }
+    }
+
+    /// Whether `ip` is where a peer whose invitation we accepted is.
+    fn expects_from(&self, ip: std::net::IpAddr) -> bool {
+        let source = Some(listener::Source::of(ip));
+        let now = Instant::now();
+        self.lock()
+            .expected
+            .iter()
+            .any(|e| e.until > now && e.source == source)
+    }
+
+    /// Whether we are accepting an invitation (and do not know yet where
+    /// its inviter will dial from).
+    fn accepting_any(&self) -> bool {
+        !self.lock().accepting.is_empty()
     }
 
     /// The accepted invitation this link matches, waiting (up to the dial-in

@@ -2,6 +2,8 @@
 //! Noise XX handshake in which each side checks the other's static key, then
 //! length-prefixed [`PeerMsg`] frames carried in Noise transport messages.
 
+use std::time::Duration;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use p2p_proto::limits::{MAX_NOISE_PLAINTEXT, MAX_PEER_FRAME, PEER_HANDSHAKE_TIMEOUT};
@@ -14,6 +16,15 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 /// Largest Noise message on the wire.
 const MAX_NOISE_MESSAGE: usize = 65535;
+
+/// The listening side waits this long for the first handshake message. A
+/// dialler sends it as soon as the connection is up, so it arrives within
+/// a round trip; a link that stays silent only holds a handshake slot
+/// (see `listener`), and should not for the whole handshake timeout.
+pub const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The error of a link that sent nothing within [`FIRST_MESSAGE_TIMEOUT`].
+pub const SILENT_LINK: &str = "no handshake message in time";
 
 /// An established, authenticated, encrypted link.
 pub struct NoiseLink {
@@ -132,7 +143,9 @@ pub async fn respond(
         let mut hs = builder(private)?
             .build_responder()
             .map_err(|e| e.to_string())?;
-        read_hs(&mut hs, &mut r).await?;
+        timeout(FIRST_MESSAGE_TIMEOUT, read_hs(&mut hs, &mut r))
+            .await
+            .map_err(|_| SILENT_LINK.to_string())??;
         write_hs(&mut hs, &mut w, &[]).await?;
         let payload = read_hs(&mut hs, &mut r).await?;
         let hello: PeerHello =
@@ -212,5 +225,32 @@ impl NoiseLink {
             out.push(serde_json::from_slice(&body).map_err(|e| format!("bad peer message: {e}"))?);
         }
         Ok(Some(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dial = TcpStream::connect(l.local_addr().unwrap());
+        let (dialled, accepted) = tokio::join!(dial, l.accept());
+        (dialled.unwrap(), accepted.unwrap().0)
+    }
+
+    /// A link that never sends the first message is given up on after
+    /// FIRST_MESSAGE_TIMEOUT, not after the whole handshake timeout.
+    #[tokio::test]
+    async fn a_silent_link_is_dropped_after_the_first_message_timeout() {
+        assert!(FIRST_MESSAGE_TIMEOUT < PEER_HANDSHAKE_TIMEOUT);
+        let (_silent, accepted) = pair().await;
+        let key = snow::Builder::new(NOISE_PARAMS.parse().unwrap())
+            .generate_keypair()
+            .unwrap();
+        // The error names which deadline ended it (the whole-handshake one
+        // says "handshake timed out").
+        let err = respond(accepted, &key.private).await.err().unwrap();
+        assert_eq!(err, SILENT_LINK);
     }
 }
