@@ -147,7 +147,12 @@ pub async fn attempt(creds: &Creds, peer: &PeerInfo) -> Result<LoggedIn, Failure
             conn,
             token,
             fingerprint,
-            clock_skew_ms: server_time_ms - p2p_proto::time::now_ms(),
+            // A server time out of range is ignored, not trusted.
+            clock_skew_ms: p2p_proto::time::clock_skew_ms(
+                server_time_ms,
+                p2p_proto::time::now_ms(),
+            )
+            .unwrap_or(0),
         }),
         Some(Ok(ServerMsg::LoginFailed {
             code,

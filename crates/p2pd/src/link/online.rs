@@ -41,10 +41,18 @@ impl Link {
         sent_ms: i64,
     ) -> Result<(), String> {
         let inbox = self.cfg.peers.inbox.clone();
+        if !p2p_proto::time::in_range(sent_ms) {
+            tracing::warn!(
+                id,
+                sent_ms,
+                "broadcast with an impossible send time; storing it clamped"
+            );
+        }
         let m = Incoming {
             id,
             text,
-            at_ms: sent_ms,
+            // Clamped the same way every time, so a redelivery still matches.
+            at_ms: p2p_proto::time::clamp_ms(sent_ms),
         };
         let who = from.clone();
         let stored = tokio::task::spawn_blocking(move || inbox.store_broadcast(&who, &m))
