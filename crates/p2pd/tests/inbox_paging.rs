@@ -15,7 +15,8 @@ use serde_json::Value;
 /// was a response line far over the 16 MiB limit (the figure).
 const TINY: usize = 400_000;
 
-/// Several pages' worth of one-byte messages.
+/// Several pages' worth of 100-byte messages (several pages by text alone,
+/// too: so this checks when pages become read, whatever their size).
 const SOME: usize = 50_000;
 
 /// Writes `n` messages of `text` from bob straight into the inbox of a
@@ -98,7 +99,7 @@ fn empty_messages_come_in_pages_of_the_page_size() {
 
 #[test]
 fn a_client_that_dies_mid_read_leaves_everything_unread() {
-    let d = daemon_with(SOME, "x");
+    let d = daemon_with(SOME, &"x".repeat(100));
     // Reads the first page whole, then goes away without asking for more.
     let (mut w, mut r) = connect(&d);
     w.write_all(b"{\"id\":1,\"cmd\":\"inbox\"}\n").unwrap();
