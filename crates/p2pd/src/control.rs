@@ -221,13 +221,15 @@ async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationT
                 Some((last, v["more"].as_bool().unwrap_or(false)))
             };
             let (last, more) = result.as_ref().ok().and_then(page).unwrap_or((None, false));
-            if send(&mut conn, respond(id, result)).await.is_err() || !listed {
-                return;
-            }
-            // Written: from here on entries are marked read as they are
-            // written (the follow contract), starting with this page.
+            // A follower has no next request to acknowledge with: entries
+            // become read as they are written (the follow contract), this
+            // page first. Marked just before the write, so a client that
+            // has seen them never finds them still unread.
             let mut last = last.unwrap_or(0);
             if last > 0 && !mark_read(&daemon, from.clone(), last).await {
+                return;
+            }
+            if send(&mut conn, respond(id, result)).await.is_err() || !listed {
                 return;
             }
             if more {
@@ -266,8 +268,8 @@ async fn mark_read(daemon: &Daemon, from: Option<String>, upto: u64) -> bool {
     }
 }
 
-/// Sends the pages after `after` as events (each page marked read once it
-/// is written); returns the last `seq` sent, or `None` if the client went
+/// Sends the pages after `after` as events (each page marked read as it is
+/// written); returns the last `seq` sent, or `None` if the client went
 /// away.
 async fn rest_of_backlog(
     conn: &mut CtlConn,
@@ -290,12 +292,15 @@ async fn rest_of_backlog(
                 return None;
             }
         };
+        let Some(upto) = entries.last().map(|e| e.seq) else {
+            return Some(after);
+        };
+        if !mark_read(daemon, from.clone(), upto).await {
+            return None;
+        }
         for e in entries {
             after = e.seq;
             send(conn, CtlOut::Event(Event::for_entry(e))).await.ok()?;
-        }
-        if !mark_read(daemon, from.clone(), after).await {
-            return None;
         }
         if !more {
             return Some(after);
