@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use p2p_proto::ctl::{InboxEntry, InboxKind};
+use p2p_proto::limits::MAX_BROADCAST_BYTES;
 use p2p_proto::time::rfc3339;
 use rusqlite::{params, Connection};
 
@@ -174,7 +175,7 @@ impl Inbox {
                 )
                 .map_err(self.err())?;
             let mut found = q
-                .query(params![all, from, after as i64])
+                .query(params![all, from, after.min(i64::MAX as u64) as i64])
                 .map_err(self.err())?;
             let mut bytes = 0usize;
             while let Some(r) = found.next().map_err(self.err())? {
@@ -251,6 +252,23 @@ impl Inbox {
         .map(|n| n as u64)
         .map_err(self.err())
     }
+}
+
+/// Why a broadcast the server delivered cannot be stored, if it cannot: a
+/// sender that is not a valid user name, or a text over
+/// [`MAX_BROADCAST_BYTES`] (the server refuses those, so only a broken or
+/// hostile server sends one; stored, it would be an inbox entry no page
+/// could hold).
+pub fn refuse_broadcast(from: &str, text: &str) -> Option<String> {
+    if let Err(e) = p2p_proto::names::validate_username(from) {
+        return Some(format!("bad sender name: {e}"));
+    }
+    (text.len() > MAX_BROADCAST_BYTES).then(|| {
+        format!(
+            "text of {} bytes is over the {MAX_BROADCAST_BYTES}-byte limit",
+            text.len()
+        )
+    })
 }
 
 /// A row as read under the lock, before formatting.
@@ -444,6 +462,18 @@ mod tests {
             .store(InboxKind::Message, "bob", &[msg(1, "a")])
             .unwrap();
         assert_eq!(take(&inbox, false, None, 0).len(), 1);
+    }
+
+    #[test]
+    fn broadcasts_a_server_may_not_send_are_refused() {
+        assert_eq!(
+            refuse_broadcast("alice", &"x".repeat(MAX_BROADCAST_BYTES)),
+            None
+        );
+        assert!(refuse_broadcast("alice", &"x".repeat(MAX_BROADCAST_BYTES + 1)).is_some());
+        assert!(refuse_broadcast("", "hi").is_some());
+        assert!(refuse_broadcast("Alice\u{1b}[2J", "hi").is_some());
+        assert!(refuse_broadcast(&"a".repeat(33), "hi").is_some());
     }
 
     proptest! {

@@ -40,6 +40,11 @@ impl Link {
         text: String,
         sent_ms: i64,
     ) -> Result<(), String> {
+        if let Some(why) = crate::inbox::refuse_broadcast(&from, &text) {
+            // Acknowledged, or it would come back after every reconnect.
+            tracing::warn!(id, reason = %why, "refusing a broadcast from the server");
+            return Self::send(conn, ClientMsg::BroadcastAck { upto: id }).await;
+        }
         let inbox = self.cfg.peers.inbox.clone();
         if !p2p_proto::time::in_range(sent_ms) {
             tracing::warn!(
