@@ -477,6 +477,35 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Whatever a peer or the server sends (any time, id, text, name),
+        /// storing and listing it never panics and lists valid times.
+        #[test]
+        fn any_values_store_and_list(
+            items in proptest::collection::vec(
+                (any::<i64>(), any::<u64>(), ".{0,20}", "[a-z]{1,8}", any::<bool>()),
+                1..20,
+            ),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let inbox = Inbox::open(dir.path()).unwrap();
+            for (at_ms, id, text, from, broadcast) in &items {
+                let m = Incoming { id: *id, text: text.clone(), at_ms: *at_ms };
+                if *broadcast {
+                    inbox.store_broadcast(from, &m).unwrap();
+                } else {
+                    inbox.store(InboxKind::Message, from, std::slice::from_ref(&m)).unwrap();
+                }
+            }
+            let (page, _) = inbox.page(true, None, 0, usize::MAX).unwrap();
+            prop_assert!(!page.is_empty());
+            for e in page {
+                prop_assert!(humantime::parse_rfc3339(&e.at).is_ok(), "{}", e.at);
+            }
+        }
+    }
+
+    proptest! {
         /// [`wire_len`] is never below the real size of the entry in a page.
         #[test]
         fn wire_len_is_an_upper_bound(

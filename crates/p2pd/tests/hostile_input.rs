@@ -157,3 +157,33 @@ fn sigterm_is_not_held_up_by_a_client_that_does_not_read() {
     assert!(d.log().contains("p2pd stopped"));
     drop(s);
 }
+
+/// Rows an older p2pd committed with impossible times (a broadcast with
+/// such a `sent_ms` was committed before the panic, so it was there after
+/// every restart) no longer break `inbox`.
+#[test]
+fn old_inbox_rows_with_impossible_times_are_listed() {
+    let mut d = TestDaemon::start(FAST_RECONNECT);
+    d.stop();
+    // Written the way the old version left them: straight into the table.
+    let db = rusqlite::Connection::open(d.state_dir().join("inbox.db")).unwrap();
+    for (id, at_ms) in [(1i64, -1i64), (2, i64::MAX)] {
+        db.execute(
+            "INSERT INTO inbox (kind, peer, msg_id, text, at_ms) VALUES ('broadcast', 'admin', ?1, ?2, ?3)",
+            rusqlite::params![id, format!("old {id}"), at_ms],
+        )
+        .unwrap();
+    }
+    drop(db);
+    d.restart();
+    let (code, doc) = d.ctl_json(&["inbox"]);
+    assert_eq!(code, 0, "{doc}");
+    let at: Vec<&str> = doc["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["at"].as_str().unwrap())
+        .collect();
+    assert_eq!(at, ["1970-01-01T00:00:00Z", "9999-12-31T23:59:59Z"]);
+    assert_eq!(d.status()["unread"], 0);
+}
