@@ -187,3 +187,19 @@ fn old_inbox_rows_with_impossible_times_are_listed() {
     assert_eq!(at, ["1970-01-01T00:00:00Z", "9999-12-31T23:59:59Z"]);
     assert_eq!(d.status()["unread"], 0);
 }
+
+/// A user name no account can have (here with an escape sequence) is a bad
+/// request, for every command that takes one, not looked up or echoed.
+#[test]
+fn impossible_user_names_in_control_requests_are_bad_requests() {
+    let d = TestDaemon::start(FAST_RECONNECT);
+    for cmd in [
+        r#"{"id":1,"cmd":"send","user":"Bob\u001b[2J","texts":["hi"]}"#,
+        r#"{"id":1,"cmd":"disconnect","user":"Bob\u001b[2J"}"#,
+        r#"{"id":1,"cmd":"accept","user":"Bob\u001b[2J"}"#,
+        r#"{"id":1,"cmd":"reject","user":""}"#,
+    ] {
+        let e = d.request(cmd);
+        assert_eq!(e["error"]["code"], "bad_request", "{cmd}: {e}");
+    }
+}
