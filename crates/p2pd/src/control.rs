@@ -328,12 +328,16 @@ async fn follow(
                     if e.seq <= listed_upto || from.as_deref().is_some_and(|f| f != e.from) {
                         continue;
                     }
-                    let seq = e.seq;
+                    // Marked just before the write (as for the pages), so
+                    // a follower that has seen it never finds it unread.
+                    let (inbox, seq) = (daemon.peers.inbox.clone(), e.seq);
+                    match tokio::task::spawn_blocking(move || inbox.mark_read(seq)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(err)) => warn!(cause = %err, "cannot mark a followed message read"),
+                        Err(err) => warn!(cause = %err, "inbox task failed"),
+                    }
                     if send(&mut conn, CtlOut::Event(ev)).await.is_err() {
                         return;
-                    }
-                    if let Err(err) = daemon.peers.inbox.mark_read(seq) {
-                        warn!(cause = %err, "cannot mark a followed message read");
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
