@@ -13,8 +13,8 @@ use crate::error::{DaemonError, Result};
 
 mod checks;
 mod size;
-use checks::{fit, lossy};
 pub use checks::refuse_broadcast;
+use checks::{fit, lossy};
 use size::wire_len;
 
 /// Database file in the state directory.
