@@ -6,11 +6,12 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use p2p_proto::codec::{self, LineCodec};
 use p2p_proto::ctl::{self, CtlError, DaemonHello, ErrorCode, Event, Greeting, Response};
-use p2p_proto::limits::CTL_VERSION;
+use p2p_proto::limits::{CTL_VERSION, MAX_INBOX_PAGE_BYTES, WRITE_TIMEOUT};
 use serde::Serialize;
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::codec::Framed;
@@ -34,6 +35,30 @@ pub enum CtlOut {
 }
 
 type CtlConn = Framed<UnixStream, LineCodec<serde_json::Value, CtlOut>>;
+
+/// On shutdown, control connections get this long to finish what they are
+/// writing; then the daemon exits without them. A client that stops
+/// reading (a `watch`, a big answer) must not hold up SIGTERM.
+pub const CONTROL_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// The client went away or stopped reading.
+struct Gone;
+
+/// Writes one line with [`WRITE_TIMEOUT`]: a client that does not read
+/// its answers or events is dropped, not waited for.
+async fn send(conn: &mut CtlConn, out: CtlOut) -> std::result::Result<(), Gone> {
+    match tokio::time::timeout(WRITE_TIMEOUT, conn.send(out)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            debug!(cause = %e, "control client gone");
+            Err(Gone)
+        }
+        Err(_) => {
+            warn!("control client stopped reading (write timed out); closing it");
+            Err(Gone)
+        }
+    }
+}
 
 /// Binds the control socket at `path`: makes its directory 0700 (refusing
 /// one owned by someone else), replaces a stale socket left by a crash, and
@@ -92,7 +117,12 @@ pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, shutdown: Cancel
         }
     }
     tracker.close();
-    tracker.wait().await;
+    if tokio::time::timeout(CONTROL_SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("some control connections did not finish in time; closing them");
+    }
 }
 
 fn allowed(stream: &UnixStream) -> std::result::Result<(), String> {
@@ -123,12 +153,11 @@ async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationT
     let mut conn: CtlConn = Framed::new(stream, codec::daemon_side());
     if let Err(why) = refused {
         warn!(reason = %why, "control connection refused");
-        let _ = conn
-            .send(respond(
-                0,
-                Err(CtlError::new(ErrorCode::PermissionDenied, why)),
-            ))
-            .await;
+        let _ = send(
+            &mut conn,
+            respond(0, Err(CtlError::new(ErrorCode::PermissionDenied, why))),
+        )
+        .await;
         return;
     }
     let hello = Greeting {
@@ -137,7 +166,7 @@ async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationT
             daemon: env!("CARGO_PKG_VERSION").into(),
         },
     };
-    if conn.send(CtlOut::Greeting(hello)).await.is_err() {
+    if send(&mut conn, CtlOut::Greeting(hello)).await.is_err() {
         return;
     }
     loop {
@@ -153,7 +182,7 @@ async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationT
                     _ => ErrorCode::BadRequest,
                 };
                 let e = CtlError::new(code, format!("unreadable request: {bad}"));
-                if conn.send(respond(0, Err(e))).await.is_err() {
+                if send(&mut conn, respond(0, Err(e))).await.is_err() {
                     return;
                 }
                 continue;
@@ -165,7 +194,7 @@ async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationT
             Ok(r) => r,
             Err(e) => {
                 let e = CtlError::new(ErrorCode::BadRequest, format!("bad request: {e}"));
-                if conn.send(respond(id, Err(e))).await.is_err() {
+                if send(&mut conn, respond(id, Err(e))).await.is_err() {
                     return;
                 }
                 continue;
@@ -192,10 +221,17 @@ async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationT
                 Some((last, v["more"].as_bool().unwrap_or(false)))
             };
             let (last, more) = result.as_ref().ok().and_then(page).unwrap_or((None, false));
-            if conn.send(respond(id, result)).await.is_err() || !listed {
+            // A follower has no next request to acknowledge with: entries
+            // become read as they are written (the follow contract), this
+            // page first. Marked just before the write, so a client that
+            // has seen them never finds them still unread.
+            let mut last = last.unwrap_or(0);
+            if last > 0 && !mark_read(&daemon, from.clone(), last).await {
                 return;
             }
-            let mut last = last.unwrap_or(0);
+            if send(&mut conn, respond(id, result)).await.is_err() || !listed {
+                return;
+            }
             if more {
                 // The rest of a backlog larger than one page, as events.
                 match rest_of_backlog(&mut conn, &daemon, all, from.clone(), last).await {
@@ -210,14 +246,31 @@ async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationT
             _ = shutdown.cancelled() => Err(CtlError::new(ErrorCode::Internal, "p2pd is shutting down")),
             r = handlers::handle(&daemon, req.cmd) => r,
         };
-        if conn.send(respond(id, result)).await.is_err() {
+        if send(&mut conn, respond(id, result)).await.is_err() {
             return;
         }
     }
 }
 
+/// Marks what a follower was sent read; false (logged) if that failed.
+async fn mark_read(daemon: &Daemon, from: Option<String>, upto: u64) -> bool {
+    let inbox = daemon.peers.inbox.clone();
+    match tokio::task::spawn_blocking(move || inbox.mark_read_upto(from.as_deref(), upto)).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            warn!(cause = %e, "cannot mark followed messages read");
+            false
+        }
+        Err(e) => {
+            warn!(cause = %e, "inbox task failed");
+            false
+        }
+    }
+}
+
 /// Sends the pages after `after` as events (each page marked read as it is
-/// taken); returns the last `seq` sent, or `None` if the client went away.
+/// written); returns the last `seq` sent, or `None` if the client went
+/// away.
 async fn rest_of_backlog(
     conn: &mut CtlConn,
     daemon: &Daemon,
@@ -226,14 +279,9 @@ async fn rest_of_backlog(
     mut after: u64,
 ) -> Option<u64> {
     loop {
-        let (inbox, from) = (daemon.peers.inbox.clone(), from.clone());
+        let (inbox, who) = (daemon.peers.inbox.clone(), from.clone());
         let page = tokio::task::spawn_blocking(move || {
-            inbox.take(
-                all,
-                from.as_deref(),
-                after,
-                p2p_proto::limits::MAX_INBOX_PAGE_BYTES,
-            )
+            inbox.page(all, who.as_deref(), after, MAX_INBOX_PAGE_BYTES)
         })
         .await
         .ok()?;
@@ -244,9 +292,15 @@ async fn rest_of_backlog(
                 return None;
             }
         };
+        let Some(upto) = entries.last().map(|e| e.seq) else {
+            return Some(after);
+        };
+        if !mark_read(daemon, from.clone(), upto).await {
+            return None;
+        }
         for e in entries {
             after = e.seq;
-            conn.send(CtlOut::Event(Event::for_entry(e))).await.ok()?;
+            send(conn, CtlOut::Event(Event::for_entry(e))).await.ok()?;
         }
         if !more {
             return Some(after);
@@ -274,12 +328,16 @@ async fn follow(
                     if e.seq <= listed_upto || from.as_deref().is_some_and(|f| f != e.from) {
                         continue;
                     }
-                    let seq = e.seq;
-                    if conn.send(CtlOut::Event(ev)).await.is_err() {
-                        return;
+                    // Marked just before the write (as for the pages), so
+                    // a follower that has seen it never finds it unread.
+                    let (inbox, seq) = (daemon.peers.inbox.clone(), e.seq);
+                    match tokio::task::spawn_blocking(move || inbox.mark_read(seq)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(err)) => warn!(cause = %err, "cannot mark a followed message read"),
+                        Err(err) => warn!(cause = %err, "inbox task failed"),
                     }
-                    if let Err(err) = daemon.peers.inbox.mark_read(seq) {
-                        warn!(cause = %err, "cannot mark a followed message read");
+                    if send(&mut conn, CtlOut::Event(ev)).await.is_err() {
+                        return;
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -296,11 +354,11 @@ async fn follow(
 async fn watch(mut conn: CtlConn, id: u64, daemon: &Daemon, shutdown: &CancellationToken) {
     let mut events = daemon.events.subscribe();
     let ack = serde_json::to_value(ctl::Watching { watching: true }).expect("serialises");
-    if conn.send(respond(id, Ok(ack))).await.is_err() {
+    if send(&mut conn, respond(id, Ok(ack))).await.is_err() {
         return;
     }
     let now = Event::Server(daemon.link.status().report());
-    if conn.send(CtlOut::Event(now)).await.is_err() {
+    if send(&mut conn, CtlOut::Event(now)).await.is_err() {
         return;
     }
     loop {
@@ -309,7 +367,7 @@ async fn watch(mut conn: CtlConn, id: u64, daemon: &Daemon, shutdown: &Cancellat
             // Anything the client sends now is ignored; EOF ends the watch.
             line = conn.next() => if matches!(line, None | Some(Err(_))) { return },
             event = events.recv() => match event {
-                Ok(e) => if conn.send(CtlOut::Event(e)).await.is_err() { return },
+                Ok(e) => if send(&mut conn, CtlOut::Event(e)).await.is_err() { return },
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     warn!(missed = n, "watcher too slow; events dropped");
                 }

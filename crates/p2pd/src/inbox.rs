@@ -3,13 +3,19 @@
 //! acknowledged to the sender. What was acknowledged survives `kill -9`.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use p2p_proto::ctl::{InboxEntry, InboxKind};
 use p2p_proto::time::rfc3339;
 use rusqlite::{params, Connection};
 
 use crate::error::{DaemonError, Result};
+
+mod checks;
+mod size;
+pub use checks::refuse_broadcast;
+use checks::{fit, lossy};
+use size::wire_len;
 
 /// Database file in the state directory.
 pub const INBOX_DB: &str = "inbox.db";
@@ -126,6 +132,16 @@ impl Inbox {
         }
     }
 
+    /// The connection. A panic while it was held cannot have left it half
+    /// changed: every write runs in a transaction that rusqlite rolls back
+    /// when dropped during unwinding, and nothing that can panic on input
+    /// (formatting, parsing) runs under this lock. So poisoning carries no
+    /// information here, and is ignored rather than turning one bad value
+    /// into "every later store fails until restart".
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Stores a batch from one peer in one transaction; returns the entries
     /// as stored (with their inbox `seq`). Durable when this returns.
     pub fn store(
@@ -134,29 +150,29 @@ impl Inbox {
         peer: &str,
         batch: &[Incoming],
     ) -> Result<Vec<InboxEntry>> {
-        let mut conn = self.conn.lock().expect("inbox poisoned");
-        let tx = conn.transaction().map_err(self.err())?;
-        let mut out = Vec::with_capacity(batch.len());
+        let mut seqs = Vec::with_capacity(batch.len());
         {
-            let mut insert = tx
-                .prepare_cached("INSERT INTO inbox (kind, peer, msg_id, text, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)")
-                .map_err(self.err())?;
-            for m in batch {
-                insert
-                    .execute(params![kind_str(kind), peer, m.id as i64, m.text, m.at_ms])
+            let mut conn = self.lock();
+            let tx = conn.transaction().map_err(self.err())?;
+            {
+                let mut insert = tx
+                    .prepare_cached("INSERT INTO inbox (kind, peer, msg_id, text, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)")
                     .map_err(self.err())?;
-                out.push(InboxEntry {
-                    kind,
-                    from: peer.to_string(),
-                    text: m.text.clone(),
-                    id: m.id,
-                    at: rfc3339(m.at_ms),
-                    seq: tx.last_insert_rowid() as u64,
-                });
+                for m in batch {
+                    insert
+                        .execute(params![kind_str(kind), peer, m.id as i64, m.text, m.at_ms])
+                        .map_err(self.err())?;
+                    seqs.push(tx.last_insert_rowid() as u64);
+                }
             }
+            tx.commit().map_err(self.err())?;
         }
-        tx.commit().map_err(self.err())?;
-        Ok(out)
+        // Formatted after the lock is released.
+        Ok(batch
+            .iter()
+            .zip(seqs)
+            .map(|(m, seq)| entry(kind, peer, m, seq))
+            .collect())
     }
 
     /// Stores a broadcast unless it is already here (delivery is at least
@@ -166,86 +182,105 @@ impl Inbox {
     /// state was reset) does not. Returns the entry if
     /// it is new. Durable when this returns.
     pub fn store_broadcast(&self, from: &str, m: &Incoming) -> Result<Option<InboxEntry>> {
-        let conn = self.conn.lock().expect("inbox poisoned");
-        let added = conn
-            .execute(
-                "INSERT OR IGNORE INTO inbox (kind, peer, msg_id, text, at_ms) VALUES ('broadcast', ?1, ?2, ?3, ?4)",
-                params![from, m.id as i64, m.text, m.at_ms],
-            )
-            .map_err(self.err())?;
-        Ok((added == 1).then(|| InboxEntry {
-            kind: InboxKind::Broadcast,
-            from: from.to_string(),
-            text: m.text.clone(),
-            id: m.id,
-            at: rfc3339(m.at_ms),
-            seq: conn.last_insert_rowid() as u64,
-        }))
+        let seq = {
+            let conn = self.lock();
+            let added = conn
+                .execute(
+                    "INSERT OR IGNORE INTO inbox (kind, peer, msg_id, text, at_ms) VALUES ('broadcast', ?1, ?2, ?3, ?4)",
+                    params![from, m.id as i64, m.text, m.at_ms],
+                )
+                .map_err(self.err())?;
+            (added == 1).then(|| conn.last_insert_rowid() as u64)
+        };
+        Ok(seq.map(|seq| entry(InboxKind::Broadcast, from, m, seq)))
     }
 
     /// One page of entries (unread only unless `all`), optionally from one
-    /// user, with `seq` above `after`, oldest first, holding at most
-    /// `max_bytes` of text (and at least one entry). The unread ones
-    /// returned — and only those — become read. The flag says whether more
-    /// entries follow.
-    pub fn take(
+    /// user, with `seq` above `after`, oldest first, whose JSON takes at
+    /// most `max_bytes` as sent (each entry counted by `size::wire_len`; at least
+    /// one entry however long). Marks nothing read: the caller does that
+    /// with [`Inbox::mark_read_upto`] once the client has the page. The flag
+    /// says whether more entries follow.
+    pub fn page(
         &self,
         all: bool,
         from: Option<&str>,
         after: u64,
         max_bytes: usize,
     ) -> Result<(Vec<InboxEntry>, bool)> {
-        let mut conn = self.conn.lock().expect("inbox poisoned");
-        let tx = conn.transaction().map_err(self.err())?;
-        let mut entries = Vec::new();
+        let mut rows = Vec::new();
         let mut more = false;
         {
-            let mut q = tx
+            let conn = self.lock();
+            let mut q = conn
                 .prepare_cached(
                     "SELECT seq, kind, peer, msg_id, text, at_ms FROM inbox
                      WHERE (?1 OR read = 0) AND (?2 IS NULL OR peer = ?2) AND seq > ?3 ORDER BY seq",
                 )
                 .map_err(self.err())?;
-            let mut rows = q
-                .query(params![all, from, after as i64])
+            let mut found = q
+                .query(params![all, from, after.min(i64::MAX as u64) as i64])
                 .map_err(self.err())?;
-            let mut bytes = 0;
-            while let Some(r) = rows.next().map_err(self.err())? {
-                let text: String = r.get(4).map_err(self.err())?;
-                if !entries.is_empty() && bytes + text.len() > max_bytes {
+            let mut bytes = 0usize;
+            while let Some(r) = found.next().map_err(self.err())? {
+                // Read as found: a damaged or hand-edited file may hold
+                // anything, and one bad row must not make the inbox unreadable.
+                let peer = lossy(r.get_ref(2).map_err(self.err())?);
+                let text = fit(lossy(r.get_ref(4).map_err(self.err())?));
+                let len = wire_len(&peer, &text);
+                if !rows.is_empty() && bytes.saturating_add(len) > max_bytes {
                     more = true;
                     break;
                 }
-                bytes += text.len();
+                bytes = bytes.saturating_add(len);
                 let kind: String = r.get(1).map_err(self.err())?;
-                entries.push(InboxEntry {
+                rows.push(Row {
                     seq: r.get::<_, i64>(0).map_err(self.err())? as u64,
                     kind: if kind == "broadcast" {
                         InboxKind::Broadcast
                     } else {
                         InboxKind::Message
                     },
-                    from: r.get(2).map_err(self.err())?,
-                    id: r.get::<_, i64>(3).map_err(self.err())? as u64,
+                    peer,
+                    id: r.get_ref(3).map_err(self.err())?.as_i64().unwrap_or(0) as u64,
                     text,
-                    at: rfc3339(r.get(5).map_err(self.err())?),
+                    at_ms: r.get_ref(5).map_err(self.err())?.as_i64().unwrap_or(0),
                 });
             }
         }
-        if let Some(last) = entries.last().map(|e| e.seq) {
-            tx.execute(
-                "UPDATE inbox SET read = 1 WHERE read = 0 AND seq > ?1 AND seq <= ?2 AND (?3 IS NULL OR peer = ?3)",
-                params![after as i64, last as i64, from],
+        // Formatted after the lock is released (old rows may hold any time:
+        // `rfc3339` clamps, never panics).
+        let entries = rows
+            .into_iter()
+            .map(|r| InboxEntry {
+                kind: r.kind,
+                from: r.peer,
+                text: r.text,
+                id: r.id,
+                at: rfc3339(r.at_ms),
+                seq: r.seq,
+            })
+            .collect();
+        Ok((entries, more))
+    }
+
+    /// Marks every unread entry (from `from`, if given) with `seq` up to
+    /// `upto` read: the client has received everything up to there. Returns
+    /// how many became read.
+    pub fn mark_read_upto(&self, from: Option<&str>, upto: u64) -> Result<u64> {
+        let conn = self.lock();
+        let n = conn
+            .execute(
+                "UPDATE inbox SET read = 1 WHERE read = 0 AND seq <= ?1 AND (?2 IS NULL OR peer = ?2)",
+                params![upto.min(i64::MAX as u64) as i64, from],
             )
             .map_err(self.err())?;
-        }
-        tx.commit().map_err(self.err())?;
-        Ok((entries, more))
+        Ok(n as u64)
     }
 
     /// Marks one entry read (delivered to an `inbox --follow`).
     pub fn mark_read(&self, seq: u64) -> Result<()> {
-        let conn = self.conn.lock().expect("inbox poisoned");
+        let conn = self.lock();
         conn.execute(
             "UPDATE inbox SET read = 1 WHERE seq = ?1",
             params![seq as i64],
@@ -256,7 +291,7 @@ impl Inbox {
 
     /// Number of unread entries.
     pub fn unread(&self) -> Result<u64> {
-        let conn = self.conn.lock().expect("inbox poisoned");
+        let conn = self.lock();
         conn.query_row("SELECT COUNT(*) FROM inbox WHERE read = 0", [], |r| {
             r.get::<_, i64>(0)
         })
@@ -265,9 +300,31 @@ impl Inbox {
     }
 }
 
+/// A row as read under the lock, before formatting.
+struct Row {
+    seq: u64,
+    kind: InboxKind,
+    peer: String,
+    id: u64,
+    text: String,
+    at_ms: i64,
+}
+
+fn entry(kind: InboxKind, from: &str, m: &Incoming, seq: u64) -> InboxEntry {
+    InboxEntry {
+        kind,
+        from: from.to_string(),
+        text: m.text.clone(),
+        id: m.id,
+        at: rfc3339(m.at_ms),
+        seq,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn msg(id: u64, text: &str) -> Incoming {
         Incoming {
@@ -277,24 +334,56 @@ mod tests {
         }
     }
 
+    /// Reads a page and acknowledges it, as a client does.
+    fn take(inbox: &Inbox, all: bool, from: Option<&str>, after: u64) -> Vec<InboxEntry> {
+        let (page, _) = inbox.page(all, from, after, usize::MAX).unwrap();
+        if let Some(last) = page.last() {
+            inbox.mark_read_upto(from, last.seq).unwrap();
+        }
+        page
+    }
+
     #[test]
-    fn pages_by_bytes_and_marks_only_what_was_shown() {
+    fn pages_by_size_as_sent_and_reading_marks_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let inbox = Inbox::open(dir.path()).unwrap();
         let batch: Vec<Incoming> = (1..=10).map(|i| msg(i, "0123456789")).collect();
         inbox.store(InboxKind::Message, "bob", &batch).unwrap();
-        let (page, more) = inbox.take(false, None, 0, 35).unwrap();
+        let one = wire_len("bob", "0123456789");
+        let (page, more) = inbox.page(false, None, 0, 3 * one + 1).unwrap();
         assert_eq!((page.len(), more), (3, true));
         assert_eq!(
             inbox.unread().unwrap(),
-            7,
-            "only the shown page became read"
+            10,
+            "a page read is not yet received"
         );
-        let (rest, more) = inbox.take(false, None, page[2].seq, 1000).unwrap();
+        assert_eq!(inbox.mark_read_upto(None, page[2].seq).unwrap(), 3);
+        let (rest, more) = inbox.page(false, None, page[2].seq, usize::MAX).unwrap();
         assert_eq!((rest.len(), more), (7, false));
         // A single entry over the budget still comes (alone).
-        let (one, more) = inbox.take(true, None, 0, 1).unwrap();
+        let (one, more) = inbox.page(true, None, 0, 1).unwrap();
         assert_eq!((one.len(), more), (1, true));
+        // Empty texts still cost their envelope: no page of a million.
+        let empty: Vec<Incoming> = (11..=1000).map(|i| msg(i, "")).collect();
+        inbox.store(InboxKind::Message, "bob", &empty).unwrap();
+        let (page, more) = inbox.page(true, None, 0, 64 * 1024).unwrap();
+        assert!(more && page.len() < 1000, "{}", page.len());
+    }
+
+    #[test]
+    fn mark_read_upto_keeps_to_its_sender() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(dir.path()).unwrap();
+        inbox
+            .store(InboxKind::Message, "bob", &[msg(1, "a")])
+            .unwrap();
+        let carol = inbox
+            .store(InboxKind::Message, "carol", &[msg(1, "b")])
+            .unwrap();
+        assert_eq!(inbox.mark_read_upto(Some("bob"), carol[0].seq).unwrap(), 1);
+        assert_eq!(inbox.unread().unwrap(), 1);
+        assert_eq!(inbox.mark_read_upto(None, u64::MAX).unwrap(), 1);
+        assert_eq!(inbox.unread().unwrap(), 0);
     }
 
     #[test]
@@ -309,15 +398,15 @@ mod tests {
             .store(InboxKind::Message, "carol", &[msg(1, "hi")])
             .unwrap();
         assert_eq!(inbox.unread().unwrap(), 3);
-        let from_bob = inbox.take(false, Some("bob"), 0, usize::MAX).unwrap().0;
+        let from_bob = take(&inbox, false, Some("bob"), 0);
         assert_eq!(
             from_bob.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(),
             ["héllo", "two"]
         );
         assert_eq!(inbox.unread().unwrap(), 1);
-        assert_eq!(inbox.take(false, None, 0, usize::MAX).unwrap().0.len(), 1);
-        assert!(inbox.take(false, None, 0, usize::MAX).unwrap().0.is_empty());
-        assert_eq!(inbox.take(true, None, 0, usize::MAX).unwrap().0.len(), 3);
+        assert_eq!(take(&inbox, false, None, 0).len(), 1);
+        assert!(take(&inbox, false, None, 0).is_empty());
+        assert_eq!(take(&inbox, true, None, 0).len(), 3);
         // Broadcasts are kept once, however often they arrive.
         let b = msg(7, "maintenance at 18:00");
         assert!(inbox.store_broadcast("admin", &b).unwrap().is_some());
@@ -328,17 +417,83 @@ mod tests {
             ..b.clone()
         };
         assert!(inbox.store_broadcast("admin", &reused).unwrap().is_some());
-        assert_eq!(inbox.take(false, None, 0, usize::MAX).unwrap().0.len(), 2);
+        assert_eq!(take(&inbox, false, None, 0).len(), 2);
         // Survives reopening.
         drop(inbox);
-        assert_eq!(
-            Inbox::open(dir.path())
-                .unwrap()
-                .take(true, None, 0, usize::MAX)
-                .unwrap()
-                .0
-                .len(),
-            5
-        );
+        let inbox = Inbox::open(dir.path()).unwrap();
+        assert_eq!(take(&inbox, true, None, 0).len(), 5);
+    }
+
+    /// Rows an older version stored with times RFC 3339 cannot show (it
+    /// panicked on them, under the lock) are listed, clamped.
+    #[test]
+    fn out_of_range_times_are_stored_and_listed_without_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(dir.path()).unwrap();
+        let bad = [-1, i64::MIN, 253_402_300_800_000, i64::MAX];
+        for (i, at_ms) in bad.into_iter().enumerate() {
+            let m = Incoming {
+                id: i as u64 + 1,
+                text: "x".into(),
+                at_ms,
+            };
+            inbox
+                .store(InboxKind::Message, "bob", std::slice::from_ref(&m))
+                .unwrap();
+            inbox.store_broadcast("admin", &m).unwrap();
+        }
+        let all = take(&inbox, true, None, 0);
+        assert_eq!(all.len(), 8);
+        assert_eq!(all[0].at, "1970-01-01T00:00:00Z");
+        assert_eq!(all[7].at, "9999-12-31T23:59:59Z");
+        assert_eq!(inbox.unread().unwrap(), 0);
+    }
+
+    /// A panic while the lock is held (any cause) does not make the inbox
+    /// unusable for the rest of the daemon's life.
+    #[test]
+    fn a_panic_under_the_lock_does_not_poison_the_inbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(dir.path()).unwrap();
+        let held = inbox.clone();
+        let panicked = std::thread::spawn(move || {
+            let _guard = held.lock();
+            panic!("simulated");
+        })
+        .join();
+        assert!(panicked.is_err());
+        inbox
+            .store(InboxKind::Message, "bob", &[msg(1, "a")])
+            .unwrap();
+        assert_eq!(take(&inbox, false, None, 0).len(), 1);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Whatever a peer or the server sends (any time, id, text, name),
+        /// storing and listing it never panics and lists valid times.
+        #[test]
+        fn any_values_store_and_list(
+            items in proptest::collection::vec(
+                (any::<i64>(), any::<u64>(), ".{0,20}", "[a-z]{1,8}", any::<bool>()),
+                1..20,
+            ),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let inbox = Inbox::open(dir.path()).unwrap();
+            for (at_ms, id, text, from, broadcast) in &items {
+                let m = Incoming { id: *id, text: text.clone(), at_ms: *at_ms };
+                if *broadcast {
+                    inbox.store_broadcast(from, &m).unwrap();
+                } else {
+                    inbox.store(InboxKind::Message, from, std::slice::from_ref(&m)).unwrap();
+                }
+            }
+            let (page, _) = inbox.page(true, None, 0, usize::MAX).unwrap();
+            prop_assert!(!page.is_empty());
+            for e in page {
+                prop_assert!(humantime::parse_rfc3339(&e.at).is_ok(), "{}", e.at);
+            }
+        }
     }
 }

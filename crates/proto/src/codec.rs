@@ -143,6 +143,14 @@ impl<In: DeserializeOwned, Out> Decoder for LineCodec<In, Out> {
                 Err(LinesCodecError::MaxLineLengthExceeded) => {
                     Ok(Some(Err(ProtoError::TooLarge { limit: self.max_in })))
                 }
+                // LinesCodec's only decode-time I/O error: the line (already
+                // taken off the buffer) is not UTF-8. A bad line, not a dead
+                // stream, so it is answered and the connection goes on.
+                Err(LinesCodecError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    Ok(Some(Err(ProtoError::Malformed(
+                        "the line is not valid UTF-8".into(),
+                    ))))
+                }
                 Err(LinesCodecError::Io(e)) => Err(ProtoError::Io(e)),
             };
         }
@@ -250,7 +258,7 @@ mod tests {
         let mut buf = BytesMut::new();
         buf.put_slice(b"not json\n\n");
         buf.put_slice(&[b'x'; 100]);
-        buf.put_slice(b"\n{\"id\":3,\"cmd\":\"status\"}\n");
+        buf.put_slice(b"\n\xff\xfe not utf-8\n{\"id\":3,\"cmd\":\"status\"}\n");
         assert!(matches!(
             rx.decode(&mut buf),
             Ok(Some(Err(ProtoError::Malformed(_))))
@@ -258,6 +266,10 @@ mod tests {
         assert!(matches!(
             rx.decode(&mut buf),
             Ok(Some(Err(ProtoError::TooLarge { .. })))
+        ));
+        assert!(matches!(
+            rx.decode(&mut buf),
+            Ok(Some(Err(ProtoError::Malformed(_))))
         ));
         let ok = rx.decode(&mut buf).unwrap().unwrap().unwrap();
         assert_eq!(ok.id, 3);

@@ -99,8 +99,10 @@ pub const DEFAULT_BROADCAST_LIMIT: u32 = 10;
 /// Default window of the broadcast rate limit.
 pub const DEFAULT_BROADCAST_WINDOW: Duration = Duration::from_secs(3600);
 
-/// Text per `inbox` page: with JSON escaping (up to ×6) a page stays well
-/// under [`MAX_CTL_RESPONSE`]; p2pctl fetches pages until none is left.
+/// Bytes per `inbox` page as sent: every entry is counted at its JSON size
+/// (escaping and envelope included, so empty messages are not free), which
+/// keeps a page far under [`MAX_CTL_RESPONSE`] and the daemon's memory for
+/// one answer small; p2pctl fetches pages until none is left.
 pub const MAX_INBOX_PAGE_BYTES: usize = 2 * 1024 * 1024;
 
 /// Peer handshakes in progress at once; more incoming links are closed at

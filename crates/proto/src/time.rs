@@ -25,9 +25,40 @@ pub fn now_ms() -> i64 {
     to_unix_ms(SystemTime::now())
 }
 
+/// Earliest time this system accepts or shows: the Unix epoch. RFC 3339
+/// formatting (humantime) cannot show anything before it.
+pub const MIN_MS: i64 = 0;
+
+/// Latest time this system accepts or shows: the last millisecond of the
+/// year 9999, the last one RFC 3339 can write with a four-digit year.
+pub const MAX_MS: i64 = 253_402_300_799_999;
+
+/// Whether `ms` is a time this system can store and show (see [`MIN_MS`],
+/// [`MAX_MS`]). Every time that comes from the network is checked with this
+/// where it enters.
+pub fn in_range(ms: i64) -> bool {
+    (MIN_MS..=MAX_MS).contains(&ms)
+}
+
+/// `ms` moved into [`MIN_MS`]`..=`[`MAX_MS`].
+pub fn clamp_ms(ms: i64) -> i64 {
+    ms.clamp(MIN_MS, MAX_MS)
+}
+
+/// The offset of the server's clock from ours, `server_ms - local_ms`, or
+/// `None` when the server's time is out of range (a broken or hostile
+/// server: its clock is then ignored rather than trusted).
+pub fn clock_skew_ms(server_ms: i64, local_ms: i64) -> Option<i64> {
+    in_range(server_ms).then(|| server_ms.saturating_sub(clamp_ms(local_ms)))
+}
+
 /// RFC 3339 UTC with seconds precision, e.g. `2026-11-23T18:00:00Z`.
+///
+/// Never panics: a time out of range (an old inbox row, a peer's bogus
+/// clock) is shown clamped to the nearest time that can be written,
+/// `1970-01-01T00:00:00Z` or `9999-12-31T23:59:59Z`.
 pub fn rfc3339(ms: i64) -> String {
-    humantime::format_rfc3339_seconds(from_unix_ms(ms)).to_string()
+    humantime::format_rfc3339_seconds(from_unix_ms(clamp_ms(ms))).to_string()
 }
 
 /// Parses `90s`, `5m`, `1h 30m`, `250ms` (for clap's `value_parser`).
@@ -55,6 +86,33 @@ mod tests {
     fn rfc3339_is_utc_seconds() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_500), "1970-01-01T00:00:01Z");
+    }
+
+    #[test]
+    fn rfc3339_never_panics_and_clamps() {
+        assert_eq!(rfc3339(-1), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(i64::MIN), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(MAX_MS), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(MAX_MS + 1), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn range_and_skew() {
+        assert!(in_range(0) && in_range(MAX_MS) && in_range(1_795_000_000_000));
+        assert!(!in_range(-1) && !in_range(MAX_MS + 1) && !in_range(i64::MIN));
+        assert_eq!(clock_skew_ms(5_000, 2_000), Some(3_000));
+        assert_eq!(clock_skew_ms(-1, 2_000), None);
+        assert_eq!(clock_skew_ms(i64::MAX, 2_000), None);
+        assert_eq!(clock_skew_ms(MAX_MS, i64::MIN), Some(MAX_MS));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn rfc3339_of_any_time_is_a_valid_time(ms in proptest::num::i64::ANY) {
+            let s = rfc3339(ms);
+            proptest::prop_assert!(humantime::parse_rfc3339(&s).is_ok(), "{}", s);
+        }
     }
 
     #[test]

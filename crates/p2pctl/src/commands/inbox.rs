@@ -46,11 +46,18 @@ pub fn inbox(
         })?;
         serde_json::from_value(doc).map_err(crate::client::unexpected)
     };
+    // Each request with `after` also tells the daemon we have everything up
+    // to it, and only that makes those entries read; so we ask until a page
+    // comes back empty (or, with `--follow`, until the last page, which the
+    // follow request acknowledges). Dying halfway leaves them unread.
     loop {
         let got = page(c, after, false)?;
-        after = got.messages.last().map(|e| e.seq).or(after);
+        let Some(last) = got.messages.last().map(|e| e.seq) else {
+            break;
+        };
+        after = Some(last);
         entries.extend(got.messages);
-        if !got.more {
+        if follow && !got.more {
             break;
         }
     }

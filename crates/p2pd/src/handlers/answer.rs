@@ -6,5 +6,6 @@ use crate::Daemon;
 
 /// Runs `accept` (`accept = true`) or `reject`.
 pub async fn run(daemon: &Daemon, user: String, accept: bool) -> Result<Answered, CtlError> {
+    super::check_user(&user)?;
     daemon.peers.answer(&daemon.link, &user, accept).await
 }

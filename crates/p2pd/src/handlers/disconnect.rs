@@ -7,6 +7,7 @@ use crate::Daemon;
 
 /// Runs `disconnect`.
 pub async fn run(daemon: &Daemon, user: String) -> Result<Disconnected, CtlError> {
+    super::check_user(&user)?;
     let (_, cmds) = daemon
         .peers
         .session(&user)

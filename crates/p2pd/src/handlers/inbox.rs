@@ -1,4 +1,6 @@
-//! `inbox`: stored messages; the unread ones shown become read.
+//! `inbox`: one page of stored messages. Asking with `after` acknowledges
+//! everything up to it: only then do those entries become read, so a client
+//! that dies before it asks again loses nothing.
 
 use p2p_proto::ctl::{CtlError, ErrorCode, InboxList};
 use p2p_proto::limits::MAX_INBOX_PAGE_BYTES;
@@ -14,7 +16,10 @@ pub async fn run(
 ) -> Result<InboxList, CtlError> {
     let inbox = daemon.peers.inbox.clone();
     let (messages, more) = tokio::task::spawn_blocking(move || {
-        inbox.take(
+        if let Some(received) = after {
+            inbox.mark_read_upto(from.as_deref(), received)?;
+        }
+        inbox.page(
             all,
             from.as_deref(),
             after.unwrap_or(0),

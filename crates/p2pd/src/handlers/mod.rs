@@ -70,6 +70,13 @@ pub fn reply_error(reply: p2p_proto::wire::Reply) -> CtlError {
     }
 }
 
+/// Checks a user name from a control request before it is used or echoed
+/// back in an answer: a name no account can have is a bad request.
+fn check_user(user: &str) -> Result<(), CtlError> {
+    p2p_proto::names::validate_username(user)
+        .map_err(|e| CtlError::new(ErrorCode::BadRequest, e.to_string()))
+}
+
 fn to_json<T: Serialize>(v: T) -> Result<serde_json::Value, CtlError> {
     serde_json::to_value(v).map_err(|e| CtlError::new(ErrorCode::Internal, e.to_string()))
 }

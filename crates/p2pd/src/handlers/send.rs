@@ -10,6 +10,7 @@ use crate::Daemon;
 
 /// Runs `send`.
 pub async fn run(daemon: &Daemon, user: String, texts: Vec<String>) -> Result<SentList, CtlError> {
+    super::check_user(&user)?;
     if texts.is_empty() {
         return Err(CtlError::new(ErrorCode::BadRequest, "nothing to send"));
     }

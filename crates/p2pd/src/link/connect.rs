@@ -152,7 +152,12 @@ pub async fn attempt(creds: &Creds, trust: &Trust, peer: &PeerInfo) -> Result<Lo
             token,
             fingerprint,
             save_pin: trust.saves_pin(),
-            clock_skew_ms: server_time_ms - p2p_proto::time::now_ms(),
+            // A server time out of range is ignored, not trusted.
+            clock_skew_ms: p2p_proto::time::clock_skew_ms(
+                server_time_ms,
+                p2p_proto::time::now_ms(),
+            )
+            .unwrap_or(0),
         }),
         Some(Ok(ServerMsg::LoginFailed {
             code,

@@ -41,11 +41,26 @@ impl Link {
         text: String,
         sent_ms: i64,
     ) -> Result<(), Ended> {
+        if let Some(why) = crate::inbox::refuse_broadcast(&from, &text) {
+            // Acknowledged, or it would come back after every reconnect.
+            tracing::warn!(id, reason = %why, "refusing a broadcast from the server");
+            return Self::send(conn, ClientMsg::BroadcastAck { upto: id })
+                .await
+                .map_err(Ended::Lost);
+        }
         let inbox = self.cfg.peers.inbox.clone();
+        if !p2p_proto::time::in_range(sent_ms) {
+            tracing::warn!(
+                id,
+                sent_ms,
+                "broadcast with an impossible send time; storing it clamped"
+            );
+        }
         let m = Incoming {
             id,
             text,
-            at_ms: sent_ms,
+            // Clamped the same way every time, so a redelivery still matches.
+            at_ms: p2p_proto::time::clamp_ms(sent_ms),
         };
         let who = from.clone();
         let stored = tokio::task::spawn_blocking(move || inbox.store_broadcast(&who, &m))

@@ -188,6 +188,8 @@ impl Peers {
             .iter()
             .map(|(f, (id, exp))| (*id, f.clone(), *exp))
             .collect();
+        // Server-given times are formatted after the lock is released.
+        drop(inner);
         v.sort();
         v.into_iter()
             .map(|(_, from, exp)| PendingRequest {

@@ -162,6 +162,13 @@ async fn handle(
                         "{peer} sent a message over {MAX_MESSAGE_BYTES} bytes"
                     ));
                 }
+                // A time nobody can have sent it at is a broken or hostile
+                // peer: end the session, store nothing, acknowledge nothing.
+                if !time::in_range(at_ms) {
+                    return Err(format!(
+                        "{peer} sent a message with an impossible time ({at_ms} ms)"
+                    ));
+                }
                 batch.push(Incoming { id, text, at_ms });
             }
             PeerMsg::Ack { upto } => {
