@@ -12,6 +12,7 @@
 //! Control handlers talk to it through [`LinkHandle`]: commands on a bounded
 //! channel, the current state on a `watch`, state changes as `server` events.
 
+mod checks;
 mod connect;
 mod login;
 mod online;

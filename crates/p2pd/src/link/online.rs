@@ -8,7 +8,7 @@ use p2p_proto::limits::{IDLE_TIMEOUT, KEEPALIVE_INTERVAL, WRITE_TIMEOUT};
 use p2p_proto::wire::{ClientMsg, CloseReason, ServerEvent, ServerMsg};
 use p2p_proto::ProtoError;
 use tokio::time::{timeout, Instant};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::connect::ServerConn;
 use super::{Ended, Link, LinkCmd, FAILPOINT_CRASH_BEFORE_BROADCAST_ACK};
@@ -43,17 +43,16 @@ impl Link {
     ) -> Result<(), Ended> {
         if let Some(why) = crate::inbox::refuse_broadcast(&from, &text) {
             // Acknowledged, or it would come back after every reconnect.
-            tracing::warn!(id, reason = %why, "refusing a broadcast from the server");
+            warn!(id, reason = %why, "refusing a broadcast from the server");
             return Self::send(conn, ClientMsg::BroadcastAck { upto: id })
                 .await
                 .map_err(Ended::Lost);
         }
         let inbox = self.cfg.peers.inbox.clone();
         if !p2p_proto::time::in_range(sent_ms) {
-            tracing::warn!(
+            warn!(
                 id,
-                sent_ms,
-                "broadcast with an impossible send time; storing it clamped"
+                sent_ms, "broadcast with an impossible send time; storing it clamped"
             );
         }
         let m = Incoming {
@@ -147,7 +146,10 @@ impl Link {
                                     return ended;
                                 }
                             }
-                            ServerMsg::Event { event } => self.cfg.peers.clone().server_event(event, &self.handle),
+                            ServerMsg::Event { event } => match super::checks::server_event(&event) {
+                                Ok(()) => self.cfg.peers.clone().server_event(event, &self.handle),
+                                Err(why) => warn!(reason = %why, "ignoring an impossible event from the server"),
+                            },
                             ServerMsg::Reply { id, reply } => {
                                 if let Some(tx) = self.pending.remove(&id) {
                                     let _ = tx.send(Ok(reply));

@@ -55,6 +55,11 @@ fn wins(me: &str, peer: &str, initiator: bool) -> bool {
 
 /// Dialling a peer's listener gives up after this.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Invitations held for an answer (and early answers held for an
+/// invitation) at most: the server limits what one user receives to far
+/// fewer, so only a broken or hostile server reaches this, and it must not
+/// grow the daemon's memory without bound.
+pub const MAX_HELD_INVITATIONS: usize = 256;
 
 type Answer = oneshot::Sender<Result<SessionInfo, CtlError>>;
 
@@ -155,7 +160,9 @@ impl Peers {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().expect("peer registry poisoned")
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Open sessions, by peer name.
@@ -297,9 +304,18 @@ impl Peers {
                 expires_ms,
             } => {
                 info!(from = %from, invite, "invitation received");
-                self.lock()
-                    .requests
-                    .insert(from.clone(), (invite, expires_ms));
+                {
+                    let mut inner = self.lock();
+                    let now = time::now_ms() + inner.clock_skew_ms;
+                    inner.requests.retain(|_, (_, exp)| *exp > now);
+                    if inner.requests.len() >= MAX_HELD_INVITATIONS
+                        && !inner.requests.contains_key(&from)
+                    {
+                        warn!(invite, "too many invitations held; ignoring one more");
+                        return;
+                    }
+                    inner.requests.insert(from.clone(), (invite, expires_ms));
+                }
                 let request = PendingRequest {
                     from: from.clone(),
                     expires_at: rfc3339(expires_ms),
@@ -376,7 +392,9 @@ impl Peers {
             inner
                 .early
                 .retain(|_, (_, t)| now.duration_since(*t) < INVITATION_TTL);
-            inner.early.insert(invite, (event, now));
+            if inner.early.len() < MAX_HELD_INVITATIONS {
+                inner.early.insert(invite, (event, now));
+            }
         }
         found
     }
