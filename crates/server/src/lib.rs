@@ -15,6 +15,7 @@ pub mod broadcast;
 pub mod cli;
 pub mod conn;
 pub mod error;
+pub mod hasher;
 pub mod invitations;
 pub mod presence;
 pub mod throttle;
@@ -72,6 +73,9 @@ pub struct ServerConfig {
     pub invitation_ttl: Duration,
     /// Broadcast life and rate limit.
     pub broadcasts: broadcast::BroadcastPolicy,
+    /// Failed-login and registration budgets (per address, per block,
+    /// global).
+    pub limits: throttle::Limits,
 }
 
 impl ServerConfig {
@@ -91,6 +95,7 @@ impl ServerConfig {
                 limit: DEFAULT_BROADCAST_LIMIT,
                 window: DEFAULT_BROADCAST_WINDOW,
             },
+            limits: throttle::Limits::default(),
         }
     }
 }
@@ -136,8 +141,13 @@ impl Server {
         }
         let invitations = Arc::new(invitations::Invitations::new(cfg.invitation_ttl));
         let store = Arc::new(broadcast::SqliteBroadcasts::open(&cfg.data_dir)?);
-        let auth =
-            auth::Authenticator::new(users.clone(), tokens, cfg.hash_slots, cfg.open_registration);
+        let auth = auth::Authenticator::new(
+            users.clone(),
+            tokens,
+            cfg.hash_slots,
+            cfg.open_registration,
+            cfg.limits,
+        )?;
         let broadcasts = broadcast::BroadcastHub::start(store, cfg.broadcasts);
         Ok(Server {
             fingerprint: identity.fingerprint,
