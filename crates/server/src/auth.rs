@@ -161,15 +161,22 @@ impl Authenticator {
             .map_err(Refusal::internal)
     }
 
-    /// Runs argon2 work on the hashing threads while holding `slot`.
+    /// Runs argon2 work on the hashing threads. The slot travels with the
+    /// work and is freed when the work ends, not when this future does: a
+    /// login dropped mid-check (its connection timed out) must not let
+    /// another check start while its own still runs.
     async fn hashing<T: Send + 'static>(
         &self,
         slot: OwnedSemaphorePermit,
         work: impl FnOnce(&mut hasher::Memory) -> T + Send + 'static,
     ) -> Result<T, Refusal> {
-        let out = self.pool.run(work).await.map_err(Refusal::internal);
-        drop(slot);
-        out
+        self.pool
+            .run(move |mem| {
+                let _slot = slot;
+                work(mem)
+            })
+            .await
+            .map_err(Refusal::internal)
     }
 
     /// Decides a login; on success returns the resume token to hand out.

@@ -48,6 +48,9 @@ pub const DIRTY_FOR: Duration = FORGET_AFTER;
 /// addresses are refused for it: a distributed guesser gets one guess per
 /// fresh address once this runs out, a real user's few typos never reach it.
 pub const USER_BUDGET: Budget = Budget::new(20, Duration::from_secs(600));
+/// Longest accepted budget period: far beyond any sensible limit, and small
+/// enough that `now + period` can never overflow.
+pub const MAX_BUDGET_PERIOD: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Past this many tracked keys in one table, stale ones are pruned. Keys are
 /// only added after an argon2 check (or a registration attempt), so they
 /// grow at most as fast as the server can hash.
@@ -106,6 +109,9 @@ impl FromStr for Budget {
         let per = humantime::parse_duration(per.trim()).map_err(|_| bad())?;
         if burst == 0 || per.is_zero() {
             return Err(format!("{s:?}: count and duration must be above zero"));
+        }
+        if per > MAX_BUDGET_PERIOD {
+            return Err(format!("{s:?}: the duration may be at most a year"));
         }
         Ok(Budget { burst, per })
     }

@@ -54,6 +54,16 @@ async fn main() {
         Duration::from_secs(args.deadline),
     )
     .await;
+    // A real user from an address that never failed, while every budget
+    // the spray could exhaust still is.
+    let real = p2p_loadgen::spray::attempt(
+        server.addr,
+        &server.fingerprint,
+        std::net::Ipv4Addr::LOCALHOST.into(),
+        &users[0],
+        p2p_loadgen::spray::password("a-real-password"),
+    )
+    .await;
     // Memory that stays after the spray is what the issue is about: look
     // again once the server has been idle for a moment.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -69,6 +79,11 @@ async fn main() {
     for (label, n) in &r.outcomes {
         println!("  {label:<16} {n}");
     }
+    println!(
+        "right after: {} from 127.0.0.1 -> {}",
+        users[0],
+        real.label()
+    );
     let cpu = r.after.cpu.saturating_sub(r.before.cpu).as_secs_f64();
     println!(
         "server CPU {cpu:.1} s ({:.0}% of one core)",
