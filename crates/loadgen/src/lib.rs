@@ -11,16 +11,10 @@ use std::time::{Duration, Instant};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
 use futures::{SinkExt, StreamExt};
-use p2p_proto::codec::{self, FrameCodec};
-use p2p_proto::limits::WIRE_VERSION;
-use p2p_proto::wire::{
-    Auth, ClientMsg, PeerInfo, Preamble, Reply, Request, ServerEvent, ServerMsg, PREAMBLE_LEN,
-};
-use p2p_proto::Secret;
+use p2p_proto::wire::{ClientMsg, Reply, Request, ServerEvent, ServerMsg};
 use p2p_testkit::TestServer;
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_util::codec::Framed;
+
+pub mod spray;
 
 /// Every wait in a scenario gives up after this.
 pub const STEP_DEADLINE: Duration = Duration::from_secs(120);
@@ -28,19 +22,16 @@ pub const STEP_DEADLINE: Duration = Duration::from_secs(120);
 /// The password every generated user has.
 pub const PASSWORD: &str = "load-test-password";
 
-type Conn = Framed<tokio_rustls::client::TlsStream<TcpStream>, FrameCodec<ServerMsg, ClientMsg>>;
-
 /// A logged-in protocol client.
 pub struct Client {
-    conn: Conn,
+    conn: spray::Conn,
     next_id: u64,
 }
 
 impl Client {
     /// Connects, pins `fingerprint`, logs in as `user`.
     pub async fn login(addr: SocketAddr, fingerprint: &str, user: &str) -> Result<Client, String> {
-        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        Self::login_on(tcp, fingerprint, user).await
+        Self::login_on(addr, None, fingerprint, user).await
     }
 
     /// As [`Client::login`], from source address `from` (any of 127.0.0.0/8
@@ -51,47 +42,18 @@ impl Client {
         fingerprint: &str,
         user: &str,
     ) -> Result<Client, String> {
-        let socket = match from {
-            IpAddr::V4(_) => TcpSocket::new_v4(),
-            IpAddr::V6(_) => TcpSocket::new_v6(),
-        }
-        .map_err(|e| e.to_string())?;
-        socket
-            .bind(SocketAddr::new(from, 0))
-            .map_err(|e| format!("bind {from}: {e}"))?;
-        let tcp = socket.connect(addr).await.map_err(|e| e.to_string())?;
-        Self::login_on(tcp, fingerprint, user).await
+        Self::login_on(addr, Some(from), fingerprint, user).await
     }
 
-    async fn login_on(mut tcp: TcpStream, fingerprint: &str, user: &str) -> Result<Client, String> {
-        let mut pre = [0u8; PREAMBLE_LEN];
-        tcp.read_exact(&mut pre).await.map_err(|e| e.to_string())?;
-        if Preamble::decode(&pre).map_err(|e| e.to_string())? != Preamble::Ready {
-            return Err("server busy".into());
-        }
-        let pin = p2pd::tlsclient::PinVerifier::new(Some(fingerprint.to_string()));
-        let tls = p2pd::tlsclient::handshake(tcp, pin)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut conn = Framed::new(tls, codec::client_side());
-        let peer = PeerInfo {
-            port: 9,
-            advertise: None,
-            public_key: "00".repeat(32),
-        };
-        let auth = Auth::Password {
-            password: Secret::new(PASSWORD),
-        };
-        conn.send(ClientMsg::Login {
-            version: WIRE_VERSION,
-            user: user.into(),
-            auth,
-            peer,
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        match conn.next().await {
-            Some(Ok(ServerMsg::LoginOk { .. })) => Ok(Client { conn, next_id: 0 }),
+    async fn login_on(
+        addr: SocketAddr,
+        from: Option<IpAddr>,
+        fingerprint: &str,
+        user: &str,
+    ) -> Result<Client, String> {
+        let mut conn = spray::connect_from(addr, fingerprint, from).await?;
+        match spray::send_login(&mut conn, user, spray::password(PASSWORD)).await {
+            Ok(ServerMsg::LoginOk { .. }) => Ok(Client { conn, next_id: 0 }),
             other => Err(format!("{user}: login failed: {other:?}")),
         }
     }

@@ -114,6 +114,8 @@ fn wrong_password_is_refused_then_slowed_down() {
         })
         .collect();
     assert!(codes.iter().any(|c| c == "throttled"), "{codes:?}");
+    // From the guessing address, even the right password waits out the
+    // lock-out (a clean address gets in at once: tests/lockout.rs).
     let (code, e) = d.login(&server, "alice", "alice-password");
     assert_ne!(
         code, 0,

@@ -1,23 +1,28 @@
 //! Login decisions: password (argon2id), resume token, or self-registration.
 //!
-//! argon2 runs on the blocking pool under a semaphore, so a login storm uses
-//! at most [`Authenticator::hash_slots`] cores and never stalls the async
+//! argon2 runs on a fixed set of hashing threads ([`crate::hasher`]), each
+//! reusing its working memory, under a semaphore: a login storm uses at most
+//! `hash_slots` cores and `hash_slots` × 19 MiB, and never stalls the async
 //! threads that keep every other session alive. A login that cannot get a
-//! slot within [`HASH_QUEUE_WAIT`] is told to come back later.
+//! slot within [`HASH_QUEUE_WAIT`] is told to come back later. Who may use a
+//! slot at all is [`crate::throttle`]'s decision, taken before queueing and
+//! again once a slot is held (so the logins that queued together cannot all
+//! pass a budget that only the first of them fits).
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use p2p_proto::names::{validate_password, validate_username};
 use p2p_proto::wire::{Auth, LoginError};
 use p2p_proto::Secret;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ServerError;
-use crate::throttle::Throttle;
+use crate::hasher::{self, HashPool};
+use crate::throttle::{Hold, Limits, Throttle};
 use crate::tokens::TokenStore;
-use crate::users::{self, UserDb};
+use crate::users::UserDb;
 
 /// How long a login may queue for an argon2 slot before being told "busy".
 pub const HASH_QUEUE_WAIT: Duration = Duration::from_secs(5);
@@ -41,6 +46,33 @@ impl Refusal {
             code,
             message: message.into(),
             retry_after: None,
+        }
+    }
+
+    fn held(hold: Hold, what: &str) -> Self {
+        // Round up so "try again in 0s" is never said.
+        let human = |d: Duration| p2p_proto::time::human_duration(d + Duration::from_millis(999));
+        match hold {
+            Hold::Throttled(wait) => Refusal {
+                retry_after: Some(wait),
+                ..Refusal::new(
+                    LoginError::Throttled,
+                    format!(
+                        "too many {what} from your address; try again in {}",
+                        human(wait)
+                    ),
+                )
+            },
+            Hold::Busy(wait) => Refusal {
+                retry_after: Some(wait),
+                ..Refusal::new(
+                    LoginError::Busy,
+                    format!(
+                        "server busy refusing failed logins; retrying in {}",
+                        human(wait)
+                    ),
+                )
+            },
         }
     }
 
@@ -78,53 +110,73 @@ pub struct Authenticator {
     tokens: Arc<TokenStore>,
     throttle: Mutex<Throttle>,
     hash_slots: Arc<Semaphore>,
+    pool: HashPool,
     open_registration: bool,
 }
 
-/// A valid hash of a random password, checked when the user does not exist
-/// so that "no such user" takes as long as "wrong password".
+/// A hash no password matches, checked when the user does not exist so that
+/// "no such user" takes as long as "wrong password".
 fn decoy_hash() -> &'static str {
     static DECOY: OnceLock<String> = OnceLock::new();
-    DECOY.get_or_init(|| {
-        users::hash_password(&hex::encode(rand::random::<[u8; 16]>())).expect("argon2 defaults")
-    })
+    DECOY.get_or_init(hasher::decoy)
 }
 
 impl Authenticator {
-    /// Builds the authenticator; `hash_slots` bounds concurrent argon2 work.
+    /// Builds the authenticator and starts its `hash_slots` hashing threads.
     pub fn new(
         users: Arc<UserDb>,
         tokens: Arc<TokenStore>,
         hash_slots: usize,
         open_registration: bool,
-    ) -> Self {
-        Authenticator {
+        limits: Limits,
+    ) -> std::io::Result<Self> {
+        let hash_slots = hash_slots.max(1);
+        Ok(Authenticator {
             users,
             tokens,
-            throttle: Mutex::new(Throttle::default()),
-            hash_slots: Arc::new(Semaphore::new(hash_slots.max(1))),
+            throttle: Mutex::new(Throttle::new(limits)),
+            hash_slots: Arc::new(Semaphore::new(hash_slots)),
+            pool: HashPool::new(hash_slots)?,
             open_registration,
-        }
+        })
     }
 
-    async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, Refusal> {
-        let permit = tokio::time::timeout(HASH_QUEUE_WAIT, self.hash_slots.clone().acquire_owned())
+    /// The throttle tables. Nothing panics while they are locked, so the
+    /// lock cannot be poisoned; if it ever were, the tables are still
+    /// consistent (every update is a plain field write), so keep using them.
+    fn throttle(&self) -> MutexGuard<'_, Throttle> {
+        self.throttle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits (up to [`HASH_QUEUE_WAIT`]) for a hashing slot.
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, Refusal> {
+        tokio::time::timeout(HASH_QUEUE_WAIT, self.hash_slots.clone().acquire_owned())
             .await
             .map_err(|_| Refusal {
                 retry_after: Some(HASH_BUSY_RETRY),
                 ..Refusal::new(LoginError::Busy, "server busy checking logins; retrying")
             })?
-            .map_err(Refusal::internal)?;
-        let out = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            work()
-        })
-        .await
-        .map_err(Refusal::internal)?;
-        Ok(out)
+            .map_err(Refusal::internal)
+    }
+
+    /// Runs argon2 work on the hashing threads. The slot travels with the
+    /// work and is freed when the work ends, not when this future does: a
+    /// login dropped mid-check (its connection timed out) must not let
+    /// another check start while its own still runs.
+    async fn hashing<T: Send + 'static>(
+        &self,
+        slot: OwnedSemaphorePermit,
+        work: impl FnOnce(&mut hasher::Memory) -> T + Send + 'static,
+    ) -> Result<T, Refusal> {
+        self.pool
+            .run(move |mem| {
+                let _slot = slot;
+                work(mem)
+            })
+            .await
+            .map_err(Refusal::internal)
     }
 
     /// Decides a login; on success returns the resume token to hand out.
@@ -140,7 +192,7 @@ impl Authenticator {
         match auth {
             Auth::Token { token } => self.resume(user, token).await,
             Auth::Password { password } => self.password(user, password, addr).await,
-            Auth::Register { password } => self.register(user, password).await,
+            Auth::Register { password } => self.register(user, password, addr).await,
         }
     }
 
@@ -175,49 +227,42 @@ impl Authenticator {
         password: &Secret,
         addr: IpAddr,
     ) -> Result<(Secret, Method), Refusal> {
-        let wait =
-            self.throttle
-                .lock()
-                .expect("throttle poisoned")
-                .wait(user, addr, Instant::now());
-        if let Some(wait) = wait {
-            return Err(Refusal {
-                retry_after: Some(wait),
-                ..Refusal::new(
-                    LoginError::Throttled,
-                    format!(
-                        "too many failed logins; try again in {}",
-                        p2p_proto::time::human_duration(wait + Duration::from_millis(999))
-                    ),
-                )
-            });
-        }
+        let check = || {
+            self.throttle()
+                .check(user, addr, Instant::now())
+                .map_err(|hold| Refusal::held(hold, "failed logins"))
+        };
+        check()?;
+        let slot = self.slot().await?;
+        // Others may have failed while this login queued.
+        check()?;
         let phc = self.users.hash_of(user).map_err(Refusal::internal)?;
         let exists = phc.is_some();
         let phc = phc.unwrap_or_else(|| decoy_hash().to_string());
         let (pw, h) = (password.clone(), phc.clone());
         let ok = self
-            .blocking(move || users::verify_password(pw.expose(), &h))
+            .hashing(slot, move |mem| {
+                hasher::verify(mem, pw.expose().as_bytes(), &h)
+            })
             .await?
             && exists;
         if !ok {
-            self.throttle
-                .lock()
-                .expect("throttle poisoned")
-                .failed(user, addr, Instant::now());
+            self.throttle().failed(user, addr, Instant::now());
             return Err(Refusal::new(
                 LoginError::BadCredentials,
                 "wrong user name or password",
             ));
         }
-        self.throttle
-            .lock()
-            .expect("throttle poisoned")
-            .succeeded(user);
+        self.throttle().succeeded(user, addr);
         self.issue(user, phc, Method::Password).await
     }
 
-    async fn register(&self, user: &str, password: &Secret) -> Result<(Secret, Method), Refusal> {
+    async fn register(
+        &self,
+        user: &str,
+        password: &Secret,
+        addr: IpAddr,
+    ) -> Result<(Secret, Method), Refusal> {
         if !self.open_registration {
             return Err(Refusal::new(
                 LoginError::RegistrationClosed,
@@ -238,9 +283,13 @@ impl Authenticator {
                 format!("user {user:?} already exists"),
             ));
         }
+        self.throttle()
+            .register(addr, Instant::now())
+            .map_err(|hold| Refusal::held(hold, "new accounts"))?;
+        let slot = self.slot().await?;
         let pw = password.clone();
         let phc = self
-            .blocking(move || users::hash_password(pw.expose()))
+            .hashing(slot, move |mem| hasher::hash(mem, pw.expose().as_bytes()))
             .await?
             .map_err(Refusal::internal)?;
         let file = self.users.file().clone();

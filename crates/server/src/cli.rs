@@ -14,6 +14,7 @@ use p2p_proto::time::parse_duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Result, ServerError};
+use crate::throttle::{Budget, Limits};
 use crate::tls::TlsSource;
 use crate::users::UserFile;
 use crate::{Server, ServerConfig, DEFAULT_MAX_CLIENTS};
@@ -92,6 +93,23 @@ struct ServeArgs {
     /// The window of --broadcast-limit.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     broadcast_window: Duration,
+    /// Failed password checks one address may make (COUNT/DURATION: a burst
+    /// of COUNT, refilled over DURATION); past it the address waits.
+    #[arg(long, value_name = "N/DURATION", default_value_t = Limits::default().per_source)]
+    login_failures_per_source: Budget,
+    /// Failed password checks one /24 (IPv4) or /64 (IPv6) may make.
+    #[arg(long, value_name = "N/DURATION", default_value_t = Limits::default().per_prefix)]
+    login_failures_per_prefix: Budget,
+    /// Failed password checks of the whole server, past which addresses that
+    /// failed recently are told "busy" without a check.
+    #[arg(long, value_name = "N/DURATION", default_value_t = Limits::default().global)]
+    login_failures_global: Budget,
+    /// Registration attempts one address may make (--open-registration).
+    #[arg(long, value_name = "N/DURATION", default_value_t = Limits::default().registrations_per_source)]
+    registrations_per_source: Budget,
+    /// Registration attempts one /24 (IPv4) or /64 (IPv6) may make.
+    #[arg(long, value_name = "N/DURATION", default_value_t = Limits::default().registrations_per_prefix)]
+    registrations_per_prefix: Budget,
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,6 +278,13 @@ fn serve(args: ServeArgs, data_dir: PathBuf, log_level: Option<String>) -> Resul
         ttl: args.broadcast_ttl,
         limit: args.broadcast_limit,
         window: args.broadcast_window,
+    };
+    cfg.limits = Limits {
+        per_source: args.login_failures_per_source,
+        per_prefix: args.login_failures_per_prefix,
+        global: args.login_failures_global,
+        registrations_per_source: args.registrations_per_source,
+        registrations_per_prefix: args.registrations_per_prefix,
     };
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         cfg.tls = TlsSource::Files { cert, key };

@@ -15,6 +15,7 @@ pub mod broadcast;
 pub mod cli;
 pub mod conn;
 pub mod error;
+pub mod hasher;
 pub mod invitations;
 pub mod invite_limits;
 pub mod presence;
@@ -87,6 +88,9 @@ pub struct ServerConfig {
     pub invite_limits: invite_limits::InviteLimits,
     /// Broadcast life and rate limit.
     pub broadcasts: broadcast::BroadcastPolicy,
+    /// Failed-login and registration budgets (per address, per block,
+    /// global).
+    pub limits: throttle::Limits,
 }
 
 impl ServerConfig {
@@ -109,6 +113,7 @@ impl ServerConfig {
                 limit: DEFAULT_BROADCAST_LIMIT,
                 window: DEFAULT_BROADCAST_WINDOW,
             },
+            limits: throttle::Limits::default(),
         }
     }
 }
@@ -158,8 +163,13 @@ impl Server {
             cfg.invite_limits,
         ));
         let store = Arc::new(broadcast::SqliteBroadcasts::open(&cfg.data_dir)?);
-        let auth =
-            auth::Authenticator::new(users.clone(), tokens, cfg.hash_slots, cfg.open_registration);
+        let auth = auth::Authenticator::new(
+            users.clone(),
+            tokens,
+            cfg.hash_slots,
+            cfg.open_registration,
+            cfg.limits,
+        )?;
         let broadcasts = broadcast::BroadcastHub::start(store, cfg.broadcasts);
         Ok(Server {
             fingerprint: identity.fingerprint,

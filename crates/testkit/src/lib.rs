@@ -192,6 +192,11 @@ impl TestServer {
             .collect()
     }
 
+    /// Process id of the running server (for `/proc` measurements).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// `kill -9`.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
