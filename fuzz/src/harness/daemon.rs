@@ -124,7 +124,7 @@ fn ctl_line<T: serde::Serialize>(v: T) -> Vec<u8> {
 pub fn client_frames(data: &[u8]) {
     let f = fixture();
     let mut rx = codec::client_side();
-    let mut buf = BytesMut::from(data);
+    let mut buf = BytesMut::from(&*super::framed(data));
     for _ in 0..MAX_ITEMS_PER_INPUT {
         let msg = match rx.decode(&mut buf) {
             Ok(Some(m)) => m,
@@ -198,7 +198,7 @@ fn round_trip_server_msg(msg: &ServerMsg) {
 /// as `peer/session.rs` handles the batch (size check, store in the inbox,
 /// `message` events), then an `inbox` page as `handlers/inbox.rs` takes it.
 /// An input that opens with `{` is first tried as the handshake's
-/// `PeerHello` payload.
+/// `PeerHello` payload, then as frames (see [`super::framed`]).
 pub fn peer_frames(data: &[u8]) {
     if data.first() == Some(&b'{') {
         if let Ok(hello) = serde_json::from_slice::<PeerHello>(data) {
@@ -206,7 +206,8 @@ pub fn peer_frames(data: &[u8]) {
         }
     }
     let f = fixture();
-    let mut plain = data;
+    let data = super::framed(data);
+    let mut plain = &*data;
     let mut batch = Vec::new();
     for _ in 0..MAX_ITEMS_PER_INPUT {
         if plain.len() < 4 {

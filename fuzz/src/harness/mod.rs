@@ -85,6 +85,24 @@ pub fn fixture_dir() -> std::path::PathBuf {
         .keep()
 }
 
+/// The bytes a frame target decodes. A stream of real frames starts with a
+/// length whose first byte is 0 (every frame limit is under 16 MiB); an
+/// input that starts with `{` is instead taken as JSON documents, one per
+/// line, each given a correct 4-byte length first. Both go through the
+/// same decoder; the second lets the fuzzer mutate messages without
+/// having to keep a length prefix in step.
+pub fn framed(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if data.first() != Some(&b'{') {
+        return std::borrow::Cow::Borrowed(data);
+    }
+    let mut out = Vec::with_capacity(data.len() + 64);
+    for doc in data.split(|&b| b == b'\n').take(MAX_ITEMS_PER_INPUT) {
+        out.extend_from_slice(&(doc.len() as u32).to_be_bytes());
+        out.extend_from_slice(doc);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Most messages decoded from one input: keeps each run short, so the
 /// fuzzer explores instead of replaying one long input.
 pub const MAX_ITEMS_PER_INPUT: usize = 64;

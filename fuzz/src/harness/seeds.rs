@@ -8,7 +8,6 @@ use std::time::Duration;
 use p2p_proto::codec::{self, LineCodec};
 use p2p_proto::ctl::{self, Command, LoginArgs};
 use p2p_proto::peer::{PeerHello, PeerMsg};
-use p2p_proto::time::now_ms;
 use p2p_proto::wire::{
     Auth, ClientMsg, CloseReason, Contact, InviteEnd, LoginError, OnlineUser, PeerInfo, Preamble,
     Reply, Request, ServerEvent, ServerMsg,
@@ -19,6 +18,10 @@ use tokio_util::codec::Encoder;
 
 /// One seed: target, file name, bytes.
 pub type Seed = (&'static str, String, Vec<u8>);
+
+/// The time in every seed (2026-11-18T11:06:40Z): fixed, so rewriting the seeds
+/// changes nothing unless the encoders changed.
+const NOW_MS: i64 = 1_795_000_000_000;
 
 const KEY: &str = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
 
@@ -83,7 +86,7 @@ fn client_msgs() -> Vec<(&'static str, ClientMsg)> {
 }
 
 fn server_msgs() -> Vec<(&'static str, ServerMsg)> {
-    let now = now_ms();
+    let now = NOW_MS;
     let contact = Contact {
         user: "bob".into(),
         addr: "127.0.0.1:4401".into(),
@@ -269,7 +272,7 @@ fn peer_msgs() -> Vec<(&'static str, PeerMsg)> {
             PeerMsg::Message {
                 id: 1,
                 text: "hello".into(),
-                at_ms: now_ms(),
+                at_ms: NOW_MS,
             },
         ),
         ("ack", PeerMsg::Ack { upto: 1 }),
@@ -277,6 +280,26 @@ fn peer_msgs() -> Vec<(&'static str, PeerMsg)> {
         ("pong", PeerMsg::Pong),
         ("bye", PeerMsg::Bye),
     ]
+}
+
+/// The same messages as JSON lines (see `harness::framed`): each alone
+/// (`json-NAME`), then all of them (`json-all`).
+fn json_lines(target: &'static str, items: Vec<(&'static str, Vec<u8>)>) -> Vec<Seed> {
+    let all = items
+        .iter()
+        .map(|(_, b)| b.clone())
+        .collect::<Vec<_>>()
+        .join(&b'\n');
+    let mut out: Vec<Seed> = items
+        .into_iter()
+        .map(|(n, b)| (target, format!("json-{n}"), b))
+        .collect();
+    out.push((target, "json-all".into(), all));
+    out
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("serialises")
 }
 
 /// Each message alone, then all of them in one input.
@@ -311,6 +334,18 @@ fn peer_frame(m: &PeerMsg) -> Vec<u8> {
 /// Every seed of every target.
 pub fn seeds() -> Vec<Seed> {
     let mut out = Vec::new();
+    out.extend(json_lines(
+        "server_frames",
+        client_msgs().iter().map(|(n, m)| (*n, json(m))).collect(),
+    ));
+    out.extend(json_lines(
+        "client_frames",
+        server_msgs().iter().map(|(n, m)| (*n, json(m))).collect(),
+    ));
+    out.extend(json_lines(
+        "peer_frames",
+        peer_msgs().iter().map(|(n, m)| (*n, json(m))).collect(),
+    ));
     let frames = client_msgs()
         .into_iter()
         .map(|(n, m)| (n, encode(codec::client_side(), m)))
@@ -403,7 +438,17 @@ fn ctl_response_seeds() -> Vec<Seed> {
 fn state_files_seed() -> Vec<u8> {
     let dir = super::scratch();
     let state = p2pd::state::StateDir::open(dir.path()).expect("state dir");
-    state.identity().expect("identity");
+    // A fixed identity (not a real key: seeds are public), written as
+    // `StateDir::identity` writes one.
+    let id = p2pd::state::Identity {
+        private: Secret::new("11".repeat(32)),
+        public: KEY.into(),
+    };
+    std::fs::write(
+        dir.path().join("identity.json"),
+        serde_json::to_vec_pretty(&id).expect("serialises"),
+    )
+    .expect("identity");
     state
         .save_session(Some(&p2pd::state::SavedSession {
             server: "server.example:4400".into(),
@@ -437,5 +482,15 @@ fn users_csv_seed() -> Vec<u8> {
         file.add_hashed(name, super::server::SOME_HASH.into())
             .expect("account");
     }
-    std::fs::read(file.path()).expect("users.csv")
+    let text = std::fs::read_to_string(file.path()).expect("users.csv");
+    // The same file with a fixed creation time, so the seed is stable.
+    let created = p2p_proto::time::rfc3339(NOW_MS);
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        match line.rsplit_once(',') {
+            Some((head, _)) if i > 0 => out.push_str(&format!("{head},{created}\n")),
+            _ => out.push_str(&format!("{line}\n")),
+        }
+    }
+    out.into_bytes()
 }

@@ -94,7 +94,7 @@ impl Fixture {
 pub fn server_frames(data: &[u8]) {
     let f = fixture();
     let mut rx = codec::server_side();
-    let mut buf = BytesMut::from(data);
+    let mut buf = BytesMut::from(&*super::framed(data));
     for _ in 0..MAX_ITEMS_PER_INPUT {
         let msg = match rx.decode(&mut buf) {
             Ok(Some(m)) => m,
