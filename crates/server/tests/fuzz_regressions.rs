@@ -1,8 +1,8 @@
 //! Replays every input under `fuzz/corpus/<target>/` and
 //! `fuzz/regressions/<target>/` through the fuzz targets' own functions
 //! (`fuzz/src/harness`), on stable, so a crash the fuzzer once found stays
-//! fixed. One test per target, so a failure names its target; the file that
-//! failed is printed before it runs.
+//! fixed. Two tests per target (`TARGET::corpus`, `TARGET::regressions`),
+//! so a failure names its target; each file is printed before it runs.
 //!
 //! The seed corpus is made here too: `P2P_FUZZ_WRITE_SEEDS=1 cargo test -p
 //! p2p-server --test fuzz_regressions seeds` rewrites
@@ -43,13 +43,22 @@ fn replay(kind: &str, name: &str) -> usize {
     files.len()
 }
 
+/// `TARGET::corpus` and `TARGET::regressions` for each target: the seeds
+/// and inputs the fuzzer kept, and the crashes it found.
 macro_rules! replay_tests {
     ($($name:ident),* $(,)?) => {$(
-        #[test]
-        fn $name() {
-            let name = stringify!($name);
-            let n = replay("corpus", name) + replay("regressions", name);
-            eprintln!("{name}: {n} inputs replayed");
+        mod $name {
+            #[test]
+            fn corpus() {
+                let n = super::replay("corpus", stringify!($name));
+                eprintln!("{n} inputs replayed");
+            }
+
+            #[test]
+            fn regressions() {
+                let n = super::replay("regressions", stringify!($name));
+                eprintln!("{n} inputs replayed");
+            }
         }
     )*};
 }
