@@ -1,0 +1,312 @@
+//! Targets for what p2pd decodes: frames from the server, peer messages
+//! inside a Noise session, and control requests; each decoded value goes
+//! where the daemon sends it (inbox, peer registry, handlers) and the
+//! results are formatted as the control protocol sends them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use p2p_proto::codec::{self, LineCodec};
+use p2p_proto::ctl::{self, Command, Event, InboxKind};
+use p2p_proto::limits::{MAX_INBOX_PAGE_BYTES, MAX_MESSAGE_BYTES, MAX_PEER_FRAME};
+use p2p_proto::peer::{PeerHello, PeerMsg};
+use p2p_proto::time::rfc3339;
+use p2p_proto::wire::{PeerInfo, Reply, ServerEvent, ServerMsg};
+use p2pd::backoff::Backoff;
+use p2pd::inbox::Incoming;
+use p2pd::link::{self, LinkConfig};
+use p2pd::peer::Peers;
+use p2pd::state::StateDir;
+use p2pd::Daemon;
+use tokio_util::bytes::BytesMut;
+use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::sync::CancellationToken;
+
+use super::MAX_ITEMS_PER_INPUT;
+
+/// Longest a handler may take on one request before the target reports a
+/// hang. Nothing here waits on the network (the link is offline and logins
+/// go to a closed loopback port), so an answer is immediate.
+pub const HANDLER_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Where `login` requests are pointed: a closed loopback port, so a login
+/// fails at once without reaching anything.
+pub const CLOSED_SERVER: &str = "127.0.0.1:1";
+
+/// Invitations from this user are auto-accepted, so that path runs too.
+pub const AUTO_ACCEPT: &str = "carol";
+
+/// A real daemon (state dir, inbox, peer registry, link), offline, shared by
+/// every run of a process.
+pub struct Fixture {
+    /// Runs the link task and the handlers.
+    pub rt: tokio::runtime::Runtime,
+    /// What handlers get.
+    pub daemon: Arc<Daemon>,
+}
+
+/// The process-wide daemon fixture, one per thread: a test that panics
+/// (poisoning a lock in it) cannot fail the tests running beside it.
+pub fn fixture() -> &'static Fixture {
+    thread_local! {
+        static F: &'static Fixture = Box::leak(Box::new(Fixture::new()));
+    }
+    F.with(|f| *f)
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = super::fixture_dir();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let daemon = rt.block_on(async {
+            let state = StateDir::open(&dir.as_path().join("state")).expect("state dir");
+            let identity = state.identity().expect("identity");
+            let inbox = p2pd::inbox::Inbox::open(&dir.as_path().join("state")).expect("inbox");
+            let (events, _) = tokio::sync::broadcast::channel(p2pd::EVENT_BUFFER);
+            let shutdown = CancellationToken::new();
+            let private = hex::decode(identity.private.expose()).expect("hex key");
+            let peers = Peers::new(
+                private,
+                state.clone(),
+                inbox,
+                events.clone(),
+                vec![AUTO_ACCEPT.to_string()],
+                shutdown.clone(),
+            );
+            let cfg = LinkConfig {
+                // Retries far apart: a failed login must not loop meanwhile.
+                backoff: Backoff {
+                    min: Duration::from_secs(3600),
+                    max: Duration::from_secs(3600),
+                },
+                peer: PeerInfo {
+                    port: 1,
+                    advertise: None,
+                    public_key: identity.public.clone(),
+                },
+                peers: peers.clone(),
+                failpoint: None,
+            };
+            let (link, _task) = link::spawn(cfg, state, events.clone(), shutdown);
+            Arc::new(Daemon {
+                link,
+                peers,
+                peer_listen: "127.0.0.1:1".parse().expect("addr"),
+                public_key: identity.public,
+                events,
+            })
+        });
+        Fixture { rt, daemon }
+    }
+}
+
+/// A control-protocol line as the daemon writes it (serialised, one line).
+fn ctl_line<T: serde::Serialize>(v: T) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    LineCodec::<(), T>::new(usize::MAX)
+        .encode(v, &mut buf)
+        .expect("control output serialises");
+    assert_eq!(
+        buf.iter().filter(|&&b| b == b'\n').count(),
+        1,
+        "one control line per value"
+    );
+    buf.to_vec()
+}
+
+/// Server → daemon frames, as the link decodes them and handles them when
+/// online (`link/online.rs`): broadcasts into the inbox, other events to the
+/// peer registry, replies mapped as the handlers map them.
+pub fn client_frames(data: &[u8]) {
+    let f = fixture();
+    let mut rx = codec::client_side();
+    let mut buf = BytesMut::from(&*super::framed(data));
+    for _ in 0..MAX_ITEMS_PER_INPUT {
+        let msg = match rx.decode(&mut buf) {
+            Ok(Some(m)) => m,
+            // A bad frame ends the connection; an incomplete one waits.
+            Ok(None) | Err(_) => return,
+        };
+        round_trip_server_msg(&msg);
+        match msg {
+            ServerMsg::Event {
+                event:
+                    ServerEvent::Broadcast {
+                        id,
+                        from,
+                        text,
+                        sent_ms,
+                        ..
+                    },
+            } => {
+                let m = Incoming {
+                    id,
+                    text,
+                    at_ms: sent_ms,
+                };
+                if let Ok(Some(entry)) = f.daemon.peers.inbox.store_broadcast(&from, &m) {
+                    ctl_line(Event::Broadcast(entry));
+                }
+            }
+            ServerMsg::Event { event } => {
+                let d = f.daemon.clone();
+                f.rt.block_on(async move { d.peers.clone().server_event(event, &d.link) });
+            }
+            ServerMsg::Reply { reply, .. } => handle_reply(reply),
+            // Login answers, keepalives and closing are handled inside the
+            // link's private connect/online code (not reachable from here).
+            _ => {}
+        }
+    }
+}
+
+/// What the handlers make of each reply (`handlers/list.rs`,
+/// `broadcast.rs`, `peer/invite.rs`, `handlers::reply_error`).
+fn handle_reply(reply: Reply) {
+    match reply {
+        Reply::Users { users } => {
+            for u in users {
+                ctl_line(ctl::UserEntry {
+                    user: u.user,
+                    since: rfc3339(u.since_ms),
+                });
+            }
+        }
+        Reply::Invited { expires_ms, .. } | Reply::BroadcastStored { expires_ms, .. } => {
+            ctl_line(rfc3339(expires_ms));
+        }
+        other => {
+            ctl_line(p2pd::handlers::reply_error(other));
+        }
+    }
+}
+
+fn round_trip_server_msg(msg: &ServerMsg) {
+    let mut buf = BytesMut::new();
+    if codec::server_side().encode(msg.clone(), &mut buf).is_ok() {
+        let back = codec::client_side().decode(&mut buf).expect("re-decodes");
+        assert_eq!(back.as_ref(), Some(msg), "server message round trip");
+    }
+}
+
+/// The plaintext of a peer session: as `peer/noise.rs` `recv` cuts it into
+/// frames (4-byte length, at most `MAX_PEER_FRAME`) and decodes each, then
+/// as `peer/session.rs` handles the batch (size check, store in the inbox,
+/// `message` events), then an `inbox` page as `handlers/inbox.rs` takes it.
+/// An input that opens with `{` is first tried as the handshake's
+/// `PeerHello` payload, then as frames (see [`super::framed`]).
+pub fn peer_frames(data: &[u8]) {
+    if data.first() == Some(&b'{') {
+        if let Ok(hello) = serde_json::from_slice::<PeerHello>(data) {
+            let _ = p2p_proto::names::validate_username(&hello.user);
+        }
+    }
+    let f = fixture();
+    let data = super::framed(data);
+    let mut plain = &*data;
+    let mut batch = Vec::new();
+    for _ in 0..MAX_ITEMS_PER_INPUT {
+        if plain.len() < 4 {
+            break;
+        }
+        let len = u32::from_be_bytes(plain[..4].try_into().expect("4 bytes")) as usize;
+        if len > MAX_PEER_FRAME || plain.len() < 4 + len {
+            break;
+        }
+        let body = &plain[4..4 + len];
+        plain = &plain[4 + len..];
+        let Ok(msg) = serde_json::from_slice::<PeerMsg>(body) else {
+            break;
+        };
+        if let PeerMsg::Message { id, text, at_ms } = msg {
+            if text.len() > MAX_MESSAGE_BYTES {
+                break;
+            }
+            batch.push(Incoming { id, text, at_ms });
+        }
+    }
+    if batch.is_empty() {
+        return;
+    }
+    let inbox = &f.daemon.peers.inbox;
+    if let Ok(entries) = inbox.store(InboxKind::Message, "bob", &batch) {
+        assert_eq!(entries.len(), batch.len(), "one entry per stored message");
+        for (e, m) in entries.iter().zip(&batch) {
+            assert_eq!((e.id, e.text.as_str()), (m.id, m.text.as_str()));
+            ctl_line(Event::Message(e.clone()));
+        }
+    }
+    if let Ok((page, _more)) = inbox.take(false, Some("bob"), 0, MAX_INBOX_PAGE_BYTES) {
+        ctl_line(ctl::InboxList {
+            messages: page,
+            more: false,
+        });
+    }
+}
+
+/// Control-socket bytes, as the daemon's line codec cuts and decodes them,
+/// each request run by the real handlers (`handlers::handle`) of an offline
+/// daemon, and the answer written as a response line.
+pub fn ctl_request(data: &[u8]) {
+    let mut rx = codec::daemon_side::<ctl::Request, ()>();
+    let mut buf = BytesMut::from(data);
+    let mut requests = Vec::new();
+    while requests.len() < MAX_ITEMS_PER_INPUT {
+        match rx.decode_eof(&mut buf) {
+            Ok(Some(Ok(r))) => requests.push(r),
+            // A bad line is answered with an error; the connection goes on.
+            Ok(Some(Err(e))) => {
+                ctl_line(ctl::Response {
+                    id: 0,
+                    result: None,
+                    error: Some(ctl::CtlError::new(
+                        ctl::ErrorCode::BadRequest,
+                        e.to_string(),
+                    )),
+                });
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    for r in requests {
+        run_command(r);
+    }
+}
+
+/// Runs one decoded control request through the handlers.
+pub fn run_command(r: ctl::Request) {
+    let cmd = match r.cmd {
+        // Owned by the connection, not a handler.
+        Command::Watch => return,
+        // Never dial what the input names.
+        Command::Login(mut a) => {
+            a.server = CLOSED_SERVER.into();
+            Command::Login(a)
+        }
+        Command::Register(mut a) => {
+            a.server = CLOSED_SERVER.into();
+            Command::Register(a)
+        }
+        other => other,
+    };
+    let f = fixture();
+    let d = f.daemon.clone();
+    let result =
+        f.rt.block_on(async move {
+            tokio::time::timeout(HANDLER_DEADLINE, p2pd::handlers::handle(&d, cmd)).await
+        })
+        .expect("a handler of an offline daemon answers at once");
+    let (result, error) = match result {
+        Ok(v) => (Some(v), None),
+        Err(e) => (None, Some(e)),
+    };
+    ctl_line(ctl::Response {
+        id: r.id,
+        result,
+        error,
+    });
+}

@@ -1,0 +1,4 @@
+//! The fuzz targets' code, shared with the stable replay tests (see
+//! [`harness`]).
+
+pub mod harness;
