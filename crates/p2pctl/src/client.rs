@@ -104,7 +104,7 @@ impl Client {
 }
 
 /// Builds a [`CtlError`]-carrying failure for a result that did not parse.
-pub fn unexpected(e: serde_json::Error) -> Failure {
+pub fn unexpected(e: impl std::fmt::Display) -> Failure {
     Failure::Ctl(CtlError::new(
         p2p_proto::ctl::ErrorCode::Internal,
         format!("unexpected result from p2pd: {e}"),

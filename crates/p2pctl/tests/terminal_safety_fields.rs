@@ -40,7 +40,9 @@ fn answer(cmd: &Value) -> Result<Value, Value> {
         "broadcast" => json!({"broadcast": {"id": 1, "expires_at": E}}),
         "login" => json!({"user": E, "server": E, "fingerprint": E}),
         "logout" => json!({"user": E}),
-        "inbox" => json!({"messages": [entry]}),
+        // One page, then the empty page that ends the listing.
+        "inbox" if cmd["after"].is_null() => json!({"messages": [entry]}),
+        "inbox" => json!({"messages": []}),
         "watch" => json!({"watching": true}),
         _ => return Err(json!({"code": E, "message": E})),
     })

@@ -141,7 +141,7 @@ proptest! {
         }
         // Whatever was stored can still be read.
         let inbox = &harness::daemon::fixture().daemon.peers.inbox;
-        prop_assert!(inbox.take(true, None, 0, 1 << 20).is_ok());
+        prop_assert!(inbox.page(true, None, 0, 1 << 20).is_ok());
     }
 
     /// In-range messages are stored exactly (huge ids, control characters
@@ -158,7 +158,7 @@ proptest! {
             .collect();
         let stored = inbox.store(InboxKind::Message, &peer, &batch).unwrap();
         let after = stored[0].seq - 1;
-        let (page, _) = inbox.take(true, Some(&peer), after, usize::MAX).unwrap();
+        let (page, _) = inbox.page(true, Some(&peer), after, usize::MAX).unwrap();
         prop_assert_eq!(page.len(), batch.len());
         for (e, m) in page.iter().zip(&batch) {
             prop_assert_eq!(e.id, m.id);

@@ -143,6 +143,11 @@ pub fn client_frames(data: &[u8]) {
                         ..
                     },
             } => {
+                // As `link/online.rs`: a broadcast no server may send is
+                // acknowledged and dropped.
+                if p2pd::inbox::refuse_broadcast(&from, &text).is_some() {
+                    continue;
+                }
                 let m = Incoming {
                     id,
                     text,
@@ -152,6 +157,8 @@ pub fn client_frames(data: &[u8]) {
                     ctl_line(Event::Broadcast(entry));
                 }
             }
+            // As `link/online.rs`: impossible events are dropped at entry.
+            ServerMsg::Event { event } if link::check_server_event(&event).is_err() => {}
             ServerMsg::Event { event } => {
                 let d = f.daemon.clone();
                 f.rt.block_on(async move { d.peers.clone().server_event(event, &d.link) });
@@ -240,7 +247,7 @@ pub fn peer_frames(data: &[u8]) {
             ctl_line(Event::Message(e.clone()));
         }
     }
-    if let Ok((page, _more)) = inbox.take(false, Some("bob"), 0, MAX_INBOX_PAGE_BYTES) {
+    if let Ok((page, _more)) = inbox.page(false, Some("bob"), 0, MAX_INBOX_PAGE_BYTES) {
         ctl_line(ctl::InboxList {
             messages: page,
             more: false,

@@ -35,8 +35,7 @@ pub fn inbox(
     follow: bool,
     json: bool,
 ) -> Result<(), Failure> {
-    let mut entries = Vec::new();
-    let mut after = None;
+    let mut after: Option<u64> = None;
     let page = |c: &mut Client, after: Option<u64>, follow: bool| -> Result<InboxList, Failure> {
         let doc = c.call(Command::Inbox {
             all,
@@ -49,30 +48,39 @@ pub fn inbox(
     // Each request with `after` also tells the daemon we have everything up
     // to it, and only that makes those entries read; so we ask until a page
     // comes back empty (or, with `--follow`, until the last page, which the
-    // follow request acknowledges). Dying halfway leaves them unread.
+    // follow request acknowledges). Dying halfway leaves them unread. Each
+    // page is printed before the next is asked for, so memory stays at one
+    // page however big the inbox, and only what was printed is acknowledged.
+    let mut out = Listing::new(json, all);
     loop {
         let got = page(c, after, false)?;
         let Some(last) = got.messages.last().map(|e| e.seq) else {
             break;
         };
+        // A page that does not move forward would be asked for forever.
+        if after.is_some_and(|a| last <= a) {
+            return Err(crate::client::unexpected(
+                "the daemon sent an inbox page that does not move forward",
+            ));
+        }
         after = Some(last);
-        entries.extend(got.messages);
-        if follow && !got.more {
+        let more = got.more;
+        if follow {
+            for e in &got.messages {
+                print_entry(e, json);
+            }
+        } else {
+            out.page(&got.messages);
+        }
+        if follow && !more {
             break;
         }
     }
     if !follow {
-        if json {
-            println!("{}", serde_json::json!({ "messages": entries }));
-        } else if entries.is_empty() {
-            println!("no {}messages", if all { "" } else { "new " });
-        } else {
-            for e in &entries {
-                println!("{}", line(e));
-            }
-        }
+        out.finish();
         return Ok(());
     }
+    let mut entries = Vec::new();
     // Anything that arrived since the last page comes with the follow.
     entries.extend(page(c, after, true)?.messages);
     for e in &entries {
@@ -82,6 +90,46 @@ pub fn inbox(
         let ev = c.next_event()?;
         if let Ok(e) = serde_json::from_value::<InboxEntry>(ev.clone()) {
             print_entry(&e, json);
+        }
+    }
+}
+
+/// A one-shot listing, page by page: for people each page is printed as it
+/// comes; as JSON the entries are kept serialised (a few dozen bytes each,
+/// not a parsed tree) so that exactly one document is printed, and only
+/// once every page arrived.
+struct Listing {
+    json: Option<Vec<String>>,
+    all: bool,
+    printed: usize,
+}
+
+impl Listing {
+    fn new(json: bool, all: bool) -> Self {
+        Listing {
+            json: json.then(Vec::new),
+            all,
+            printed: 0,
+        }
+    }
+
+    fn page(&mut self, entries: &[InboxEntry]) {
+        for e in entries {
+            match &mut self.json {
+                Some(kept) => kept.push(serde_json::to_value(e).expect("serialises").to_string()),
+                None => println!("{}", line(e)),
+            }
+            self.printed += 1;
+        }
+    }
+
+    fn finish(self) {
+        match self.json {
+            Some(kept) => println!("{{\"messages\":[{}]}}", kept.join(",")),
+            None if self.printed == 0 => {
+                println!("no {}messages", if self.all { "" } else { "new " })
+            }
+            None => {}
         }
     }
 }

@@ -38,6 +38,12 @@ pub use connect::Creds;
 use connect::ServerConn;
 use std::sync::Arc;
 
+/// The entry check the link applies to every event from the server before
+/// routing it (see `checks.rs`); public so the fuzz targets run the same one.
+pub fn check_server_event(event: &wire::ServerEvent) -> Result<(), String> {
+    checks::server_event(event)
+}
+
 /// Commands waiting for the link task; more than this and callers wait.
 pub const COMMAND_QUEUE: usize = 64;
 

@@ -117,7 +117,7 @@ impl Link {
                 next_attempt.saturating_add(self.short_sessions),
                 rand::random::<f64>(),
             )
-            .max(after.unwrap_or_default());
+            .max(server_wait(after, self.cfg.backoff.max));
         self.set(|s| {
             s.state = ServerState::Connecting;
             s.attempt = next_attempt - 1;
@@ -143,9 +143,28 @@ impl Link {
     }
 }
 
+/// How long the server asked us to wait (busy preamble or login answer),
+/// held to our own longest backoff: the value comes from the network, and
+/// an absurd one must neither stall the daemon for ever nor overflow the
+/// clock arithmetic.
+fn server_wait(after: Option<Duration>, cap: Duration) -> Duration {
+    after.unwrap_or_default().min(cap)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_servers_wait_is_held_to_our_longest_backoff() {
+        let cap = Duration::from_secs(60);
+        assert_eq!(server_wait(None, cap), Duration::ZERO);
+        assert_eq!(
+            server_wait(Some(Duration::from_secs(5)), cap),
+            Duration::from_secs(5)
+        );
+        assert_eq!(server_wait(Some(Duration::from_millis(u64::MAX)), cap), cap);
+    }
     use crate::backoff::Backoff;
     use crate::config::{DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN};
 
