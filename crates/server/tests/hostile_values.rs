@@ -199,7 +199,7 @@ proptest! {
             prop_assert!(c.is_some());
         }
         let c = code(handle(Command::Send { user: user.clone(), texts: texts.clone() }));
-        if texts.is_empty() {
+        if bad_name || texts.is_empty() {
             prop_assert_eq!(c, Some(ErrorCode::BadRequest));
         } else if texts.iter().any(|t| t.len() > MAX_MESSAGE_BYTES) {
             prop_assert_eq!(c, Some(ErrorCode::TooLarge));
