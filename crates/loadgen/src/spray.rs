@@ -132,10 +132,18 @@ pub fn password(password: &str) -> Auth {
     }
 }
 
-/// The `i`-th spray source: 127.0.0.2 ..= 127.0.0.250, round robin
-/// (127.0.0.1 is left to the legitimate clients of a test).
+/// How many loopback addresses a spray comes from: 127.0.0.2 ..=
+/// 127.0.0.250 (127.0.0.1 is left to the legitimate clients of a test).
+pub const SPRAY_SOURCES: u8 = 249;
+
+/// The `i`-th spray source, round robin over [`SPRAY_SOURCES`] addresses.
 pub fn spray_source(i: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % 249) as u8))
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        0,
+        0,
+        2 + (i % usize::from(SPRAY_SOURCES)) as u8,
+    ))
 }
 
 /// Memory and CPU of a process, from `/proc`.

@@ -134,3 +134,28 @@ fn a_client_that_dies_mid_read_leaves_everything_unread() {
     drop((w, r));
     assert_eq!(d.status()["unread"], (SOME - msgs.len()) as u64);
 }
+
+/// A listing whose output goes nowhere (the reader of its pipe is gone)
+/// acknowledges nothing, as JSON as for people: entries become read only
+/// once they are written out, not once p2pctl holds them in memory.
+#[test]
+fn a_listing_that_cannot_be_written_marks_nothing_read() {
+    let d = daemon_with(10, "hello");
+    for json in [true, false] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut cmd = std::process::Command::new(p2p_testkit::bin("p2pctl"));
+        cmd.arg("--socket").arg(d.socket());
+        if json {
+            cmd.arg("--json");
+        }
+        let status = cmd
+            .arg("inbox")
+            .stdout(writer)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!status.success(), "json {json}: {status}");
+        assert_eq!(d.status()["unread"], 10, "json {json}");
+    }
+}

@@ -165,7 +165,13 @@ async fn handle(
     let (token, method) = match shared.auth.login(&user, &auth, addr.ip()).await {
         Ok(ok) => ok,
         Err(r) => {
-            info!(user = %user, code = ?r.code, "login refused");
+            // A refused name is the client's choice, unchecked: logged
+            // as sent it could forge log lines or reach a terminal.
+            if matches!(r.code, LoginError::BadUsername) {
+                info!(user_len = user.len(), code = ?r.code, "login refused");
+            } else {
+                info!(user = %user, code = ?r.code, "login refused");
+            }
             let retry_after_ms = r.retry_after.map(|d| d.as_millis() as u64);
             send(
                 &mut conn,

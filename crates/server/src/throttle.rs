@@ -4,7 +4,8 @@
 //! Every refusal here is decided before any argon2 work, so refused guesses
 //! cost the server nothing. The limits, from narrowest to widest:
 //!
-//! - **(user, source address)**: a few free failures, then lock-outs that
+//! - **(user, source)**, a source being an IPv4 address or an IPv6 /64
+//!   (see [`source`]): a few free failures, then lock-outs that
 //!   double up to [`MAX_LOCKOUT`]. This is what a single guesser meets. It
 //!   refuses even the right password *from that address*, but nowhere else:
 //!   failures for bob from one address never stop bob from another.
@@ -162,16 +163,25 @@ pub enum Hold {
     Busy(Duration),
 }
 
-/// The source address as a key (IPv4-mapped IPv6 counts as IPv4).
+/// The source as a key: an IPv4 address (IPv4-mapped IPv6 counts as
+/// IPv4) or the /64 of an IPv6 one. One IPv6 host usually has a whole /64:
+/// keyed by full address, it could take a fresh address for every guess and
+/// so escape its (user, source) lock-out, its per-source budget and, being
+/// always clean, the user and global budgets. Connection caps and invitation
+/// limits key sources the same way.
 fn source(addr: IpAddr) -> IpAddr {
-    addr.to_canonical()
+    match addr.to_canonical() {
+        IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & !0u128 << 64)),
+        v4 => v4,
+    }
 }
 
-/// The /24 or /64 an address belongs to.
+/// The /24 or /64 an address belongs to (for IPv6 the same as its
+/// [`source`]).
 pub fn prefix(addr: IpAddr) -> IpAddr {
     match source(addr) {
         IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & 0xffff_ff00)),
-        IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & !0u128 << 64)),
+        v6 => v6,
     }
 }
 

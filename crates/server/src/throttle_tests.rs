@@ -193,3 +193,23 @@ fn budgets_parse_and_print() {
         assert!(bad.parse::<Budget>().is_err(), "{bad:?}");
     }
 }
+
+/// An IPv6 host owns its /64: a fresh address per guess is the same source,
+/// so it meets the (user, source) lock-out and stays dirty.
+#[test]
+fn an_ipv6_host_cannot_dodge_its_limits_by_changing_address() {
+    let mut t = Throttle::default();
+    let t0 = Instant::now();
+    let v6 = |i: u32| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 7, 7, 0, 0, i as u16, 1));
+    for i in 0..=PAIR_FREE_FAILURES {
+        t.failed("bob", v6(i), t0);
+    }
+    assert_eq!(
+        t.check("bob", v6(1000), t0),
+        Err(Hold::Throttled(FIRST_LOCKOUT)),
+        "a new address of the same /64 is locked out like the old ones"
+    );
+    // bob himself, on another network, is not.
+    let elsewhere = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 8, 8, 0, 0, 0, 1));
+    assert_eq!(t.check("bob", elsewhere, t0), Ok(()));
+}

@@ -190,7 +190,9 @@ impl UserFile {
 struct Stamp {
     ino: u64,
     len: u64,
-    mtime_ns: i64,
+    /// Seconds and nanoseconds apart: as one i64 of nanoseconds a time
+    /// past 2262 would overflow.
+    mtime: (i64, i64),
 }
 
 #[derive(Debug, Default)]
@@ -243,7 +245,7 @@ impl UserDb {
             Ok(m) => Ok(Some(Stamp {
                 ino: m.ino(),
                 len: m.len(),
-                mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+                mtime: (m.mtime(), m.mtime_nsec()),
             })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(ServerError::file(file.path())(e)),
@@ -383,6 +385,32 @@ mod tests {
             UserDb::open(dir.path()),
             Err(ServerError::UserFile { .. })
         ));
+    }
+
+    /// A file time past 2262 (a clock set wrong, `touch -d`) does not fit
+    /// in i64 nanoseconds: noticing the file must not overflow (debug
+    /// builds panic, and the server polls the file in its accept loop).
+    #[test]
+    fn a_far_future_file_time_is_noticed_without_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = UserFile::in_dir(dir.path());
+        f.add_hashed("alice", "$argon2id$a".into()).unwrap();
+        let far = std::time::UNIX_EPOCH + std::time::Duration::from_secs(10_000_000_000);
+        let set = |t| {
+            std::fs::File::options()
+                .write(true)
+                .open(f.path())
+                .unwrap()
+                .set_modified(t)
+                .unwrap()
+        };
+        set(far);
+        let db = UserDb::open(dir.path()).unwrap();
+        assert!(db.exists("alice"));
+        f.add_hashed("bob", "$argon2id$b".into()).unwrap();
+        set(far);
+        assert!(db.refresh().unwrap());
+        assert!(db.exists("bob"));
     }
 
     #[test]

@@ -150,3 +150,36 @@ fn over_the_cap_a_client_is_told_busy_before_any_tls() {
         (Preamble::decode(&pre).ok()? == Preamble::Ready).then_some(())
     });
 }
+
+/// A login's user name is the client's to choose, before any check: a name
+/// no account can have must not reach the log as it is (a newline in it
+/// would forge log lines, an escape sequence would reach the terminal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impossible_user_name_is_not_logged_as_sent() {
+    use futures::SinkExt;
+    use p2p_proto::wire::{Auth, ClientMsg, PeerInfo};
+    let server = TestServer::start(&[]);
+    let forged = "FORGED INFO p2p_server: logged in user=root";
+    let login = ClientMsg::Login {
+        version: p2p_proto::limits::WIRE_VERSION,
+        user: format!("x\n{forged}\u{1b}]0;owned\u{7}"),
+        auth: Auth::Password {
+            password: p2p_proto::Secret::new("whatever-password"),
+        },
+        peer: PeerInfo {
+            port: 4000,
+            advertise: None,
+            public_key: "ab".repeat(32),
+        },
+    };
+    let mut conn =
+        tokio_util::codec::Framed::new(tls(&server).await, p2p_proto::codec::client_side());
+    conn.send(login).await.unwrap();
+    assert!(closed(conn.get_mut()).await);
+    log_has(&server, "login refused");
+    let log = server.log();
+    assert!(
+        !log.lines().any(|l| l.starts_with(forged)) && !log.contains('\u{1b}'),
+        "{log}"
+    );
+}

@@ -1,6 +1,6 @@
 //! `inbox`, `watch` and `chat`: reading what arrives.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 
 use p2p_proto::ctl::{Command, InboxEntry, InboxKind, InboxList};
 
@@ -70,15 +70,14 @@ pub fn inbox(
                 print_entry(e, json);
             }
         } else {
-            out.page(&got.messages);
+            out.page(&got.messages)?;
         }
         if follow && !more {
             break;
         }
     }
     if !follow {
-        out.finish();
-        return Ok(());
+        return out.finish();
     }
     let mut entries = Vec::new();
     // Anything that arrived since the last page comes with the follow.
@@ -94,44 +93,66 @@ pub fn inbox(
     }
 }
 
-/// A one-shot listing, page by page: for people each page is printed as it
-/// comes; as JSON the entries are kept serialised (a few dozen bytes each,
-/// not a parsed tree) so that exactly one document is printed, and only
-/// once every page arrived.
+/// A one-shot listing, written page by page as it comes — for people one
+/// line per entry, as JSON one `{"messages":[...]}` document opened with
+/// the first page and closed after the last — and flushed before the next
+/// page is asked for. Asking for the next page is what marks this one read,
+/// so an entry becomes read only once it is out of p2pctl (a listing whose
+/// output fails stops there, leaving the rest unread), and memory stays at
+/// one page however big the inbox.
 struct Listing {
-    json: Option<Vec<String>>,
+    json: bool,
     all: bool,
     printed: usize,
+    out: std::io::Stdout,
 }
 
 impl Listing {
     fn new(json: bool, all: bool) -> Self {
         Listing {
-            json: json.then(Vec::new),
+            json,
             all,
             printed: 0,
+            out: std::io::stdout(),
         }
     }
 
-    fn page(&mut self, entries: &[InboxEntry]) {
+    fn page(&mut self, entries: &[InboxEntry]) -> Result<(), Failure> {
+        let mut out = self.out.lock();
         for e in entries {
-            match &mut self.json {
-                Some(kept) => kept.push(serde_json::to_value(e).expect("serialises").to_string()),
-                None => println!("{}", line(e)),
-            }
+            let r = if !self.json {
+                writeln!(out, "{}", line(e))
+            } else {
+                let sep = if self.printed == 0 {
+                    "{\"messages\":["
+                } else {
+                    ","
+                };
+                write!(out, "{sep}{}", serde_json::to_value(e).expect("serialises"))
+            };
+            r.map_err(write_failed)?;
             self.printed += 1;
         }
+        out.flush().map_err(write_failed)
     }
 
-    fn finish(self) {
-        match self.json {
-            Some(kept) => println!("{{\"messages\":[{}]}}", kept.join(",")),
-            None if self.printed == 0 => {
-                println!("no {}messages", if self.all { "" } else { "new " })
-            }
-            None => {}
+    fn finish(self) -> Result<(), Failure> {
+        let mut out = self.out.lock();
+        match (self.json, self.printed) {
+            (true, 0) => writeln!(out, "{{\"messages\":[]}}"),
+            (true, _) => writeln!(out, "]}}"),
+            (false, 0) => writeln!(out, "no {}messages", if self.all { "" } else { "new " }),
+            (false, _) => Ok(()),
         }
+        .and_then(|()| out.flush())
+        .map_err(write_failed)
     }
+}
+
+fn write_failed(e: std::io::Error) -> Failure {
+    Failure::Other(format!(
+        "cannot write the listing ({e}); what was not written stays unread"
+    ))
 }
 
 fn print_entry(e: &InboxEntry, json: bool) {

@@ -9,6 +9,8 @@
 //!   the *only* links the listener lets through;
 //! - `sessions`: established sessions, by peer.
 
+mod crossing;
+mod incoming;
 mod invite;
 mod listener;
 pub mod noise;
@@ -33,25 +35,10 @@ use tracing::{info, warn};
 use crate::inbox::Inbox;
 use crate::link::LinkHandle;
 use crate::state::StateDir;
+pub use crossing::CROSSING_WINDOW_MS;
+use crossing::{crossed, wins};
 pub use listener::{serve, DEFAULT_HANDSHAKES_PER_SOURCE};
 use session::{SessionCmd, SessionHandle, SESSION_QUEUE};
-
-/// Two sessions with the same peer, in opposite directions, set up within
-/// this time of each other are crossed invitations, not a reconnect.
-pub const CROSSING_WINDOW_MS: i64 = 10_000;
-
-/// Whether `new` crosses `old` (opposite directions, close in time).
-fn crossed(old: &SessionHandle, new: &SessionHandle) -> bool {
-    old.initiator != new.initiator && new.since_ms - old.since_ms < CROSSING_WINDOW_MS
-}
-
-/// Whether the session `initiator`ed by us (or by `peer`) is the one both
-/// sides keep: the one invited by the smaller account name.
-fn wins(me: &str, peer: &str, initiator: bool) -> bool {
-    let inviter = if initiator { me } else { peer };
-    let other = if initiator { peer } else { me };
-    inviter < other
-}
 
 /// Dialling a peer's listener gives up after this.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -431,108 +418,6 @@ impl Peers {
         Ok(self.install(&contact.user, true, link))
     }
 
-    /// A link came in on the listener: let it through only if it matches an
-    /// invitation we accepted (key, name and invitation id).
-    /// `slot` is this link's admission slot, held until its handshake is
-    /// done (the link ends if a newcomer takes the slot first).
-    async fn incoming(self: Arc<Self>, stream: TcpStream, slot: listener::Slot) {
-        let addr = stream
-            .peer_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        let handshake = tokio::select! {
-            r = noise::respond(stream, &self.private_key) => r,
-            _ = slot.evicted() => {
-                // Only under a flood (the listener logs those, rate-limited).
-                tracing::debug!(%addr, "half-open peer link made room for a newer one");
-                return;
-            }
-        };
-        drop(slot);
-        let (link, key, hello) = match handshake {
-            Ok(x) => x,
-            // A link that never spoke is what a flood is made of: the
-            // listener already logs floods (rate-limited).
-            Err(e) if e == noise::SILENT_LINK => {
-                tracing::debug!(%addr, reason = %e, "peer handshake failed");
-                return;
-            }
-            Err(e) => {
-                warn!(%addr, reason = %e, "peer handshake failed");
-                return;
-            }
-        };
-        let matched = self.matching_expectation(&key, &hello).await;
-        let Some(mut expected) = matched else {
-            warn!(%addr, claimed = %hello.user, key = %hex::encode(&key), "refused peer link: it matches no invitation we accepted");
-            return;
-        };
-        let info = self.install(&hello.user, false, link);
-        if let Some(n) = expected.notify.take() {
-            let _ = n.send(Ok(info));
-        }
-    }
-
-    /// Whether `ip` is where a peer whose invitation we accepted is.
-    fn expects_from(&self, ip: std::net::IpAddr) -> bool {
-        let source = Some(listener::Source::of(ip));
-        let now = Instant::now();
-        self.lock()
-            .expected
-            .iter()
-            .any(|e| e.until > now && e.source == source)
-    }
-
-    /// Whether we are accepting an invitation (and do not know yet where
-    /// its inviter will dial from).
-    fn accepting_any(&self) -> bool {
-        !self.lock().accepting.is_empty()
-    }
-
-    /// The accepted invitation this link matches, waiting (up to the dial-in
-    /// grace) if it claims one we are still in the middle of accepting.
-    async fn matching_expectation(&self, key: &[u8], hello: &PeerHello) -> Option<Expected> {
-        let deadline = Instant::now() + DIAL_IN_GRACE;
-        loop {
-            let changed = self.expectations.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            {
-                let mut inner = self.lock();
-                let now = Instant::now();
-                inner.expected.retain(|e| e.until > now);
-                let pos = inner
-                    .expected
-                    .iter()
-                    .position(|e| e.key == key && e.user == hello.user && e.invite == hello.invite);
-                if let Some(i) = pos {
-                    return Some(inner.expected.swap_remove(i));
-                }
-                if !inner
-                    .accepting
-                    .contains(&(hello.user.clone(), hello.invite))
-                {
-                    return None;
-                }
-            }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return None;
-            }
-        }
-    }
-
-    /// Marks (or, with `on = false`, unmarks) an invitation as being accepted.
-    pub fn accepting(&self, user: &str, invite: u64, on: bool) {
-        let mut inner = self.lock();
-        if on {
-            inner.accepting.insert((user.to_string(), invite));
-        } else {
-            inner.accepting.remove(&(user.to_string(), invite));
-        }
-        drop(inner);
-        self.expectations.notify_waiters();
-    }
-
     /// Starts the session task; a previous session with the same peer ends.
     fn install(
         self: &Arc<Self>,
@@ -590,46 +475,5 @@ impl Peers {
                 reason,
             });
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn handle(initiator: bool, since_ms: i64) -> SessionHandle {
-        let (cmds, _) = mpsc::channel(1);
-        SessionHandle {
-            id: 1,
-            since_ms,
-            initiator,
-            cmds,
-            closer: tokio_util::sync::CancellationToken::new(),
-        }
-    }
-
-    /// alice and bob each see both sessions; both must keep the same one
-    /// (the one alice invited), whatever order they arrive in.
-    #[test]
-    fn both_sides_keep_the_same_crossed_session() {
-        // At alice: her own dial (initiator) vs bob's (not).
-        assert!(wins("alice", "bob", true));
-        assert!(!wins("alice", "bob", false));
-        // At bob: alice's dial (not initiator here) wins, his own loses.
-        assert!(wins("bob", "alice", false));
-        assert!(!wins("bob", "alice", true));
-    }
-
-    #[test]
-    fn only_opposite_and_close_sessions_are_crossed() {
-        assert!(crossed(&handle(true, 0), &handle(false, 50)));
-        assert!(
-            !crossed(&handle(true, 0), &handle(true, 50)),
-            "same direction: a reconnect"
-        );
-        assert!(
-            !crossed(&handle(true, 0), &handle(false, CROSSING_WINDOW_MS)),
-            "long after: a reconnect"
-        );
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use p2p_proto::limits::{MAX_NOISE_PLAINTEXT, MAX_PEER_FRAME, PEER_HANDSHAKE_TIMEOUT};
+use p2p_proto::names::validate_username;
 use p2p_proto::peer::{PeerHello, PeerMsg, NOISE_PARAMS, NOISE_PROLOGUE};
 use snow::{HandshakeState, TransportState};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -150,6 +151,9 @@ pub async fn respond(
         let payload = read_hs(&mut hs, &mut r).await?;
         let hello: PeerHello =
             serde_json::from_slice(&payload).map_err(|e| format!("bad hello: {e}"))?;
+        // Anyone can get this far: a claimed name no account can have (up
+        // to 64 KiB, control characters) must not reach the logs.
+        validate_username(&hello.user).map_err(|e| format!("bad hello: {e}"))?;
         let remote = hs
             .get_remote_static()
             .ok_or("peer sent no static key")?
@@ -252,5 +256,26 @@ mod tests {
         // says "handshake timed out").
         let err = respond(accepted, &key.private).await.err().unwrap();
         assert_eq!(err, SILENT_LINK);
+    }
+
+    /// A hello claiming a name no account can have is refused in the
+    /// handshake, so the name never reaches the "refused peer link" log.
+    #[tokio::test]
+    async fn a_hello_with_an_impossible_name_is_refused() {
+        let keys = || {
+            snow::Builder::new(NOISE_PARAMS.parse().unwrap())
+                .generate_keypair()
+                .unwrap()
+        };
+        let (ours, theirs) = (keys(), keys());
+        let (dialled, accepted) = pair().await;
+        let hello = PeerHello {
+            user: format!("\u{1b}]0;owned\u{7}\n{}", "x".repeat(60_000)),
+            invite: 1,
+        };
+        let dial = initiate(dialled, &theirs.private, &ours.public, &hello);
+        let (_, answered) = tokio::join!(dial, respond(accepted, &ours.private));
+        let err = answered.err().expect("refused");
+        assert!(err.starts_with("bad hello"), "{err}");
     }
 }

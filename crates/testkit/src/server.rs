@@ -1,0 +1,179 @@
+//! [`TestServer`]: a real `p2p-server` in a short temp dir, on an
+//! ephemeral loopback port.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use crate::{bin, kill, short_tempdir, DEADLINE};
+
+/// A running `p2p-server`.
+pub struct TestServer {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its certificate fingerprint.
+    pub fingerprint: String,
+    extra: Vec<String>,
+    starts: u32,
+}
+
+impl TestServer {
+    /// Starts a server with a fresh data dir and `extra` flags.
+    pub fn start(extra: &[&str]) -> TestServer {
+        let dir = short_tempdir();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, addr, fingerprint) = Self::spawn(dir.path(), "127.0.0.1:0", &extra, 0);
+        TestServer {
+            dir,
+            child: Some(child),
+            addr,
+            fingerprint,
+            extra,
+            starts: 1,
+        }
+    }
+
+    fn spawn(dir: &Path, listen: &str, extra: &[String], n: u32) -> (Child, SocketAddr, String) {
+        let log = std::fs::File::create(dir.join(format!("server-{n}.log"))).expect("log file");
+        let mut child = Command::new(bin("p2p-server"))
+            .arg("--listen")
+            .arg(listen)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--log-level")
+            .arg("debug")
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start p2p-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (mut addr, mut fp) = (None, None);
+        let end = Instant::now() + DEADLINE;
+        while addr.is_none() || fp.is_none() {
+            let left = end.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                let log = std::fs::read_to_string(dir.join(format!("server-{n}.log"))).unwrap_or_default();
+                panic!("p2p-server did not report listening (stale binary? run `cargo test --workspace`): {log}")
+            });
+            if let Some(a) = line.strip_prefix("p2p-server listening on ") {
+                addr = Some(a.parse().expect("listen address"));
+            } else if let Some(f) = line.strip_prefix("p2p-server fingerprint ") {
+                fp = Some(f.to_string());
+            }
+        }
+        (child, addr.unwrap(), fp.unwrap())
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// `127.0.0.1:PORT` for `p2pctl login --server`.
+    pub fn address(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Adds an account the way `p2p-server user add` does (same code path,
+    /// in-process, so a test with many users does not spawn many processes).
+    pub fn add_user(&self, name: &str, password: &str) {
+        p2p_server::users::UserFile::in_dir(&self.data_dir())
+            .add(name, password)
+            .expect("add user");
+    }
+
+    /// Runs `p2p-server` with `args` against this data dir, `stdin` piped in.
+    pub fn admin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(bin("p2p-server"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run p2p-server");
+        // The program may exit before reading stdin (a refused argument).
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        child.wait_with_output().unwrap()
+    }
+
+    /// Everything the server (all its runs) logged so far.
+    pub fn log(&self) -> String {
+        (0..self.starts)
+            .map(|n| {
+                std::fs::read_to_string(self.dir.path().join(format!("server-{n}.log")))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Process id of the running server (for `/proc` measurements).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    /// SIGTERM and wait.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c, nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+
+    /// Starts again on the same port with the same data dir.
+    pub fn restart(&mut self) {
+        self.stop();
+        let (child, addr, fp) = Self::spawn(
+            self.dir.path(),
+            &self.addr.to_string(),
+            &self.extra,
+            self.starts,
+        );
+        self.starts += 1;
+        assert_eq!(addr, self.addr);
+        self.child = Some(child);
+        self.fingerprint = fp;
+    }
+
+    /// Replaces the server with one that has a *different* data dir (so a
+    /// different certificate) on the same port.
+    pub fn replace_with_impostor(&mut self) -> TestServer {
+        self.stop();
+        let dir = short_tempdir();
+        let (child, addr, fingerprint) =
+            Self::spawn(dir.path(), &self.addr.to_string(), &self.extra, 0);
+        TestServer {
+            dir,
+            child: Some(child),
+            addr,
+            fingerprint,
+            extra: self.extra.clone(),
+            starts: 1,
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
