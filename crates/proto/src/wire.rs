@@ -56,6 +56,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ProtoError, Secret};
 
+#[path = "wire_code.rs"]
+mod code;
+pub use code::RefusalCode;
+
 /// Magic bytes that open the server's preamble.
 pub const PREAMBLE_MAGIC: [u8; 4] = *b"P2PB";
 
@@ -389,9 +393,8 @@ pub enum Reply {
     },
     /// The request failed; the session goes on.
     Error {
-        /// Machine-readable code: `not_online`, `no_invitation`,
-        /// `rate_limited`, `bad_request`.
-        code: String,
+        /// Machine-readable code (unknown codes are kept, not refused).
+        code: RefusalCode,
         /// What went wrong, for people.
         message: String,
     },

@@ -10,7 +10,7 @@ use futures::{SinkExt, StreamExt};
 use p2p_proto::codec;
 use p2p_proto::limits::{WIRE_VERSION, WRITE_TIMEOUT};
 use p2p_proto::wire::{
-    ClientMsg, CloseReason, LoginError, PeerInfo, Preamble, Reply, Request, ServerEvent, ServerMsg,
+    ClientMsg, CloseReason, LoginError, PeerInfo, Preamble, Reply, Request, ServerMsg,
 };
 use p2p_proto::{time, Secret};
 use tokio::io::AsyncWriteExt;
@@ -22,11 +22,10 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, Instrument};
 
-use crate::broadcast::Broadcast;
+use crate::broadcast::{Delivery, Live};
 use crate::presence::{Online, OUTBOUND_QUEUE};
 use crate::sources::Pending;
 use crate::Shared;
-use tokio::sync::broadcast::error::RecvError;
 
 type Conn = Framed<TlsStream<TcpStream>, codec::FrameCodec<ClientMsg, ServerMsg>>;
 
@@ -247,13 +246,6 @@ struct Me {
     ip: std::net::IpAddr,
 }
 
-fn error(code: &str, message: String) -> Reply {
-    Reply::Error {
-        code: code.into(),
-        message,
-    }
-}
-
 async fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> Reply {
     match req {
         Request::Broadcast { text } => match shared.broadcasts.publish(&me.user, text).await {
@@ -261,7 +253,7 @@ async fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> Reply {
                 info!(user = %me.user, id, "broadcast stored");
                 Reply::BroadcastStored { id, expires_ms }
             }
-            Err((code, message)) => error(code, message),
+            Err(refused) => refused.into(),
         },
         Request::List => Reply::Users {
             users: shared.presence.list(),
@@ -277,7 +269,7 @@ async fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> Reply {
                     info!(user = %me.user, to = %to, invite, "invitation sent");
                     Reply::Invited { invite, expires_ms }
                 }
-                Err((code, message)) => error(code, message),
+                Err(refused) => refused.into(),
             }
         }
         Request::Answer { invite, accept } => {
@@ -286,52 +278,24 @@ async fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> Reply {
                 .answer(&shared.presence, &me.user, me.session, invite, accept)
             {
                 Ok(contact) => Reply::Answered { invite, contact },
-                Err((code, message)) => error(code, message),
+                Err(refused) => refused.into(),
             }
         }
     }
 }
 
-/// Sends `b` if this session has not seen it, it is not the user's own, and
-/// it has not expired; the cursor moves past it either way.
-async fn deliver(conn: &mut Conn, me: &Me, cursor: &mut u64, b: &Broadcast) -> Result<(), String> {
-    if b.id <= *cursor {
-        return Ok(());
-    }
-    *cursor = b.id;
-    if b.from == me.user || b.expires_ms <= time::now_ms() {
-        return Ok(());
-    }
-    let event = ServerEvent::Broadcast {
-        id: b.id,
-        from: b.from.clone(),
-        text: b.text.clone(),
-        sent_ms: b.sent_ms,
-        expires_ms: b.expires_ms,
-    };
-    send(conn, ServerMsg::Event { event }).await
-}
-
-/// Sends everything the store holds above the cursor, in id order.
-async fn catch_up(
-    shared: &Arc<Shared>,
-    conn: &mut Conn,
-    me: &Me,
-    cursor: &mut u64,
-) -> Result<(), String> {
-    loop {
-        let batch = shared
-            .broadcasts
-            .pending(&me.user, *cursor)
-            .await
-            .map_err(|e| format!("cannot read broadcasts: {e}"))?;
-        if batch.is_empty() {
-            return Ok(());
-        }
-        for b in &batch {
-            deliver(conn, me, cursor, b).await?;
+/// Sends the store's backlog above the delivery cursor, in id order.
+async fn catch_up(conn: &mut Conn, delivery: &mut Delivery) -> Result<(), String> {
+    while let Some(batch) = delivery
+        .backlog()
+        .await
+        .map_err(|e| format!("cannot read broadcasts: {e}"))?
+    {
+        for event in batch {
+            send(conn, ServerMsg::Event { event }).await?;
         }
     }
+    Ok(())
 }
 
 async fn logged_in(
@@ -342,14 +306,10 @@ async fn logged_in(
     mut pushed: mpsc::Receiver<ServerMsg>,
     shutdown: &CancellationToken,
 ) -> Closed {
-    // Subscribe before reading the store, so nothing falls in between.
-    let mut live = shared.broadcasts.subscribe();
-    let mut cursor = shared
-        .broadcasts
-        .acked(&me.user)
+    let mut delivery = Delivery::start(shared.broadcasts.clone(), &me.user)
         .await
         .map_err(|e| format!("cannot read broadcast state: {e}"))?;
-    catch_up(shared, conn, &me, &mut cursor).await?;
+    catch_up(conn, &mut delivery).await?;
     // Only what the client sends proves it alive: our own writes (broadcasts,
     // invitations) succeed into the socket buffer of a dead peer too.
     let mut silent_until = Instant::now() + shared.cfg.idle_timeout;
@@ -360,10 +320,11 @@ async fn logged_in(
                 close(conn, CloseReason::Idle, "nothing heard; keepalive missed").await;
                 return Err("idle (keepalive missed)".into());
             }
-            b = live.recv() => match b {
-                Ok(b) => deliver(conn, &me, &mut cursor, &b).await?,
-                Err(RecvError::Lagged(_)) => catch_up(shared, conn, &me, &mut cursor).await?,
-                Err(RecvError::Closed) => return Err("broadcast hub stopped".into()),
+            live = delivery.live() => match live {
+                Live::Send(event) => send(conn, ServerMsg::Event { event }).await?,
+                Live::Skip => {}
+                Live::Behind => catch_up(conn, &mut delivery).await?,
+                Live::Closed => return Err("broadcast hub stopped".into()),
             },
             _ = shutdown.cancelled() => {
                 close(conn, CloseReason::Shutdown, "server shutting down; reconnect later").await;
@@ -394,10 +355,7 @@ async fn logged_in(
                         let reply = request(shared, &me, req).await;
                         send(conn, ServerMsg::Reply { id, reply }).await?;
                     }
-                    ClientMsg::BroadcastAck { upto } => {
-                        // Never beyond what this session was sent.
-                        shared.broadcasts.ack(&me.user, upto.min(cursor)).await;
-                    }
+                    ClientMsg::BroadcastAck { upto } => delivery.ack(upto).await,
                     ClientMsg::Logout => {
                         shared.auth.revoke(me.token).await;
                         close(conn, CloseReason::LoggedOut, "logged out").await;
