@@ -119,6 +119,11 @@ impl Client {
 /// Registers `n` users (`load0000`, ...) with a deliberately cheap argon2id
 /// hash, so a thousand logins measure the server, not the KDF.
 pub fn register_users(server: &TestServer, n: usize) -> Vec<String> {
+    register_users_in(&server.data_dir(), n)
+}
+
+/// As [`register_users`], into the data directory of an in-process server.
+pub fn register_users_in(data_dir: &std::path::Path, n: usize) -> Vec<String> {
     let cheap = Argon2::new(
         Algorithm::Argon2id,
         Version::V0x13,
@@ -128,7 +133,7 @@ pub fn register_users(server: &TestServer, n: usize) -> Vec<String> {
         .hash_password(PASSWORD.as_bytes())
         .expect("hash")
         .to_string();
-    let file = p2p_server::users::UserFile::in_dir(&server.data_dir());
+    let file = p2p_server::users::UserFile::in_dir(data_dir);
     let names: Vec<String> = (0..n).map(|i| format!("load{i:04}")).collect();
     for name in &names {
         file.add_hashed(name, phc.clone()).expect("add user");

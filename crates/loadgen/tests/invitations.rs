@@ -21,7 +21,7 @@ fn refusal(reply: Reply, name: &str) -> (String, String) {
                 .chars()
                 .filter(|c| !c.is_ascii_digit())
                 .collect();
-            (code, shape)
+            (code.to_string(), shape)
         }
         other => panic!("expected a refusal, got {other:?}"),
     }

@@ -22,7 +22,7 @@ use crate::error::ServerError;
 use crate::hasher::{self, HashPool};
 use crate::throttle::{Hold, Limits, Throttle};
 use crate::tokens::TokenStore;
-use crate::users::UserDb;
+use crate::users::{self, UserDb};
 
 /// How long a login may queue for an argon2 slot before being told "busy".
 pub const HASH_QUEUE_WAIT: Duration = Duration::from_secs(5);
@@ -203,7 +203,10 @@ impl Authenticator {
                 "saved session is no longer valid; log in with your password",
             )
         };
-        let Some(phc) = self.users.hash_of(user).map_err(Refusal::internal)? else {
+        let Some(phc) = users::hash_of(&self.users, user)
+            .await
+            .map_err(Refusal::internal)?
+        else {
             return Err(bad());
         };
         let tokens = self.tokens.clone();
@@ -236,7 +239,9 @@ impl Authenticator {
         let slot = self.slot().await?;
         // Others may have failed while this login queued.
         check()?;
-        let phc = self.users.hash_of(user).map_err(Refusal::internal)?;
+        let phc = users::hash_of(&self.users, user)
+            .await
+            .map_err(Refusal::internal)?;
         let exists = phc.is_some();
         let phc = phc.unwrap_or_else(|| decoy_hash().to_string());
         let (pw, h) = (password.clone(), phc.clone());
@@ -272,9 +277,8 @@ impl Authenticator {
         if let Err(e) = validate_password(password.expose()) {
             return Err(Refusal::new(LoginError::BadPassword, e.to_string()));
         }
-        if self
-            .users
-            .hash_of(user)
+        if users::hash_of(&self.users, user)
+            .await
             .map_err(Refusal::internal)?
             .is_some()
         {
@@ -307,7 +311,9 @@ impl Authenticator {
             }
             Err(e) => return Err(Refusal::internal(e)),
         }
-        self.users.refresh().map_err(Refusal::internal)?;
+        users::refresh(&self.users)
+            .await
+            .map_err(Refusal::internal)?;
         self.issue(user, phc, Method::Register).await
     }
 

@@ -24,9 +24,7 @@ use tokio::time::Instant;
 
 use crate::invite_limits::{InviteLimiter, InviteLimits};
 use crate::presence::Presence;
-
-/// Why an invite or answer was refused: `(code, message)` for `Reply::Error`.
-pub type Refused = (&'static str, String);
+use crate::refused::Refused;
 
 #[derive(Debug, Clone)]
 struct Invite {
@@ -79,12 +77,12 @@ impl Invitations {
         to: &str,
     ) -> Result<(u64, i64), Refused> {
         if from == to {
-            return Err(("bad_request", "you cannot invite yourself".into()));
+            return Err(Refused::InviteSelf);
         }
         let now = Instant::now();
         let mut inner = self.inner.lock().expect("invitations poisoned");
         inner.limits.check_sender(from, ip, now)?;
-        let not_online = || ("not_online", format!("{to} is not online"));
+        let not_online = || Refused::NotOnline(to.to_string());
         let (to_session, _) = presence.contact(to).ok_or_else(not_online)?;
         inner.limits.check_invitee(to, now)?;
         inner.next_id += 1;
@@ -159,7 +157,7 @@ impl Invitations {
                 Some(inv) if inv.to == me && inv.to_session == session => {
                     inner.open.remove(&id).expect("present")
                 }
-                _ => return Err(("no_invitation", format!("no open invitation {id} for you"))),
+                _ => return Err(Refused::NoInvitation(id)),
             }
         };
         if !accept {
@@ -181,7 +179,7 @@ impl Invitations {
         // no record of the invitation and would refuse the inviter's link.
         let mine = presence.contact(me).filter(|(s, _)| *s == session);
         let (Some((_, inviter)), Some((_, mine))) = (inviter, mine) else {
-            return Err(("not_online", format!("{} is no longer online", inv.from)));
+            return Err(Refused::NoLongerOnline(inv.from));
         };
         if !presence.push(
             &inv.from,
@@ -191,7 +189,7 @@ impl Invitations {
                 contact: mine,
             }),
         ) {
-            return Err(("not_online", format!("{} is no longer online", inv.from)));
+            return Err(Refused::NoLongerOnline(inv.from));
         }
         tracing::info!(invite = id, from = %inv.from, to = %inv.to, "invitation accepted");
         Ok(Some(inviter))

@@ -1,5 +1,5 @@
 //! Rate limits on invitations: per inviter, per inviter's network address,
-//! and per invitee, each a sliding window. Pure: every call takes `now`,
+//! and per invitee, each a [`SlidingWindow`]. Pure: every call takes `now`,
 //! so the tests run on an injected clock.
 //!
 //! Order matters for privacy: the sender's limits are checked before the
@@ -7,15 +7,14 @@
 //! (which `list` shows anyway). So an account that exists but is offline
 //! and a name nobody has get the same answer whatever the limits say.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use p2p_proto::limits::{INVITES_PER_WINDOW, INVITE_WINDOW};
 use tokio::time::Instant;
 
-use crate::invitations::Refused;
+use crate::rate::SlidingWindow;
+use crate::refused::Refused;
 use crate::sources::{address_key, SourceKey};
 
 /// Invitations one user may *receive* per window from everyone together:
@@ -53,105 +52,46 @@ impl Default for InviteLimits {
     }
 }
 
-/// Sliding-window counts per key.
-#[derive(Debug)]
-struct Windows<K> {
-    recent: HashMap<K, VecDeque<Instant>>,
-}
-
-impl<K: Hash + Eq> Windows<K> {
-    fn new() -> Self {
-        Windows {
-            recent: HashMap::new(),
-        }
-    }
-
-    /// How long `key` must wait if it is at `limit` within `window`.
-    fn wait(&mut self, key: &K, limit: u32, window: Duration, now: Instant) -> Option<Duration> {
-        let q = self.recent.get_mut(key)?;
-        while q
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= window)
-        {
-            q.pop_front();
-        }
-        let oldest = *q.front()?;
-        (q.len() >= limit as usize)
-            .then(|| window.saturating_sub(now.saturating_duration_since(oldest)))
-    }
-
-    fn record(&mut self, key: K, now: Instant) {
-        self.recent.entry(key).or_default().push_back(now);
-    }
-
-    /// Forgets keys with nothing inside the window.
-    fn sweep(&mut self, window: Duration, now: Instant) {
-        self.recent.retain(|_, q| {
-            q.back()
-                .is_some_and(|t| now.saturating_duration_since(*t) < window)
-        });
-    }
-}
-
 /// The invitation limiter.
 #[derive(Debug)]
 pub struct InviteLimiter {
-    limits: InviteLimits,
-    by_inviter: Windows<String>,
-    by_address: Windows<SourceKey>,
-    by_invitee: Windows<String>,
-    last_sweep: Option<Instant>,
+    by_inviter: SlidingWindow<String>,
+    by_address: SlidingWindow<SourceKey>,
+    by_invitee: SlidingWindow<String>,
 }
 
-fn limited(what: String, wait: Duration) -> Refused {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    (
-        "rate_limited",
-        format!("{what}; try again in {}s", secs.max(1)),
-    )
+fn limited(what: impl Into<String>, wait: Duration) -> Refused {
+    Refused::InviteRate {
+        what: what.into(),
+        wait,
+    }
 }
 
 impl InviteLimiter {
     /// A limiter with nothing counted.
     pub fn new(limits: InviteLimits) -> Self {
         InviteLimiter {
-            limits,
-            by_inviter: Windows::new(),
-            by_address: Windows::new(),
-            by_invitee: Windows::new(),
-            last_sweep: None,
+            by_inviter: SlidingWindow::new(limits.per_inviter, limits.window),
+            by_address: SlidingWindow::new(limits.per_address, limits.window),
+            by_invitee: SlidingWindow::new(limits.per_invitee, limits.window),
         }
     }
 
     /// May `from`, connected from `ip`, send an invitation now? Checked
     /// before anything about the invitee is looked at.
     pub fn check_sender(&mut self, from: &str, ip: IpAddr, now: Instant) -> Result<(), Refused> {
-        let l = self.limits;
-        if let Some(w) = self
-            .by_inviter
-            .wait(&from.to_string(), l.per_inviter, l.window, now)
-        {
-            return Err(limited("too many invitations".into(), w));
+        if let Some(w) = self.by_inviter.wait(from, now) {
+            return Err(limited("too many invitations", w));
         }
-        if let Some(w) = self
-            .by_address
-            .wait(&address_key(ip), l.per_address, l.window, now)
-        {
-            return Err(limited(
-                "too many invitations from your network address".into(),
-                w,
-            ));
+        if let Some(w) = self.by_address.wait(&address_key(ip), now) {
+            return Err(limited("too many invitations from your network address", w));
         }
         Ok(())
     }
 
     /// May `to` (known to be online) receive another invitation now?
     pub fn check_invitee(&mut self, to: &str, now: Instant) -> Result<(), Refused> {
-        let l = self.limits;
-        match self
-            .by_invitee
-            .wait(&to.to_string(), l.per_invitee, l.window, now)
-        {
+        match self.by_invitee.wait(to, now) {
             Some(w) => Err(limited(format!("{to} has too many invitations"), w)),
             None => Ok(()),
         }
@@ -159,18 +99,6 @@ impl InviteLimiter {
 
     /// Counts an invitation that was delivered.
     pub fn record(&mut self, from: &str, to: &str, ip: IpAddr, now: Instant) {
-        let window = self.limits.window;
-        if self
-            .last_sweep
-            .is_none_or(|t| now.saturating_duration_since(t) >= window)
-        {
-            // Once per window, so memory follows who invited recently, not
-            // everyone who ever did.
-            self.by_inviter.sweep(window, now);
-            self.by_address.sweep(window, now);
-            self.by_invitee.sweep(window, now);
-            self.last_sweep = Some(now);
-        }
         self.by_inviter.record(from.to_string(), now);
         self.by_address.record(address_key(ip), now);
         self.by_invitee.record(to.to_string(), now);
@@ -179,7 +107,7 @@ impl InviteLimiter {
     /// Keys currently remembered (for the memory test).
     #[cfg(test)]
     pub(crate) fn tracked(&self) -> usize {
-        self.by_inviter.recent.len() + self.by_address.recent.len() + self.by_invitee.recent.len()
+        self.by_inviter.tracked() + self.by_address.tracked() + self.by_invitee.tracked()
     }
 }
 
@@ -225,8 +153,9 @@ mod tests {
             }
         }
         assert_eq!(delivered, 5);
-        let (code, message) = l.check_invitee("bob", t0 + 10 * SECOND).unwrap_err();
-        assert_eq!(code, "rate_limited");
+        let refused = l.check_invitee("bob", t0 + 10 * SECOND).unwrap_err();
+        assert_eq!(refused.code(), p2p_proto::wire::RefusalCode::RateLimited);
+        let message = refused.to_string();
         assert!(message.contains("try again in 50s"), "{message}");
         // Others are not affected, and bob can be invited again later.
         assert!(invite(&mut l, "spam59", "carol", ip("10.9.9.9"), t0));
@@ -252,7 +181,7 @@ mod tests {
             }
         }
         assert_eq!(delivered, 8);
-        let (_, message) = l.check_sender("user9", nat, t0).unwrap_err();
+        let message = l.check_sender("user9", nat, t0).unwrap_err().to_string();
         assert!(message.contains("network address"), "{message}");
         assert!(l.check_sender("user9", ip("203.0.113.6"), t0).is_ok());
     }
@@ -271,7 +200,10 @@ mod tests {
                 t0 + i * SECOND
             ));
         }
-        let (_, message) = l.check_sender("alice", a, t0 + 30 * SECOND).unwrap_err();
+        let message = l
+            .check_sender("alice", a, t0 + 30 * SECOND)
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("try again in 30s"), "{message}");
         assert!(l.check_sender("alice", a, t0 + 60 * SECOND).is_ok());
     }

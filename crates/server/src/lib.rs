@@ -19,6 +19,8 @@ pub mod hasher;
 pub mod invitations;
 pub mod invite_limits;
 pub mod presence;
+pub mod rate;
+pub mod refused;
 pub mod sources;
 pub mod state_check;
 pub mod throttle;
@@ -207,7 +209,7 @@ impl Server {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = poll.tick() => match shared.users.refresh() {
+                _ = poll.tick() => match users::refresh(&shared.users).await {
                     Ok(true) => shared.presence.kick_unless(|u| shared.users.exists(u)),
                     Ok(false) => {}
                     Err(e) => warn!(cause = %e, "cannot re-read accounts"),
@@ -250,6 +252,13 @@ impl Server {
             .is_err()
         {
             warn!("some sessions did not close in time");
+        }
+        // Sessions are gone: write the acknowledgements they queued.
+        if tokio::time::timeout(SHUTDOWN_GRACE, shared.broadcasts.close())
+            .await
+            .is_err()
+        {
+            warn!("broadcast acknowledgements not all written in time; they will be redelivered");
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use nix::fcntl::{Flock, FlockArg};
@@ -312,6 +312,23 @@ impl UserDb {
     pub fn count(&self) -> usize {
         self.cache.lock().expect("user cache poisoned").hashes.len()
     }
+}
+
+/// [`UserDb::refresh`] on the blocking pool: it stats and may parse the
+/// file, which must not stall the runtime threads.
+pub async fn refresh(db: &Arc<UserDb>) -> Result<bool> {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || db.refresh())
+        .await
+        .map_err(|e| ServerError::Io(std::io::Error::other(e)))?
+}
+
+/// [`UserDb::hash_of`] on the blocking pool (see [`refresh`]).
+pub async fn hash_of(db: &Arc<UserDb>, name: &str) -> Result<Option<String>> {
+    let (db, name) = (db.clone(), name.to_string());
+    tokio::task::spawn_blocking(move || db.hash_of(&name))
+        .await
+        .map_err(|e| ServerError::Io(std::io::Error::other(e)))?
 }
 
 #[cfg(test)]

@@ -159,7 +159,7 @@ fn server_msgs() -> Vec<(&'static str, ServerMsg)> {
             reply(
                 5,
                 Reply::Error {
-                    code: "not_online".into(),
+                    code: p2p_proto::wire::RefusalCode::NotOnline,
                     message: "bob is not online".into(),
                 },
             ),

@@ -10,9 +10,9 @@ use p2p_proto::limits::{
     MAX_BROADCAST_BYTES,
 };
 use p2p_proto::names::{validate_password, validate_username};
-use p2p_proto::wire::{Auth, ClientMsg, LoginError, Request};
+use p2p_proto::wire::{Auth, ClientMsg, LoginError, RefusalCode, Request};
 use p2p_server::auth::Authenticator;
-use p2p_server::broadcast::{BroadcastHub, BroadcastPolicy, SqliteBroadcasts};
+use p2p_server::broadcast::{BroadcastHub, BroadcastPolicy, Delivery, SqliteBroadcasts};
 use p2p_server::invitations::Invitations;
 use p2p_server::presence::Presence;
 use p2p_server::tokens::TokenStore;
@@ -135,7 +135,12 @@ pub fn client_msg(f: &Fixture, msg: ClientMsg) {
             }
         },
         ClientMsg::Request { req, .. } => request(f, req),
-        ClientMsg::BroadcastAck { upto } => f.rt.block_on(f.hub.ack(ME, upto)),
+        // Through the session's delivery, as `conn.rs` does (it clamps).
+        ClientMsg::BroadcastAck { upto } => f.rt.block_on(async {
+            if let Ok(d) = Delivery::start(f.hub.clone(), ME).await {
+                d.ack(upto).await;
+            }
+        }),
         ClientMsg::Ping { .. } | ClientMsg::Pong { .. } | ClientMsg::Logout => {}
     }
 }
@@ -146,7 +151,7 @@ fn request(f: &Fixture, req: Request) {
             let too_long = text.len() > MAX_BROADCAST_BYTES;
             let r = f.rt.block_on(f.hub.publish(ME, text));
             if too_long {
-                assert_eq!(r.err().map(|e| e.0), Some("too_large"));
+                assert_eq!(r.err().map(|e| e.code()), Some(RefusalCode::TooLarge));
             }
         }
         Request::Invite { to } => {

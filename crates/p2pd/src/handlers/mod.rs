@@ -54,12 +54,13 @@ pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<serde_json::Value, 
 pub fn reply_error(reply: p2p_proto::wire::Reply) -> CtlError {
     match reply {
         p2p_proto::wire::Reply::Error { code, message } => {
-            let code = match code.as_str() {
-                "not_online" => ErrorCode::NotOnline,
-                "no_invitation" | "bad_request" => ErrorCode::BadRequest,
-                "rate_limited" => ErrorCode::RateLimited,
-                "too_large" => ErrorCode::TooLarge,
-                _ => ErrorCode::Other,
+            use p2p_proto::wire::RefusalCode;
+            let code = match code {
+                RefusalCode::NotOnline => ErrorCode::NotOnline,
+                RefusalCode::NoInvitation | RefusalCode::BadRequest => ErrorCode::BadRequest,
+                RefusalCode::RateLimited => ErrorCode::RateLimited,
+                RefusalCode::TooLarge => ErrorCode::TooLarge,
+                RefusalCode::Internal | RefusalCode::Unknown(_) => ErrorCode::Other,
             };
             CtlError::new(code, message)
         }

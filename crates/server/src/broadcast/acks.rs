@@ -1,0 +1,95 @@
+//! The hub's background tasks, owned by the hub: the acknowledgement writer
+//! and the purger. Stopping them (see [`Background::stop`]) writes every
+//! acknowledgement already queued, so a clean shutdown redelivers nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use p2p_proto::time;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use super::{blocking, BroadcastStore, PURGE_INTERVAL};
+
+/// The running tasks and what stops them.
+pub(super) struct Background {
+    tasks: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Background {
+    /// Starts the writer (draining `rx`) and the purger over `store`.
+    pub(super) fn start(store: Arc<dyn BroadcastStore>, rx: mpsc::Receiver<(String, u64)>) -> Self {
+        let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
+        tasks.spawn(write_acks(store.clone(), rx, stop.clone()));
+        tasks.spawn(purge(store, stop.clone()));
+        tasks.close();
+        Background { tasks, stop }
+    }
+
+    /// Stops both tasks; returns once every queued acknowledgement is
+    /// written (or failed and was logged).
+    pub(super) async fn stop(&self) {
+        self.stop.cancel();
+        self.tasks.wait().await;
+    }
+}
+
+/// Writes acknowledgements, coalescing whatever has queued up into one
+/// transaction (one fsync for a whole wave of recipients). Once stopped,
+/// takes no more, writes what is queued, and ends.
+async fn write_acks(
+    store: Arc<dyn BroadcastStore>,
+    mut rx: mpsc::Receiver<(String, u64)>,
+    stop: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            first = rx.recv() => first,
+            _ = stop.cancelled(), if !rx.is_closed() => {
+                // From now on `recv` yields what is buffered, then `None`.
+                rx.close();
+                continue;
+            }
+        };
+        let Some(first) = first else { return };
+        let mut latest: HashMap<String, u64> = HashMap::from([first]);
+        while let Ok((user, upto)) = rx.try_recv() {
+            let e = latest.entry(user).or_insert(upto);
+            *e = (*e).max(upto);
+        }
+        let batch: Vec<(String, u64)> = latest.into_iter().collect();
+        let store = store.clone();
+        if let Err(e) = blocking(move || store.ack(&batch)).await {
+            warn!(cause = %e, "cannot record broadcast acknowledgements; they will be redelivered");
+        }
+    }
+}
+
+/// Deletes expired broadcasts now and then, until stopped.
+async fn purge(store: Arc<dyn BroadcastStore>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let store = store.clone();
+        match blocking(move || store.purge(time::now_ms())).await {
+            Ok(0) => {}
+            Ok(n) => info!(deleted = n, "expired broadcasts deleted"),
+            Err(e) => warn!(cause = %e, "cannot delete expired broadcasts"),
+        }
+    }
+}
+
+impl Drop for Background {
+    /// A hub dropped without [`Background::stop`] still ends its tasks (the
+    /// writer after writing what is queued).
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

@@ -1,0 +1,101 @@
+//! The delivery invariant for one session, in one place:
+//!
+//! 1. subscribe to the live channel *before* reading the store, so nothing
+//!    stored in between is missed;
+//! 2. start the cursor at the user's acknowledged high-water mark and catch
+//!    up from the store above it;
+//! 3. follow the live channel, going back to the store if it fell behind;
+//! 4. never send the user's own broadcasts, an expired one, or one twice
+//!    (the cursor moves past every id seen);
+//! 5. clamp acknowledgements to the cursor: a client cannot acknowledge
+//!    what this session never sent it.
+//!
+//! The connection (`conn.rs`) only writes the events this yields.
+
+use std::sync::Arc;
+
+use p2p_proto::time;
+use p2p_proto::wire::ServerEvent;
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use super::{Broadcast, BroadcastHub, Result};
+
+/// What the live channel brought.
+#[derive(Debug)]
+pub enum Live {
+    /// Send this event.
+    Send(ServerEvent),
+    /// Nothing to send (own, expired, or already sent).
+    Skip,
+    /// Live messages were lost; call [`Delivery::backlog`] until it is
+    /// empty.
+    Behind,
+    /// The hub is gone.
+    Closed,
+}
+
+/// One session's view of broadcasts.
+pub struct Delivery {
+    hub: Arc<BroadcastHub>,
+    user: String,
+    /// Highest id this session has passed (sent or skipped).
+    cursor: u64,
+    live: broadcast::Receiver<Arc<Broadcast>>,
+}
+
+impl Delivery {
+    /// Subscribes, then reads where `user` left off.
+    pub async fn start(hub: Arc<BroadcastHub>, user: &str) -> Result<Self> {
+        let live = hub.subscribe();
+        let cursor = hub.acked(user).await?;
+        Ok(Delivery {
+            hub,
+            user: user.to_string(),
+            cursor,
+            live,
+        })
+    }
+
+    /// The next batch from the store above the cursor, as events to send
+    /// (possibly empty if all were skipped); `None` once caught up.
+    pub async fn backlog(&mut self) -> Result<Option<Vec<ServerEvent>>> {
+        let batch = self.hub.pending(&self.user, self.cursor).await?;
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(batch.iter().filter_map(|b| self.pass(b)).collect()))
+    }
+
+    /// Waits for the next live broadcast. Cancel-safe (for `select!`).
+    pub async fn live(&mut self) -> Live {
+        match self.live.recv().await {
+            Ok(b) => self.pass(&b).map_or(Live::Skip, Live::Send),
+            Err(RecvError::Lagged(_)) => Live::Behind,
+            Err(RecvError::Closed) => Live::Closed,
+        }
+    }
+
+    /// Moves the cursor past `b`; the event to send if this session should.
+    fn pass(&mut self, b: &Broadcast) -> Option<ServerEvent> {
+        if b.id <= self.cursor {
+            return None;
+        }
+        self.cursor = b.id;
+        if b.from == self.user || b.expires_ms <= time::now_ms() {
+            return None;
+        }
+        Some(ServerEvent::Broadcast {
+            id: b.id,
+            from: b.from.clone(),
+            text: b.text.clone(),
+            sent_ms: b.sent_ms,
+            expires_ms: b.expires_ms,
+        })
+    }
+
+    /// Records the client's acknowledgement, never beyond what this session
+    /// was sent.
+    pub async fn ack(&self, upto: u64) {
+        self.hub.ack(&self.user, upto.min(self.cursor)).await;
+    }
+}

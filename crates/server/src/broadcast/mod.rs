@@ -1,0 +1,93 @@
+//! Broadcasts and the 30-minute promise (SPEC §4).
+//!
+//! - [`BroadcastStore`] (here) is the one narrow interface to durable
+//!   broadcast state, so a shared database can stand behind several servers
+//!   later; [`SqliteBroadcasts`] (`sqlite.rs`) is the embedded default.
+//! - [`BroadcastHub`] (`hub.rs`) puts policy on top: size and rate limits,
+//!   expiry, ordered live fan-out.
+//! - `acks.rs`: the hub's two background tasks, the acknowledgement writer
+//!   (coalesced, one transaction per wave) and the purger. The hub owns
+//!   them; [`BroadcastHub::close`] stops them after writing every queued
+//!   acknowledgement.
+//! - [`Delivery`] (`delivery.rs`): the delivery invariant for one session —
+//!   subscribe, catch up from the store, follow live, clamp acks to what
+//!   was sent. `conn.rs` only writes what it yields.
+//!
+//! Ordering: a broadcast is committed and published to the live channel
+//! under one lock, so every session sees ids in commit order. Every time is
+//! absolute (Unix ms), so the window keeps counting while the server is
+//! down. Blocking store calls run on tokio's blocking pool, never on the
+//! runtime threads.
+
+mod acks;
+mod delivery;
+mod hub;
+mod sqlite;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+pub use delivery::{Delivery, Live};
+pub use hub::BroadcastHub;
+pub use sqlite::SqliteBroadcasts;
+
+use crate::error::{Result, ServerError};
+
+/// Live broadcasts buffered per session before it must re-read the store.
+pub const LIVE_BUFFER: usize = 1024;
+/// Most broadcasts read from the store in one go during catch-up.
+pub const CATCH_UP_BATCH: usize = 256;
+/// Acknowledgements waiting to be written; past this, sessions wait.
+pub const ACK_QUEUE: usize = 16 * 1024;
+/// How often expired broadcasts are deleted.
+pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// One stored broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broadcast {
+    /// Increasing in storing order.
+    pub id: u64,
+    /// The sender.
+    pub from: String,
+    /// The text.
+    pub text: String,
+    /// Sent at, Unix ms.
+    pub sent_ms: i64,
+    /// Expires at, Unix ms.
+    pub expires_ms: i64,
+}
+
+/// Durable broadcast state: the narrow interface a shared database would
+/// implement. Calls block; the hub calls them on the blocking pool.
+pub trait BroadcastStore: Send + Sync + 'static {
+    /// Stores a broadcast; durable when it returns. Returns its id.
+    fn insert(&self, from: &str, text: &str, sent_ms: i64, expires_ms: i64) -> Result<u64>;
+    /// Up to `limit` broadcasts with id > `after`, not from `user`, not
+    /// expired at `now_ms`, in id order.
+    fn pending(&self, user: &str, after: u64, now_ms: i64, limit: usize) -> Result<Vec<Broadcast>>;
+    /// The highest id `user` acknowledged (0 if none).
+    fn acked(&self, user: &str) -> Result<u64>;
+    /// Raises high-water marks (never lowers them), all in one transaction.
+    fn ack(&self, acks: &[(String, u64)]) -> Result<()>;
+    /// Deletes broadcasts expired at `now_ms`; returns how many.
+    fn purge(&self, now_ms: i64) -> Result<usize>;
+}
+
+/// Broadcast policy.
+#[derive(Debug, Clone, Copy)]
+pub struct BroadcastPolicy {
+    /// Life of a broadcast.
+    pub ttl: Duration,
+    /// Broadcasts per user per `window`.
+    pub limit: u32,
+    /// The rate-limit window.
+    pub window: Duration,
+}
+
+/// Runs blocking store work on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ServerError::Config(format!("blocking task failed: {e}")))?
+}

@@ -1,0 +1,227 @@
+//! One client connection, from accept to close (see [`p2p_proto::wire`] for
+//! the message flow). Every failure here ends this connection only, with
+//! its reason logged; nothing a client sends can affect another session.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use futures::{SinkExt, StreamExt};
+use p2p_proto::codec;
+use p2p_proto::limits::{WIRE_VERSION, WRITE_TIMEOUT};
+use p2p_proto::time;
+use p2p_proto::wire::{ClientMsg, CloseReason, LoginError, PeerInfo, Preamble, ServerMsg};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{timeout, timeout_at, Instant};
+use tokio_rustls::server::TlsStream;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, Instrument};
+
+use crate::presence::{Online, OUTBOUND_QUEUE};
+use crate::sources::Pending;
+use crate::Shared;
+
+mod error;
+mod session;
+
+pub use error::{BadPeer, Dropped};
+use session::{logged_in, Me, Unregister};
+
+type Conn = Framed<TlsStream<TcpStream>, codec::FrameCodec<ClientMsg, ServerMsg>>;
+
+/// How a connection ended: a normal reason (debug log) or [`Dropped`].
+type Closed = Result<&'static str, Dropped>;
+
+/// Serves one accepted connection to completion. `pending` is its place in
+/// the per-source count of connections not logged in yet, given back at
+/// login.
+pub async fn serve(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    addr: SocketAddr,
+    pending: Pending,
+    shutdown: CancellationToken,
+) {
+    let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("conn", id, %addr);
+    async move {
+        match handle(&shared, stream, addr, pending, &shutdown).await {
+            Ok(why) => debug!(reason = why, "connection closed"),
+            Err(why) => info!(reason = %why, "connection closed"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn send(conn: &mut Conn, msg: ServerMsg) -> Result<(), Dropped> {
+    match timeout(WRITE_TIMEOUT, conn.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Dropped::Write(e)),
+        Err(_) => Err(Dropped::WriteTimeout),
+    }
+}
+
+async fn close(conn: &mut Conn, reason: CloseReason, message: &str) {
+    let _ = send(
+        conn,
+        ServerMsg::Closing {
+            reason,
+            message: message.into(),
+        },
+    )
+    .await;
+    let _ = timeout(WRITE_TIMEOUT, conn.get_mut().shutdown()).await;
+}
+
+fn peer_addr(peer: &PeerInfo, seen: SocketAddr) -> Result<SocketAddr, BadPeer> {
+    if peer.public_key.len() != 64 || !peer.public_key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(BadPeer::Key);
+    }
+    match &peer.advertise {
+        Some(a) => a.parse().map_err(|_| BadPeer::Advertise(a.clone())),
+        None => Ok(SocketAddr::new(seen.ip(), peer.port)),
+    }
+}
+
+async fn handle(
+    shared: &Arc<Shared>,
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    pending: Pending,
+    shutdown: &CancellationToken,
+) -> Closed {
+    let deadline = Instant::now() + shared.cfg.login_timeout;
+    let late = |during| Dropped::LoginTimeout {
+        limit: shared.cfg.login_timeout,
+        during,
+    };
+    timeout_at(deadline, stream.write_all(&Preamble::Ready.encode()))
+        .await
+        .map_err(|_| late("preamble"))?
+        .map_err(Dropped::Preamble)?;
+    // A silent connection is closed well before the login deadline: holding
+    // a slot must cost at least a started TLS handshake.
+    let first_byte = Instant::now() + shared.cfg.first_byte_timeout;
+    match timeout_at(first_byte.min(deadline), stream.peek(&mut [0u8; 1])).await {
+        Err(_) if deadline <= first_byte => return Err(late("waiting for TLS")),
+        Err(_) => return Err(Dropped::Silent(shared.cfg.first_byte_timeout)),
+        Ok(Ok(0)) => return Ok("client left before TLS"),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(Dropped::BeforeTls(e)),
+    }
+    let tls = timeout_at(deadline, shared.tls.accept(stream))
+        .await
+        .map_err(|_| late("TLS handshake"))?
+        .map_err(Dropped::Tls)?;
+    let mut conn = Framed::new(tls, codec::server_side());
+
+    let first = match timeout_at(deadline, conn.next()).await {
+        Err(_) => {
+            close(&mut conn, CloseReason::Idle, "no login in time").await;
+            return Err(late("waiting for Login"));
+        }
+        Ok(None) => return Ok("client left before logging in"),
+        Ok(Some(Err(e))) => {
+            close(&mut conn, CloseReason::ProtocolError, &e.to_string()).await;
+            return Err(Dropped::FrameBeforeLogin(e));
+        }
+        Ok(Some(Ok(m))) => m,
+    };
+    let ClientMsg::Login {
+        version,
+        user,
+        auth,
+        peer,
+    } = first
+    else {
+        close(&mut conn, CloseReason::ProtocolError, "log in first").await;
+        return Err(Dropped::NotLoginFirst);
+    };
+    let refuse = |code, message: String| ServerMsg::LoginFailed {
+        code,
+        message,
+        retry_after_ms: None,
+    };
+    if version != WIRE_VERSION {
+        let msg = format!(
+            "server speaks protocol {WIRE_VERSION}, client {version}: upgrade the older one"
+        );
+        send(&mut conn, refuse(LoginError::VersionMismatch, msg)).await?;
+        return Err(Dropped::Version(version));
+    }
+    let peer_addr = match peer_addr(&peer, addr) {
+        Ok(a) => a,
+        Err(e) => {
+            close(&mut conn, CloseReason::ProtocolError, &e.to_string()).await;
+            return Err(e.into());
+        }
+    };
+    let (token, method) = match shared.auth.login(&user, &auth, addr.ip()).await {
+        Ok(ok) => ok,
+        Err(r) => {
+            // A refused name is the client's choice, unchecked: logged
+            // as sent it could forge log lines or reach a terminal.
+            if matches!(r.code, LoginError::BadUsername) {
+                info!(user_len = user.len(), code = ?r.code, "login refused");
+            } else {
+                info!(user = %user, code = ?r.code, "login refused");
+            }
+            let retry_after_ms = r.retry_after.map(|d| d.as_millis() as u64);
+            send(
+                &mut conn,
+                ServerMsg::LoginFailed {
+                    code: r.code,
+                    message: r.message,
+                    retry_after_ms,
+                },
+            )
+            .await?;
+            return Ok("login refused");
+        }
+    };
+
+    // Logged in: this connection no longer counts against its source.
+    drop(pending);
+    let session = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (kick, kicked) = watch::channel(None);
+    let (outbound, pushed) = mpsc::channel(OUTBOUND_QUEUE);
+    let since_ms = time::now_ms();
+    shared.presence.register(
+        &user,
+        Online {
+            session,
+            since_ms,
+            peer_addr,
+            public_key: peer.public_key,
+            kick,
+            outbound,
+        },
+    );
+    let _online = Unregister {
+        shared: shared.clone(),
+        user: user.clone(),
+        session,
+    };
+    send(
+        &mut conn,
+        ServerMsg::LoginOk {
+            user: user.clone(),
+            token: token.clone(),
+            observed_addr: addr.to_string(),
+            server_time_ms: since_ms,
+        },
+    )
+    .await?;
+    info!(user = %user, method = method.as_str(), peer = %peer_addr, "logged in");
+    let me = Me {
+        user,
+        session,
+        token,
+        ip: addr.ip(),
+    };
+    logged_in(shared, &mut conn, me, kicked, pushed, shutdown).await
+}
