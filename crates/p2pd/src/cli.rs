@@ -72,15 +72,15 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
+        // Ends at the first signal, or with the runtime.
         tokio::spawn(p2p_proto::signals::cancel_on_signal(shutdown.clone()));
-        // Tell systemd at the start of shutdown, not once it is over.
-        let stopping = shutdown.clone();
-        tokio::spawn(async move {
-            stopping.cancelled().await;
-        });
+        // Once ready, the systemd task sends STOPPING=1 as the stop starts.
         crate::run(cfg, shutdown, crate::systemd::announce_ready).await
     });
-    crate::systemd::notify_stopping();
+    if result.is_err() {
+        // A start that failed (or a run that broke) stops here.
+        crate::systemd::notify_stopping();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

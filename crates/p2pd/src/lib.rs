@@ -34,6 +34,7 @@ use p2p_proto::wire::PeerInfo;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::info;
 
 pub use config::DaemonConfig;
@@ -59,6 +60,11 @@ pub struct Daemon {
     pub public_key: String,
     /// Events for `watch` connections.
     pub events: broadcast::Sender<ctl::Event>,
+    /// Daemon shutdown (SIGTERM, SIGINT).
+    pub shutdown: CancellationToken,
+    /// Tasks of the daemon itself (the systemd status task), waited for
+    /// with a bound at shutdown.
+    pub tasks: TaskTracker,
 }
 
 /// Runs the daemon until `shutdown` is cancelled. `ready` is called once the
@@ -88,17 +94,13 @@ pub async fn run(
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let private_key = hex::decode(identity.private.expose())
         .map_err(|_| DaemonError::Config("identity.json: private key is not hex".into()))?;
-    let peers = peer::Peers::new(
-        private_key,
-        state.clone(),
-        inbox,
-        events.clone(),
-        cfg.auto_accept.clone(),
-        shutdown.clone(),
-    );
+    // The link publishes login and invitation events on a channel the peer
+    // side consumes; the peer side calls the link only through its handle.
+    let (to_peers, from_link) = tokio::sync::mpsc::channel(link::EVENT_QUEUE);
     let link_cfg = link::LinkConfig {
         failpoint: std::env::var("P2PD_FAILPOINT").ok(),
-        peers: peers.clone(),
+        inbox: inbox.clone(),
+        to_peers,
         backoff: backoff::Backoff {
             min: cfg.reconnect_min,
             max: cfg.reconnect_max,
@@ -109,13 +111,25 @@ pub async fn run(
             public_key: identity.public.clone(),
         },
     };
-    let (link, link_task) = link::spawn(link_cfg, state, events.clone(), shutdown.clone());
+    let (link, link_task) = link::spawn(link_cfg, state.clone(), events.clone(), shutdown.clone());
+    let peers = peer::Peers::new(
+        private_key,
+        state,
+        inbox,
+        events.clone(),
+        cfg.auto_accept.clone(),
+        link.clone(),
+        shutdown.clone(),
+    );
+    let invitations = tokio::spawn(peers.clone().run(from_link));
     let daemon = Arc::new(Daemon {
         link,
         peers: peers.clone(),
         peer_listen,
         public_key: identity.public,
         events,
+        shutdown: shutdown.clone(),
+        tasks: TaskTracker::new(),
     });
 
     info!(socket = %cfg.socket.display(), peer = %peer_listen, "p2pd ready");
@@ -125,12 +139,13 @@ pub async fn run(
         peer::serve(peer, peers.clone(), cfg.peer_handshakes_per_source),
     );
     let _ = link_task.await;
-    // Sessions say goodbye and finish acknowledging what they stored.
+    let _ = invitations.await;
+    // Sessions say goodbye and finish acknowledging what they stored; dials,
+    // answers and handshakes see the shutdown token and end.
     peers.tasks.close();
-    if tokio::time::timeout(SESSION_GRACE, peers.tasks.wait())
-        .await
-        .is_err()
-    {
+    daemon.tasks.close();
+    let all = async { tokio::join!(peers.tasks.wait(), daemon.tasks.wait()) };
+    if tokio::time::timeout(SESSION_GRACE, all).await.is_err() {
         tracing::warn!("some peer sessions did not end in time");
     }
     systemd::remove_control_socket(&cfg.socket);

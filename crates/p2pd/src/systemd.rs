@@ -158,9 +158,11 @@ pub fn check_unix_stream_listener(fd: &impl AsFd) -> Result<()> {
 }
 
 /// The readiness hook for [`run`](crate::run): sends `READY=1` and a first
-/// `STATUS=`, then spawns a task that updates `STATUS=` on every change of
-/// the server session. Does nothing when `NOTIFY_SOCKET` is unset (not run
-/// by systemd as `Type=notify`). Must be called inside the Tokio runtime.
+/// `STATUS=`, then starts a task (owned by [`Daemon::tasks`]) that updates
+/// `STATUS=` on every change of the server session and sends `STOPPING=1`
+/// the moment the stop starts. Does nothing when `NOTIFY_SOCKET` is unset
+/// (not run by systemd as `Type=notify`). Must be called inside the Tokio
+/// runtime.
 pub fn announce_ready(daemon: &Daemon) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
@@ -170,9 +172,17 @@ pub fn announce_ready(daemon: &Daemon) {
     let mut events = daemon.events.subscribe();
     let mut shown = status_text(&daemon.link.status().report());
     notify(&[NotifyState::Ready, NotifyState::Status(&shown)]);
-    tokio::spawn(async move {
+    let shutdown = daemon.shutdown.clone();
+    daemon.tasks.spawn(async move {
         loop {
-            match events.recv().await {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => {
+                    notify_stopping();
+                    break;
+                }
+                event = events.recv() => event,
+            };
+            match event {
                 Ok(Event::Server(status)) => {
                     let text = status_text(&status);
                     if text != shown {
