@@ -72,10 +72,13 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        // Ends at the first signal, or with the runtime.
-        tokio::spawn(p2p_proto::signals::cancel_on_signal(shutdown.clone()));
+        let signals = tokio::spawn(p2p_proto::signals::cancel_on_signal(shutdown.clone()));
         // Once ready, the systemd task sends STOPPING=1 as the stop starts.
-        crate::run(cfg, shutdown, crate::systemd::announce_ready).await
+        let result = crate::run(cfg, shutdown, crate::systemd::announce_ready).await;
+        // Still waiting for a signal if the run ended by itself (an error).
+        signals.abort();
+        let _ = signals.await;
+        result
     });
     if result.is_err() {
         // A start that failed (or a run that broke) stops here.

@@ -1,16 +1,20 @@
 //! `p2pd`, the per-user daemon (SPEC §5).
 //!
-//! [`run`] binds the peer listener and the control socket, then runs three
+//! [`run`] binds the peer listener and the control socket, then runs four
 //! tasks until the shutdown token fires:
 //!
 //! - the **link** ([`link`]): the server session, with login, keepalive and
-//!   reconnect-with-backoff;
+//!   reconnect-with-backoff; it publishes login and invitation events on a
+//!   channel and is only ever called downward, through [`link::LinkHandle`];
+//! - the **invitation driver** ([`peer::Peers::run`]): feeds those events
+//!   and its deadlines to the invitation state machine;
 //! - the **control server** ([`control`]): p2pctl connections, each handled
 //!   by [`handlers`];
 //! - the **peer listener** ([`peer`]).
 //!
-//! Handlers reach the link through [`link::LinkHandle`]; state changes fan
-//! out to `watch` connections on a broadcast channel of [`ctl::Event`]s.
+//! The inbox and the event bus (a broadcast channel of [`ctl::Event`]s for
+//! `watch`) belong to the [`Daemon`] and are handed to the tasks that need
+//! them. No module below `handlers` imports `Daemon`.
 
 pub mod backoff;
 pub mod cli;
@@ -54,6 +58,9 @@ pub struct Daemon {
     pub link: link::LinkHandle,
     /// Peer sessions, invitations and the inbox.
     pub peers: Arc<peer::Peers>,
+    /// The durable inbox (the daemon's; the link and the peer sessions get
+    /// clones to store into).
+    pub inbox: inbox::Inbox,
     /// Where the peer listener is bound.
     pub peer_listen: SocketAddr,
     /// Our X25519 public key, hex.
@@ -115,7 +122,7 @@ pub async fn run(
     let peers = peer::Peers::new(
         private_key,
         state,
-        inbox,
+        inbox.clone(),
         events.clone(),
         cfg.auto_accept.clone(),
         link.clone(),
@@ -125,6 +132,7 @@ pub async fn run(
     let daemon = Arc::new(Daemon {
         link,
         peers: peers.clone(),
+        inbox,
         peer_listen,
         public_key: identity.public,
         events,

@@ -89,7 +89,7 @@ impl Fixture {
             let peers = Peers::new(
                 private,
                 state,
-                inbox,
+                inbox.clone(),
                 events.clone(),
                 vec![AUTO_ACCEPT.to_string()],
                 link.clone(),
@@ -99,6 +99,7 @@ impl Fixture {
             Arc::new(Daemon {
                 link,
                 peers,
+                inbox,
                 peer_listen: "127.0.0.1:1".parse().expect("addr"),
                 public_key: identity.public,
                 events,
@@ -159,7 +160,7 @@ pub fn client_frames(data: &[u8]) {
                     text,
                     at_ms: sent_ms,
                 };
-                if let Ok(Some(entry)) = f.daemon.peers.inbox.store_broadcast(&from, &m) {
+                if let Ok(Some(entry)) = f.daemon.inbox.store_broadcast(&from, &m) {
                     ctl_line(Event::Broadcast(entry));
                 }
             }
@@ -245,7 +246,7 @@ pub fn peer_frames(data: &[u8]) {
     if batch.is_empty() {
         return;
     }
-    let inbox = &f.daemon.peers.inbox;
+    let inbox = &f.daemon.inbox;
     if let Ok(entries) = inbox.store(InboxKind::Message, "bob", &batch) {
         assert_eq!(entries.len(), batch.len(), "one entry per stored message");
         for (e, m) in entries.iter().zip(&batch) {

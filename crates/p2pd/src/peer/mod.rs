@@ -60,12 +60,12 @@ type Machine = Invitations<Waiter, oneshot::Sender<Verdict>>;
 pub struct Peers {
     private_key: Vec<u8>,
     state: StateDir,
-    /// Where received messages go.
-    pub inbox: Inbox,
-    /// Events for `watch`.
-    pub events: broadcast::Sender<Event>,
+    /// Where received messages go (the daemon's inbox).
+    pub(crate) inbox: Inbox,
+    /// The daemon's event bus (`watch`).
+    pub(crate) events: broadcast::Sender<Event>,
     /// Daemon shutdown.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     link: LinkHandle,
     invitations: Mutex<Machine>,
     sessions: Mutex<Sessions>,
