@@ -72,15 +72,18 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        tokio::spawn(p2p_proto::signals::cancel_on_signal(shutdown.clone()));
-        // Tell systemd at the start of shutdown, not once it is over.
-        let stopping = shutdown.clone();
-        tokio::spawn(async move {
-            stopping.cancelled().await;
-        });
-        crate::run(cfg, shutdown, crate::systemd::announce_ready).await
+        let signals = tokio::spawn(p2p_proto::signals::cancel_on_signal(shutdown.clone()));
+        // Once ready, the systemd task sends STOPPING=1 as the stop starts.
+        let result = crate::run(cfg, shutdown, crate::systemd::announce_ready).await;
+        // Still waiting for a signal if the run ended by itself (an error).
+        signals.abort();
+        let _ = signals.await;
+        result
     });
-    crate::systemd::notify_stopping();
+    if result.is_err() {
+        // A start that failed (or a run that broke) stops here.
+        crate::systemd::notify_stopping();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -254,7 +254,7 @@ async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationT
 
 /// Marks what a follower was sent read; false (logged) if that failed.
 async fn mark_read(daemon: &Daemon, from: Option<String>, upto: u64) -> bool {
-    let inbox = daemon.peers.inbox.clone();
+    let inbox = daemon.inbox.clone();
     match tokio::task::spawn_blocking(move || inbox.mark_read_upto(from.as_deref(), upto)).await {
         Ok(Ok(_)) => true,
         Ok(Err(e)) => {
@@ -279,7 +279,7 @@ async fn rest_of_backlog(
     mut after: u64,
 ) -> Option<u64> {
     loop {
-        let (inbox, who) = (daemon.peers.inbox.clone(), from.clone());
+        let (inbox, who) = (daemon.inbox.clone(), from.clone());
         let page = tokio::task::spawn_blocking(move || {
             inbox.page(all, who.as_deref(), after, MAX_INBOX_PAGE_BYTES)
         })
@@ -330,7 +330,7 @@ async fn follow(
                     }
                     // Marked just before the write (as for the pages), so
                     // a follower that has seen it never finds it unread.
-                    let (inbox, seq) = (daemon.peers.inbox.clone(), e.seq);
+                    let (inbox, seq) = (daemon.inbox.clone(), e.seq);
                     match tokio::task::spawn_blocking(move || inbox.mark_read(seq)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(err)) => warn!(cause = %err, "cannot mark a followed message read"),

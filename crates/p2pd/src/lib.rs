@@ -1,16 +1,20 @@
 //! `p2pd`, the per-user daemon (SPEC §5).
 //!
-//! [`run`] binds the peer listener and the control socket, then runs three
+//! [`run`] binds the peer listener and the control socket, then runs four
 //! tasks until the shutdown token fires:
 //!
 //! - the **link** ([`link`]): the server session, with login, keepalive and
-//!   reconnect-with-backoff;
+//!   reconnect-with-backoff; it publishes login and invitation events on a
+//!   channel and is only ever called downward, through [`link::LinkHandle`];
+//! - the **invitation driver** ([`peer::Peers::run`]): feeds those events
+//!   and its deadlines to the invitation state machine;
 //! - the **control server** ([`control`]): p2pctl connections, each handled
 //!   by [`handlers`];
 //! - the **peer listener** ([`peer`]).
 //!
-//! Handlers reach the link through [`link::LinkHandle`]; state changes fan
-//! out to `watch` connections on a broadcast channel of [`ctl::Event`]s.
+//! The inbox and the event bus (a broadcast channel of [`ctl::Event`]s for
+//! `watch`) belong to the [`Daemon`] and are handed to the tasks that need
+//! them. No module below `handlers` imports `Daemon`.
 
 pub mod backoff;
 pub mod cli;
@@ -34,6 +38,7 @@ use p2p_proto::wire::PeerInfo;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::info;
 
 pub use config::DaemonConfig;
@@ -53,12 +58,20 @@ pub struct Daemon {
     pub link: link::LinkHandle,
     /// Peer sessions, invitations and the inbox.
     pub peers: Arc<peer::Peers>,
+    /// The durable inbox (the daemon's; the link and the peer sessions get
+    /// clones to store into).
+    pub inbox: inbox::Inbox,
     /// Where the peer listener is bound.
     pub peer_listen: SocketAddr,
     /// Our X25519 public key, hex.
     pub public_key: String,
     /// Events for `watch` connections.
     pub events: broadcast::Sender<ctl::Event>,
+    /// Daemon shutdown (SIGTERM, SIGINT).
+    pub shutdown: CancellationToken,
+    /// Tasks of the daemon itself (the systemd status task), waited for
+    /// with a bound at shutdown.
+    pub tasks: TaskTracker,
 }
 
 /// Runs the daemon until `shutdown` is cancelled. `ready` is called once the
@@ -88,17 +101,13 @@ pub async fn run(
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let private_key = hex::decode(identity.private.expose())
         .map_err(|_| DaemonError::Config("identity.json: private key is not hex".into()))?;
-    let peers = peer::Peers::new(
-        private_key,
-        state.clone(),
-        inbox,
-        events.clone(),
-        cfg.auto_accept.clone(),
-        shutdown.clone(),
-    );
+    // The link publishes login and invitation events on a channel the peer
+    // side consumes; the peer side calls the link only through its handle.
+    let (to_peers, from_link) = tokio::sync::mpsc::channel(link::EVENT_QUEUE);
     let link_cfg = link::LinkConfig {
         failpoint: std::env::var("P2PD_FAILPOINT").ok(),
-        peers: peers.clone(),
+        inbox: inbox.clone(),
+        to_peers,
         backoff: backoff::Backoff {
             min: cfg.reconnect_min,
             max: cfg.reconnect_max,
@@ -109,13 +118,26 @@ pub async fn run(
             public_key: identity.public.clone(),
         },
     };
-    let (link, link_task) = link::spawn(link_cfg, state, events.clone(), shutdown.clone());
+    let (link, link_task) = link::spawn(link_cfg, state.clone(), events.clone(), shutdown.clone());
+    let peers = peer::Peers::new(
+        private_key,
+        state,
+        inbox.clone(),
+        events.clone(),
+        cfg.auto_accept.clone(),
+        link.clone(),
+        shutdown.clone(),
+    );
+    let invitations = tokio::spawn(peers.clone().run(from_link));
     let daemon = Arc::new(Daemon {
         link,
         peers: peers.clone(),
+        inbox,
         peer_listen,
         public_key: identity.public,
         events,
+        shutdown: shutdown.clone(),
+        tasks: TaskTracker::new(),
     });
 
     info!(socket = %cfg.socket.display(), peer = %peer_listen, "p2pd ready");
@@ -125,12 +147,13 @@ pub async fn run(
         peer::serve(peer, peers.clone(), cfg.peer_handshakes_per_source),
     );
     let _ = link_task.await;
-    // Sessions say goodbye and finish acknowledging what they stored.
+    let _ = invitations.await;
+    // Sessions say goodbye and finish acknowledging what they stored; dials,
+    // answers and handshakes see the shutdown token and end.
     peers.tasks.close();
-    if tokio::time::timeout(SESSION_GRACE, peers.tasks.wait())
-        .await
-        .is_err()
-    {
+    daemon.tasks.close();
+    let all = async { tokio::join!(peers.tasks.wait(), daemon.tasks.wait()) };
+    if tokio::time::timeout(SESSION_GRACE, all).await.is_err() {
         tracing::warn!("some peer sessions did not end in time");
     }
     systemd::remove_control_socket(&cfg.socket);

@@ -158,43 +158,67 @@ pub fn check_unix_stream_listener(fd: &impl AsFd) -> Result<()> {
 }
 
 /// The readiness hook for [`run`](crate::run): sends `READY=1` and a first
-/// `STATUS=`, then spawns a task that updates `STATUS=` on every change of
-/// the server session. Does nothing when `NOTIFY_SOCKET` is unset (not run
-/// by systemd as `Type=notify`). Must be called inside the Tokio runtime.
+/// `STATUS=`, then starts a task (owned by [`Daemon::tasks`]) that updates
+/// `STATUS=` on every change of the server session and sends `STOPPING=1`
+/// the moment the stop starts. Does nothing when `NOTIFY_SOCKET` is unset
+/// (not run by systemd as `Type=notify`). Must be called inside the Tokio
+/// runtime.
 pub fn announce_ready(daemon: &Daemon) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
     // Subscribe before reading the current state, so a change that happens
     // in between still arrives as an event.
-    let mut events = daemon.events.subscribe();
-    let mut shown = status_text(&daemon.link.status().report());
+    let events = daemon.events.subscribe();
+    let shown = status_text(&daemon.link.status().report());
     notify(&[NotifyState::Ready, NotifyState::Status(&shown)]);
-    tokio::spawn(async move {
-        loop {
-            match events.recv().await {
-                Ok(Event::Server(status)) => {
-                    let text = status_text(&status);
-                    if text != shown {
-                        notify(&[NotifyState::Status(&text)]);
-                        shown = text;
-                    }
-                }
-                // Peer events do not change the session line.
-                Ok(_) => {}
-                // Every server event carries the whole state, so after a gap
-                // the next one puts STATUS= right again.
-                Err(RecvError::Lagged(missed)) => debug!(missed, "status updates lagged"),
-                Err(RecvError::Closed) => break,
-            }
-        }
-    });
+    let task = status_task(events, shown, daemon.shutdown.clone(), notify);
+    daemon.tasks.spawn(task);
 }
+
+/// Keeps `STATUS=` up to date from the server events on `events` (starting
+/// from `shown`) until the stop starts, then sends `STOPPING=1` through
+/// `send` at once, not once the stop is over.
+async fn status_task(
+    mut events: tokio::sync::broadcast::Receiver<Event>,
+    mut shown: String,
+    shutdown: tokio_util::sync::CancellationToken,
+    send: impl Fn(&[NotifyState]),
+) {
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => {
+                send(&STOPPING);
+                return;
+            }
+            event = events.recv() => event,
+        };
+        match event {
+            Ok(Event::Server(status)) => {
+                let text = status_text(&status);
+                if text != shown {
+                    send(&[NotifyState::Status(&text)]);
+                    shown = text;
+                }
+            }
+            // Peer events do not change the session line.
+            Ok(_) => {}
+            // Every server event carries the whole state, so after a gap
+            // the next one puts STATUS= right again.
+            Err(RecvError::Lagged(missed)) => debug!(missed, "status updates lagged"),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// What a stop says to systemd.
+const STOPPING: [NotifyState<'static>; 2] =
+    [NotifyState::Stopping, NotifyState::Status("stopping")];
 
 /// Sends `STOPPING=1`: the daemon is shutting down (a no-op without
 /// `NOTIFY_SOCKET`).
 pub fn notify_stopping() {
-    notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    notify(&STOPPING);
 }
 
 /// Sends `states` to systemd. Failing to notify is logged, not fatal: the
@@ -252,6 +276,40 @@ fn retry_text(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn line(state: &NotifyState) -> String {
+        match state {
+            NotifyState::Stopping => "STOPPING=1".into(),
+            NotifyState::Status(s) => format!("STATUS={s}"),
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// The stop is announced as soon as it starts, while the daemon (here:
+    /// the event bus) is still up. Before, nothing was sent until `run` had
+    /// returned, after the sessions' grace (the task in cli.rs that was to
+    /// do it only waited).
+    #[tokio::test]
+    async fn stopping_is_sent_when_the_stop_starts() {
+        let (bus, events) = tokio::sync::broadcast::channel(4);
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = sent.clone();
+        let task = tokio::spawn(status_task(
+            events,
+            "logged out".into(),
+            shutdown.clone(),
+            move |states: &[NotifyState]| log.lock().unwrap().extend(states.iter().map(line)),
+        ));
+        bus.send(Event::Server(status(ServerState::Online)))
+            .unwrap();
+        shutdown.cancel();
+        task.await.unwrap();
+        let sent = sent.lock().unwrap().clone();
+        assert_eq!(sent.last().map(String::as_str), Some("STATUS=stopping"));
+        assert!(sent.contains(&"STOPPING=1".to_string()), "{sent:?}");
+        drop(bus); // still open when the stop was announced
+    }
 
     fn status(state: ServerState) -> ServerStatus {
         ServerStatus {

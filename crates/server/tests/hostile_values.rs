@@ -140,7 +140,7 @@ proptest! {
             harness::daemon::client_frames(&frame(codec::server_side(), ServerMsg::Reply { id, reply }));
         }
         // Whatever was stored can still be read.
-        let inbox = &harness::daemon::fixture().daemon.peers.inbox;
+        let inbox = &harness::daemon::fixture().daemon.inbox;
         prop_assert!(inbox.page(true, None, 0, 1 << 20).is_ok());
     }
 
@@ -151,7 +151,7 @@ proptest! {
         msgs in proptest::collection::vec((any::<u64>(), any_text(64), 0..=MAX_RFC3339_MS), 1..8),
         peer in "[a-z]{1,12}",
     ) {
-        let inbox = &harness::daemon::fixture().daemon.peers.inbox;
+        let inbox = &harness::daemon::fixture().daemon.inbox;
         let batch: Vec<Incoming> = msgs
             .iter()
             .map(|(id, text, at_ms)| Incoming { id: *id, text: text.clone(), at_ms: *at_ms })

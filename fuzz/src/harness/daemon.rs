@@ -69,14 +69,7 @@ impl Fixture {
             let (events, _) = tokio::sync::broadcast::channel(p2pd::EVENT_BUFFER);
             let shutdown = CancellationToken::new();
             let private = hex::decode(identity.private.expose()).expect("hex key");
-            let peers = Peers::new(
-                private,
-                state.clone(),
-                inbox,
-                events.clone(),
-                vec![AUTO_ACCEPT.to_string()],
-                shutdown.clone(),
-            );
+            let (to_peers, from_link) = tokio::sync::mpsc::channel(link::EVENT_QUEUE);
             let cfg = LinkConfig {
                 // Retries far apart: a failed login must not loop meanwhile.
                 backoff: Backoff {
@@ -88,16 +81,30 @@ impl Fixture {
                     advertise: None,
                     public_key: identity.public.clone(),
                 },
-                peers: peers.clone(),
+                inbox: inbox.clone(),
+                to_peers,
                 failpoint: None,
             };
-            let (link, _task) = link::spawn(cfg, state, events.clone(), shutdown);
+            let (link, _task) = link::spawn(cfg, state.clone(), events.clone(), shutdown.clone());
+            let peers = Peers::new(
+                private,
+                state,
+                inbox.clone(),
+                events.clone(),
+                vec![AUTO_ACCEPT.to_string()],
+                link.clone(),
+                shutdown.clone(),
+            );
+            tokio::spawn(peers.clone().run(from_link));
             Arc::new(Daemon {
                 link,
                 peers,
+                inbox,
                 peer_listen: "127.0.0.1:1".parse().expect("addr"),
                 public_key: identity.public,
                 events,
+                shutdown,
+                tasks: tokio_util::task::TaskTracker::new(),
             })
         });
         Fixture { rt, daemon }
@@ -153,7 +160,7 @@ pub fn client_frames(data: &[u8]) {
                     text,
                     at_ms: sent_ms,
                 };
-                if let Ok(Some(entry)) = f.daemon.peers.inbox.store_broadcast(&from, &m) {
+                if let Ok(Some(entry)) = f.daemon.inbox.store_broadcast(&from, &m) {
                     ctl_line(Event::Broadcast(entry));
                 }
             }
@@ -161,7 +168,7 @@ pub fn client_frames(data: &[u8]) {
             ServerMsg::Event { event } if link::check_server_event(&event).is_err() => {}
             ServerMsg::Event { event } => {
                 let d = f.daemon.clone();
-                f.rt.block_on(async move { d.peers.clone().server_event(event, &d.link) });
+                f.rt.block_on(async move { d.peers.server_event(event) });
             }
             ServerMsg::Reply { reply, .. } => handle_reply(reply),
             // Login answers, keepalives and closing are handled inside the
@@ -239,7 +246,7 @@ pub fn peer_frames(data: &[u8]) {
     if batch.is_empty() {
         return;
     }
-    let inbox = &f.daemon.peers.inbox;
+    let inbox = &f.daemon.inbox;
     if let Ok(entries) = inbox.store(InboxKind::Message, "bob", &batch) {
         assert_eq!(entries.len(), batch.len(), "one entry per stored message");
         for (e, m) in entries.iter().zip(&batch) {

@@ -23,8 +23,5 @@ pub async fn run(
     let wait = timeout_ms
         .map(Duration::from_millis)
         .unwrap_or(INVITATION_TTL + ANSWER_SLACK);
-    daemon
-        .peers
-        .connect(&daemon.link, &user, wait, no_wait)
-        .await
+    daemon.peers.connect(&user, wait, no_wait).await
 }

@@ -14,7 +14,7 @@ pub async fn run(
     from: Option<String>,
     after: Option<u64>,
 ) -> Result<InboxList, CtlError> {
-    let inbox = daemon.peers.inbox.clone();
+    let inbox = daemon.inbox.clone();
     let (messages, more) = tokio::task::spawn_blocking(move || {
         if let Some(received) = after {
             inbox.mark_read_upto(from.as_deref(), received)?;

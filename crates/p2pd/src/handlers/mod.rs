@@ -49,27 +49,7 @@ pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<serde_json::Value, 
     }
 }
 
-/// A server reply that is not the one the request expects: its error
-/// mapped to a control error, or an internal error.
-pub fn reply_error(reply: p2p_proto::wire::Reply) -> CtlError {
-    match reply {
-        p2p_proto::wire::Reply::Error { code, message } => {
-            use p2p_proto::wire::RefusalCode;
-            let code = match code {
-                RefusalCode::NotOnline => ErrorCode::NotOnline,
-                RefusalCode::NoInvitation | RefusalCode::BadRequest => ErrorCode::BadRequest,
-                RefusalCode::RateLimited => ErrorCode::RateLimited,
-                RefusalCode::TooLarge => ErrorCode::TooLarge,
-                RefusalCode::Internal | RefusalCode::Unknown(_) => ErrorCode::Other,
-            };
-            CtlError::new(code, message)
-        }
-        other => CtlError::new(
-            ErrorCode::Internal,
-            format!("unexpected server reply {other:?}"),
-        ),
-    }
-}
+pub use crate::link::reply_error;
 
 /// Checks a user name from a control request before it is used or echoed
 /// back in an answer: a name no account can have is a bad request.

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::connect::{Creds, Failure, LoggedIn, ServerConn};
-use super::Link;
+use super::{Link, LinkEvent};
 use crate::state::SavedSession;
 
 impl Link {
@@ -18,7 +18,7 @@ impl Link {
     /// pin cannot be saved the connection is dropped and the error returned
     /// for the caller to retry with backoff: a session whose pin is not on
     /// disk could not be checked after a restart.
-    pub(super) fn went_online(&mut self, ok: LoggedIn) -> Result<(), CtlError> {
+    pub(super) async fn went_online(&mut self, ok: LoggedIn) -> Result<(), CtlError> {
         let Some(creds) = self.creds.as_mut() else {
             return Ok(());
         };
@@ -34,7 +34,11 @@ impl Link {
         }
         creds.fingerprint = None;
         // Invitation ids are per server run: old answers mean nothing now.
-        self.cfg.peers.logged_in(&creds.user, ok.clock_skew_ms);
+        let login = LinkEvent::LoggedIn {
+            user: creds.user.clone(),
+            clock_skew_ms: ok.clock_skew_ms,
+        };
+        let _ = self.cfg.to_peers.send(login).await;
         creds.auth = Auth::Token {
             token: ok.token.clone(),
         };
@@ -154,7 +158,7 @@ impl Link {
         let result = match attempt {
             Ok(ok) => {
                 let fingerprint = ok.fingerprint.clone();
-                match self.went_online(ok) {
+                match self.went_online(ok).await {
                     Ok(()) => Ok(LoginDone {
                         user: args.user,
                         server,

@@ -32,17 +32,56 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::backoff::Backoff;
-use crate::peer::Peers;
+use crate::inbox::Inbox;
 use crate::state::StateDir;
 pub use connect::Creds;
 use connect::ServerConn;
-use std::sync::Arc;
 
 /// The entry check the link applies to every event from the server before
 /// routing it (see `checks.rs`); public so the fuzz targets run the same one.
 pub fn check_server_event(event: &wire::ServerEvent) -> Result<(), String> {
     checks::server_event(event)
 }
+
+/// A server reply that is not the one the request expects: its error
+/// mapped to a control error, or an internal error.
+pub fn reply_error(reply: p2p_proto::wire::Reply) -> CtlError {
+    match reply {
+        p2p_proto::wire::Reply::Error { code, message } => {
+            use p2p_proto::wire::RefusalCode;
+            let code = match code {
+                RefusalCode::NotOnline => ErrorCode::NotOnline,
+                RefusalCode::NoInvitation | RefusalCode::BadRequest => ErrorCode::BadRequest,
+                RefusalCode::RateLimited => ErrorCode::RateLimited,
+                RefusalCode::TooLarge => ErrorCode::TooLarge,
+                RefusalCode::Internal | RefusalCode::Unknown(_) => ErrorCode::Other,
+            };
+            CtlError::new(code, message)
+        }
+        other => CtlError::new(
+            ErrorCode::Internal,
+            format!("unexpected server reply {other:?}"),
+        ),
+    }
+}
+
+/// What the link tells the peer side, in order, on a channel.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// The session came online as `user` (every login, also after a reconnect).
+    LoggedIn {
+        /// Our account name.
+        user: String,
+        /// Server clock minus ours.
+        clock_skew_ms: i64,
+    },
+    /// An invitation event (after the link's entry checks).
+    Server(wire::ServerEvent),
+}
+
+/// Link events waiting for the peer side; more and the link waits (the
+/// peer side never waits on the link, so this cannot deadlock).
+pub const EVENT_QUEUE: usize = 64;
 
 /// Commands waiting for the link task; more than this and callers wait.
 pub const COMMAND_QUEUE: usize = 64;
@@ -149,8 +188,10 @@ pub struct LinkConfig {
     pub backoff: Backoff,
     /// Peer listener details sent at login.
     pub peer: PeerInfo,
-    /// Where invitation events go (and, through its inbox, broadcasts).
-    pub peers: Arc<Peers>,
+    /// Where broadcasts are stored.
+    pub inbox: Inbox,
+    /// Where login and invitation events go (the peer side).
+    pub to_peers: mpsc::Sender<LinkEvent>,
     /// Fault injection for crash tests (`P2PD_FAILPOINT`); `None` in normal use.
     pub failpoint: Option<String>,
 }
@@ -198,7 +239,6 @@ pub fn spawn(
         status: status_rx,
     };
     let task = Link {
-        handle: handle.clone(),
         cfg,
         state,
         cmds: cmd_rx,
@@ -241,8 +281,6 @@ enum Ended {
 }
 
 struct Link {
-    /// Our own handle, for the invitation logic that answers through us.
-    handle: LinkHandle,
     cfg: LinkConfig,
     state: StateDir,
     cmds: mpsc::Receiver<LinkCmd>,

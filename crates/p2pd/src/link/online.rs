@@ -11,7 +11,7 @@ use tokio::time::{timeout, Instant};
 use tracing::{info, warn};
 
 use super::connect::ServerConn;
-use super::{Ended, Link, LinkCmd, FAILPOINT_CRASH_BEFORE_BROADCAST_ACK};
+use super::{Ended, Link, LinkCmd, LinkEvent, FAILPOINT_CRASH_BEFORE_BROADCAST_ACK};
 use crate::inbox::Incoming;
 
 impl Link {
@@ -48,7 +48,7 @@ impl Link {
                 .await
                 .map_err(Ended::Lost);
         }
-        let inbox = self.cfg.peers.inbox.clone();
+        let inbox = self.cfg.inbox.clone();
         if !p2p_proto::time::in_range(sent_ms) {
             warn!(
                 id,
@@ -147,7 +147,9 @@ impl Link {
                                 }
                             }
                             ServerMsg::Event { event } => match super::checks::server_event(&event) {
-                                Ok(()) => self.cfg.peers.clone().server_event(event, &self.handle),
+                                Ok(()) => {
+                                    let _ = self.cfg.to_peers.send(LinkEvent::Server(event)).await;
+                                }
                                 Err(why) => warn!(reason = %why, "ignoring an impossible event from the server"),
                             },
                             ServerMsg::Reply { id, reply } => {

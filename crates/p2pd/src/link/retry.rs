@@ -77,7 +77,7 @@ impl Link {
         };
         match result {
             Ok(ok) => {
-                if let Err(e) = self.went_online(ok) {
+                if let Err(e) = self.went_online(ok).await {
                     self.schedule_retry(attempt + 1, e.message, None);
                 }
             }

@@ -1,24 +1,29 @@
-//! The two sides of an invitation as commands: `connect` (invite, wait for
-//! the answer, dial) and `accept`/`reject` (answer, then let the inviter in).
+//! The I/O ends of an invitation: the commands (`connect`, `accept`,
+//! `reject`) that feed the machine and wait for its answer, the dial after
+//! our invitation was accepted, and the handshake of a link that dials in.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use p2p_proto::ctl::{Answered, ConnectDone, CtlError, ErrorCode, PendingRequest};
-use p2p_proto::limits::DIAL_IN_GRACE;
+use p2p_proto::ctl::{Answered, ConnectDone, CtlError, ErrorCode, PendingRequest, SessionInfo};
+use p2p_proto::peer::PeerHello;
 use p2p_proto::time::rfc3339;
 use p2p_proto::wire::{Reply, Request};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tracing::warn;
 
-use super::Peers;
-use crate::handlers::reply_error;
-use crate::link::LinkHandle;
+use super::invitations::{Input, PeerContact};
+use super::{listener, noise, shutting_down, Peers, Verdict, Waiter};
+use crate::link::reply_error;
+
+/// Dialling one path to a peer's listener gives up after this.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Peers {
     /// Invites `user`; unless `no_wait`, waits up to `wait` for the session.
     pub async fn connect(
         self: &Arc<Self>,
-        link: &LinkHandle,
         user: &str,
         wait: Duration,
         no_wait: bool,
@@ -29,17 +34,18 @@ impl Peers {
                 invited: None,
             });
         }
-        let (invite, expires_ms) = match link
-            .request(Request::Invite {
-                to: user.to_string(),
-            })
-            .await?
-        {
+        let to = user.to_string();
+        let (invite, expires_ms) = match self.link.request(Request::Invite { to }).await? {
             Reply::Invited { invite, expires_ms } => (invite, expires_ms),
             other => return Err(reply_error(other)),
         };
+        let to = user.to_string();
         if no_wait {
-            self.register_outgoing(link, invite, user, None);
+            self.apply(Input::Invited {
+                invite,
+                to,
+                waiter: None,
+            });
             let invited = PendingRequest {
                 from: user.to_string(),
                 expires_at: rfc3339(expires_ms),
@@ -50,19 +56,20 @@ impl Peers {
             });
         }
         let (tx, rx) = oneshot::channel();
-        self.register_outgoing(link, invite, user, Some(tx));
+        self.apply(Input::Invited {
+            invite,
+            to,
+            waiter: Some(tx),
+        });
         match tokio::time::timeout(wait, rx).await {
             Ok(Ok(Ok(info))) => Ok(ConnectDone {
-                connected: Some(info),
+                connected: info,
                 invited: None,
             }),
             Ok(Ok(Err(e))) => Err(e),
-            Ok(Err(_)) => Err(CtlError::new(
-                ErrorCode::Internal,
-                "daemon is shutting down",
-            )),
+            Ok(Err(_)) => Err(shutting_down()),
             Err(_) => {
-                self.forget_outgoing(invite);
+                self.apply(Input::ConnectGaveUp { invite });
                 Err(CtlError::new(
                     ErrorCode::Timeout,
                     format!("{user} did not answer within {}s", wait.as_secs()),
@@ -71,64 +78,136 @@ impl Peers {
         }
     }
 
-    /// Answers `user`'s invitation. Accepting waits (up to the dial-in grace)
-    /// for the inviter to connect.
-    pub async fn answer(
-        self: &Arc<Self>,
-        link: &LinkHandle,
-        user: &str,
-        accept: bool,
-    ) -> Result<Answered, CtlError> {
-        let invite = self.take_request(user).ok_or_else(|| {
-            CtlError::new(
-                ErrorCode::NoRequest,
-                format!("{user} has not invited you (see p2pctl requests)"),
-            )
-        })?;
-        if accept {
-            self.accepting(user, invite, true);
-        }
-        let answered = link.request(Request::Answer { invite, accept }).await;
-        let expecting = match &answered {
-            Ok(Reply::Answered {
-                contact: Some(c), ..
-            }) if accept => {
-                self.check_key(c);
-                let (tx, rx) = oneshot::channel();
-                self.expect(c, invite, tx).map(|()| Some(rx))
-            }
-            _ => Ok(None),
+    /// Answers `user`'s invitation. Accepting waits (up to the dial-in grace,
+    /// the machine's deadline) for the inviter to connect.
+    pub async fn answer(self: &Arc<Self>, user: &str, accept: bool) -> Result<Answered, CtlError> {
+        let (tx, rx) = oneshot::channel();
+        self.apply(Input::Answer {
+            from: user.to_string(),
+            accept,
+            waiter: Some(tx),
+        });
+        let session = rx.await.map_err(|_| shutting_down())??;
+        Ok(Answered {
+            peer: user.to_string(),
+            accepted: session.is_some(),
+            session,
+        })
+    }
+
+    /// Our invitation to `to` was accepted: dial, open the session, tell
+    /// whoever waits.
+    pub(super) async fn dial_for(
+        self: Arc<Self>,
+        to: String,
+        contact: PeerContact,
+        invite: u64,
+        waiter: Option<Waiter>,
+    ) {
+        let me = self.link.status().user.unwrap_or_default();
+        let result = tokio::select! {
+            r = self.dial(&contact, invite, me) => r,
+            _ = self.shutdown.cancelled() => Err(shutting_down()),
         };
-        // The key (if any) is registered: links waiting on us may proceed.
-        self.accepting(user, invite, false);
-        let contact = match answered? {
-            Reply::Answered { contact, .. } => contact,
-            other => return Err(reply_error(other)),
-        };
-        let Some(contact) = contact.filter(|_| accept) else {
-            return Ok(Answered {
-                peer: user.to_string(),
-                accepted: false,
-                session: None,
+        if let Err(e) = &result {
+            warn!(peer = %to, reason = %e.message, "could not open the session");
+            let _ = self.events.send(p2p_proto::ctl::Event::Rejected {
+                peer: to,
+                reason: e.message.clone(),
             });
+        }
+        if let Some(w) = waiter {
+            let _ = w.send(result.map(Some));
+        }
+    }
+
+    /// Dials `contact`'s paths in order for invitation `invite` and opens
+    /// the session over the first that answers.
+    async fn dial(
+        self: &Arc<Self>,
+        contact: &PeerContact,
+        invite: u64,
+        me: String,
+    ) -> Result<SessionInfo, CtlError> {
+        let fail = |m: String| CtlError::new(ErrorCode::Other, m);
+        let key = hex::decode(&contact.public_key)
+            .map_err(|_| fail("server gave a malformed key".into()))?;
+        let user = &contact.user;
+        let mut last = format!("could not reach {user}: no address");
+        let mut stream = None;
+        for addr in &contact.paths {
+            match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => {
+                    stream = Some(s);
+                    break;
+                }
+                Ok(Err(e)) => last = format!("could not reach {user} at {addr}: {e}"),
+                Err(_) => last = format!("could not reach {user} at {addr} (timed out)"),
+            }
+        }
+        let stream = stream.ok_or_else(|| fail(last))?;
+        let _ = stream.set_nodelay(true);
+        let hello = PeerHello { user: me, invite };
+        let link = noise::initiate(stream, &self.private_key, &key, &hello)
+            .await
+            .map_err(|e| fail(format!("secure link to {user} failed: {e}")))?;
+        Ok(self.install(user, true, link))
+    }
+
+    /// A link came in on the listener: let it through only if the machine
+    /// says it matches an invitation we accepted (key, name and id).
+    /// `slot` is this link's admission slot, held until its handshake is
+    /// done (the link ends if a newcomer takes the slot first).
+    pub(super) async fn incoming(self: Arc<Self>, stream: TcpStream, slot: listener::Slot) {
+        let addr = stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let _ = stream.set_nodelay(true);
+        let handshake = tokio::select! {
+            r = noise::respond(stream, &self.private_key) => r,
+            _ = slot.evicted() => {
+                // Only under a flood (the listener logs those, rate-limited).
+                tracing::debug!(%addr, "half-open peer link made room for a newer one");
+                return;
+            }
+            _ = self.shutdown.cancelled() => return,
         };
-        let Some(rx) = expecting? else {
-            return Err(CtlError::new(
-                ErrorCode::Internal,
-                format!("no contact for {}", contact.user),
-            ));
+        drop(slot);
+        let (link, key, hello) = match handshake {
+            Ok(x) => x,
+            // A link that never spoke is what a flood is made of: the
+            // listener already logs floods (rate-limited).
+            Err(e) if e == noise::SILENT_LINK => {
+                tracing::debug!(%addr, reason = %e, "peer handshake failed");
+                return;
+            }
+            Err(e) => {
+                warn!(%addr, reason = %e, "peer handshake failed");
+                return;
+            }
         };
-        match tokio::time::timeout(DIAL_IN_GRACE, rx).await {
-            Ok(Ok(Ok(info))) => Ok(Answered {
-                peer: user.to_string(),
-                accepted: true,
-                session: Some(info),
-            }),
-            Ok(Ok(Err(e))) => Err(e),
-            _ => Err(CtlError::new(
-                ErrorCode::Timeout,
-                format!("accepted, but {user} did not connect in time"),
-            )),
+        let (tx, rx) = oneshot::channel();
+        self.apply(Input::DialedIn {
+            user: hello.user.clone(),
+            key: key.clone(),
+            invite: hello.invite,
+            link: tx,
+        });
+        let verdict = tokio::select! {
+            v = rx => v,
+            _ = self.shutdown.cancelled() => return,
+        };
+        match verdict {
+            Ok(Verdict::Admit(waiter)) => {
+                let info = self.install(&hello.user, false, link);
+                if let Some(w) = waiter {
+                    let _ = w.send(Ok(Some(info)));
+                }
+            }
+            Ok(Verdict::Refuse) | Err(_) => {
+                warn!(%addr, claimed = %hello.user, key = %hex::encode(&key), "refused peer link: it matches no invitation we accepted");
+            }
         }
     }
 }

@@ -251,7 +251,7 @@ pub async fn serve(listener: TcpListener, peers: Arc<Peers>, per_source: usize) 
                     let expected = peers.expects_from(addr.ip());
                     match admission.admit(addr.ip(), expected) {
                         Ok(slot) => {
-                            tokio::spawn(peers.clone().incoming(stream, slot));
+                            peers.tasks.spawn(peers.clone().incoming(stream, slot));
                         }
                         Err(why) => {
                             refused += 1;

@@ -10,8 +10,7 @@ use p2p_proto::limits::{MAX_NOISE_PLAINTEXT, MAX_PEER_FRAME, PEER_HANDSHAKE_TIME
 use p2p_proto::names::validate_username;
 use p2p_proto::peer::{PeerHello, PeerMsg, NOISE_PARAMS, NOISE_PROLOGUE};
 use snow::{HandshakeState, TransportState};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::time::timeout;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
@@ -26,6 +25,16 @@ pub const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The error of a link that sent nothing within [`FIRST_MESSAGE_TIMEOUT`].
 pub const SILENT_LINK: &str = "no handshake message in time";
+
+/// Any byte stream a Noise link can run over (a TCP stream today; a
+/// relayed or hole-punched one later).
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
+
+/// The stream under a [`NoiseLink`], whatever it is.
+type BoxedTransport = Box<dyn Transport>;
+type OwnedReadHalf = ReadHalf<BoxedTransport>;
+type OwnedWriteHalf = WriteHalf<BoxedTransport>;
 
 /// An established, authenticated, encrypted link.
 pub struct NoiseLink {
@@ -43,13 +52,13 @@ fn codec() -> LengthDelimitedCodec {
 }
 
 fn split(
-    stream: TcpStream,
+    stream: impl Transport,
 ) -> (
     FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
     FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
+    let boxed: BoxedTransport = Box::new(stream);
+    let (r, w) = tokio::io::split(boxed);
     (FramedRead::new(r, codec()), FramedWrite::new(w, codec()))
 }
 
@@ -98,7 +107,7 @@ async fn read_hs(
 /// Dials side: runs the handshake, refusing the peer unless its static key
 /// is `expected` (before our identity is revealed), then sends `hello`.
 pub async fn initiate(
-    stream: TcpStream,
+    stream: impl Transport,
     private: &[u8],
     expected: &[u8],
     hello: &PeerHello,
@@ -136,7 +145,7 @@ pub async fn initiate(
 /// Listening side: runs the handshake and returns the peer's static key
 /// and identity claim, for the caller to check against accepted invitations.
 pub async fn respond(
-    stream: TcpStream,
+    stream: impl Transport,
     private: &[u8],
 ) -> Result<(NoiseLink, Vec<u8>, PeerHello), String> {
     let (mut r, mut w) = split(stream);
@@ -235,6 +244,36 @@ impl NoiseLink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::TcpStream;
+
+    fn keypair() -> snow::Keypair {
+        snow::Builder::new(NOISE_PARAMS.parse().unwrap())
+            .generate_keypair()
+            .unwrap()
+    }
+
+    /// The handshake and the link run over any byte stream, not only TCP
+    /// (here an in-memory pipe): the seam for relayed or punched paths.
+    #[tokio::test]
+    async fn a_link_runs_over_any_stream() {
+        let (a, b) = tokio::io::duplex(4096);
+        let (alice, bob) = (keypair(), keypair());
+        let hello = PeerHello {
+            user: "alice".into(),
+            invite: 7,
+        };
+        let (dialled, answered) = tokio::join!(
+            initiate(a, &alice.private, &bob.public, &hello),
+            respond(b, &bob.private)
+        );
+        let mut dialled = dialled.unwrap();
+        let (mut answered, key, got) = answered.unwrap();
+        assert_eq!(key, alice.public);
+        assert_eq!((got.user.as_str(), got.invite), ("alice", 7));
+        dialled.send(&[PeerMsg::Ping]).await.unwrap();
+        let msgs = answered.recv().await.unwrap().unwrap();
+        assert!(matches!(msgs.as_slice(), [PeerMsg::Ping]));
+    }
 
     async fn pair() -> (TcpStream, TcpStream) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,0 +1,462 @@
+//! Invitations in both directions as a pure state machine: no I/O, no
+//! clock of its own. [`Invitations::handle`] takes one [`Input`] (a server
+//! event, a control command, a link that dialled in, the passing of time)
+//! and the current [`Now`], and returns the [`Action`]s the daemon must
+//! carry out (`peer/mod.rs` does the I/O). Expiry is by deadline:
+//! [`Invitations::next_deadline`] says when to feed [`Input::Tick`].
+//!
+//! `W` is whoever waits for a control command's outcome (a `oneshot` in the
+//! daemon, a number in the tests); `L` is a link that dialled in and waits
+//! to be let through or refused.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use p2p_proto::ctl::{CtlError, ErrorCode, Event, PendingRequest};
+use p2p_proto::limits::{DIAL_IN_GRACE, INVITATION_TTL};
+use p2p_proto::time::rfc3339;
+use p2p_proto::wire::{Contact, InviteEnd, ServerEvent};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+mod types;
+pub use types::{Action, Input, Now, PeerContact};
+
+/// Invitations held for an answer (and early answers held for an
+/// invitation, and links held while we accept) at most: the server limits
+/// what one user receives to far fewer, so only a broken or hostile server
+/// or peer reaches this, and it must not grow the daemon's memory without
+/// bound.
+pub const MAX_HELD_INVITATIONS: usize = 256;
+
+struct Request {
+    invite: u64,
+    expires_ms: i64,
+}
+
+struct Expected<W> {
+    user: String,
+    key: Vec<u8>,
+    /// Where the server says the peer is (the listener gives such links room).
+    sources: Vec<IpAddr>,
+    invite: u64,
+    until: Instant,
+    waiter: Option<W>,
+}
+
+struct Held<L> {
+    user: String,
+    key: Vec<u8>,
+    invite: u64,
+    until: Instant,
+    link: L,
+}
+
+/// The invitation state of one daemon.
+pub struct Invitations<W, L> {
+    /// Invitations to us, by inviter (a newer one from the same user wins).
+    requests: HashMap<String, Request>,
+    /// Ours, by id, with the waiting `connect`.
+    outgoing: HashMap<u64, (String, Option<W>)>,
+    /// Answers to our invitations that beat `connect`'s registration (the
+    /// server's reply and event race inside p2pd).
+    early: HashMap<u64, (ServerEvent, Instant)>,
+    /// Answers under way, by (inviter, invitation, accepted), with their
+    /// waiters. For an acceptance, the server tells the inviter (who dials
+    /// at once) while its answer to us, with the key, is on the way.
+    answering: HashMap<(String, u64, bool), Option<W>>,
+    /// Accepted, not dialled in yet: the only links let through.
+    expected: Vec<Expected<W>>,
+    /// Links that claim an invitation we are still accepting.
+    held: Vec<Held<L>>,
+    auto_accept: HashSet<String>,
+    clock_skew_ms: i64,
+}
+
+fn decline_error(to: &str, reason: InviteEnd) -> CtlError {
+    match reason {
+        InviteEnd::Rejected => {
+            CtlError::new(ErrorCode::Rejected, format!("{to} declined the invitation"))
+        }
+        InviteEnd::Expired => {
+            CtlError::new(ErrorCode::Timeout, format!("{to} did not answer in time"))
+        }
+        InviteEnd::Offline => CtlError::new(ErrorCode::NotOnline, format!("{to} went offline")),
+        InviteEnd::Other => {
+            CtlError::new(ErrorCode::Rejected, format!("the invitation to {to} ended"))
+        }
+    }
+}
+
+fn reply<W, L>(out: &mut Vec<Action<W, L>>, waiter: Option<W>, result: Result<(), CtlError>) {
+    match waiter {
+        Some(waiter) => out.push(Action::Reply { waiter, result }),
+        None => {
+            if let Err(e) = result {
+                warn!(reason = %e.message, "automatic accept failed");
+            }
+        }
+    }
+}
+
+impl<W, L> Invitations<W, L> {
+    /// No invitations; `auto_accept` lists inviters accepted without asking.
+    pub fn new(auto_accept: impl IntoIterator<Item = String>) -> Self {
+        Invitations {
+            requests: HashMap::new(),
+            outgoing: HashMap::new(),
+            early: HashMap::new(),
+            answering: HashMap::new(),
+            expected: Vec::new(),
+            held: Vec::new(),
+            auto_accept: auto_accept.into_iter().collect(),
+            clock_skew_ms: 0,
+        }
+    }
+
+    /// When [`Input::Tick`] is next due, if anything waits on a deadline.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let expected = self.expected.iter().map(|e| e.until);
+        expected.chain(self.held.iter().map(|h| h.until)).min()
+    }
+
+    /// Invitations waiting for our answer, oldest first.
+    pub fn requests(&self, now: Now) -> Vec<PendingRequest> {
+        let server_now = now.unix_ms + self.clock_skew_ms;
+        let mut v: Vec<_> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.expires_ms > server_now)
+            .map(|(from, r)| (r.invite, from.clone(), r.expires_ms))
+            .collect();
+        v.sort();
+        v.into_iter()
+            .map(|(_, from, exp)| PendingRequest {
+                from,
+                expires_at: rfc3339(exp),
+            })
+            .collect()
+    }
+
+    /// Whether `ip` is where a peer whose invitation we accepted is
+    /// (`same` decides what counts as the same place).
+    pub fn expects_from(&self, now: Now, same: impl Fn(IpAddr) -> bool) -> bool {
+        self.expected
+            .iter()
+            .any(|e| e.until > now.at && e.sources.iter().any(|s| same(*s)))
+    }
+
+    /// Whether an `accept` is under way (its inviter's address still unknown).
+    pub fn accepting_any(&self) -> bool {
+        self.answering.keys().any(|(_, _, accept)| *accept)
+    }
+
+    /// Applies one input; returns what to do, in order.
+    pub fn handle(&mut self, input: Input<W, L>, now: Now) -> Vec<Action<W, L>> {
+        let mut out = Vec::new();
+        match input {
+            Input::LoggedIn { clock_skew_ms } => {
+                // Invitation ids are per server run: old answers mean nothing.
+                self.early.clear();
+                self.clock_skew_ms = clock_skew_ms;
+            }
+            Input::Server(event) => self.server(event, now, &mut out),
+            Input::Invited { invite, to, waiter } => {
+                self.outgoing.insert(invite, (to, waiter));
+                if let Some((event, _)) = self.early.remove(&invite) {
+                    self.server(event, now, &mut out);
+                }
+            }
+            Input::ConnectGaveUp { invite } => {
+                self.outgoing.remove(&invite);
+            }
+            Input::Answer {
+                from,
+                accept,
+                waiter,
+            } => self.answer(from, accept, waiter, now, &mut out),
+            Input::Answered {
+                from,
+                invite,
+                accept,
+                result,
+            } => self.answered(from, invite, accept, result, now, &mut out),
+            Input::DialedIn {
+                user,
+                key,
+                invite,
+                link,
+            } => self.dialed_in(user, key, invite, link, now, &mut out),
+            Input::Tick => self.expire(now, &mut out),
+            Input::Shutdown => self.shut_down(&mut out),
+        }
+        out
+    }
+
+    fn server(&mut self, event: ServerEvent, now: Now, out: &mut Vec<Action<W, L>>) {
+        match event {
+            ServerEvent::Invitation {
+                invite,
+                from,
+                expires_ms,
+            } => {
+                info!(from = %from, invite, "invitation received");
+                let server_now = now.unix_ms + self.clock_skew_ms;
+                self.requests.retain(|_, r| r.expires_ms > server_now);
+                if self.requests.len() >= MAX_HELD_INVITATIONS && !self.requests.contains_key(&from)
+                {
+                    warn!(invite, "too many invitations held; ignoring one more");
+                    return;
+                }
+                let request = Request { invite, expires_ms };
+                self.requests.insert(from.clone(), request);
+                out.push(Action::Emit(Event::Request(PendingRequest {
+                    from: from.clone(),
+                    expires_at: rfc3339(expires_ms),
+                })));
+                if self.auto_accept.contains(&from) {
+                    info!(from = %from, "auto-accepting (auto_accept in the config)");
+                    self.answer(from, true, None, now, out);
+                }
+            }
+            // Broadcasts are the link's (they go to the inbox, not to a peer).
+            ServerEvent::Broadcast { id, .. } => {
+                warn!(id, "broadcast routed to the invitations; ignored")
+            }
+            ServerEvent::InvitationClosed { invite, reason } => {
+                self.requests.retain(|_, r| r.invite != invite);
+                info!(invite, ?reason, "invitation to us closed");
+            }
+            ServerEvent::Accepted { invite, contact } => {
+                let Some((to, waiter)) = self.outgoing.remove(&invite) else {
+                    let event = ServerEvent::Accepted { invite, contact };
+                    return self.hold_early(invite, event, now);
+                };
+                out.push(Action::CheckKey(contact.clone()));
+                out.push(Action::Dial {
+                    to,
+                    contact: PeerContact::from(&contact),
+                    invite,
+                    waiter,
+                });
+            }
+            ServerEvent::Declined { invite, to, reason } => {
+                let Some((_, waiter)) = self.outgoing.remove(&invite) else {
+                    let event = ServerEvent::Declined { invite, to, reason };
+                    return self.hold_early(invite, event, now);
+                };
+                let err = decline_error(&to, reason);
+                let reason = serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default();
+                out.push(Action::Emit(Event::Rejected { peer: to, reason }));
+                if let Some(waiter) = waiter {
+                    out.push(Action::Reply {
+                        waiter,
+                        result: Err(err),
+                    });
+                }
+            }
+        }
+    }
+
+    fn hold_early(&mut self, invite: u64, event: ServerEvent, now: Now) {
+        self.early
+            .retain(|_, (_, t)| now.at.duration_since(*t) < INVITATION_TTL);
+        if self.early.len() < MAX_HELD_INVITATIONS {
+            self.early.insert(invite, (event, now.at));
+        }
+    }
+
+    fn answer(
+        &mut self,
+        from: String,
+        accept: bool,
+        waiter: Option<W>,
+        now: Now,
+        out: &mut Vec<Action<W, L>>,
+    ) {
+        let server_now = now.unix_ms + self.clock_skew_ms;
+        let invite = self
+            .requests
+            .remove(&from)
+            .filter(|r| r.expires_ms > server_now)
+            .map(|r| r.invite);
+        let Some(invite) = invite else {
+            let msg = format!("{from} has not invited you (see p2pctl requests)");
+            return reply(out, waiter, Err(CtlError::new(ErrorCode::NoRequest, msg)));
+        };
+        self.answering
+            .insert((from.clone(), invite, accept), waiter);
+        if accept {
+            out.push(Action::ExpectationsChanged);
+        }
+        out.push(Action::SendAnswer {
+            from,
+            invite,
+            accept,
+        });
+    }
+
+    fn answered(
+        &mut self,
+        from: String,
+        invite: u64,
+        accept: bool,
+        result: Result<Option<Contact>, CtlError>,
+        now: Now,
+        out: &mut Vec<Action<W, L>>,
+    ) {
+        let Some(waiter) = self.answering.remove(&(from.clone(), invite, accept)) else {
+            return;
+        };
+        if accept {
+            out.push(Action::ExpectationsChanged);
+        }
+        let contact = match result {
+            Err(e) => {
+                self.settle_held(&from, invite, out);
+                return reply(out, waiter, Err(e));
+            }
+            Ok(contact) => contact.filter(|_| accept),
+        };
+        let Some(contact) = contact else {
+            self.settle_held(&from, invite, out);
+            return reply(out, waiter, Ok(()));
+        };
+        out.push(Action::CheckKey(contact.clone()));
+        let Ok(key) = hex::decode(&contact.public_key) else {
+            self.settle_held(&from, invite, out);
+            let e = CtlError::new(ErrorCode::Internal, "server gave a malformed key");
+            return reply(out, waiter, Err(e));
+        };
+        self.expected.retain(|e| e.until > now.at);
+        self.expected.push(Expected {
+            user: contact.user.clone(),
+            key,
+            sources: PeerContact::from(&contact)
+                .paths
+                .iter()
+                .map(|a| a.ip())
+                .collect(),
+            invite,
+            until: now.at + DIAL_IN_GRACE,
+            waiter,
+        });
+        self.settle_held(&from, invite, out);
+    }
+
+    /// The answer for (`user`, `invite`) is in: links held for it are let
+    /// through if they match, refused if not.
+    fn settle_held(&mut self, user: &str, invite: u64, out: &mut Vec<Action<W, L>>) {
+        let mut i = 0;
+        while i < self.held.len() {
+            if self.held[i].user == user && self.held[i].invite == invite {
+                let h = self.held.swap_remove(i);
+                self.admit_or_refuse(h.user, h.key, h.invite, h.link, out);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn admit_or_refuse(
+        &mut self,
+        user: String,
+        key: Vec<u8>,
+        invite: u64,
+        link: L,
+        out: &mut Vec<Action<W, L>>,
+    ) {
+        let pos = self
+            .expected
+            .iter()
+            .position(|e| e.key == key && e.user == user && e.invite == invite);
+        match pos {
+            Some(i) => {
+                let e = self.expected.swap_remove(i);
+                out.push(Action::ExpectationsChanged);
+                out.push(Action::Admit {
+                    link,
+                    peer: e.user,
+                    waiter: e.waiter,
+                });
+            }
+            None => out.push(Action::Refuse { link }),
+        }
+    }
+
+    fn dialed_in(
+        &mut self,
+        user: String,
+        key: Vec<u8>,
+        invite: u64,
+        link: L,
+        now: Now,
+        out: &mut Vec<Action<W, L>>,
+    ) {
+        self.expected.retain(|e| e.until > now.at);
+        let claimed = (user, invite, true);
+        if self.answering.contains_key(&claimed) && self.held.len() < MAX_HELD_INVITATIONS {
+            // Our answer (with the key to expect) is still on its way.
+            let (user, invite, _) = claimed;
+            let until = now.at + DIAL_IN_GRACE;
+            self.held.push(Held {
+                user,
+                key,
+                invite,
+                until,
+                link,
+            });
+            return;
+        }
+        let (user, invite, _) = claimed;
+        self.admit_or_refuse(user, key, invite, link, out);
+    }
+
+    fn expire(&mut self, now: Now, out: &mut Vec<Action<W, L>>) {
+        let server_now = now.unix_ms + self.clock_skew_ms;
+        self.requests.retain(|_, r| r.expires_ms > server_now);
+        self.early
+            .retain(|_, (_, t)| now.at.duration_since(*t) < INVITATION_TTL);
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.expected)
+            .into_iter()
+            .partition(|e| e.until <= now.at);
+        self.expected = kept;
+        if !gone.is_empty() {
+            out.push(Action::ExpectationsChanged);
+        }
+        for e in gone {
+            let msg = format!("accepted, but {} did not connect in time", e.user);
+            reply(out, e.waiter, Err(CtlError::new(ErrorCode::Timeout, msg)));
+        }
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|h| h.until <= now.at);
+        self.held = kept;
+        for h in gone {
+            out.push(Action::Refuse { link: h.link });
+        }
+    }
+
+    fn shut_down(&mut self, out: &mut Vec<Action<W, L>>) {
+        let down = || CtlError::new(ErrorCode::Internal, "daemon is shutting down");
+        let outgoing = self.outgoing.drain().filter_map(|(_, (_, w))| w);
+        let answering = self.answering.drain().filter_map(|(_, w)| w);
+        let expected = self.expected.drain(..).filter_map(|e| e.waiter);
+        let waiters: Vec<W> = outgoing.chain(answering).chain(expected).collect();
+        for waiter in waiters {
+            out.push(Action::Reply {
+                waiter,
+                result: Err(down()),
+            });
+        }
+        for h in self.held.drain(..) {
+            out.push(Action::Refuse { link: h.link });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
