@@ -469,26 +469,6 @@ pub fn server_address(s: &str) -> String {
     }
 }
 
-/// The fingerprint people compare and daemons pin: `SHA256:` and the
-/// lowercase hex SHA-256 of the DER certificate.
-pub fn cert_fingerprint(der: &[u8]) -> String {
-    use sha2::Digest;
-    format!("SHA256:{}", hex::encode(sha2::Sha256::digest(der)))
-}
-
-/// Normalises a fingerprint a person typed (`sha256:AB:CD...` or bare hex)
-/// to the [`cert_fingerprint`] form, or `None` if it is not one.
-pub fn normalize_fingerprint(s: &str) -> Option<String> {
-    let hexpart = s
-        .strip_prefix("SHA256:")
-        .or_else(|| s.strip_prefix("sha256:"))
-        .unwrap_or(s)
-        .replace(':', "")
-        .to_ascii_lowercase();
-    (hexpart.len() == 64 && hexpart.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| format!("SHA256:{hexpart}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,15 +481,6 @@ mod tests {
         assert_eq!(server_address("example.org"), "example.org:4400");
         assert_eq!(server_address("::1"), "[::1]:4400");
         assert_eq!(server_address("[::1]:7"), "[::1]:7");
-    }
-
-    #[test]
-    fn fingerprints_normalise() {
-        let fp = cert_fingerprint(b"cert");
-        assert_eq!(normalize_fingerprint(&fp).as_deref(), Some(fp.as_str()));
-        let upper = fp.to_ascii_uppercase().replace("SHA256:", "sha256:");
-        assert_eq!(normalize_fingerprint(&upper).as_deref(), Some(fp.as_str()));
-        assert_eq!(normalize_fingerprint("SHA256:abc"), None);
     }
 
     proptest! {

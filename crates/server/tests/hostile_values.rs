@@ -214,7 +214,7 @@ proptest! {
         prop_assert!(disconnect.is_some(), "disconnect without a session");
         let bad_fp = fingerprint
             .as_deref()
-            .is_some_and(|f| p2p_proto::wire::normalize_fingerprint(f).is_none());
+            .is_some_and(|f| p2p_proto::Fingerprint::parse(f).is_none());
         let args = LoginArgs {
             server: harness::daemon::CLOSED_SERVER.into(),
             user,
