@@ -85,7 +85,7 @@ fn peer_frame(m: &PeerMsg) -> Vec<u8> {
 }
 
 /// Runs a control command through the real handlers of an offline daemon.
-fn handle(cmd: Command) -> Result<serde_json::Value, ctl::CtlError> {
+fn handle(cmd: Command) -> Result<ctl::Reply, ctl::CtlError> {
     let f = harness::daemon::fixture();
     let d = f.daemon.clone();
     f.rt.block_on(async move {
@@ -98,7 +98,7 @@ fn handle(cmd: Command) -> Result<serde_json::Value, ctl::CtlError> {
     .expect("handlers of an offline daemon answer at once")
 }
 
-fn code(r: Result<serde_json::Value, ctl::CtlError>) -> Option<ErrorCode> {
+fn code(r: Result<ctl::Reply, ctl::CtlError>) -> Option<ErrorCode> {
     r.err().map(|e| {
         assert!(!e.message.is_empty(), "an error says what went wrong");
         e.code

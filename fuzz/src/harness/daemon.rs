@@ -267,7 +267,7 @@ pub fn ctl_request(data: &[u8]) {
             Ok(Some(Ok(r))) => requests.push(r),
             // A bad line is answered with an error; the connection goes on.
             Ok(Some(Err(e))) => {
-                ctl_line(ctl::Response {
+                ctl_line(ctl::Response::<ctl::Reply> {
                     id: 0,
                     result: None,
                     error: Some(ctl::CtlError::new(
