@@ -300,7 +300,9 @@ async fn rest_of_backlog(
         }
         for e in entries {
             after = e.seq;
-            send(conn, CtlOut::Event(Event::for_entry(e))).await.ok()?;
+            send(conn, CtlOut::Event(Event::for_entry(e.into())))
+                .await
+                .ok()?;
         }
         if !more {
             return Some(after);

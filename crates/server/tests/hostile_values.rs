@@ -15,7 +15,7 @@ mod harness;
 use std::time::Duration;
 
 use p2p_proto::codec;
-use p2p_proto::ctl::{self, Command, ErrorCode, InboxKind, LoginArgs};
+use p2p_proto::ctl::{self, Command, ErrorCode, LoginArgs};
 use p2p_proto::limits::{MAX_BROADCAST_BYTES, MAX_MESSAGE_BYTES};
 use p2p_proto::names::validate_username;
 use p2p_proto::peer::PeerMsg;
@@ -23,7 +23,7 @@ use p2p_proto::wire::{
     Auth, ClientMsg, OnlineUser, PeerInfo, Reply, Request, ServerEvent, ServerMsg,
 };
 use p2p_proto::Secret;
-use p2pd::inbox::Incoming;
+use p2pd::inbox::{Incoming, Kind};
 use proptest::prelude::*;
 use tokio_util::bytes::{BufMut, BytesMut};
 use tokio_util::codec::Encoder;
@@ -156,14 +156,15 @@ proptest! {
             .iter()
             .map(|(id, text, at_ms)| Incoming { id: *id, text: text.clone(), at_ms: *at_ms })
             .collect();
-        let stored = inbox.store(InboxKind::Message, &peer, &batch).unwrap();
+        let stored = inbox.store(Kind::Message, &peer, &batch).unwrap();
         let after = stored[0].seq - 1;
         let (page, _) = inbox.page(true, Some(&peer), after, usize::MAX).unwrap();
         prop_assert_eq!(page.len(), batch.len());
         for (e, m) in page.iter().zip(&batch) {
             prop_assert_eq!(e.id, m.id);
             prop_assert_eq!(&e.text, &m.text);
-            prop_assert_eq!(e.at.len(), "2026-11-30T12:00:00Z".len());
+            let at = p2p_proto::ctl::InboxEntry::from(e.clone()).at;
+            prop_assert_eq!(at.len(), "2026-11-30T12:00:00Z".len());
         }
         let frames: Vec<u8> = batch
             .iter()
