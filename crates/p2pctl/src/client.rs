@@ -5,8 +5,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use p2p_proto::ctl::{Command, CtlError, Greeting, Request, Response};
+use p2p_proto::ctl::{Command, CtlError, Event, Greeting, Request, Response};
 use p2p_proto::limits::{CTL_VERSION, MAX_CTL_RESPONSE};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 use crate::Failure;
 
@@ -33,7 +35,7 @@ impl Client {
         let line = client.read_line()?;
         let greeting: Greeting =
             serde_json::from_str(&line).map_err(|_| {
-                match serde_json::from_str::<Response>(&line) {
+                match serde_json::from_str::<Response<serde_json::Value>>(&line) {
                     Ok(Response { error: Some(e), .. }) => Failure::Ctl(e),
                     _ => Failure::Other(format!("{} is not a p2pd control socket", path.display())),
                 }
@@ -64,8 +66,10 @@ impl Client {
         }
     }
 
-    /// Sends a command and returns its result document.
-    pub fn call(&mut self, cmd: Command) -> Result<serde_json::Value, Failure> {
+    /// Sends a command and returns its result, decoded as `T`: the result
+    /// type of that command (`status` → `StatusReport`, ...; see
+    /// [`p2p_proto::ctl::reply`]).
+    pub fn call<T: DeserializeOwned>(&mut self, cmd: Command) -> Result<T, Failure> {
         self.next_id += 1;
         let id = self.next_id;
         let mut line = serde_json::to_vec(&Request { id, cmd }).expect("requests serialise");
@@ -75,7 +79,9 @@ impl Client {
             .map_err(|e| Failure::Other(format!("writing to p2pd failed: {e}")))?;
         loop {
             let line = self.read_line()?;
-            let resp: Response = serde_json::from_str(&line)
+            // Only the envelope first: a line for another request need not
+            // be a `T`.
+            let resp: Response<serde_json::Value> = serde_json::from_str(&line)
                 .map_err(|e| Failure::Other(format!("unreadable answer from p2pd: {e}")))?;
             if resp.id != id {
                 // Id 0 with an error: the daemon could not read our request
@@ -87,19 +93,41 @@ impl Client {
             }
             return match (resp.result, resp.error) {
                 (_, Some(e)) => Err(Failure::Ctl(e)),
-                (Some(v), None) => Ok(v),
-                (None, None) => Ok(serde_json::Value::Null),
+                (result, None) => {
+                    T::deserialize(result.unwrap_or(serde_json::Value::Null)).map_err(unexpected)
+                }
             };
         }
     }
 }
 
 impl Client {
-    /// After `watch` or `inbox --follow`: the next event line, parsed.
-    pub fn next_event(&mut self) -> Result<serde_json::Value, Failure> {
+    /// After `watch` or `inbox --follow`: the next event line, decoded.
+    pub fn next_event(&mut self) -> Result<EventLine, Failure> {
         let line = self.read_line()?;
-        serde_json::from_str(&line)
+        EventLine::parse(&line)
             .map_err(|e| Failure::Other(format!("unreadable event from p2pd: {e}")))
+    }
+}
+
+/// One event line from the daemon.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventLine {
+    /// An [`Event`] this p2pctl knows.
+    Known(Event),
+    /// A JSON object that is not one (a newer daemon's kind or field
+    /// value): shown as it came, never dropped.
+    Unknown(serde_json::Value),
+}
+
+impl EventLine {
+    /// Decodes one line; an error only if it is not JSON at all.
+    pub fn parse(line: &str) -> Result<EventLine, serde_json::Error> {
+        let value: serde_json::Value = serde_json::from_str(line)?;
+        Ok(match Event::deserialize(&value) {
+            Ok(event) => EventLine::Known(event),
+            Err(_) => EventLine::Unknown(value),
+        })
     }
 }
 

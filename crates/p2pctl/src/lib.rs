@@ -16,7 +16,7 @@ pub(crate) mod safe;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use p2p_proto::ctl::{CtlError, ErrorCode};
+use p2p_proto::ctl::{CtlError, ErrorBody, ErrorCode, ErrorDocument};
 
 use crate::commands::send::PartialSend;
 
@@ -96,12 +96,13 @@ impl Failure {
             _ => None,
         };
         if json {
-            let mut doc =
-                serde_json::json!({"error": {"code": self.code_name(), "message": e.message}});
-            if let Some(p) = partial {
-                doc["sent"] = serde_json::to_value(&p.sent).expect("serialises");
-            }
-            println!("{doc}");
+            commands::print_json(&ErrorDocument {
+                error: ErrorBody {
+                    code: self.code_name(),
+                    message: e.message.clone(),
+                },
+                sent: partial.map(|p| p.sent.clone()),
+            });
         }
         // The message may quote the server or a peer: never raw to a terminal.
         eprintln!("p2pctl: {}", safe::line(&e.message));

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use p2p_proto::codec::{self, LineCodec};
-use p2p_proto::ctl::{self, CtlError, DaemonHello, ErrorCode, Event, Greeting, Response};
+use p2p_proto::ctl::{self, CtlError, DaemonHello, ErrorCode, Event, Greeting, Reply, Response};
 use p2p_proto::limits::{CTL_VERSION, MAX_INBOX_PAGE_BYTES, WRITE_TIMEOUT};
 use serde::Serialize;
 use tokio::net::{UnixListener, UnixStream};
@@ -22,7 +22,8 @@ use tracing::{debug, warn};
 use crate::error::{DaemonError, Result};
 use crate::{handlers, Daemon};
 
-/// Everything the daemon writes on a control connection.
+/// Everything the daemon writes on a control connection: typed until
+/// here, serialized once by the connection's codec.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum CtlOut {
@@ -140,7 +141,7 @@ fn allowed(stream: &UnixStream) -> std::result::Result<(), String> {
     }
 }
 
-fn respond(id: u64, result: std::result::Result<serde_json::Value, CtlError>) -> CtlOut {
+fn respond(id: u64, result: std::result::Result<Reply, CtlError>) -> CtlOut {
     let (result, error) = match result {
         Ok(v) => (Some(v), None),
         Err(e) => (None, Some(e)),
@@ -216,11 +217,10 @@ async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationT
             let (from, all) = (from.clone(), *all);
             let result = handlers::handle(&daemon, req.cmd).await;
             let listed = result.is_ok();
-            let page = |v: &serde_json::Value| {
-                let last = v["messages"].as_array()?.last()?["seq"].as_u64();
-                Some((last, v["more"].as_bool().unwrap_or(false)))
+            let (last, more) = match &result {
+                Ok(Reply::Inbox(page)) => (page.messages.last().map(|e| e.seq), page.more),
+                _ => (None, false),
             };
-            let (last, more) = result.as_ref().ok().and_then(page).unwrap_or((None, false));
             // A follower has no next request to acknowledge with: entries
             // become read as they are written (the follow contract), this
             // page first. Marked just before the write, so a client that
@@ -300,7 +300,9 @@ async fn rest_of_backlog(
         }
         for e in entries {
             after = e.seq;
-            send(conn, CtlOut::Event(Event::for_entry(e))).await.ok()?;
+            send(conn, CtlOut::Event(Event::for_entry(e.into())))
+                .await
+                .ok()?;
         }
         if !more {
             return Some(after);
@@ -353,8 +355,8 @@ async fn follow(
 /// first, then every event as it happens.
 async fn watch(mut conn: CtlConn, id: u64, daemon: &Daemon, shutdown: &CancellationToken) {
     let mut events = daemon.events.subscribe();
-    let ack = serde_json::to_value(ctl::Watching { watching: true }).expect("serialises");
-    if send(&mut conn, respond(id, Ok(ack))).await.is_err() {
+    let ack = ctl::Watching { watching: true };
+    if send(&mut conn, respond(id, Ok(ack.into()))).await.is_err() {
         return;
     }
     let now = Event::Server(daemon.link.status().report());

@@ -5,8 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use p2p_proto::ctl::{InboxEntry, InboxKind};
-use p2p_proto::time::rfc3339;
 use rusqlite::{params, Connection};
 
 use crate::error::{DaemonError, Result};
@@ -31,6 +29,35 @@ pub struct Incoming {
     pub at_ms: i64,
 }
 
+/// What an entry is (its `kind` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// From a peer session.
+    Message,
+    /// From the server's broadcast.
+    Broadcast,
+}
+
+/// An entry as stored. The inbox knows nothing of the control protocol:
+/// the control boundary makes its `InboxEntry` from this
+/// (`handlers::inbox`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Its position in this inbox (increasing).
+    pub seq: u64,
+    /// Message or broadcast.
+    pub kind: Kind,
+    /// The sender.
+    pub from: String,
+    /// The sender's id for it.
+    pub id: u64,
+    /// The text, as received.
+    pub text: String,
+    /// When it was sent, Unix ms, as stored (any value: old rows may hold
+    /// times RFC 3339 cannot show; the formatting clamps).
+    pub at_ms: i64,
+}
+
 /// The inbox database. Cheap to clone; calls block (use `spawn_blocking`
 /// on hot paths).
 #[derive(Clone)]
@@ -39,10 +66,10 @@ pub struct Inbox {
     conn: Arc<Mutex<Connection>>,
 }
 
-fn kind_str(k: InboxKind) -> &'static str {
+fn kind_str(k: Kind) -> &'static str {
     match k {
-        InboxKind::Message => "message",
-        InboxKind::Broadcast => "broadcast",
+        Kind::Message => "message",
+        Kind::Broadcast => "broadcast",
     }
 }
 
@@ -144,12 +171,7 @@ impl Inbox {
 
     /// Stores a batch from one peer in one transaction; returns the entries
     /// as stored (with their inbox `seq`). Durable when this returns.
-    pub fn store(
-        &self,
-        kind: InboxKind,
-        peer: &str,
-        batch: &[Incoming],
-    ) -> Result<Vec<InboxEntry>> {
+    pub fn store(&self, kind: Kind, peer: &str, batch: &[Incoming]) -> Result<Vec<Stored>> {
         let mut seqs = Vec::with_capacity(batch.len());
         {
             let mut conn = self.lock();
@@ -167,7 +189,6 @@ impl Inbox {
             }
             tx.commit().map_err(self.err())?;
         }
-        // Formatted after the lock is released.
         Ok(batch
             .iter()
             .zip(seqs)
@@ -181,7 +202,7 @@ impl Inbox {
     /// different broadcast reusing an id (another server, or a server whose
     /// state was reset) does not. Returns the entry if
     /// it is new. Durable when this returns.
-    pub fn store_broadcast(&self, from: &str, m: &Incoming) -> Result<Option<InboxEntry>> {
+    pub fn store_broadcast(&self, from: &str, m: &Incoming) -> Result<Option<Stored>> {
         let seq = {
             let conn = self.lock();
             let added = conn
@@ -192,7 +213,7 @@ impl Inbox {
                 .map_err(self.err())?;
             (added == 1).then(|| conn.last_insert_rowid() as u64)
         };
-        Ok(seq.map(|seq| entry(InboxKind::Broadcast, from, m, seq)))
+        Ok(seq.map(|seq| entry(Kind::Broadcast, from, m, seq)))
     }
 
     /// One page of entries (unread only unless `all`), optionally from one
@@ -207,7 +228,7 @@ impl Inbox {
         from: Option<&str>,
         after: u64,
         max_bytes: usize,
-    ) -> Result<(Vec<InboxEntry>, bool)> {
+    ) -> Result<(Vec<Stored>, bool)> {
         let mut rows = Vec::new();
         let mut more = false;
         {
@@ -234,34 +255,21 @@ impl Inbox {
                 }
                 bytes = bytes.saturating_add(len);
                 let kind: String = r.get(1).map_err(self.err())?;
-                rows.push(Row {
+                rows.push(Stored {
                     seq: r.get::<_, i64>(0).map_err(self.err())? as u64,
                     kind: if kind == "broadcast" {
-                        InboxKind::Broadcast
+                        Kind::Broadcast
                     } else {
-                        InboxKind::Message
+                        Kind::Message
                     },
-                    peer,
+                    from: peer,
                     id: r.get_ref(3).map_err(self.err())?.as_i64().unwrap_or(0) as u64,
                     text,
                     at_ms: r.get_ref(5).map_err(self.err())?.as_i64().unwrap_or(0),
                 });
             }
         }
-        // Formatted after the lock is released (old rows may hold any time:
-        // `rfc3339` clamps, never panics).
-        let entries = rows
-            .into_iter()
-            .map(|r| InboxEntry {
-                kind: r.kind,
-                from: r.peer,
-                text: r.text,
-                id: r.id,
-                at: rfc3339(r.at_ms),
-                seq: r.seq,
-            })
-            .collect();
-        Ok((entries, more))
+        Ok((rows, more))
     }
 
     /// Marks every unread entry (from `from`, if given) with `seq` up to
@@ -300,24 +308,14 @@ impl Inbox {
     }
 }
 
-/// A row as read under the lock, before formatting.
-struct Row {
-    seq: u64,
-    kind: InboxKind,
-    peer: String,
-    id: u64,
-    text: String,
-    at_ms: i64,
-}
-
-fn entry(kind: InboxKind, from: &str, m: &Incoming, seq: u64) -> InboxEntry {
-    InboxEntry {
+fn entry(kind: Kind, from: &str, m: &Incoming, seq: u64) -> Stored {
+    Stored {
+        seq,
         kind,
         from: from.to_string(),
-        text: m.text.clone(),
         id: m.id,
-        at: rfc3339(m.at_ms),
-        seq,
+        text: m.text.clone(),
+        at_ms: m.at_ms,
     }
 }
 
@@ -335,7 +333,7 @@ mod tests {
     }
 
     /// Reads a page and acknowledges it, as a client does.
-    fn take(inbox: &Inbox, all: bool, from: Option<&str>, after: u64) -> Vec<InboxEntry> {
+    fn take(inbox: &Inbox, all: bool, from: Option<&str>, after: u64) -> Vec<Stored> {
         let (page, _) = inbox.page(all, from, after, usize::MAX).unwrap();
         if let Some(last) = page.last() {
             inbox.mark_read_upto(from, last.seq).unwrap();
@@ -348,7 +346,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let inbox = Inbox::open(dir.path()).unwrap();
         let batch: Vec<Incoming> = (1..=10).map(|i| msg(i, "0123456789")).collect();
-        inbox.store(InboxKind::Message, "bob", &batch).unwrap();
+        inbox.store(Kind::Message, "bob", &batch).unwrap();
         let one = wire_len("bob", "0123456789");
         let (page, more) = inbox.page(false, None, 0, 3 * one + 1).unwrap();
         assert_eq!((page.len(), more), (3, true));
@@ -365,7 +363,7 @@ mod tests {
         assert_eq!((one.len(), more), (1, true));
         // Empty texts still cost their envelope: no page of a million.
         let empty: Vec<Incoming> = (11..=1000).map(|i| msg(i, "")).collect();
-        inbox.store(InboxKind::Message, "bob", &empty).unwrap();
+        inbox.store(Kind::Message, "bob", &empty).unwrap();
         let (page, more) = inbox.page(true, None, 0, 64 * 1024).unwrap();
         assert!(more && page.len() < 1000, "{}", page.len());
     }
@@ -374,12 +372,8 @@ mod tests {
     fn mark_read_upto_keeps_to_its_sender() {
         let dir = tempfile::tempdir().unwrap();
         let inbox = Inbox::open(dir.path()).unwrap();
-        inbox
-            .store(InboxKind::Message, "bob", &[msg(1, "a")])
-            .unwrap();
-        let carol = inbox
-            .store(InboxKind::Message, "carol", &[msg(1, "b")])
-            .unwrap();
+        inbox.store(Kind::Message, "bob", &[msg(1, "a")]).unwrap();
+        let carol = inbox.store(Kind::Message, "carol", &[msg(1, "b")]).unwrap();
         assert_eq!(inbox.mark_read_upto(Some("bob"), carol[0].seq).unwrap(), 1);
         assert_eq!(inbox.unread().unwrap(), 1);
         assert_eq!(inbox.mark_read_upto(None, u64::MAX).unwrap(), 1);
@@ -391,11 +385,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let inbox = Inbox::open(dir.path()).unwrap();
         let stored = inbox
-            .store(InboxKind::Message, "bob", &[msg(1, "héllo"), msg(2, "two")])
+            .store(Kind::Message, "bob", &[msg(1, "héllo"), msg(2, "two")])
             .unwrap();
         assert_eq!(stored[0].seq + 1, stored[1].seq);
         inbox
-            .store(InboxKind::Message, "carol", &[msg(1, "hi")])
+            .store(Kind::Message, "carol", &[msg(1, "hi")])
             .unwrap();
         assert_eq!(inbox.unread().unwrap(), 3);
         let from_bob = take(&inbox, false, Some("bob"), 0);
@@ -425,7 +419,7 @@ mod tests {
     }
 
     /// Rows an older version stored with times RFC 3339 cannot show (it
-    /// panicked on them, under the lock) are listed, clamped.
+    /// panicked on them, under the lock) are listed, and shown clamped.
     #[test]
     fn out_of_range_times_are_stored_and_listed_without_panic() {
         let dir = tempfile::tempdir().unwrap();
@@ -438,14 +432,15 @@ mod tests {
                 at_ms,
             };
             inbox
-                .store(InboxKind::Message, "bob", std::slice::from_ref(&m))
+                .store(Kind::Message, "bob", std::slice::from_ref(&m))
                 .unwrap();
             inbox.store_broadcast("admin", &m).unwrap();
         }
         let all = take(&inbox, true, None, 0);
         assert_eq!(all.len(), 8);
-        assert_eq!(all[0].at, "1970-01-01T00:00:00Z");
-        assert_eq!(all[7].at, "9999-12-31T23:59:59Z");
+        let at = |e: &Stored| p2p_proto::time::rfc3339(e.at_ms);
+        assert_eq!(at(&all[0]), "1970-01-01T00:00:00Z");
+        assert_eq!(at(&all[7]), "9999-12-31T23:59:59Z");
         assert_eq!(inbox.unread().unwrap(), 0);
     }
 
@@ -462,9 +457,7 @@ mod tests {
         })
         .join();
         assert!(panicked.is_err());
-        inbox
-            .store(InboxKind::Message, "bob", &[msg(1, "a")])
-            .unwrap();
+        inbox.store(Kind::Message, "bob", &[msg(1, "a")]).unwrap();
         assert_eq!(take(&inbox, false, None, 0).len(), 1);
     }
 
@@ -486,13 +479,14 @@ mod tests {
                 if *broadcast {
                     inbox.store_broadcast(from, &m).unwrap();
                 } else {
-                    inbox.store(InboxKind::Message, from, std::slice::from_ref(&m)).unwrap();
+                    inbox.store(Kind::Message, from, std::slice::from_ref(&m)).unwrap();
                 }
             }
             let (page, _) = inbox.page(true, None, 0, usize::MAX).unwrap();
             prop_assert!(!page.is_empty());
             for e in page {
-                prop_assert!(humantime::parse_rfc3339(&e.at).is_ok(), "{}", e.at);
+                let at = p2p_proto::time::rfc3339(e.at_ms);
+                prop_assert!(humantime::parse_rfc3339(&at).is_ok(), "{}", at);
             }
         }
     }

@@ -10,16 +10,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use p2p_proto::{fsutil, wire, Secret};
+use p2p_proto::{fsutil, Fingerprint, Secret};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use snow::params::DHChoice;
 use snow::resolvers::{CryptoResolver, DefaultResolver};
 
 use crate::error::{DaemonError, Result};
-
-/// Noise pattern whose DH function (X25519) the identity key is for.
-pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
 
 /// Pinned server certificates, one fingerprint per `host:port`.
 pub const KNOWN_SERVERS: &str = "known_servers.json";
@@ -102,7 +99,10 @@ impl StateDir {
                     ),
                 });
         }
-        let params = NOISE_PARAMS.parse().expect("valid noise params");
+        // The identity key is for the DH function (X25519) of the peer protocol.
+        let params = p2p_proto::peer::NOISE_PARAMS
+            .parse()
+            .expect("valid noise params");
         let kp = snow::Builder::new(params)
             .generate_keypair()
             .map_err(|e| DaemonError::Config(format!("cannot generate identity key: {e}")))?;
@@ -160,9 +160,9 @@ impl StateDir {
         let Some(pin) = self.map_get(KNOWN_SERVERS, server)? else {
             return Ok(None);
         };
-        match wire::normalize_fingerprint(&pin) {
-            Some(fp) if fp == pin => Ok(Some(fp)),
-            _ => Err(DaemonError::Format {
+        match Fingerprint::parse_canonical(&pin) {
+            Some(fp) => Ok(Some(fp.into())),
+            None => Err(DaemonError::Format {
                 path: self.pin_file(),
                 message: format!("the pin for {server} is not SHA256:<64 lowercase hex digits>"),
             }),

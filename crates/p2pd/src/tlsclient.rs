@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use p2p_proto::wire::cert_fingerprint;
+use p2p_proto::Fingerprint;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -55,7 +55,7 @@ impl ServerCertVerifier for PinVerifier {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let fp = cert_fingerprint(end_entity);
+        let fp = Fingerprint::of_cert(end_entity).to_string();
         *self.seen.lock().expect("pin verifier poisoned") = Some(fp.clone());
         match &self.expected {
             Some(e) if *e != fp => Err(rustls::Error::General(format!(

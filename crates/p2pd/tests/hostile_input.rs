@@ -7,10 +7,9 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 
-use p2p_proto::ctl::InboxKind;
 use p2p_proto::peer::PeerMsg;
 use p2p_testkit::{wait_for, TestDaemon, TestServer, DEADLINE, FAST_RECONNECT};
-use p2pd::inbox::{Inbox, Incoming};
+use p2pd::inbox::{Inbox, Incoming, Kind};
 use p2pd::peer::noise;
 use serde_json::Value;
 
@@ -137,7 +136,7 @@ fn sigterm_is_not_held_up_by_a_client_that_does_not_read() {
                 at_ms: 1_795_000_000_000,
             })
             .collect();
-        inbox.store(InboxKind::Message, "bob", &batch).unwrap();
+        inbox.store(Kind::Message, "bob", &batch).unwrap();
     }
     d.restart();
     let mut s = UnixStream::connect(d.socket()).unwrap();

@@ -6,9 +6,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use p2p_proto::ctl::InboxKind;
 use p2p_testkit::{TestDaemon, DEADLINE, FAST_RECONNECT};
-use p2pd::inbox::{Inbox, Incoming};
+use p2pd::inbox::{Inbox, Incoming, Kind};
 use serde_json::Value;
 
 /// Enough one-byte messages that one page of them, counted by text alone,
@@ -35,7 +34,7 @@ fn fill(state_dir: &Path, n: usize, text: &str) {
                 }
             })
             .collect();
-        inbox.store(InboxKind::Message, "bob", &batch).unwrap();
+        inbox.store(Kind::Message, "bob", &batch).unwrap();
     }
 }
 

@@ -20,10 +20,23 @@
 //! be read) and the connection stays usable. Lines longer than
 //! [`MAX_CTL_REQUEST`](crate::limits::MAX_CTL_REQUEST) are refused the same
 //! way. After `watch` the daemon only writes events on that connection.
+//!
+//! # Types
+//!
+//! Each command has one result type ([`reply`]: `status` → [`StatusReport`],
+//! `send` → [`SentList`], ...). The daemon wraps it in a [`Reply`] and
+//! serializes it once, at the socket; a client decodes the `result` of its
+//! request as the type of the command it sent. Events are [`Event`]s.
 
 use serde::{Deserialize, Serialize};
 
 use crate::Secret;
+
+mod event;
+pub mod reply;
+
+pub use event::Event;
+pub use reply::*;
 
 /// The daemon's first line on every connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,14 +160,17 @@ pub struct LoginArgs {
     pub fingerprint: Option<String>,
 }
 
-/// One response line.
+/// One response line. The daemon writes `Response<Reply>`; a client reads
+/// the result as the document type of the command it sent (or as a
+/// `serde_json::Value` until it knows the line answers its request).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Response {
+#[serde(bound(deserialize = "R: Deserialize<'de>"))]
+pub struct Response<R = Reply> {
     /// The request's id (0 when the request could not be read).
     pub id: u64,
     /// The command's result document, on success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<serde_json::Value>,
+    pub result: Option<R>,
     /// What went wrong, on failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<CtlError>,
@@ -227,315 +243,6 @@ pub enum ErrorCode {
     Other,
 }
 
-/// Result of `status` (SPEC Appendix A).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct StatusReport {
-    /// The server session.
-    pub server: ServerStatus,
-    /// Address the peer listener is bound to.
-    pub peer_listen: String,
-    /// Open peer sessions.
-    pub sessions: u64,
-    /// Invitations waiting for an answer.
-    pub pending: u64,
-    /// Unread inbox entries.
-    pub unread: u64,
-    /// This daemon's X25519 public key, hex.
-    pub public_key: String,
-}
-
-/// State of the server session: the `server` object of `status`, and the
-/// body of `server` events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct ServerStatus {
-    /// Where the session stands.
-    pub state: ServerState,
-    /// `host:port` of the server, when one is configured.
-    pub address: Option<String>,
-    /// Account name, when one is configured.
-    pub user: Option<String>,
-    /// Connection attempts since the session was last online.
-    pub attempt: u32,
-    /// Milliseconds until the next attempt, while `connecting`.
-    pub next_retry_ms: Option<u64>,
-    /// When the session came online (RFC 3339), while `online`.
-    #[serde(default)]
-    pub since: Option<String>,
-    /// Why the last attempt failed or the session ended.
-    #[serde(default)]
-    pub last_error: Option<String>,
-}
-
-/// States of the server session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-#[serde(rename_all = "snake_case")]
-pub enum ServerState {
-    /// Logged in.
-    Online,
-    /// Trying to (re)connect, with backoff.
-    Connecting,
-    /// No credentials, or they were refused; waits for `login`.
-    LoggedOut,
-    /// Another login of the same user took over; waits for `login`.
-    Replaced,
-}
-
-/// Result of `list`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct UserList {
-    /// Online users, sorted by name.
-    pub users: Vec<UserEntry>,
-}
-
-/// One online user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct UserEntry {
-    /// Account name.
-    pub user: String,
-    /// Online since (RFC 3339).
-    pub since: String,
-}
-
-/// Result of `login` and `register`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct LoginDone {
-    /// Account name.
-    pub user: String,
-    /// `host:port` of the server.
-    pub server: String,
-    /// The pinned server certificate fingerprint.
-    pub fingerprint: String,
-}
-
-/// Result of `logout`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct LogoutDone {
-    /// The account that was logged out, if any.
-    pub user: Option<String>,
-}
-
-/// Result of `watch`: events follow on this connection.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct Watching {
-    /// Always true.
-    pub watching: bool,
-}
-
-/// One peer session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct SessionInfo {
-    /// The other user.
-    pub peer: String,
-    /// When it was established (RFC 3339).
-    pub since: String,
-    /// Whether we invited.
-    pub initiator: bool,
-}
-
-/// Result of `connect`: the session, or (with `no_wait`) the invitation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct ConnectDone {
-    /// The session, once established.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connected: Option<SessionInfo>,
-    /// The invitation, when not waiting.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub invited: Option<PendingRequest>,
-}
-
-/// An invitation (ours to answer in `requests`; theirs with `--no-wait`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct PendingRequest {
-    /// The inviter (in `requests`) or the invitee (after `connect`).
-    #[serde(alias = "peer")]
-    pub from: String,
-    /// When it expires (RFC 3339).
-    pub expires_at: String,
-}
-
-/// Result of `requests`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct RequestList {
-    /// Oldest first.
-    pub requests: Vec<PendingRequest>,
-}
-
-/// Result of `accept` / `reject`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct Answered {
-    /// The inviter.
-    pub peer: String,
-    /// Whether we accepted.
-    pub accepted: bool,
-    /// The session, when accepting and the inviter dialled in.
-    #[serde(default)]
-    pub session: Option<SessionInfo>,
-}
-
-/// Result of `sessions`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct SessionList {
-    /// By peer name.
-    pub sessions: Vec<SessionInfo>,
-}
-
-/// One acknowledged message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct SentMessage {
-    /// The peer.
-    pub to: String,
-    /// Its id within the session.
-    pub id: u64,
-}
-
-/// Result of `send`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct SentList {
-    /// In sending order.
-    pub sent: Vec<SentMessage>,
-}
-
-/// Result of `broadcast`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct BroadcastDone {
-    /// The stored broadcast.
-    pub broadcast: BroadcastInfo,
-}
-
-/// A stored broadcast.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct BroadcastInfo {
-    /// Its id.
-    pub id: u64,
-    /// When delivery stops (RFC 3339).
-    pub expires_at: String,
-}
-
-/// Result of `disconnect`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct Disconnected {
-    /// The peer.
-    pub disconnected: String,
-}
-
-/// Kinds of inbox entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-#[serde(rename_all = "snake_case")]
-pub enum InboxKind {
-    /// From a peer session.
-    Message,
-    /// From the server's broadcast.
-    Broadcast,
-}
-
-/// One inbox entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct InboxEntry {
-    /// Message or broadcast.
-    pub kind: InboxKind,
-    /// The sender.
-    pub from: String,
-    /// The text, exactly as sent.
-    pub text: String,
-    /// The sender's id for it.
-    pub id: u64,
-    /// When it was sent (RFC 3339).
-    pub at: String,
-    /// Its position in this inbox (increasing).
-    pub seq: u64,
-}
-
-/// Result of `inbox`: one page, at most
-/// [`MAX_INBOX_PAGE_BYTES`](crate::limits::MAX_INBOX_PAGE_BYTES) of text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct InboxList {
-    /// Oldest first.
-    pub messages: Vec<InboxEntry>,
-    /// More entries follow: ask again with `after` = the last `seq`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub more: bool,
-}
-
-/// Events written to `watch` connections, one per line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    /// The server session changed state.
-    Server(ServerStatus),
-    /// Someone invites us; answer with `accept` or `reject`.
-    Request(PendingRequest),
-    /// A peer session is up.
-    Connected(SessionInfo),
-    /// Our invitation was refused, expired, or the invitee left.
-    Rejected {
-        /// The invitee.
-        peer: String,
-        /// `rejected`, `expired` or `offline`.
-        reason: String,
-    },
-    /// A message arrived (already stored in the inbox).
-    Message(InboxEntry),
-    /// A broadcast arrived (already stored in the inbox).
-    Broadcast(InboxEntry),
-    /// A peer session ended.
-    Disconnected {
-        /// The peer.
-        peer: String,
-        /// Why.
-        reason: String,
-    },
-    /// The server gave a different key for a user than we saw before.
-    KeyChanged {
-        /// The user.
-        peer: String,
-        /// The key we knew.
-        old_key: String,
-        /// The key we were given.
-        new_key: String,
-    },
-}
-
-impl Event {
-    /// The inbox entry a `message` or `broadcast` event carries.
-    pub fn inbox_entry(&self) -> Option<&InboxEntry> {
-        match self {
-            Event::Message(e) | Event::Broadcast(e) => Some(e),
-            _ => None,
-        }
-    }
-
-    /// The event that announces a stored inbox entry.
-    pub fn for_entry(e: InboxEntry) -> Event {
-        match e.kind {
-            InboxKind::Message => Event::Message(e),
-            InboxKind::Broadcast => Event::Broadcast(e),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -576,7 +283,7 @@ mod tests {
 
         #[test]
         fn error_responses_round_trip(id: u64, e in any::<CtlError>()) {
-            let r = Response { id, result: None, error: Some(e) };
+            let r = Response::<StatusReport> { id, result: None, error: Some(e) };
             prop_assert_eq!(round_trip(&r), r);
         }
     }

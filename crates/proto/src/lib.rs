@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod ctl;
+pub mod fingerprint;
 pub mod fsutil;
 pub mod limits;
 #[cfg(feature = "service")]
@@ -22,6 +23,7 @@ pub mod signals;
 pub mod time;
 pub mod wire;
 
+pub use fingerprint::Fingerprint;
 pub use secret::Secret;
 
 /// Errors from decoding frames or validating shared rules.

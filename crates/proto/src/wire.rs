@@ -472,26 +472,6 @@ pub fn server_address(s: &str) -> String {
     }
 }
 
-/// The fingerprint people compare and daemons pin: `SHA256:` and the
-/// lowercase hex SHA-256 of the DER certificate.
-pub fn cert_fingerprint(der: &[u8]) -> String {
-    use sha2::Digest;
-    format!("SHA256:{}", hex::encode(sha2::Sha256::digest(der)))
-}
-
-/// Normalises a fingerprint a person typed (`sha256:AB:CD...` or bare hex)
-/// to the [`cert_fingerprint`] form, or `None` if it is not one.
-pub fn normalize_fingerprint(s: &str) -> Option<String> {
-    let hexpart = s
-        .strip_prefix("SHA256:")
-        .or_else(|| s.strip_prefix("sha256:"))
-        .unwrap_or(s)
-        .replace(':', "")
-        .to_ascii_lowercase();
-    (hexpart.len() == 64 && hexpart.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| format!("SHA256:{hexpart}"))
-}
-
 #[cfg(test)]
 #[path = "wire_tests.rs"]
 mod tests;

@@ -12,15 +12,6 @@ fn server_addresses_get_the_default_port() {
     assert_eq!(server_address("[::1]:7"), "[::1]:7");
 }
 
-#[test]
-fn fingerprints_normalise() {
-    let fp = cert_fingerprint(b"cert");
-    assert_eq!(normalize_fingerprint(&fp).as_deref(), Some(fp.as_str()));
-    let upper = fp.to_ascii_uppercase().replace("SHA256:", "sha256:");
-    assert_eq!(normalize_fingerprint(&upper).as_deref(), Some(fp.as_str()));
-    assert_eq!(normalize_fingerprint("SHA256:abc"), None);
-}
-
 proptest! {
     #[test]
     fn client_messages_round_trip(m in any::<ClientMsg>()) {

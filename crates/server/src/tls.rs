@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use p2p_proto::fsutil;
-use p2p_proto::wire::cert_fingerprint;
+use p2p_proto::Fingerprint;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
@@ -77,7 +77,7 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 /// The fingerprint of the certificate the server will present.
 pub fn fingerprint(source: &TlsSource, data_dir: &Path) -> Result<String> {
     let (cert, _) = paths(source, data_dir);
-    Ok(cert_fingerprint(&read_certs(&cert)?[0]))
+    Ok(Fingerprint::of_cert(&read_certs(&cert)?[0]).to_string())
 }
 
 fn exists(path: &Path) -> Result<bool> {
@@ -118,7 +118,7 @@ pub fn load(source: &TlsSource, data_dir: &Path) -> Result<TlsIdentity> {
     let certs = read_certs(&cert_path)?;
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .map_err(|e| ServerError::Tls(format!("{}: {e}", key_path.display())))?;
-    let fingerprint = cert_fingerprint(&certs[0]);
+    let fingerprint = Fingerprint::of_cert(&certs[0]).to_string();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])

@@ -15,7 +15,7 @@ mod harness;
 use std::time::Duration;
 
 use p2p_proto::codec;
-use p2p_proto::ctl::{self, Command, ErrorCode, InboxKind, LoginArgs};
+use p2p_proto::ctl::{self, Command, ErrorCode, LoginArgs};
 use p2p_proto::limits::{MAX_BROADCAST_BYTES, MAX_MESSAGE_BYTES};
 use p2p_proto::names::validate_username;
 use p2p_proto::peer::PeerMsg;
@@ -23,7 +23,7 @@ use p2p_proto::wire::{
     Auth, ClientMsg, OnlineUser, PeerInfo, Reply, Request, ServerEvent, ServerMsg,
 };
 use p2p_proto::Secret;
-use p2pd::inbox::Incoming;
+use p2pd::inbox::{Incoming, Kind};
 use proptest::prelude::*;
 use tokio_util::bytes::{BufMut, BytesMut};
 use tokio_util::codec::Encoder;
@@ -85,7 +85,7 @@ fn peer_frame(m: &PeerMsg) -> Vec<u8> {
 }
 
 /// Runs a control command through the real handlers of an offline daemon.
-fn handle(cmd: Command) -> Result<serde_json::Value, ctl::CtlError> {
+fn handle(cmd: Command) -> Result<ctl::Reply, ctl::CtlError> {
     let f = harness::daemon::fixture();
     let d = f.daemon.clone();
     f.rt.block_on(async move {
@@ -98,7 +98,7 @@ fn handle(cmd: Command) -> Result<serde_json::Value, ctl::CtlError> {
     .expect("handlers of an offline daemon answer at once")
 }
 
-fn code(r: Result<serde_json::Value, ctl::CtlError>) -> Option<ErrorCode> {
+fn code(r: Result<ctl::Reply, ctl::CtlError>) -> Option<ErrorCode> {
     r.err().map(|e| {
         assert!(!e.message.is_empty(), "an error says what went wrong");
         e.code
@@ -156,14 +156,15 @@ proptest! {
             .iter()
             .map(|(id, text, at_ms)| Incoming { id: *id, text: text.clone(), at_ms: *at_ms })
             .collect();
-        let stored = inbox.store(InboxKind::Message, &peer, &batch).unwrap();
+        let stored = inbox.store(Kind::Message, &peer, &batch).unwrap();
         let after = stored[0].seq - 1;
         let (page, _) = inbox.page(true, Some(&peer), after, usize::MAX).unwrap();
         prop_assert_eq!(page.len(), batch.len());
         for (e, m) in page.iter().zip(&batch) {
             prop_assert_eq!(e.id, m.id);
             prop_assert_eq!(&e.text, &m.text);
-            prop_assert_eq!(e.at.len(), "2026-11-30T12:00:00Z".len());
+            let at = p2p_proto::ctl::InboxEntry::from(e.clone()).at;
+            prop_assert_eq!(at.len(), "2026-11-30T12:00:00Z".len());
         }
         let frames: Vec<u8> = batch
             .iter()
@@ -214,7 +215,7 @@ proptest! {
         prop_assert!(disconnect.is_some(), "disconnect without a session");
         let bad_fp = fingerprint
             .as_deref()
-            .is_some_and(|f| p2p_proto::wire::normalize_fingerprint(f).is_none());
+            .is_some_and(|f| p2p_proto::Fingerprint::parse(f).is_none());
         let args = LoginArgs {
             server: harness::daemon::CLOSED_SERVER.into(),
             user,

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use p2p_proto::codec::{self, LineCodec};
-use p2p_proto::ctl::{self, Command, Event, InboxKind};
+use p2p_proto::ctl::{self, Command, Event};
 use p2p_proto::limits::{MAX_INBOX_PAGE_BYTES, MAX_MESSAGE_BYTES, MAX_PEER_FRAME};
 use p2p_proto::peer::{PeerHello, PeerMsg};
 use p2p_proto::time::rfc3339;
 use p2p_proto::wire::{PeerInfo, Reply, ServerEvent, ServerMsg};
 use p2pd::backoff::Backoff;
-use p2pd::inbox::Incoming;
+use p2pd::inbox::{Incoming, Kind};
 use p2pd::link::{self, LinkConfig};
 use p2pd::peer::Peers;
 use p2pd::state::StateDir;
@@ -161,7 +161,7 @@ pub fn client_frames(data: &[u8]) {
                     at_ms: sent_ms,
                 };
                 if let Ok(Some(entry)) = f.daemon.inbox.store_broadcast(&from, &m) {
-                    ctl_line(Event::Broadcast(entry));
+                    ctl_line(Event::Broadcast(entry.into()));
                 }
             }
             // As `link/online.rs`: impossible events are dropped at entry.
@@ -247,16 +247,16 @@ pub fn peer_frames(data: &[u8]) {
         return;
     }
     let inbox = &f.daemon.inbox;
-    if let Ok(entries) = inbox.store(InboxKind::Message, "bob", &batch) {
+    if let Ok(entries) = inbox.store(Kind::Message, "bob", &batch) {
         assert_eq!(entries.len(), batch.len(), "one entry per stored message");
         for (e, m) in entries.iter().zip(&batch) {
             assert_eq!((e.id, e.text.as_str()), (m.id, m.text.as_str()));
-            ctl_line(Event::Message(e.clone()));
+            ctl_line(Event::Message(e.clone().into()));
         }
     }
     if let Ok((page, _more)) = inbox.page(false, Some("bob"), 0, MAX_INBOX_PAGE_BYTES) {
         ctl_line(ctl::InboxList {
-            messages: page,
+            messages: page.into_iter().map(Into::into).collect(),
             more: false,
         });
     }
@@ -274,7 +274,7 @@ pub fn ctl_request(data: &[u8]) {
             Ok(Some(Ok(r))) => requests.push(r),
             // A bad line is answered with an error; the connection goes on.
             Ok(Some(Err(e))) => {
-                ctl_line(ctl::Response {
+                ctl_line(ctl::Response::<ctl::Reply> {
                     id: 0,
                     result: None,
                     error: Some(ctl::CtlError::new(

@@ -41,7 +41,8 @@ pub fn ctl_response(data: &[u8]) {
         };
         let _ = serde_json::from_value::<Greeting>(v.clone());
         let _ = serde_json::from_value::<Event>(v.clone());
-        if let Ok(r) = serde_json::from_value::<Response>(v) {
+        // The envelope first, then the result as each command's type.
+        if let Ok(r) = serde_json::from_value::<Response<serde_json::Value>>(v) {
             if let Some(result) = r.result {
                 let _ = serde_json::from_value::<ctl::StatusReport>(result.clone());
                 let _ = serde_json::from_value::<ctl::InboxList>(result.clone());

@@ -7,7 +7,7 @@ use crate::{safe, Failure};
 
 /// Lists online users.
 pub fn run(client: &mut Client, json: bool) -> Result<(), Failure> {
-    let doc = client.call(Command::List)?;
+    let doc = client.call::<UserList>(Command::List)?;
     super::print(doc, json, |l: UserList| {
         let rows: Vec<Vec<String>> = l
             .users

@@ -53,7 +53,7 @@ fn go(
     } else {
         Command::Login(args)
     };
-    let doc = client.call(cmd)?;
+    let doc = client.call::<LoginDone>(cmd)?;
     super::print(doc, json, |d: LoginDone| {
         println!(
             "logged in to {} as {} (server certificate {})",

@@ -8,23 +8,26 @@ pub mod peers;
 pub mod send;
 pub mod status;
 
-use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-use crate::client::unexpected;
 use crate::Failure;
 
-/// Prints the raw document with `--json`, otherwise decodes it for `human`.
-pub fn print<T: DeserializeOwned>(
-    doc: serde_json::Value,
-    json: bool,
-    human: impl FnOnce(T),
-) -> Result<(), Failure> {
+/// Prints the result as its JSON document with `--json`, otherwise hands it
+/// to `human`.
+pub fn print<T: Serialize>(doc: T, json: bool, human: impl FnOnce(T)) -> Result<(), Failure> {
     if json {
-        println!("{doc}");
-        return Ok(());
+        print_json(&doc);
+    } else {
+        human(doc);
     }
-    human(serde_json::from_value(doc).map_err(unexpected)?);
     Ok(())
+}
+
+/// Prints one JSON document on one line, keys sorted (through
+/// `serde_json::Value`, as p2pctl has always printed them).
+pub fn print_json(doc: &impl Serialize) {
+    // Our own types, with string keys only: serializing cannot fail.
+    println!("{}", serde_json::to_value(doc).expect("serialises"));
 }
 
 /// Prints rows under a header, every column but the last padded to its

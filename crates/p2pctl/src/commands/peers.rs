@@ -20,7 +20,7 @@ pub fn connect(
         eprintln!("asked {}; waiting for an answer...", safe::line(&user));
     }
     let timeout_ms = timeout.map(|t| t.as_millis() as u64);
-    let doc = c.call(Command::Connect {
+    let doc = c.call::<ConnectDone>(Command::Connect {
         user: user.clone(),
         timeout_ms,
         no_wait,
@@ -41,7 +41,7 @@ pub fn connect(
 
 /// `requests`.
 pub fn requests(c: &mut Client, json: bool) -> Result<(), Failure> {
-    let doc = c.call(Command::Requests)?;
+    let doc = c.call::<RequestList>(Command::Requests)?;
     super::print(doc, json, |l: RequestList| {
         let rows: Vec<Vec<String>> = l
             .requests
@@ -64,7 +64,7 @@ pub fn answer(c: &mut Client, user: String, accept: bool, json: bool) -> Result<
     } else {
         Command::Reject { user }
     };
-    let doc = c.call(cmd)?;
+    let doc = c.call::<Answered>(cmd)?;
     super::print(doc, json, |a: Answered| {
         let peer = safe::line(&a.peer);
         match (a.accepted, a.session) {
@@ -77,7 +77,7 @@ pub fn answer(c: &mut Client, user: String, accept: bool, json: bool) -> Result<
 
 /// `sessions`.
 pub fn sessions(c: &mut Client, json: bool) -> Result<(), Failure> {
-    let doc = c.call(Command::Sessions)?;
+    let doc = c.call::<SessionList>(Command::Sessions)?;
     super::print(doc, json, |l: SessionList| {
         let rows: Vec<Vec<String>> = l
             .sessions
@@ -98,7 +98,7 @@ pub fn sessions(c: &mut Client, json: bool) -> Result<(), Failure> {
 
 /// `disconnect USER`.
 pub fn disconnect(c: &mut Client, user: String, json: bool) -> Result<(), Failure> {
-    let doc = c.call(Command::Disconnect { user })?;
+    let doc = c.call::<Disconnected>(Command::Disconnect { user })?;
     super::print(doc, json, |d: Disconnected| {
         println!("disconnected from {}", safe::line(&d.disconnected))
     })

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use p2p_proto::ctl::{BroadcastDone, Command, SentList, SentMessage};
 use p2p_proto::limits::{MAX_CTL_REQUEST, MAX_MESSAGE_BYTES};
 
-use crate::client::{unexpected, Client};
+use crate::client::Client;
 use crate::{safe, Failure};
 
 /// Most lines in one `send` request.
@@ -42,7 +42,7 @@ pub fn run(c: &mut Client, user: String, texts: Vec<String>, json: bool) -> Resu
     if text.len() > MAX_MESSAGE_BYTES {
         return Err(too_large(text.len(), "the message"));
     }
-    let doc = c.call(Command::Send {
+    let doc = c.call::<SentList>(Command::Send {
         user,
         texts: vec![text],
     })?;
@@ -111,10 +111,9 @@ fn stream(c: &mut Client, user: String, json: bool) -> Result<(), Failure> {
     };
     match send_lines(c, &user, &rx, &mut progress) {
         Ok(()) if json => {
-            let sent = SentList {
+            super::print_json(&SentList {
                 sent: progress.sent,
-            };
-            println!("{}", serde_json::to_value(&sent).expect("serialises"));
+            });
             Ok(())
         }
         Ok(()) => {
@@ -173,11 +172,10 @@ fn send_lines(
         if !texts.is_empty() {
             p.read += texts.len();
             p.unconfirmed = texts.len();
-            let doc = c.call(Command::Send {
+            let got = c.call::<SentList>(Command::Send {
                 user: user.to_string(),
                 texts,
             })?;
-            let got: SentList = serde_json::from_value(doc).map_err(unexpected)?;
             p.sent.extend(got.sent);
             p.unconfirmed = 0;
         }
@@ -191,7 +189,7 @@ fn send_lines(
 
 /// `broadcast TEXT...`: returns once the server stored it.
 pub fn broadcast(c: &mut Client, text: String, json: bool) -> Result<(), Failure> {
-    let doc = c.call(Command::Broadcast { text })?;
+    let doc = c.call::<BroadcastDone>(Command::Broadcast { text })?;
     super::print(doc, json, |d: BroadcastDone| {
         println!(
             "broadcast {} stored; delivered to everyone who is online until {}",

@@ -7,7 +7,7 @@ use crate::{safe, Failure};
 
 /// Shows the daemon's state.
 pub fn run(client: &mut Client, json: bool) -> Result<(), Failure> {
-    let doc = client.call(Command::Status)?;
+    let doc = client.call::<StatusReport>(Command::Status)?;
     super::print(doc, json, |s: StatusReport| {
         let srv = &s.server;
         let at = safe::line(srv.address.as_deref().unwrap_or("-"));

@@ -2,10 +2,31 @@
 //! everything up to it: only then do those entries become read, so a client
 //! that dies before it asks again loses nothing.
 
-use p2p_proto::ctl::{CtlError, ErrorCode, InboxList};
+use p2p_proto::ctl::{CtlError, ErrorCode, InboxEntry, InboxKind, InboxList};
 use p2p_proto::limits::MAX_INBOX_PAGE_BYTES;
+use p2p_proto::time::rfc3339;
 
+use crate::inbox::{Kind, Stored};
 use crate::Daemon;
+
+/// The control protocol's view of a stored entry (for pages and for the
+/// `message`/`broadcast` events). The time is formatted here, clamped:
+/// old rows may hold any value.
+impl From<Stored> for InboxEntry {
+    fn from(s: Stored) -> InboxEntry {
+        InboxEntry {
+            kind: match s.kind {
+                Kind::Message => InboxKind::Message,
+                Kind::Broadcast => InboxKind::Broadcast,
+            },
+            from: s.from,
+            text: s.text,
+            id: s.id,
+            at: rfc3339(s.at_ms),
+            seq: s.seq,
+        }
+    }
+}
 
 /// Runs `inbox` (the `--follow` stream is the control connection's job).
 pub async fn run(
@@ -29,5 +50,8 @@ pub async fn run(
     .await
     .map_err(|e| CtlError::new(ErrorCode::Internal, e.to_string()))?
     .map_err(|e| CtlError::new(ErrorCode::Internal, e.to_string()))?;
-    Ok(InboxList { messages, more })
+    Ok(InboxList {
+        messages: messages.into_iter().map(InboxEntry::from).collect(),
+        more,
+    })
 }

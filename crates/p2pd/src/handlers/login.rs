@@ -18,7 +18,7 @@ pub async fn run(daemon: &Daemon, args: LoginArgs, register: bool) -> Result<Log
             .map_err(|e| CtlError::new(ErrorCode::BadRequest, e.to_string()))?;
     }
     if let Some(fp) = &args.fingerprint {
-        if p2p_proto::wire::normalize_fingerprint(fp).is_none() {
+        if p2p_proto::Fingerprint::parse(fp).is_none() {
             return Err(CtlError::new(
                 ErrorCode::BadRequest,
                 "--fingerprint must look like SHA256:<64 hex digits>",

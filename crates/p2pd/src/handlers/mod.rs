@@ -1,5 +1,6 @@
 //! One handler per control command. Each takes the daemon and its arguments
-//! and returns the command's result document (SPEC Appendix A).
+//! and returns the command's typed result (SPEC Appendix A), one type per
+//! command ([`p2p_proto::ctl::reply`]).
 
 mod answer;
 mod broadcast;
@@ -14,39 +15,43 @@ mod send;
 mod sessions;
 mod status;
 
-use p2p_proto::ctl::{Command, CtlError, ErrorCode};
-use serde::Serialize;
+use p2p_proto::ctl::{Command, CtlError, ErrorCode, Reply};
 
 use crate::Daemon;
 
-/// Runs one command (all but `watch`, which the control connection owns).
-pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<serde_json::Value, CtlError> {
-    match cmd {
-        Command::Status => to_json(status::run(daemon).await),
-        Command::Login(args) => to_json(login::run(daemon, args, false).await?),
-        Command::Register(args) => to_json(login::run(daemon, args, true).await?),
-        Command::Logout => to_json(logout::run(daemon).await?),
-        Command::List => to_json(list::run(daemon).await?),
+/// Runs one command (all but `watch`, which the control connection owns)
+/// and returns its result, serialized by the control connection.
+pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<Reply, CtlError> {
+    Ok(match cmd {
+        Command::Status => status::run(daemon).await.into(),
+        Command::Login(args) => login::run(daemon, args, false).await?.into(),
+        Command::Register(args) => login::run(daemon, args, true).await?.into(),
+        Command::Logout => logout::run(daemon).await?.into(),
+        Command::List => list::run(daemon).await?.into(),
         Command::Connect {
             user,
             timeout_ms,
             no_wait,
-        } => to_json(connect::run(daemon, user, timeout_ms, no_wait).await?),
-        Command::Requests => to_json(requests::run(daemon)),
-        Command::Broadcast { text } => to_json(broadcast::run(daemon, text).await?),
-        Command::Accept { user } => to_json(answer::run(daemon, user, true).await?),
-        Command::Reject { user } => to_json(answer::run(daemon, user, false).await?),
-        Command::Sessions => to_json(sessions::run(daemon)),
-        Command::Send { user, texts } => to_json(send::run(daemon, user, texts).await?),
-        Command::Disconnect { user } => to_json(disconnect::run(daemon, user).await?),
+        } => connect::run(daemon, user, timeout_ms, no_wait)
+            .await?
+            .into(),
+        Command::Requests => requests::run(daemon).into(),
+        Command::Broadcast { text } => broadcast::run(daemon, text).await?.into(),
+        Command::Accept { user } => answer::run(daemon, user, true).await?.into(),
+        Command::Reject { user } => answer::run(daemon, user, false).await?.into(),
+        Command::Sessions => sessions::run(daemon).into(),
+        Command::Send { user, texts } => send::run(daemon, user, texts).await?.into(),
+        Command::Disconnect { user } => disconnect::run(daemon, user).await?.into(),
         Command::Inbox {
             all, from, after, ..
-        } => to_json(inbox::run(daemon, all, from, after).await?),
-        Command::Watch => Err(CtlError::new(
-            ErrorCode::BadRequest,
-            "watch is handled by the connection",
-        )),
-    }
+        } => inbox::run(daemon, all, from, after).await?.into(),
+        Command::Watch => {
+            return Err(CtlError::new(
+                ErrorCode::BadRequest,
+                "watch is handled by the connection",
+            ))
+        }
+    })
 }
 
 pub use crate::link::reply_error;
@@ -56,8 +61,4 @@ pub use crate::link::reply_error;
 fn check_user(user: &str) -> Result<(), CtlError> {
     p2p_proto::names::validate_username(user)
         .map_err(|e| CtlError::new(ErrorCode::BadRequest, e.to_string()))
-}
-
-fn to_json<T: Serialize>(v: T) -> Result<serde_json::Value, CtlError> {
-    serde_json::to_value(v).map_err(|e| CtlError::new(ErrorCode::Internal, e.to_string()))
 }

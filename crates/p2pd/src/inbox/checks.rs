@@ -93,7 +93,8 @@ mod tests {
         assert!(page[0].text.len() <= MAX_LISTED_TEXT && page[0].text.ends_with(CUT_MARK));
         assert_eq!(page[1].text, "a\u{fffd}");
         assert_eq!((page[2].from.as_str(), page[2].text.as_str()), ("7", "8"));
-        let line = serde_json::to_vec(&page).unwrap();
+        let listed: Vec<p2p_proto::ctl::InboxEntry> = page.into_iter().map(Into::into).collect();
+        let line = serde_json::to_vec(&listed).unwrap();
         assert!(line.len() < p2p_proto::limits::MAX_CTL_RESPONSE);
     }
 }

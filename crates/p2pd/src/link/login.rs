@@ -2,8 +2,8 @@
 //! session), `logout`.
 
 use p2p_proto::ctl::{CtlError, ErrorCode, LoginArgs, LoginDone, LogoutDone, ServerState};
-use p2p_proto::time;
 use p2p_proto::wire::{self, Auth};
+use p2p_proto::{time, Fingerprint};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -86,7 +86,7 @@ impl Link {
     ) {
         let before = (self.creds.clone(), self.status.borrow().clone());
         let server = wire::server_address(&args.server);
-        let explicit = match args.fingerprint.as_deref().map(wire::normalize_fingerprint) {
+        let explicit = match args.fingerprint.as_deref().map(Fingerprint::parse) {
             Some(None) => {
                 let _ = reply.send(Err(CtlError::new(
                     ErrorCode::BadRequest,
@@ -94,7 +94,7 @@ impl Link {
                 )));
                 return;
             }
-            Some(Some(fp)) => Some(fp),
+            Some(Some(fp)) => Some(String::from(fp)),
             None => None,
         };
         let password = args.password;

@@ -79,7 +79,7 @@ impl Link {
         match stored {
             Some(entry) => {
                 info!(id, from = %from, "broadcast stored");
-                let _ = self.events.send(Event::Broadcast(entry));
+                let _ = self.events.send(Event::Broadcast(entry.into()));
             }
             None => tracing::debug!(id, "broadcast already in the inbox; acknowledged again"),
         }

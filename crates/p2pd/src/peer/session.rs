@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use p2p_proto::ctl::{CtlError, ErrorCode, Event, InboxKind};
+use p2p_proto::ctl::{CtlError, ErrorCode, Event};
 use p2p_proto::limits::{IDLE_TIMEOUT, KEEPALIVE_INTERVAL, MAX_MESSAGE_BYTES, WRITE_TIMEOUT};
 use p2p_proto::peer::PeerMsg;
 use p2p_proto::time;
@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use super::noise::NoiseLink;
 use super::Peers;
-use crate::inbox::Incoming;
+use crate::inbox::{Incoming, Kind};
 
 /// Sends waiting for the session task; more and `send` waits its turn.
 pub const SESSION_QUEUE: usize = 64;
@@ -186,17 +186,16 @@ async fn handle(
         let inbox = peers.inbox.clone();
         let from = peer.to_string();
         let n = batch.len();
-        let stored =
-            tokio::task::spawn_blocking(move || inbox.store(InboxKind::Message, &from, &batch))
-                .await
-                .map_err(|e| format!("inbox task failed: {e}"))?;
+        let stored = tokio::task::spawn_blocking(move || inbox.store(Kind::Message, &from, &batch))
+            .await
+            .map_err(|e| format!("inbox task failed: {e}"))?;
         match stored {
             Ok(entries) => {
                 // Durable now; only now may the sender hear "stored".
                 replies.push(PeerMsg::Ack { upto: last });
                 debug!(peer = %peer, count = n, upto = last, "messages stored");
                 for e in entries {
-                    let _ = peers.events.send(Event::Message(e));
+                    let _ = peers.events.send(Event::Message(e.into()));
                 }
             }
             Err(e) => {

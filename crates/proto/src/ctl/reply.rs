@@ -1,0 +1,351 @@
+//! Result documents of the control commands (SPEC Appendix A), one type
+//! per command, and [`Reply`], which the daemon serializes at the socket.
+
+use serde::{Deserialize, Serialize};
+
+/// Result of `status` (SPEC Appendix A).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct StatusReport {
+    /// The server session.
+    pub server: ServerStatus,
+    /// Address the peer listener is bound to.
+    pub peer_listen: String,
+    /// Open peer sessions.
+    pub sessions: u64,
+    /// Invitations waiting for an answer.
+    pub pending: u64,
+    /// Unread inbox entries.
+    pub unread: u64,
+    /// This daemon's X25519 public key, hex.
+    pub public_key: String,
+}
+
+/// State of the server session: the `server` object of `status`, and the
+/// body of `server` events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ServerStatus {
+    /// Where the session stands.
+    pub state: ServerState,
+    /// `host:port` of the server, when one is configured.
+    pub address: Option<String>,
+    /// Account name, when one is configured.
+    pub user: Option<String>,
+    /// Connection attempts since the session was last online.
+    pub attempt: u32,
+    /// Milliseconds until the next attempt, while `connecting`.
+    pub next_retry_ms: Option<u64>,
+    /// When the session came online (RFC 3339), while `online`.
+    #[serde(default)]
+    pub since: Option<String>,
+    /// Why the last attempt failed or the session ended.
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// States of the server session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "snake_case")]
+pub enum ServerState {
+    /// Logged in.
+    Online,
+    /// Trying to (re)connect, with backoff.
+    Connecting,
+    /// No credentials, or they were refused; waits for `login`.
+    LoggedOut,
+    /// Another login of the same user took over; waits for `login`.
+    Replaced,
+}
+
+impl ServerState {
+    /// The state's name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Online => "online",
+            ServerState::Connecting => "connecting",
+            ServerState::LoggedOut => "logged_out",
+            ServerState::Replaced => "replaced",
+        }
+    }
+}
+
+/// Result of `list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct UserList {
+    /// Online users, sorted by name.
+    pub users: Vec<UserEntry>,
+}
+
+/// One online user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct UserEntry {
+    /// Account name.
+    pub user: String,
+    /// Online since (RFC 3339).
+    pub since: String,
+}
+
+/// Result of `login` and `register`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct LoginDone {
+    /// Account name.
+    pub user: String,
+    /// `host:port` of the server.
+    pub server: String,
+    /// The pinned server certificate fingerprint.
+    pub fingerprint: String,
+}
+
+/// Result of `logout`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct LogoutDone {
+    /// The account that was logged out, if any.
+    pub user: Option<String>,
+}
+
+/// Result of `watch`: events follow on this connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Watching {
+    /// Always true.
+    pub watching: bool,
+}
+
+/// One peer session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SessionInfo {
+    /// The other user.
+    pub peer: String,
+    /// When it was established (RFC 3339).
+    pub since: String,
+    /// Whether we invited.
+    pub initiator: bool,
+}
+
+/// Result of `connect`: the session, or (with `no_wait`) the invitation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ConnectDone {
+    /// The session, once established.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected: Option<SessionInfo>,
+    /// The invitation, when not waiting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invited: Option<PendingRequest>,
+}
+
+/// An invitation (ours to answer in `requests`; theirs with `--no-wait`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct PendingRequest {
+    /// The inviter (in `requests`) or the invitee (after `connect`).
+    #[serde(alias = "peer")]
+    pub from: String,
+    /// When it expires (RFC 3339).
+    pub expires_at: String,
+}
+
+/// Result of `requests`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct RequestList {
+    /// Oldest first.
+    pub requests: Vec<PendingRequest>,
+}
+
+/// Result of `accept` / `reject`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Answered {
+    /// The inviter.
+    pub peer: String,
+    /// Whether we accepted.
+    pub accepted: bool,
+    /// The session, when accepting and the inviter dialled in.
+    #[serde(default)]
+    pub session: Option<SessionInfo>,
+}
+
+/// Result of `sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SessionList {
+    /// By peer name.
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// One acknowledged message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SentMessage {
+    /// The peer.
+    pub to: String,
+    /// Its id within the session.
+    pub id: u64,
+}
+
+/// Result of `send`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SentList {
+    /// In sending order.
+    pub sent: Vec<SentMessage>,
+}
+
+/// Result of `broadcast`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct BroadcastDone {
+    /// The stored broadcast.
+    pub broadcast: BroadcastInfo,
+}
+
+/// A stored broadcast.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct BroadcastInfo {
+    /// Its id.
+    pub id: u64,
+    /// When delivery stops (RFC 3339).
+    pub expires_at: String,
+}
+
+/// Result of `disconnect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Disconnected {
+    /// The peer.
+    pub disconnected: String,
+}
+
+/// Kinds of inbox entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "snake_case")]
+pub enum InboxKind {
+    /// From a peer session.
+    Message,
+    /// From the server's broadcast.
+    Broadcast,
+}
+
+/// One inbox entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct InboxEntry {
+    /// Message or broadcast.
+    pub kind: InboxKind,
+    /// The sender.
+    pub from: String,
+    /// The text, exactly as sent.
+    pub text: String,
+    /// The sender's id for it.
+    pub id: u64,
+    /// When it was sent (RFC 3339).
+    pub at: String,
+    /// Its position in this inbox (increasing).
+    pub seq: u64,
+}
+
+/// Result of `inbox`: one page, at most
+/// [`MAX_INBOX_PAGE_BYTES`](crate::limits::MAX_INBOX_PAGE_BYTES) of text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct InboxList {
+    /// Oldest first.
+    pub messages: Vec<InboxEntry>,
+    /// More entries follow: ask again with `after` = the last `seq`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub more: bool,
+}
+
+/// A command's result, as the daemon writes it in a
+/// [`Response`](super::Response): one variant per result type, serialized
+/// as that type alone (untagged), so the document is exactly the type's
+/// own. Serialize only: documents of different commands can look alike, so
+/// a client decodes a result as the type of the command it sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// `status`.
+    Status(StatusReport),
+    /// `login`, `register`.
+    Login(LoginDone),
+    /// `logout`.
+    Logout(LogoutDone),
+    /// `list`.
+    Users(UserList),
+    /// `watch`.
+    Watching(Watching),
+    /// `connect`.
+    Connect(ConnectDone),
+    /// `requests`.
+    Requests(RequestList),
+    /// `accept`, `reject`.
+    Answered(Answered),
+    /// `sessions`.
+    Sessions(SessionList),
+    /// `send`.
+    Sent(SentList),
+    /// `disconnect`.
+    Disconnected(Disconnected),
+    /// `broadcast`.
+    Broadcast(BroadcastDone),
+    /// `inbox`.
+    Inbox(InboxList),
+}
+
+macro_rules! reply_from {
+    ($($variant:ident($t:ty)),* $(,)?) => {$(
+        impl From<$t> for Reply {
+            fn from(v: $t) -> Reply {
+                Reply::$variant(v)
+            }
+        }
+    )*};
+}
+
+reply_from!(
+    Status(StatusReport),
+    Login(LoginDone),
+    Logout(LogoutDone),
+    Users(UserList),
+    Watching(Watching),
+    Connect(ConnectDone),
+    Requests(RequestList),
+    Answered(Answered),
+    Sessions(SessionList),
+    Sent(SentList),
+    Disconnected(Disconnected),
+    Broadcast(BroadcastDone),
+    Inbox(InboxList),
+);
+
+/// The document `p2pctl --json` prints on stdout when a command fails
+/// (SPEC Appendix A, "any error").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDocument {
+    /// What went wrong.
+    pub error: ErrorBody,
+    /// After a partly delivered `send USER -`: the acknowledged messages,
+    /// as `send`'s result would list them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<Vec<SentMessage>>,
+}
+
+/// The `error` object of an [`ErrorDocument`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// An [`ErrorCode`](super::ErrorCode) name, or one of p2pctl's own:
+    /// `daemon_unreachable` (exit 3) and `error` (exit 1).
+    pub code: String,
+    /// One line for people.
+    pub message: String,
+}
