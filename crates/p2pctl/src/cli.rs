@@ -23,7 +23,7 @@ Exit codes:
 #[command(name = "p2pctl", version, about, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
     /// Control socket of p2pd (default: $XDG_RUNTIME_DIR/p2p/p2pd.sock).
-    #[arg(long, global = true, value_name = "PATH", env = p2p_proto::paths::SOCKET_ENV)]
+    #[arg(long, global = true, value_name = "PATH", env = p2p_sys::paths::SOCKET_ENV)]
     pub socket: Option<PathBuf>,
     /// Print exactly one JSON document (errors too, on stdout).
     #[arg(long, global = true)]

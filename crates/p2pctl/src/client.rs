@@ -141,5 +141,5 @@ pub fn unexpected(e: impl std::fmt::Display) -> Failure {
 
 /// The socket path from the flag/env or the default.
 pub fn socket_path(flag: Option<PathBuf>) -> PathBuf {
-    flag.unwrap_or_else(p2p_proto::paths::default_socket_path)
+    flag.unwrap_or_else(p2p_sys::paths::default_socket_path)
 }

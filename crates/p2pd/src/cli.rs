@@ -21,7 +21,7 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Control socket (default: $XDG_RUNTIME_DIR/p2p/p2pd.sock).
-    #[arg(long, value_name = "PATH", env = p2p_proto::paths::SOCKET_ENV)]
+    #[arg(long, value_name = "PATH", env = p2p_sys::paths::SOCKET_ENV)]
     pub socket: Option<PathBuf>,
     /// State directory (default: $XDG_STATE_HOME/p2p).
     #[arg(long, value_name = "DIR")]
@@ -58,7 +58,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    p2p_proto::logging::init(cfg.log_level.as_deref());
+    p2p_sys::logging::init(cfg.log_level.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -72,7 +72,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        let signals = tokio::spawn(p2p_proto::signals::cancel_on_signal(shutdown.clone()));
+        let signals = tokio::spawn(p2p_sys::signals::cancel_on_signal(shutdown.clone()));
         // Once ready, the systemd task sends STOPPING=1 as the stop starts.
         let result = crate::run(cfg, shutdown, crate::systemd::announce_ready).await;
         // Still waiting for a signal if the run ended by itself (an error).

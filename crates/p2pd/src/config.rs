@@ -112,7 +112,7 @@ fn read_file(path: &Path, required: bool) -> Result<FileConfig> {
 impl DaemonConfig {
     /// Resolves the configuration from flags, file and defaults.
     pub fn resolve(o: Overrides) -> Result<Self> {
-        let file = match (&o.config, p2p_proto::paths::default_config_file()) {
+        let file = match (&o.config, p2p_sys::paths::default_config_file()) {
             (Some(p), _) => read_file(p, true)?,
             (None, Some(p)) => read_file(&p, false)?,
             (None, None) => FileConfig::default(),
@@ -120,7 +120,7 @@ impl DaemonConfig {
         let state_dir = o
             .state_dir
             .or(file.state_dir)
-            .or_else(p2p_proto::paths::default_state_dir)
+            .or_else(p2p_sys::paths::default_state_dir)
             .ok_or_else(|| DaemonError::Config("no home directory; pass --state-dir".into()))?;
         let reconnect_min = file.reconnect_min.unwrap_or(DEFAULT_RECONNECT_MIN);
         let reconnect_max = file
@@ -140,7 +140,7 @@ impl DaemonConfig {
             socket: o
                 .socket
                 .or(file.socket)
-                .unwrap_or_else(p2p_proto::paths::default_socket_path),
+                .unwrap_or_else(p2p_sys::paths::default_socket_path),
             state_dir,
             peer_listen: o
                 .peer_listen

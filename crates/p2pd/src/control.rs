@@ -70,7 +70,7 @@ pub fn bind(path: &Path) -> Result<UnixListener> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     if !dir.exists() {
-        p2p_proto::fsutil::ensure_private_dir(dir).map_err(DaemonError::file(dir))?;
+        p2p_sys::fsutil::ensure_private_dir(dir).map_err(DaemonError::file(dir))?;
     }
     let meta = std::fs::metadata(dir).map_err(DaemonError::file(dir))?;
     let me = nix::unistd::geteuid().as_raw();

@@ -10,7 +10,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use p2p_proto::{fsutil, Fingerprint, Secret};
+use p2p_proto::{Fingerprint, Secret};
+use p2p_sys::fsutil;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use snow::params::DHChoice;

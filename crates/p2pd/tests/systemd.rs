@@ -40,7 +40,7 @@ impl Daemon {
         let cfg = dir.path().join("c/p2p");
         std::fs::create_dir_all(&cfg).unwrap();
         std::fs::write(cfg.join("p2pd.toml"), FAST_RECONNECT).unwrap();
-        p2p_proto::fsutil::ensure_private_dir(&dir.path().join("r")).unwrap();
+        p2p_sys::fsutil::ensure_private_dir(&dir.path().join("r")).unwrap();
         dir
     }
 
@@ -196,7 +196,7 @@ fn the_activated_socket_outlives_the_daemon() {
     let dir = Daemon::home();
     // Where p2pd.socket puts it: the path p2pd and p2pctl use by default.
     let path = dir.path().join("r/p2p/p2pd.sock");
-    p2p_proto::fsutil::ensure_private_dir(path.parent().unwrap()).unwrap();
+    p2p_sys::fsutil::ensure_private_dir(path.parent().unwrap()).unwrap();
     let listener = UnixListener::bind(&path).unwrap();
     let cmd = Daemon::command_activated(dir.path(), &listener, "$$");
     let mut d = Daemon::spawn(dir, cmd);

@@ -1,25 +1,19 @@
 //! Shared types for p2p-broadcast: the wire protocol (daemon ↔ server,
 //! [`wire`]), the control protocol (p2pctl ↔ daemon, [`ctl`]), their framing
 //! ([`codec`]), the limits both sides enforce ([`limits`]) and the few rules
-//! every program must agree on (user names, paths, timestamps).
+//! every program must agree on (user names, timestamps, fingerprints).
 //!
-//! This crate holds no I/O policy: no sockets, no TLS, no tasks.
+//! This crate holds no I/O policy: no sockets, no TLS, no tasks, no files;
+//! the system helpers (paths, durable writes, logging, signals, password
+//! input) live in `p2p-sys`.
 
 pub mod codec;
 pub mod ctl;
 pub mod fingerprint;
-pub mod fsutil;
 pub mod limits;
-#[cfg(feature = "service")]
-pub mod logging;
 pub mod names;
-#[cfg(feature = "prompt")]
-pub mod password;
-pub mod paths;
 pub mod peer;
 pub mod secret;
-#[cfg(feature = "service")]
-pub mod signals;
 pub mod time;
 pub mod wire;
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand};
 use p2p_proto::limits::DEFAULT_SERVER_PORT;
-use p2p_proto::password::read_password;
 use p2p_proto::time::parse_duration;
+use p2p_sys::password::read_password;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Result, ServerError};
@@ -191,8 +191,7 @@ pub fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> Result<()> {
     let dir = data_dir(cli.data_dir)?;
     let file = || UserFile::in_dir(&dir);
-    let ensure_dir =
-        || p2p_proto::fsutil::ensure_private_dir(&dir).map_err(ServerError::file(&dir));
+    let ensure_dir = || p2p_sys::fsutil::ensure_private_dir(&dir).map_err(ServerError::file(&dir));
     match cli.command {
         None => serve(cli.serve, dir, cli.log_level),
         Some(Command::Fingerprint { tls_cert }) => {
@@ -261,7 +260,7 @@ fn dispatch(cli: Cli) -> Result<()> {
 }
 
 fn serve(args: ServeArgs, data_dir: PathBuf, log_level: Option<String>) -> Result<()> {
-    p2p_proto::logging::init(log_level.as_deref());
+    p2p_sys::logging::init(log_level.as_deref());
     let mut cfg = ServerConfig::new(data_dir);
     cfg.max_clients = args.max_clients;
     cfg.open_registration = args.open_registration;
@@ -300,7 +299,7 @@ fn serve(args: ServeArgs, data_dir: PathBuf, log_level: Option<String>) -> Resul
         println!("p2p-server fingerprint {}", server.fingerprint());
         println!("p2p-server listening on {}", listener.local_addr()?);
         let shutdown = CancellationToken::new();
-        tokio::spawn(p2p_proto::signals::cancel_on_signal(shutdown.clone()));
+        tokio::spawn(p2p_sys::signals::cancel_on_signal(shutdown.clone()));
         server.run(listener, shutdown).await
     })
 }

@@ -151,7 +151,7 @@ impl Server {
     /// (generated on first start). Call inside a tokio runtime (the
     /// broadcast hub starts its writer tasks).
     pub fn open(cfg: ServerConfig) -> Result<Self> {
-        p2p_proto::fsutil::ensure_private_dir(&cfg.data_dir)
+        p2p_sys::fsutil::ensure_private_dir(&cfg.data_dir)
             .map_err(ServerError::file(&cfg.data_dir))?;
         let users = Arc::new(users::UserDb::open(&cfg.data_dir)?);
         state_check::prepare_state_db(&cfg.data_dir)?;

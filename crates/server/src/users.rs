@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use nix::fcntl::{Flock, FlockArg};
 use p2p_proto::names::{validate_password, validate_username};
-use p2p_proto::{fsutil, time};
+use p2p_proto::time;
+use p2p_sys::fsutil;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ServerError};

@@ -77,7 +77,7 @@ fn garbage_in_users_csv_keeps_the_last_good_accounts() {
     assert_eq!(alice.ctl(&["logout"]).status.code(), Some(0));
     let path = server.data_dir().join("users.csv");
     let garbage = b"\x00\xffthis is not,a users file\n\"unterminated\n";
-    p2p_proto::fsutil::write_atomic(&path, garbage, 0o600).unwrap();
+    p2p_sys::fsutil::write_atomic(&path, garbage, 0o600).unwrap();
     wait_for(DEADLINE, "the server to notice the garbage", || {
         server
             .log()

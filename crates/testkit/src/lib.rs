@@ -154,7 +154,7 @@ impl TestDaemon {
 
     fn spawn(&mut self) {
         let runtime = self.dir.path().join("r");
-        p2p_proto::fsutil::ensure_private_dir(&runtime).unwrap();
+        p2p_sys::fsutil::ensure_private_dir(&runtime).unwrap();
         let log = std::fs::File::create(self.dir.path().join(format!("p2pd-{}.log", self.starts)))
             .unwrap();
         let mut cmd = Command::new(bin("p2pd"));

@@ -3,7 +3,7 @@
 use clap::Args;
 use p2p_proto::ctl::{Command, LoginArgs, LoginDone};
 use p2p_proto::names::validate_username;
-use p2p_proto::password::read_password;
+use p2p_sys::password::read_password;
 
 use crate::client::Client;
 use crate::{safe, Failure};

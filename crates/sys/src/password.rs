@@ -3,7 +3,7 @@
 
 use std::io::{self, BufRead, IsTerminal};
 
-use crate::Secret;
+use p2p_proto::Secret;
 
 /// Reads the password: the first line of stdin when `from_stdin`, otherwise a
 /// no-echo prompt on the terminal (asked twice when `confirm`).

@@ -3,7 +3,7 @@
 //! `RUST_LOG`, else `info`.
 //!
 //! Nothing secret is logged at any level: passwords and tokens are
-//! [`Secret`](crate::Secret)s, and message bodies are never a log field.
+//! [`Secret`](p2p_proto::Secret)s, and message bodies are never a log field.
 
 use std::io::IsTerminal;
 
