@@ -9,8 +9,8 @@
 //! or did not answer in time; 6 user not online or no session; 1 anything else.
 
 pub mod cli;
-pub mod client;
-pub mod commands;
+pub(crate) mod client;
+pub(crate) mod commands;
 pub(crate) mod safe;
 
 use std::path::PathBuf;
@@ -22,7 +22,7 @@ use crate::commands::send::PartialSend;
 
 /// Why a command failed, mapped to an exit code.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Bad arguments (exit 2).
     Usage(String),
     /// No daemon at the socket (exit 3).

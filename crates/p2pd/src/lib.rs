@@ -19,14 +19,14 @@
 pub mod backoff;
 pub mod cli;
 pub mod config;
-pub mod control;
-pub mod error;
+pub(crate) mod control;
+pub(crate) mod error;
 pub mod handlers;
 pub mod inbox;
 pub mod link;
 pub mod peer;
 pub mod state;
-pub mod systemd;
+pub(crate) mod systemd;
 pub mod tlsclient;
 
 use std::net::SocketAddr;
@@ -48,9 +48,9 @@ pub use error::{DaemonError, Result};
 pub const EVENT_BUFFER: usize = 1024;
 /// On shutdown, peer sessions get this long to send their last
 /// acknowledgement and goodbye.
-pub const SESSION_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const SESSION_GRACE: Duration = Duration::from_secs(5);
 /// Pause after a failed accept (out of file descriptors) instead of spinning.
-pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+pub(crate) const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// What handlers share.
 pub struct Daemon {

@@ -13,18 +13,18 @@
 pub mod auth;
 pub mod broadcast;
 pub mod cli;
-pub mod conn;
-pub mod error;
-pub mod hasher;
+pub(crate) mod conn;
+pub(crate) mod error;
+pub(crate) mod hasher;
 pub mod invitations;
-pub mod invite_limits;
+pub(crate) mod invite_limits;
 pub mod presence;
-pub mod rate;
-pub mod refused;
-pub mod sources;
-pub mod state_check;
-pub mod throttle;
-pub mod tls;
+pub(crate) mod rate;
+pub(crate) mod refused;
+pub(crate) mod sources;
+pub(crate) mod state_check;
+pub(crate) mod throttle;
+pub(crate) mod tls;
 pub mod tokens;
 pub mod users;
 
@@ -50,12 +50,12 @@ pub use error::{Result, ServerError};
 pub const DEFAULT_MAX_CLIENTS: usize = 1024;
 /// How often the running server checks `users.csv` for removed accounts
 /// (logins always re-check it, so this only affects kicking removed users).
-pub const USERS_POLL_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const USERS_POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// After an accept error (out of file descriptors), pause this long instead
 /// of spinning on the error.
-pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+pub(crate) const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// On shutdown, sessions get this long to be told and closed.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Default `--first-byte-timeout`: from the server's preamble to the
 /// client's first byte (its TLS ClientHello). A real client answers within
 /// one round trip; 3 s also covers one lost packet (TCP's first
@@ -121,7 +121,7 @@ impl ServerConfig {
 }
 
 /// State shared by the accept loop and every connection.
-pub struct Shared {
+pub(crate) struct Shared {
     /// The configuration.
     pub cfg: ServerConfig,
     /// Accounts.

@@ -84,18 +84,9 @@ impl<K: Hash + Eq> SlidingWindow<K> {
         }
     }
 
-    /// The limit per window.
-    pub fn limit(&self) -> u32 {
-        self.limit
-    }
-
-    /// The window.
-    pub fn window(&self) -> Duration {
-        self.window
-    }
-
-    /// Keys currently remembered.
-    pub fn tracked(&self) -> usize {
+    /// Keys currently remembered (for the memory tests).
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> usize {
         self.recent.len()
     }
 }

@@ -13,12 +13,12 @@
 //! events. Every task it starts is in [`Peers::tasks`], which the daemon
 //! waits for (with a bound) at shutdown.
 
-pub mod invitations;
+pub(crate) mod invitations;
 mod invite;
 mod listener;
 pub mod noise;
-pub mod registry;
-pub mod session;
+pub(crate) mod registry;
+pub(crate) mod session;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -34,12 +34,9 @@ use tracing::{info, warn};
 use crate::inbox::Inbox;
 use crate::link::{reply_error, LinkEvent, LinkHandle};
 use crate::state::StateDir;
-pub use invitations::MAX_HELD_INVITATIONS;
 use invitations::{Action, Input, Invitations, Now};
-pub use invite::DIAL_TIMEOUT;
-pub use listener::{serve, DEFAULT_HANDSHAKES_PER_SOURCE};
+pub(crate) use listener::{serve, DEFAULT_HANDSHAKES_PER_SOURCE};
 use registry::Sessions;
-pub use registry::CROSSING_WINDOW_MS;
 use session::SessionCmd;
 
 /// Whoever waits for a `connect` or `accept`: the session, `None` when
@@ -181,7 +178,7 @@ impl Peers {
             Action::Reply { waiter, result } => {
                 let _ = waiter.send(result.map(|()| None));
             }
-            Action::Admit { link, waiter, .. } => {
+            Action::Admit { link, waiter } => {
                 let _ = link.send(Verdict::Admit(waiter));
             }
             Action::Refuse { link } => {

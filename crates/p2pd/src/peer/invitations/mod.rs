@@ -379,7 +379,6 @@ impl<W, L> Invitations<W, L> {
                 out.push(Action::ExpectationsChanged);
                 out.push(Action::Admit {
                     link,
-                    peer: e.user,
                     waiter: e.waiter,
                 });
             }

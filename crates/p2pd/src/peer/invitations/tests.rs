@@ -90,7 +90,7 @@ fn sends_answer(acts: &Acts, want: u64, yes: bool) -> bool {
 fn admitted(acts: &Acts) -> Vec<(u32, Option<u32>)> {
     acts.iter()
         .filter_map(|a| match a {
-            Action::Admit { link, waiter, .. } => Some((*link, *waiter)),
+            Action::Admit { link, waiter } => Some((*link, *waiter)),
             _ => None,
         })
         .collect()

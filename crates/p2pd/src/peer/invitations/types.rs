@@ -135,13 +135,11 @@ pub enum Action<W, L> {
         /// The outcome.
         result: Result<(), CtlError>,
     },
-    /// Let this link through as `peer`'s session; `waiter` (the `accept`)
-    /// gets the session.
+    /// Let this link through as the session of the peer it authenticated
+    /// as; `waiter` (the `accept`) gets the session.
     Admit {
         /// The link.
         link: L,
-        /// The peer.
-        peer: String,
         /// The waiting `accept`.
         waiter: Option<W>,
     },
