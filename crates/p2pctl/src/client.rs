@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::Failure;
 
 /// A connection to the daemon.
-pub struct Client {
+pub(crate) struct Client {
     reader: BufReader<std::io::Take<UnixStream>>,
     writer: UnixStream,
     next_id: u64,
@@ -21,7 +21,7 @@ pub struct Client {
 
 impl Client {
     /// Connects and checks the daemon's greeting.
-    pub fn connect(path: &Path) -> Result<Client, Failure> {
+    pub(crate) fn connect(path: &Path) -> Result<Client, Failure> {
         let stream =
             UnixStream::connect(path).map_err(|e| Failure::NoDaemon(path.to_path_buf(), e))?;
         let writer = stream
@@ -51,7 +51,7 @@ impl Client {
     }
 
     /// Reads one line, bounded by [`MAX_CTL_RESPONSE`].
-    pub fn read_line(&mut self) -> Result<String, Failure> {
+    pub(crate) fn read_line(&mut self) -> Result<String, Failure> {
         self.reader.get_mut().set_limit(MAX_CTL_RESPONSE as u64 + 1);
         let mut line = String::new();
         match self.reader.read_line(&mut line) {
@@ -69,7 +69,7 @@ impl Client {
     /// Sends a command and returns its result, decoded as `T`: the result
     /// type of that command (`status` → `StatusReport`, ...; see
     /// [`p2p_proto::ctl::reply`]).
-    pub fn call<T: DeserializeOwned>(&mut self, cmd: Command) -> Result<T, Failure> {
+    pub(crate) fn call<T: DeserializeOwned>(&mut self, cmd: Command) -> Result<T, Failure> {
         self.next_id += 1;
         let id = self.next_id;
         let mut line = serde_json::to_vec(&Request { id, cmd }).expect("requests serialise");
@@ -103,7 +103,7 @@ impl Client {
 
 impl Client {
     /// After `watch` or `inbox --follow`: the next event line, decoded.
-    pub fn next_event(&mut self) -> Result<EventLine, Failure> {
+    pub(crate) fn next_event(&mut self) -> Result<EventLine, Failure> {
         let line = self.read_line()?;
         EventLine::parse(&line)
             .map_err(|e| Failure::Other(format!("unreadable event from p2pd: {e}")))
@@ -112,7 +112,7 @@ impl Client {
 
 /// One event line from the daemon.
 #[derive(Debug, Clone, PartialEq)]
-pub enum EventLine {
+pub(crate) enum EventLine {
     /// An [`Event`] this p2pctl knows.
     Known(Event),
     /// A JSON object that is not one (a newer daemon's kind or field
@@ -122,7 +122,7 @@ pub enum EventLine {
 
 impl EventLine {
     /// Decodes one line; an error only if it is not JSON at all.
-    pub fn parse(line: &str) -> Result<EventLine, serde_json::Error> {
+    pub(crate) fn parse(line: &str) -> Result<EventLine, serde_json::Error> {
         let value: serde_json::Value = serde_json::from_str(line)?;
         Ok(match Event::deserialize(&value) {
             Ok(event) => EventLine::Known(event),
@@ -132,7 +132,7 @@ impl EventLine {
 }
 
 /// Builds a [`CtlError`]-carrying failure for a result that did not parse.
-pub fn unexpected(e: impl std::fmt::Display) -> Failure {
+pub(crate) fn unexpected(e: impl std::fmt::Display) -> Failure {
     Failure::Ctl(CtlError::new(
         p2p_proto::ctl::ErrorCode::Internal,
         format!("unexpected result from p2pd: {e}"),
@@ -140,6 +140,6 @@ pub fn unexpected(e: impl std::fmt::Display) -> Failure {
 }
 
 /// The socket path from the flag/env or the default.
-pub fn socket_path(flag: Option<PathBuf>) -> PathBuf {
+pub(crate) fn socket_path(flag: Option<PathBuf>) -> PathBuf {
     flag.unwrap_or_else(p2p_sys::paths::default_socket_path)
 }

@@ -26,7 +26,7 @@ use crate::{handlers, Daemon};
 /// here, serialized once by the connection's codec.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
-pub enum CtlOut {
+pub(crate) enum CtlOut {
     /// First line.
     Greeting(Greeting),
     /// Answer to a request.
@@ -40,7 +40,7 @@ type CtlConn = Framed<UnixStream, LineCodec<serde_json::Value, CtlOut>>;
 /// On shutdown, control connections get this long to finish what they are
 /// writing; then the daemon exits without them. A client that stops
 /// reading (a `watch`, a big answer) must not hold up SIGTERM.
-pub const CONTROL_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const CONTROL_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// The client went away or stopped reading.
 struct Gone;
@@ -64,7 +64,7 @@ async fn send(conn: &mut CtlConn, out: CtlOut) -> std::result::Result<(), Gone> 
 /// Binds the control socket at `path`: makes its directory 0700 (refusing
 /// one owned by someone else), replaces a stale socket left by a crash, and
 /// refuses to start if another daemon answers on it.
-pub fn bind(path: &Path) -> Result<UnixListener> {
+pub(crate) fn bind(path: &Path) -> Result<UnixListener> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -100,7 +100,11 @@ pub fn bind(path: &Path) -> Result<UnixListener> {
 }
 
 /// Accepts control connections until shutdown.
-pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, shutdown: CancellationToken) {
+pub(crate) async fn serve(
+    listener: UnixListener,
+    daemon: Arc<Daemon>,
+    shutdown: CancellationToken,
+) {
     let tracker = TaskTracker::new();
     loop {
         tokio::select! {

@@ -39,7 +39,7 @@ use crate::{control, Daemon};
 /// The variables systemd sets for socket activation. All are removed once
 /// read (`sd_listen_fds(unset_environment=1)`), so that no child process we
 /// might start mistakes our descriptors for its own.
-pub const LISTEN_VARS: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
+pub(crate) const LISTEN_VARS: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
 
 /// Whether this process's control socket came from systemd. Process-wide
 /// because systemd passes descriptors to a process, not to one `run`.
@@ -53,7 +53,7 @@ static SOCKET_FROM_SYSTEMD: AtomicBool = AtomicBool::new(false);
 /// else (a `ListenDatagram=` or a TCP `ListenStream=` in a modified unit) is
 /// refused with an error that names the unit to fix, rather than served
 /// wrongly.
-pub fn control_listener(path: &Path) -> Result<UnixListener> {
+pub(crate) fn control_listener(path: &Path) -> Result<UnixListener> {
     let Some(listener) = take_activated_listener()? else {
         return control::bind(path);
     };
@@ -78,14 +78,14 @@ pub fn control_listener(path: &Path) -> Result<UnixListener> {
 }
 
 /// Whether [`control_listener`] returned the socket systemd passed.
-pub fn socket_from_systemd() -> bool {
+pub(crate) fn socket_from_systemd() -> bool {
     SOCKET_FROM_SYSTEMD.load(Ordering::Relaxed)
 }
 
 /// Removes the control socket file at shutdown, unless systemd made it: the
 /// socket unit still listens on that file, and the next `p2pctl` must find
 /// it there to start p2pd again.
-pub fn remove_control_socket(path: &Path) {
+pub(crate) fn remove_control_socket(path: &Path) {
     if !socket_from_systemd() {
         let _ = std::fs::remove_file(path);
     }
@@ -131,7 +131,7 @@ fn clear_listen_env() {
 }
 
 /// Fails unless `fd` is a listening Unix stream socket.
-pub fn check_unix_stream_listener(fd: &impl AsFd) -> Result<()> {
+pub(crate) fn check_unix_stream_listener(fd: &impl AsFd) -> Result<()> {
     let refuse = |what: String| {
         DaemonError::Config(format!(
             "the socket systemd passed (fd {}) is {what}; p2pd.socket needs ListenStream= with a path",
@@ -163,7 +163,7 @@ pub fn check_unix_stream_listener(fd: &impl AsFd) -> Result<()> {
 /// the moment the stop starts. Does nothing when `NOTIFY_SOCKET` is unset
 /// (not run by systemd as `Type=notify`). Must be called inside the Tokio
 /// runtime.
-pub fn announce_ready(daemon: &Daemon) {
+pub(crate) fn announce_ready(daemon: &Daemon) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
@@ -217,7 +217,7 @@ const STOPPING: [NotifyState<'static>; 2] =
 
 /// Sends `STOPPING=1`: the daemon is shutting down (a no-op without
 /// `NOTIFY_SOCKET`).
-pub fn notify_stopping() {
+pub(crate) fn notify_stopping() {
     notify(&STOPPING);
 }
 
@@ -232,7 +232,7 @@ fn notify(states: &[NotifyState]) {
 
 /// The one-line `STATUS=` text for a server session state, e.g.
 /// "online as alice" or "connecting to HOST (attempt 3, retrying in 30s)".
-pub fn status_text(s: &ServerStatus) -> String {
+pub(crate) fn status_text(s: &ServerStatus) -> String {
     let user = s.user.as_deref().unwrap_or("?");
     match s.state {
         ServerState::Online => match &s.address {

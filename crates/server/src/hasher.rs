@@ -23,14 +23,14 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 /// Most argon2 working memory one thread may keep, in 1 KiB blocks
 /// (256 MiB): a `users.csv` hash asking for more is treated as not matching
 /// rather than letting one account pin a huge buffer.
-pub const MAX_BLOCKS: usize = 256 * 1024;
+pub(crate) const MAX_BLOCKS: usize = 256 * 1024;
 
 /// Salt length of new hashes (argon2's recommendation).
 const SALT_LEN: usize = 16;
 
 /// A hashing thread's reusable working memory.
 #[derive(Default)]
-pub struct Memory(Vec<Block>);
+pub(crate) struct Memory(Vec<Block>);
 
 impl Memory {
     /// The first `n` blocks, growing the buffer once if needed (it never
@@ -48,7 +48,7 @@ impl Memory {
 
 /// Why a hash could not be made.
 #[derive(Debug, thiserror::Error)]
-pub enum HashError {
+pub(crate) enum HashError {
     /// argon2 refused the input or parameters.
     #[error("argon2: {0}")]
     Argon2(#[from] argon2::Error),
@@ -75,7 +75,7 @@ fn phc_string(params: &Params, salt: Salt, output: Output) -> Result<String, Has
 }
 
 /// Hashes `password` with argon2id, default parameters and a fresh salt.
-pub fn hash(mem: &mut Memory, password: &[u8]) -> Result<String, HashError> {
+pub(crate) fn hash(mem: &mut Memory, password: &[u8]) -> Result<String, HashError> {
     let params = Params::default();
     let salt = Salt::new(&rand::random::<[u8; SALT_LEN]>())?;
     let mut out = vec![0u8; params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
@@ -89,7 +89,7 @@ pub fn hash(mem: &mut Memory, password: &[u8]) -> Result<String, HashError> {
 
 /// Checks `password` against a PHC string; anything unparsable is a
 /// mismatch. The comparison is constant-time (`Output`'s `PartialEq`).
-pub fn verify(mem: &mut Memory, password: &[u8], phc: &str) -> bool {
+pub(crate) fn verify(mem: &mut Memory, password: &[u8], phc: &str) -> bool {
     let Ok(hash) = PasswordHash::new(phc) else {
         return false;
     };
@@ -121,7 +121,7 @@ pub fn verify(mem: &mut Memory, password: &[u8], phc: &str) -> bool {
 /// A well-formed hash that no password matches (random salt and output,
 /// default parameters): checked when the user does not exist, so that "no
 /// such user" costs the same argon2 work as "wrong password".
-pub fn decoy() -> String {
+pub(crate) fn decoy() -> String {
     let params = Params::default();
     let salt = Salt::new(&rand::random::<[u8; SALT_LEN]>()).expect("16 bytes is a valid salt");
     let output = Output::new(&rand::random::<[u8; 32]>()).expect("32 bytes is a valid output");
@@ -132,14 +132,14 @@ type Job = Box<dyn FnOnce(&mut Memory) + Send>;
 
 /// A fixed set of hashing threads. Dropping the pool ends them once the
 /// queued work is done.
-pub struct HashPool {
+pub(crate) struct HashPool {
     jobs: SyncSender<Job>,
 }
 
 impl HashPool {
     /// Starts `threads` hashing threads (at least one). Memory is allocated
     /// on each thread's first job.
-    pub fn new(threads: usize) -> std::io::Result<Self> {
+    pub(crate) fn new(threads: usize) -> std::io::Result<Self> {
         let threads = threads.max(1);
         // Callers bound outstanding work (the login semaphore), so the
         // channel only needs room for one job per thread.
@@ -155,7 +155,7 @@ impl HashPool {
     }
 
     /// Runs `work` on a hashing thread with that thread's memory.
-    pub async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Memory) -> T + Send + 'static,
     ) -> Result<T, HashError> {

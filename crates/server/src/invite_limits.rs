@@ -21,24 +21,24 @@ use crate::sources::{address_key, SourceKey};
 /// twice what one inviter may send, so a couple of friends inviting at
 /// once get through, while sixty accounts cannot bury one user under six
 /// hundred requests a minute.
-pub const INVITES_RECEIVED_PER_WINDOW: u32 = 20;
+pub(crate) const INVITES_RECEIVED_PER_WINDOW: u32 = 20;
 /// Default for `--invites-per-address`: invitations per window from one
 /// network address (IPv4, or an IPv6 /64), all its users together. Ten
 /// users behind one NAT can each send at the full per-user rate; an office
 /// of people inviting by hand stays far below it.
-pub const DEFAULT_INVITES_PER_ADDRESS: u32 = 100;
+pub(crate) const DEFAULT_INVITES_PER_ADDRESS: u32 = 100;
 
 /// The invitation limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InviteLimits {
     /// Per inviter per window.
-    pub per_inviter: u32,
+    pub(crate) per_inviter: u32,
     /// Per invitee per window.
-    pub per_invitee: u32,
+    pub(crate) per_invitee: u32,
     /// Per source address per window.
-    pub per_address: u32,
+    pub(crate) per_address: u32,
     /// The sliding window.
-    pub window: Duration,
+    pub(crate) window: Duration,
 }
 
 impl Default for InviteLimits {
@@ -54,7 +54,7 @@ impl Default for InviteLimits {
 
 /// The invitation limiter.
 #[derive(Debug)]
-pub struct InviteLimiter {
+pub(crate) struct InviteLimiter {
     by_inviter: SlidingWindow<String>,
     by_address: SlidingWindow<SourceKey>,
     by_invitee: SlidingWindow<String>,
@@ -69,7 +69,7 @@ fn limited(what: impl Into<String>, wait: Duration) -> Refused {
 
 impl InviteLimiter {
     /// A limiter with nothing counted.
-    pub fn new(limits: InviteLimits) -> Self {
+    pub(crate) fn new(limits: InviteLimits) -> Self {
         InviteLimiter {
             by_inviter: SlidingWindow::new(limits.per_inviter, limits.window),
             by_address: SlidingWindow::new(limits.per_address, limits.window),
@@ -79,7 +79,12 @@ impl InviteLimiter {
 
     /// May `from`, connected from `ip`, send an invitation now? Checked
     /// before anything about the invitee is looked at.
-    pub fn check_sender(&mut self, from: &str, ip: IpAddr, now: Instant) -> Result<(), Refused> {
+    pub(crate) fn check_sender(
+        &mut self,
+        from: &str,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Result<(), Refused> {
         if let Some(w) = self.by_inviter.wait(from, now) {
             return Err(limited("too many invitations", w));
         }
@@ -90,7 +95,7 @@ impl InviteLimiter {
     }
 
     /// May `to` (known to be online) receive another invitation now?
-    pub fn check_invitee(&mut self, to: &str, now: Instant) -> Result<(), Refused> {
+    pub(crate) fn check_invitee(&mut self, to: &str, now: Instant) -> Result<(), Refused> {
         match self.by_invitee.wait(to, now) {
             Some(w) => Err(limited(format!("{to} has too many invitations"), w)),
             None => Ok(()),
@@ -98,7 +103,7 @@ impl InviteLimiter {
     }
 
     /// Counts an invitation that was delivered.
-    pub fn record(&mut self, from: &str, to: &str, ip: IpAddr, now: Instant) {
+    pub(crate) fn record(&mut self, from: &str, to: &str, ip: IpAddr, now: Instant) {
         self.by_inviter.record(from.to_string(), now);
         self.by_address.record(address_key(ip), now);
         self.by_invitee.record(to.to_string(), now);

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 /// Sliding-window counts per key.
 #[derive(Debug)]
-pub struct SlidingWindow<K> {
+pub(crate) struct SlidingWindow<K> {
     limit: u32,
     window: Duration,
     recent: HashMap<K, VecDeque<Instant>>,
@@ -23,7 +23,7 @@ pub struct SlidingWindow<K> {
 impl<K: Hash + Eq> SlidingWindow<K> {
     /// At most `limit` events per key in any `window` (a `limit` of 0
     /// allows nothing).
-    pub fn new(limit: u32, window: Duration) -> Self {
+    pub(crate) fn new(limit: u32, window: Duration) -> Self {
         SlidingWindow {
             limit,
             window,
@@ -34,7 +34,7 @@ impl<K: Hash + Eq> SlidingWindow<K> {
 
     /// How long `key` must wait before one more event fits; `None` if it
     /// fits now.
-    pub fn wait<Q>(&mut self, key: &Q, now: Instant) -> Option<Duration>
+    pub(crate) fn wait<Q>(&mut self, key: &Q, now: Instant) -> Option<Duration>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -58,7 +58,7 @@ impl<K: Hash + Eq> SlidingWindow<K> {
 
     /// Counts one event for `key`. Once per window, keys with nothing
     /// inside the window are forgotten, so memory follows recent activity.
-    pub fn record(&mut self, key: K, now: Instant) {
+    pub(crate) fn record(&mut self, key: K, now: Instant) {
         if self
             .last_sweep
             .is_none_or(|t| now.saturating_duration_since(t) >= self.window)
@@ -74,7 +74,7 @@ impl<K: Hash + Eq> SlidingWindow<K> {
     }
 
     /// Counts one event if it fits; otherwise says how long to wait.
-    pub fn take(&mut self, key: K, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn take(&mut self, key: K, now: Instant) -> Result<(), Duration> {
         match self.wait(&key, now) {
             Some(wait) => Err(wait),
             None => {

@@ -20,19 +20,19 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 /// one NAT address, all reconnecting after a server restart, has far fewer
 /// than this between accept and `login_ok` at any moment. One host can hold
 /// no more than this many slots of the default 1024.
-pub const DEFAULT_PER_ADDRESS: usize = 64;
+pub(crate) const DEFAULT_PER_ADDRESS: usize = 64;
 /// Default for `--max-unauthenticated-per-network`: several NAT addresses of
 /// one site together, while a /24 (or /48) of attackers still cannot hold
 /// more than a quarter of the default connection cap.
-pub const DEFAULT_PER_NETWORK: usize = 256;
+pub(crate) const DEFAULT_PER_NETWORK: usize = 256;
 
 /// The two per-source caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourceLimits {
     /// Unauthenticated connections per address (IPv4) or /64 (IPv6).
-    pub per_address: usize,
+    pub(crate) per_address: usize,
     /// Unauthenticated connections per /24 (IPv4) or /48 (IPv6).
-    pub per_network: usize,
+    pub(crate) per_network: usize,
 }
 
 impl Default for SourceLimits {
@@ -46,7 +46,7 @@ impl Default for SourceLimits {
 
 /// What a per-source count is keyed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SourceKey {
+pub(crate) enum SourceKey {
     /// An IPv4 address or the first 64 bits of an IPv6 one.
     Address(IpAddr),
     /// An IPv4 /24 or the first 48 bits of an IPv6 address.
@@ -59,7 +59,7 @@ fn v6_prefix(ip: Ipv6Addr, bits: u32) -> IpAddr {
 }
 
 /// The address key of `ip` (IPv4-mapped IPv6 counts as IPv4).
-pub fn address_key(ip: IpAddr) -> SourceKey {
+pub(crate) fn address_key(ip: IpAddr) -> SourceKey {
     match ip.to_canonical() {
         IpAddr::V4(v4) => SourceKey::Address(IpAddr::V4(v4)),
         IpAddr::V6(v6) => SourceKey::Address(v6_prefix(v6, 64)),
@@ -67,7 +67,7 @@ pub fn address_key(ip: IpAddr) -> SourceKey {
 }
 
 /// The network key of `ip`.
-pub fn network_key(ip: IpAddr) -> SourceKey {
+pub(crate) fn network_key(ip: IpAddr) -> SourceKey {
     match ip.to_canonical() {
         IpAddr::V4(v4) => {
             let net = u32::from(v4) & 0xffff_ff00;
@@ -79,7 +79,7 @@ pub fn network_key(ip: IpAddr) -> SourceKey {
 
 /// Counts of unauthenticated connections per source.
 #[derive(Debug)]
-pub struct PendingLogins {
+pub(crate) struct PendingLogins {
     limits: SourceLimits,
     counts: Mutex<HashMap<SourceKey, usize>>,
 }
@@ -87,14 +87,14 @@ pub struct PendingLogins {
 /// One unauthenticated connection's place in the counts; dropping it gives
 /// the place back.
 #[derive(Debug)]
-pub struct Pending {
+pub(crate) struct Pending {
     owner: Arc<PendingLogins>,
     keys: [SourceKey; 2],
 }
 
 impl PendingLogins {
     /// Empty counts under `limits`.
-    pub fn new(limits: SourceLimits) -> Arc<Self> {
+    pub(crate) fn new(limits: SourceLimits) -> Arc<Self> {
         Arc::new(PendingLogins {
             limits,
             counts: Mutex::new(HashMap::new()),
@@ -109,7 +109,7 @@ impl PendingLogins {
 
     /// A ticket for a new connection from `ip`, or `None` if its address or
     /// network is at its cap.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Pending> {
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Pending> {
         let keys = [address_key(ip), network_key(ip)];
         let caps = [self.limits.per_address, self.limits.per_network];
         let mut counts = self.counts();

@@ -21,7 +21,7 @@ use crate::tokens::{open_db, STATE_DB};
 const STATE_DB_NEW: &str = ".state.db.new";
 
 /// Refuses an empty `state.db`; creates a valid one if there is none.
-pub fn prepare_state_db(data_dir: &Path) -> Result<()> {
+pub(crate) fn prepare_state_db(data_dir: &Path) -> Result<()> {
     let path = data_dir.join(STATE_DB);
     match fs::metadata(&path) {
         Ok(m) if m.len() == 0 => Err(ServerError::Damaged {

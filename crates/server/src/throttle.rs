@@ -33,43 +33,43 @@ use std::time::{Duration, Instant};
 
 /// Failures one user name gets from one address before lock-outs start:
 /// room for typos.
-pub const PAIR_FREE_FAILURES: u32 = 3;
+pub(crate) const PAIR_FREE_FAILURES: u32 = 3;
 /// First (user, address) lock-out after the free failures; doubles with each
 /// further failure.
-pub const FIRST_LOCKOUT: Duration = Duration::from_secs(1);
+pub(crate) const FIRST_LOCKOUT: Duration = Duration::from_secs(1);
 /// Longest (user, address) lock-out.
-pub const MAX_LOCKOUT: Duration = Duration::from_secs(300);
+pub(crate) const MAX_LOCKOUT: Duration = Duration::from_secs(300);
 /// A (user, address) pair with no failure for this long is forgotten; an
 /// address that failed within this time is "dirty" for the user and global
 /// budgets.
-pub const FORGET_AFTER: Duration = Duration::from_secs(900);
+pub(crate) const FORGET_AFTER: Duration = Duration::from_secs(900);
 /// See [`FORGET_AFTER`].
-pub const DIRTY_FOR: Duration = FORGET_AFTER;
+pub(crate) const DIRTY_FOR: Duration = FORGET_AFTER;
 /// Failures one user name may collect across all addresses before dirty
 /// addresses are refused for it: a distributed guesser gets one guess per
 /// fresh address once this runs out, a real user's few typos never reach it.
-pub const USER_BUDGET: Budget = Budget::new(20, Duration::from_secs(600));
+pub(crate) const USER_BUDGET: Budget = Budget::new(20, Duration::from_secs(600));
 /// Longest accepted budget period: far beyond any sensible limit, and small
 /// enough that `now + period` can never overflow.
-pub const MAX_BUDGET_PERIOD: Duration = Duration::from_secs(366 * 24 * 3600);
+pub(crate) const MAX_BUDGET_PERIOD: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Past this many tracked keys in one table, stale ones are pruned. Keys are
 /// only added after an argon2 check (or a registration attempt), so they
 /// grow at most as fast as the server can hash.
-pub const MAX_TRACKED: usize = 100_000;
+pub(crate) const MAX_TRACKED: usize = 100_000;
 
 /// "`burst` events, refilled at `burst` per `per`": up to `burst` at once,
 /// then one every `per / burst`. Written `N/DURATION` on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Budget {
+pub(crate) struct Budget {
     /// Events allowed at once.
-    pub burst: u32,
+    pub(crate) burst: u32,
     /// Time to refill the whole burst.
-    pub per: Duration,
+    pub(crate) per: Duration,
 }
 
 impl Budget {
     /// `burst` per `per` (`burst` of 0 is taken as 1).
-    pub const fn new(burst: u32, per: Duration) -> Self {
+    pub(crate) const fn new(burst: u32, per: Duration) -> Self {
         Budget {
             burst: if burst == 0 { 1 } else { burst },
             per,
@@ -125,19 +125,19 @@ pub struct Limits {
     /// an office of a hundred people behind one NAT address makes a few
     /// typos an hour, and each person's own repeats meet the per-(user,
     /// address) lock-out first.
-    pub per_source: Budget,
+    pub(crate) per_source: Budget,
     /// Failed password checks from one /24 (IPv4) or /64 (IPv6). Default
     /// 300 per 10 minutes: five busy offices in one block.
-    pub per_prefix: Budget,
+    pub(crate) per_prefix: Budget,
     /// Failed password checks per second across all sources, past which
     /// dirty sources are refused. Default 50 per 5 s (10 a second, about a
     /// third of a core of argon2).
-    pub global: Budget,
+    pub(crate) global: Budget,
     /// Registration attempts from one address. Default 20 per hour:
     /// a class signing up behind one NAT, not a farm of throw-away accounts.
-    pub registrations_per_source: Budget,
+    pub(crate) registrations_per_source: Budget,
     /// Registration attempts from one /24 or /64. Default 60 per hour.
-    pub registrations_per_prefix: Budget,
+    pub(crate) registrations_per_prefix: Budget,
 }
 
 impl Default for Limits {
@@ -155,7 +155,7 @@ impl Default for Limits {
 
 /// Why an attempt is refused before any argon2 work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hold {
+pub(crate) enum Hold {
     /// This address's own failures (or registrations): wait this long.
     Throttled(Duration),
     /// Other people's failures (the address's block, the user under attack,
@@ -178,7 +178,7 @@ fn source(addr: IpAddr) -> IpAddr {
 
 /// The /24 or /64 an address belongs to (for IPv6 the same as its
 /// [`source`]).
-pub fn prefix(addr: IpAddr) -> IpAddr {
+pub(crate) fn prefix(addr: IpAddr) -> IpAddr {
     match source(addr) {
         IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & 0xffff_ff00)),
         v6 => v6,
@@ -207,7 +207,7 @@ fn prune<K: Hash + Eq, V>(map: &mut HashMap<K, V>, keep: impl FnMut(&K, &mut V) 
 
 /// Failure and registration tracking for the whole server.
 #[derive(Debug)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     limits: Limits,
     pairs: HashMap<(String, IpAddr), Lockout>,
     sources: HashMap<IpAddr, Source>,
@@ -226,7 +226,7 @@ impl Default for Throttle {
 
 impl Throttle {
     /// Empty tables with these limits.
-    pub fn new(limits: Limits) -> Self {
+    pub(crate) fn new(limits: Limits) -> Self {
         Throttle {
             limits,
             pairs: HashMap::new(),
@@ -258,7 +258,7 @@ impl Throttle {
     /// addresses a block can bring. A real user on a clean address is
     /// checked at once (only the hashing capacity can make it wait, with
     /// "busy, retry").
-    pub fn check(&self, user: &str, addr: IpAddr, now: Instant) -> Result<(), Hold> {
+    pub(crate) fn check(&self, user: &str, addr: IpAddr, now: Instant) -> Result<(), Hold> {
         let src = source(addr);
         if let Some(l) = self.pairs.get(&(user.to_string(), src)) {
             if l.locked_until > now {
@@ -289,7 +289,7 @@ impl Throttle {
     }
 
     /// Records a failed password check.
-    pub fn failed(&mut self, user: &str, addr: IpAddr, now: Instant) {
+    pub(crate) fn failed(&mut self, user: &str, addr: IpAddr, now: Instant) {
         let src = source(addr);
         let l = self.limits;
         prune(&mut self.pairs, |_, f| {
@@ -333,13 +333,13 @@ impl Throttle {
     /// A correct password clears the (user, address) lock-out only: the
     /// address and block budgets stay, so one right guess (an attacker's own
     /// account) does not wash away the failures around it.
-    pub fn succeeded(&mut self, user: &str, addr: IpAddr) {
+    pub(crate) fn succeeded(&mut self, user: &str, addr: IpAddr) {
         self.pairs.remove(&(user.to_string(), source(addr)));
     }
 
     /// Charges one registration attempt from `addr`, or says how long to
     /// wait. Counted before the argon2 work, whatever the outcome.
-    pub fn register(&mut self, addr: IpAddr, now: Instant) -> Result<(), Hold> {
+    pub(crate) fn register(&mut self, addr: IpAddr, now: Instant) -> Result<(), Hold> {
         let (src, l) = (source(addr), self.limits);
         let net = prefix(src);
         if let Some(w) = l

@@ -14,9 +14,9 @@ use tokio_rustls::TlsAcceptor;
 use crate::error::{Result, ServerError};
 
 /// Generated certificate inside the data directory.
-pub const CERT_FILE: &str = "tls-cert.pem";
+pub(crate) const CERT_FILE: &str = "tls-cert.pem";
 /// Generated private key inside the data directory (0600).
-pub const KEY_FILE: &str = "tls-key.pem";
+pub(crate) const KEY_FILE: &str = "tls-key.pem";
 
 /// Where the certificate comes from.
 #[derive(Debug, Clone)]
@@ -33,13 +33,13 @@ pub enum TlsSource {
 }
 
 /// A loaded identity.
-pub struct TlsIdentity {
+pub(crate) struct TlsIdentity {
     /// For the accept loop.
-    pub acceptor: TlsAcceptor,
+    pub(crate) acceptor: TlsAcceptor,
     /// `SHA256:...` of the leaf certificate.
-    pub fingerprint: String,
+    pub(crate) fingerprint: String,
     /// Whether this start generated it.
-    pub generated: bool,
+    pub(crate) generated: bool,
 }
 
 fn paths(source: &TlsSource, data_dir: &Path) -> (PathBuf, PathBuf) {
@@ -75,7 +75,7 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 }
 
 /// The fingerprint of the certificate the server will present.
-pub fn fingerprint(source: &TlsSource, data_dir: &Path) -> Result<String> {
+pub(crate) fn fingerprint(source: &TlsSource, data_dir: &Path) -> Result<String> {
     let (cert, _) = paths(source, data_dir);
     Ok(Fingerprint::of_cert(&read_certs(&cert)?[0]).to_string())
 }
@@ -107,7 +107,7 @@ fn needs_generating(cert_path: &Path, key_path: &Path) -> Result<bool> {
 }
 
 /// Loads (or on first start generates) the identity.
-pub fn load(source: &TlsSource, data_dir: &Path) -> Result<TlsIdentity> {
+pub(crate) fn load(source: &TlsSource, data_dir: &Path) -> Result<TlsIdentity> {
     let (cert_path, key_path) = paths(source, data_dir);
     let mut generated = false;
     if matches!(source, TlsSource::SelfSigned) && needs_generating(&cert_path, &key_path)? {

@@ -30,7 +30,7 @@ fn line(e: &InboxEntry) -> String {
 
 /// `inbox [--all] [--from USER] [--follow]`: every page, then (with
 /// `--follow`) new entries as they arrive.
-pub fn inbox(
+pub(crate) fn inbox(
     c: &mut Client,
     all: bool,
     from: Option<String>,
@@ -236,7 +236,7 @@ fn print_event_json(ev: &EventLine) {
 }
 
 /// `watch`: events until interrupted.
-pub fn watch(c: &mut Client, json: bool) -> Result<(), Failure> {
+pub(crate) fn watch(c: &mut Client, json: bool) -> Result<(), Failure> {
     c.call::<Watching>(Command::Watch)?;
     loop {
         let ev = c.next_event()?;
@@ -250,7 +250,7 @@ pub fn watch(c: &mut Client, json: bool) -> Result<(), Failure> {
 
 /// `chat USER`: connects if needed, sends stdin lines, prints `USER`'s
 /// messages as they arrive; ends at end of input or when the session ends.
-pub fn chat(socket: &std::path::Path, user: String, json: bool) -> Result<(), Failure> {
+pub(crate) fn chat(socket: &std::path::Path, user: String, json: bool) -> Result<(), Failure> {
     let mut c = Client::connect(socket)?;
     let sessions: SessionList = c.call(Command::Sessions)?;
     let open = sessions.sessions.iter().any(|s| s.peer == user);

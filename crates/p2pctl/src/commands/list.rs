@@ -6,7 +6,7 @@ use crate::client::Client;
 use crate::{safe, Failure};
 
 /// Lists online users.
-pub fn run(client: &mut Client, json: bool) -> Result<(), Failure> {
+pub(crate) fn run(client: &mut Client, json: bool) -> Result<(), Failure> {
     let doc = client.call::<UserList>(Command::List)?;
     super::print(doc, json, |l: UserList| {
         let rows: Vec<Vec<String>> = l

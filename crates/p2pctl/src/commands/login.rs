@@ -10,7 +10,7 @@ use crate::{safe, Failure};
 
 /// Options of `login` and `register`.
 #[derive(Debug, Args)]
-pub struct LoginOpts {
+pub(crate) struct LoginOpts {
     /// Rendezvous server, HOST or HOST:PORT (default port 4400).
     #[arg(long, value_name = "HOST[:PORT]")]
     server: String,
@@ -66,7 +66,7 @@ fn go(
 
 /// `login`: 0 once online; 4 if the server is busy or unreachable (p2pd
 /// keeps trying); non-zero at once for a wrong password.
-pub fn login(
+pub(crate) fn login(
     o: LoginOpts,
     connect: impl FnOnce() -> Result<Client, Failure>,
     json: bool,
@@ -75,7 +75,7 @@ pub fn login(
 }
 
 /// `register`: creates the account (open registration) and logs in.
-pub fn register(
+pub(crate) fn register(
     o: LoginOpts,
     connect: impl FnOnce() -> Result<Client, Failure>,
     json: bool,

@@ -6,7 +6,7 @@ use crate::client::Client;
 use crate::{safe, Failure};
 
 /// Logs out.
-pub fn run(client: &mut Client, json: bool) -> Result<(), Failure> {
+pub(crate) fn run(client: &mut Client, json: bool) -> Result<(), Failure> {
     let doc = client.call::<LogoutDone>(Command::Logout)?;
     super::print(doc, json, |d: LogoutDone| match d.user {
         Some(u) => println!("logged out {}", safe::line(&u)),

@@ -1,12 +1,12 @@
 //! One file per subcommand.
 
-pub mod inbox;
-pub mod list;
-pub mod login;
-pub mod logout;
-pub mod peers;
-pub mod send;
-pub mod status;
+pub(crate) mod inbox;
+pub(crate) mod list;
+pub(crate) mod login;
+pub(crate) mod logout;
+pub(crate) mod peers;
+pub(crate) mod send;
+pub(crate) mod status;
 
 use serde::Serialize;
 
@@ -14,7 +14,11 @@ use crate::Failure;
 
 /// Prints the result as its JSON document with `--json`, otherwise hands it
 /// to `human`.
-pub fn print<T: Serialize>(doc: T, json: bool, human: impl FnOnce(T)) -> Result<(), Failure> {
+pub(crate) fn print<T: Serialize>(
+    doc: T,
+    json: bool,
+    human: impl FnOnce(T),
+) -> Result<(), Failure> {
     if json {
         print_json(&doc);
     } else {
@@ -25,14 +29,14 @@ pub fn print<T: Serialize>(doc: T, json: bool, human: impl FnOnce(T)) -> Result<
 
 /// Prints one JSON document on one line, keys sorted (through
 /// `serde_json::Value`, as p2pctl has always printed them).
-pub fn print_json(doc: &impl Serialize) {
+pub(crate) fn print_json(doc: &impl Serialize) {
     // Our own types, with string keys only: serializing cannot fail.
     println!("{}", serde_json::to_value(doc).expect("serialises"));
 }
 
 /// Prints rows under a header, every column but the last padded to its
 /// widest cell, two spaces apart: aligned, and no colour needed.
-pub fn table(header: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
     let widths: Vec<usize> = (0..header.len())
         .map(|i| {
             rows.iter()

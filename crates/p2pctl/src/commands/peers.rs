@@ -9,7 +9,7 @@ use crate::client::Client;
 use crate::{safe, Failure};
 
 /// `connect USER`: waits for the answer unless `no_wait`.
-pub fn connect(
+pub(crate) fn connect(
     c: &mut Client,
     user: String,
     timeout: Option<Duration>,
@@ -40,7 +40,7 @@ pub fn connect(
 }
 
 /// `requests`.
-pub fn requests(c: &mut Client, json: bool) -> Result<(), Failure> {
+pub(crate) fn requests(c: &mut Client, json: bool) -> Result<(), Failure> {
     let doc = c.call::<RequestList>(Command::Requests)?;
     super::print(doc, json, |l: RequestList| {
         let rows: Vec<Vec<String>> = l
@@ -58,7 +58,12 @@ pub fn requests(c: &mut Client, json: bool) -> Result<(), Failure> {
 }
 
 /// `accept USER` / `reject USER`.
-pub fn answer(c: &mut Client, user: String, accept: bool, json: bool) -> Result<(), Failure> {
+pub(crate) fn answer(
+    c: &mut Client,
+    user: String,
+    accept: bool,
+    json: bool,
+) -> Result<(), Failure> {
     let cmd = if accept {
         Command::Accept { user }
     } else {
@@ -76,7 +81,7 @@ pub fn answer(c: &mut Client, user: String, accept: bool, json: bool) -> Result<
 }
 
 /// `sessions`.
-pub fn sessions(c: &mut Client, json: bool) -> Result<(), Failure> {
+pub(crate) fn sessions(c: &mut Client, json: bool) -> Result<(), Failure> {
     let doc = c.call::<SessionList>(Command::Sessions)?;
     super::print(doc, json, |l: SessionList| {
         let rows: Vec<Vec<String>> = l
@@ -97,7 +102,7 @@ pub fn sessions(c: &mut Client, json: bool) -> Result<(), Failure> {
 }
 
 /// `disconnect USER`.
-pub fn disconnect(c: &mut Client, user: String, json: bool) -> Result<(), Failure> {
+pub(crate) fn disconnect(c: &mut Client, user: String, json: bool) -> Result<(), Failure> {
     let doc = c.call::<Disconnected>(Command::Disconnect { user })?;
     super::print(doc, json, |d: Disconnected| {
         println!("disconnected from {}", safe::line(&d.disconnected))

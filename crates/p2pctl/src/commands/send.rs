@@ -15,11 +15,11 @@ use crate::client::Client;
 use crate::{safe, Failure};
 
 /// Most lines in one `send` request.
-pub const MAX_BATCH_LINES: usize = 1000;
+pub(crate) const MAX_BATCH_LINES: usize = 1000;
 /// Most JSON-encoded text bytes in one request: half the control line
 /// limit, so the envelope always fits. A single line (at most 64 KiB, at
 /// most six times that escaped) always fits on its own.
-pub const MAX_BATCH_BYTES: usize = MAX_CTL_REQUEST / 2;
+pub(crate) const MAX_BATCH_BYTES: usize = MAX_CTL_REQUEST / 2;
 
 /// A text's size inside the request line (escaping included).
 fn encoded_len(text: &str) -> usize {
@@ -34,7 +34,12 @@ fn too_large(len: usize, what: &str) -> Failure {
 }
 
 /// Sends `texts` joined with spaces as one message, or stdin lines for `-`.
-pub fn run(c: &mut Client, user: String, texts: Vec<String>, json: bool) -> Result<(), Failure> {
+pub(crate) fn run(
+    c: &mut Client,
+    user: String,
+    texts: Vec<String>,
+    json: bool,
+) -> Result<(), Failure> {
     if texts == ["-"] {
         return stream(c, user, json);
     }
@@ -55,23 +60,23 @@ pub fn run(c: &mut Client, user: String, texts: Vec<String>, json: bool) -> Resu
 
 /// How far a `send USER -` got before an error, for [`Failure::Partial`].
 #[derive(Debug)]
-pub struct PartialSend {
+pub(crate) struct PartialSend {
     /// What stopped it.
-    pub error: Failure,
+    pub(crate) error: Failure,
     /// The acknowledged messages: lines 1 to `sent.len()`, in order.
-    pub sent: Vec<SentMessage>,
+    pub(crate) sent: Vec<SentMessage>,
     /// Lines read from stdin, the one that failed (too long, not UTF-8)
     /// included.
-    pub read: usize,
+    pub(crate) read: usize,
     /// Lines after the acknowledged ones that went out in the request that
     /// failed: the peer may or may not have stored them.
-    pub unconfirmed: usize,
+    pub(crate) unconfirmed: usize,
 }
 
 impl PartialSend {
     /// The line for stderr, once any line was read: "12 of 20 lines
     /// delivered before the error; ...".
-    pub fn summary(&self) -> Option<String> {
+    pub(crate) fn summary(&self) -> Option<String> {
         if self.read == 0 {
             return None;
         }
@@ -188,7 +193,7 @@ fn send_lines(
 }
 
 /// `broadcast TEXT...`: returns once the server stored it.
-pub fn broadcast(c: &mut Client, text: String, json: bool) -> Result<(), Failure> {
+pub(crate) fn broadcast(c: &mut Client, text: String, json: bool) -> Result<(), Failure> {
     let doc = c.call::<BroadcastDone>(Command::Broadcast { text })?;
     super::print(doc, json, |d: BroadcastDone| {
         println!(

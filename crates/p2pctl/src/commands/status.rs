@@ -6,7 +6,7 @@ use crate::client::Client;
 use crate::{safe, Failure};
 
 /// Shows the daemon's state.
-pub fn run(client: &mut Client, json: bool) -> Result<(), Failure> {
+pub(crate) fn run(client: &mut Client, json: bool) -> Result<(), Failure> {
     let doc = client.call::<StatusReport>(Command::Status)?;
     super::print(doc, json, |s: StatusReport| {
         let srv = &s.server;

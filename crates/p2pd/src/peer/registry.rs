@@ -13,7 +13,7 @@ use super::session::{SessionCmd, SessionHandle, SESSION_QUEUE};
 
 /// Two sessions with the same peer, in opposite directions, set up within
 /// this time of each other are crossed invitations, not a reconnect.
-pub const CROSSING_WINDOW_MS: i64 = 10_000;
+pub(crate) const CROSSING_WINDOW_MS: i64 = 10_000;
 
 /// Whether `new` crosses `old` (opposite directions, close in time).
 fn crossed(old: &SessionHandle, new: &SessionHandle) -> bool {
@@ -38,20 +38,20 @@ fn session_info(peer: &str, h: &SessionHandle) -> SessionInfo {
 
 /// A session that [`Sessions::install`] registered: its task is to be
 /// started with these.
-pub struct Installed {
+pub(crate) struct Installed {
     /// The session's id (for [`Sessions::ended`]).
-    pub id: u64,
+    pub(crate) id: u64,
     /// What `sessions` shows.
-    pub info: SessionInfo,
+    pub(crate) info: SessionInfo,
     /// The task's command queue.
-    pub cmds: mpsc::Receiver<SessionCmd>,
+    pub(crate) cmds: mpsc::Receiver<SessionCmd>,
     /// Cancelled when a newer session replaces this one.
-    pub closer: CancellationToken,
+    pub(crate) closer: CancellationToken,
 }
 
 /// The registry.
 #[derive(Default)]
-pub struct Sessions {
+pub(crate) struct Sessions {
     by_peer: HashMap<String, SessionHandle>,
     next_id: u64,
     /// Our account name (for the crossed-invitation tie-break).
@@ -60,12 +60,12 @@ pub struct Sessions {
 
 impl Sessions {
     /// Our account name changed (a login).
-    pub fn set_me(&mut self, me: &str) {
+    pub(crate) fn set_me(&mut self, me: &str) {
         self.me = me.to_string();
     }
 
     /// Open sessions, by peer name.
-    pub fn list(&self) -> Vec<SessionInfo> {
+    pub(crate) fn list(&self) -> Vec<SessionInfo> {
         let mut v: Vec<_> = self
             .by_peer
             .iter()
@@ -76,7 +76,7 @@ impl Sessions {
     }
 
     /// The session with `peer`, if any.
-    pub fn get(&self, peer: &str) -> Option<(SessionInfo, mpsc::Sender<SessionCmd>)> {
+    pub(crate) fn get(&self, peer: &str) -> Option<(SessionInfo, mpsc::Sender<SessionCmd>)> {
         self.by_peer
             .get(peer)
             .map(|h| (session_info(peer, h), h.cmds.clone()))
@@ -85,7 +85,7 @@ impl Sessions {
     /// Registers a new session with `peer` set up at `now_ms`; a previous
     /// one is told to close. `Err` with the kept session when this one
     /// lost a crossing (both daemons keep the same one, see [`wins`]).
-    pub fn install(
+    pub(crate) fn install(
         &mut self,
         peer: &str,
         initiator: bool,
@@ -120,7 +120,7 @@ impl Sessions {
 
     /// Session `id` with `peer` ended; true if it was still the current one
     /// (a late end never removes a successor).
-    pub fn ended(&mut self, peer: &str, id: u64) -> bool {
+    pub(crate) fn ended(&mut self, peer: &str, id: u64) -> bool {
         if self.by_peer.get(peer).is_some_and(|h| h.id == id) {
             self.by_peer.remove(peer);
             return true;

@@ -18,7 +18,7 @@ use super::Peers;
 use crate::inbox::{Incoming, Kind};
 
 /// Sends waiting for the session task; more and `send` waits its turn.
-pub const SESSION_QUEUE: usize = 64;
+pub(crate) const SESSION_QUEUE: usize = 64;
 
 /// What a session's owner can ask of it.
 #[derive(Debug)]
@@ -37,17 +37,17 @@ pub enum SessionCmd {
 
 /// A handle to a running session.
 #[derive(Debug, Clone)]
-pub struct SessionHandle {
+pub(crate) struct SessionHandle {
     /// Unique per session, so a late removal cannot remove a successor.
-    pub id: u64,
+    pub(crate) id: u64,
     /// Established at, Unix ms.
-    pub since_ms: i64,
+    pub(crate) since_ms: i64,
     /// Whether we dialled.
-    pub initiator: bool,
+    pub(crate) initiator: bool,
     /// Commands for the task.
-    pub cmds: mpsc::Sender<SessionCmd>,
+    pub(crate) cmds: mpsc::Sender<SessionCmd>,
     /// Ends the session even when its command queue is full (replacement).
-    pub closer: tokio_util::sync::CancellationToken,
+    pub(crate) closer: tokio_util::sync::CancellationToken,
 }
 
 struct Waiting {
@@ -57,7 +57,7 @@ struct Waiting {
 }
 
 /// Runs the session until it ends, then deregisters it and reports why.
-pub async fn run(
+pub(crate) async fn run(
     peers: Arc<Peers>,
     peer: String,
     id: u64,

@@ -10,7 +10,7 @@ use crate::error::ServerError;
 
 /// An abnormal end of one connection.
 #[derive(Debug, thiserror::Error)]
-pub enum Dropped {
+pub(crate) enum Dropped {
     /// The login deadline passed; `during` says at which step.
     #[error("no login within {limit:?} ({during})")]
     LoginTimeout {
@@ -73,7 +73,7 @@ pub enum Dropped {
 
 /// What is wrong with a `Login`'s peer information.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BadPeer {
+pub(crate) enum BadPeer {
     /// Not 64 hex digits.
     #[error("public key must be 32 bytes of hex")]
     Key,

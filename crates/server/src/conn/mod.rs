@@ -27,7 +27,7 @@ use crate::Shared;
 mod error;
 mod session;
 
-pub use error::{BadPeer, Dropped};
+pub(crate) use error::{BadPeer, Dropped};
 use session::{logged_in, Me, Unregister};
 
 type Conn = Framed<TlsStream<TcpStream>, codec::FrameCodec<ClientMsg, ServerMsg>>;
@@ -38,7 +38,7 @@ type Closed = Result<&'static str, Dropped>;
 /// Serves one accepted connection to completion. `pending` is its place in
 /// the per-source count of connections not logged in yet, given back at
 /// login.
-pub async fn serve(
+pub(crate) async fn serve(
     shared: Arc<Shared>,
     stream: TcpStream,
     addr: SocketAddr,

@@ -20,14 +20,14 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 mod types;
-pub use types::{Action, Input, Now, PeerContact};
+pub(crate) use types::{Action, Input, Now, PeerContact};
 
 /// Invitations held for an answer (and early answers held for an
 /// invitation, and links held while we accept) at most: the server limits
 /// what one user receives to far fewer, so only a broken or hostile server
 /// or peer reaches this, and it must not grow the daemon's memory without
 /// bound.
-pub const MAX_HELD_INVITATIONS: usize = 256;
+pub(crate) const MAX_HELD_INVITATIONS: usize = 256;
 
 struct Request {
     invite: u64,
@@ -53,7 +53,7 @@ struct Held<L> {
 }
 
 /// The invitation state of one daemon.
-pub struct Invitations<W, L> {
+pub(crate) struct Invitations<W, L> {
     /// Invitations to us, by inviter (a newer one from the same user wins).
     requests: HashMap<String, Request>,
     /// Ours, by id, with the waiting `connect`.
@@ -101,7 +101,7 @@ fn reply<W, L>(out: &mut Vec<Action<W, L>>, waiter: Option<W>, result: Result<()
 
 impl<W, L> Invitations<W, L> {
     /// No invitations; `auto_accept` lists inviters accepted without asking.
-    pub fn new(auto_accept: impl IntoIterator<Item = String>) -> Self {
+    pub(crate) fn new(auto_accept: impl IntoIterator<Item = String>) -> Self {
         Invitations {
             requests: HashMap::new(),
             outgoing: HashMap::new(),
@@ -115,13 +115,13 @@ impl<W, L> Invitations<W, L> {
     }
 
     /// When [`Input::Tick`] is next due, if anything waits on a deadline.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let expected = self.expected.iter().map(|e| e.until);
         expected.chain(self.held.iter().map(|h| h.until)).min()
     }
 
     /// Invitations waiting for our answer, oldest first.
-    pub fn requests(&self, now: Now) -> Vec<PendingRequest> {
+    pub(crate) fn requests(&self, now: Now) -> Vec<PendingRequest> {
         let server_now = now.unix_ms + self.clock_skew_ms;
         let mut v: Vec<_> = self
             .requests
@@ -140,19 +140,19 @@ impl<W, L> Invitations<W, L> {
 
     /// Whether `ip` is where a peer whose invitation we accepted is
     /// (`same` decides what counts as the same place).
-    pub fn expects_from(&self, now: Now, same: impl Fn(IpAddr) -> bool) -> bool {
+    pub(crate) fn expects_from(&self, now: Now, same: impl Fn(IpAddr) -> bool) -> bool {
         self.expected
             .iter()
             .any(|e| e.until > now.at && e.sources.iter().any(|s| same(*s)))
     }
 
     /// Whether an `accept` is under way (its inviter's address still unknown).
-    pub fn accepting_any(&self) -> bool {
+    pub(crate) fn accepting_any(&self) -> bool {
         self.answering.keys().any(|(_, _, accept)| *accept)
     }
 
     /// Applies one input; returns what to do, in order.
-    pub fn handle(&mut self, input: Input<W, L>, now: Now) -> Vec<Action<W, L>> {
+    pub(crate) fn handle(&mut self, input: Input<W, L>, now: Now) -> Vec<Action<W, L>> {
         let mut out = Vec::new();
         match input {
             Input::LoggedIn { clock_skew_ms } => {

@@ -9,23 +9,23 @@ use tokio::time::Instant;
 
 /// The current time, on both clocks the machine needs.
 #[derive(Debug, Clone, Copy)]
-pub struct Now {
+pub(crate) struct Now {
     /// For local deadlines.
-    pub at: Instant,
+    pub(crate) at: Instant,
     /// Unix ms on our clock (invitation expiries are server times).
-    pub unix_ms: i64,
+    pub(crate) unix_ms: i64,
 }
 
 /// A peer as the daemon stores it: its name, key, and the paths to try, in
 /// order (the wire's `Contact` carries one address).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerContact {
+pub(crate) struct PeerContact {
     /// Account name.
-    pub user: String,
+    pub(crate) user: String,
     /// X25519 public key, hex (as the server gave it).
-    pub public_key: String,
+    pub(crate) public_key: String,
     /// Candidate addresses of the peer's listener, best first.
-    pub paths: Vec<SocketAddr>,
+    pub(crate) paths: Vec<SocketAddr>,
 }
 
 impl From<&Contact> for PeerContact {
@@ -40,7 +40,7 @@ impl From<&Contact> for PeerContact {
 
 /// What happens to the machine.
 #[derive(Debug)]
-pub enum Input<W, L> {
+pub(crate) enum Input<W, L> {
     /// The server session came online as `me`.
     LoggedIn {
         /// Server clock minus ours.
@@ -102,7 +102,7 @@ pub enum Input<W, L> {
 
 /// What the daemon must do.
 #[derive(Debug)]
-pub enum Action<W, L> {
+pub(crate) enum Action<W, L> {
     /// Send `answer` to the server, then feed back [`Input::Answered`].
     SendAnswer {
         /// The inviter.
