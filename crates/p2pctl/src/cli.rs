@@ -24,10 +24,10 @@ Exit codes:
 pub struct Cli {
     /// Control socket of p2pd (default: $XDG_RUNTIME_DIR/p2p/p2pd.sock).
     #[arg(long, global = true, value_name = "PATH", env = p2p_sys::paths::SOCKET_ENV)]
-    pub socket: Option<PathBuf>,
+    pub(crate) socket: Option<PathBuf>,
     /// Print exactly one JSON document (errors too, on stdout).
     #[arg(long, global = true)]
-    pub json: bool,
+    pub(crate) json: bool,
     #[command(subcommand)]
     command: Cmd,
 }

@@ -1,6 +1,10 @@
 //! `p2pctl`, the command-line client of p2pd (SPEC §6).
 //!
-//! Each subcommand is a file in [`commands`]: it sends one control request
+//! Public surface: [`cli`] only ([`cli::main`] for the binary,
+//! [`cli::Cli`] for xtask's man pages and completions); everything else is
+//! `pub(crate)`.
+//!
+//! Each subcommand is a file in `commands/`: it sends one control request
 //! (see [`p2p_proto::ctl`]) and prints the result, as aligned text for people
 //! or, with `--json`, as exactly the daemon's JSON document.
 //!

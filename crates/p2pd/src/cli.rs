@@ -19,25 +19,25 @@ use crate::config::{DaemonConfig, Overrides};
 pub struct Cli {
     /// Config file (default: $XDG_CONFIG_HOME/p2p/p2pd.toml).
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Control socket (default: $XDG_RUNTIME_DIR/p2p/p2pd.sock).
     #[arg(long, value_name = "PATH", env = p2p_sys::paths::SOCKET_ENV)]
-    pub socket: Option<PathBuf>,
+    pub(crate) socket: Option<PathBuf>,
     /// State directory (default: $XDG_STATE_HOME/p2p).
     #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+    pub(crate) state_dir: Option<PathBuf>,
     /// Peer listener address (default: 0.0.0.0:0, an ephemeral port).
     #[arg(long, value_name = "ADDR")]
-    pub peer_listen: Option<SocketAddr>,
+    pub(crate) peer_listen: Option<SocketAddr>,
     /// Address to give peers instead of the one the server sees.
     #[arg(long, value_name = "ADDR")]
-    pub advertise: Option<SocketAddr>,
+    pub(crate) advertise: Option<SocketAddr>,
     /// Log level or filter; default RUST_LOG, else info.
     #[arg(long, value_name = "LEVEL")]
-    pub log_level: Option<String>,
+    pub(crate) log_level: Option<String>,
     /// Peer handshakes in progress at once from one address (default 16).
     #[arg(long, value_name = "N")]
-    pub peer_handshakes_per_source: Option<usize>,
+    pub(crate) peer_handshakes_per_source: Option<usize>,
 }
 
 /// Entry point of the binary.

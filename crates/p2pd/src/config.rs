@@ -10,43 +10,45 @@ use serde::Deserialize;
 use crate::error::{DaemonError, Result};
 
 /// First reconnect delay (before jitter); doubles per failed attempt.
-pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_RECONNECT_MIN: Duration = Duration::from_secs(1);
 /// Reconnect delay cap: after reaching it the daemon keeps trying forever at
 /// this interval (SPEC §5: at least five tries in ten minutes).
-pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(60);
 
 /// The file's keys (see `docs/config.md`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     /// Control socket path.
-    pub socket: Option<PathBuf>,
+    pub(crate) socket: Option<PathBuf>,
     /// State directory.
-    pub state_dir: Option<PathBuf>,
+    pub(crate) state_dir: Option<PathBuf>,
     /// Peer listener address.
-    pub peer_listen: Option<SocketAddr>,
+    pub(crate) peer_listen: Option<SocketAddr>,
     /// Address to give peers instead of the one the server sees.
-    pub advertise: Option<SocketAddr>,
+    pub(crate) advertise: Option<SocketAddr>,
     /// Log level or filter.
-    pub log_level: Option<String>,
+    pub(crate) log_level: Option<String>,
     /// First reconnect delay, e.g. "1s".
     #[serde(default, with = "humantime_serde_opt")]
-    pub reconnect_min: Option<Duration>,
+    pub(crate) reconnect_min: Option<Duration>,
     /// Reconnect delay cap, e.g. "60s".
     #[serde(default, with = "humantime_serde_opt")]
-    pub reconnect_max: Option<Duration>,
+    pub(crate) reconnect_max: Option<Duration>,
     /// Users whose invitations are accepted without asking.
     #[serde(default)]
-    pub auto_accept: Vec<String>,
+    pub(crate) auto_accept: Vec<String>,
     /// Peer handshakes in progress at once from one address.
-    pub peer_handshakes_per_source: Option<usize>,
+    pub(crate) peer_handshakes_per_source: Option<usize>,
 }
 
 mod humantime_serde_opt {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
         Option::<String>::deserialize(d)?
             .map(|s| p2p_proto::time::parse_duration(&s).map_err(serde::de::Error::custom))
             .transpose()
@@ -57,24 +59,24 @@ mod humantime_serde_opt {
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     /// Control socket path.
-    pub socket: PathBuf,
+    pub(crate) socket: PathBuf,
     /// Identity key, pins, saved session.
-    pub state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
     /// Peer listener address (default: all addresses, ephemeral port).
-    pub peer_listen: SocketAddr,
+    pub(crate) peer_listen: SocketAddr,
     /// Address given to peers instead of the one the server sees.
-    pub advertise: Option<SocketAddr>,
+    pub(crate) advertise: Option<SocketAddr>,
     /// Log filter.
-    pub log_level: Option<String>,
+    pub(crate) log_level: Option<String>,
     /// First reconnect delay.
     pub reconnect_min: Duration,
     /// Reconnect delay cap.
     pub reconnect_max: Duration,
     /// Users whose invitations are accepted without asking.
-    pub auto_accept: Vec<String>,
+    pub(crate) auto_accept: Vec<String>,
     /// Peer handshakes in progress at once from one address (IPv4, or IPv6
     /// /64); at least 1.
-    pub peer_handshakes_per_source: usize,
+    pub(crate) peer_handshakes_per_source: usize,
 }
 
 /// Flag values that override the file.

@@ -16,7 +16,7 @@ use checks::{fit, lossy};
 use size::wire_len;
 
 /// Database file in the state directory.
-pub const INBOX_DB: &str = "inbox.db";
+pub(crate) const INBOX_DB: &str = "inbox.db";
 
 /// A received message, before it is stored.
 #[derive(Debug, Clone)]
@@ -46,16 +46,16 @@ pub struct Stored {
     /// Its position in this inbox (increasing).
     pub seq: u64,
     /// Message or broadcast.
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     /// The sender.
-    pub from: String,
+    pub(crate) from: String,
     /// The sender's id for it.
     pub id: u64,
     /// The text, as received.
     pub text: String,
     /// When it was sent, Unix ms, as stored (any value: old rows may hold
     /// times RFC 3339 cannot show; the formatting clamps).
-    pub at_ms: i64,
+    pub(crate) at_ms: i64,
 }
 
 /// The inbox database. Cheap to clone; calls block (use `spawn_blocking`
@@ -275,7 +275,7 @@ impl Inbox {
     /// Marks every unread entry (from `from`, if given) with `seq` up to
     /// `upto` read: the client has received everything up to there. Returns
     /// how many became read.
-    pub fn mark_read_upto(&self, from: Option<&str>, upto: u64) -> Result<u64> {
+    pub(crate) fn mark_read_upto(&self, from: Option<&str>, upto: u64) -> Result<u64> {
         let conn = self.lock();
         let n = conn
             .execute(
@@ -287,7 +287,7 @@ impl Inbox {
     }
 
     /// Marks one entry read (delivered to an `inbox --follow`).
-    pub fn mark_read(&self, seq: u64) -> Result<()> {
+    pub(crate) fn mark_read(&self, seq: u64) -> Result<()> {
         let conn = self.lock();
         conn.execute(
             "UPDATE inbox SET read = 1 WHERE seq = ?1",
@@ -298,7 +298,7 @@ impl Inbox {
     }
 
     /// Number of unread entries.
-    pub fn unread(&self) -> Result<u64> {
+    pub(crate) fn unread(&self) -> Result<u64> {
         let conn = self.lock();
         conn.query_row("SELECT COUNT(*) FROM inbox WHERE read = 0", [], |r| {
             r.get::<_, i64>(0)

@@ -8,13 +8,23 @@
 //!   channel and is only ever called downward, through [`link::LinkHandle`];
 //! - the **invitation driver** ([`peer::Peers::run`]): feeds those events
 //!   and its deadlines to the invitation state machine;
-//! - the **control server** ([`control`]): p2pctl connections, each handled
+//! - the **control server** (`control.rs`): p2pctl connections, each handled
 //!   by [`handlers`];
 //! - the **peer listener** ([`peer`]).
 //!
 //! The inbox and the event bus (a broadcast channel of [`ctl::Event`]s for
 //! `watch`) belong to the [`Daemon`] and are handed to the tasks that need
 //! them. No module below `handlers` imports `Daemon`.
+//!
+//! Public surface (everything else is `pub(crate)`): [`run`], [`Daemon`],
+//! [`DaemonConfig`] and [`cli::main`] for the binary and xtask; for the
+//! fuzz harness, the hostile-input tests and the load generator: the
+//! pieces a `Daemon` is built from ([`state::StateDir`], [`inbox::Inbox`],
+//! [`link::spawn`], [`peer::Peers`], [`backoff::Backoff`],
+//! [`config::Overrides`]), [`handlers::handle`], the server-event and
+//! broadcast checks ([`link::check_server_event`],
+//! [`inbox::refuse_broadcast`]), the Noise link ([`peer::noise`]) and the
+//! pinned TLS client ([`tlsclient`]).
 
 pub mod backoff;
 pub mod cli;

@@ -20,9 +20,9 @@ use snow::resolvers::{CryptoResolver, DefaultResolver};
 use crate::error::{DaemonError, Result};
 
 /// Pinned server certificates, one fingerprint per `host:port`.
-pub const KNOWN_SERVERS: &str = "known_servers.json";
+pub(crate) const KNOWN_SERVERS: &str = "known_servers.json";
 /// The identity key pair.
-pub const IDENTITY: &str = "identity.json";
+pub(crate) const IDENTITY: &str = "identity.json";
 /// Bytes of an X25519 key, private or public.
 const KEY_LEN: usize = 32;
 
@@ -150,7 +150,7 @@ impl StateDir {
     }
 
     /// Where the pins are (for messages that ask to repair it).
-    pub fn pin_file(&self) -> PathBuf {
+    pub(crate) fn pin_file(&self) -> PathBuf {
         self.path(KNOWN_SERVERS)
     }
 

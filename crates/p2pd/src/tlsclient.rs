@@ -36,12 +36,12 @@ impl PinVerifier {
     }
 
     /// The fingerprint the server presented, once the handshake got there.
-    pub fn seen(&self) -> Option<String> {
+    pub(crate) fn seen(&self) -> Option<String> {
         self.seen.lock().expect("pin verifier poisoned").clone()
     }
 
     /// Whether the server presented a certificate other than the pinned one.
-    pub fn mismatch(&self) -> bool {
+    pub(crate) fn mismatch(&self) -> bool {
         matches!((&self.expected, self.seen()), (Some(e), Some(s)) if *e != s)
     }
 }

@@ -25,9 +25,9 @@ use crate::tokens::TokenStore;
 use crate::users::{self, UserDb};
 
 /// How long a login may queue for an argon2 slot before being told "busy".
-pub const HASH_QUEUE_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const HASH_QUEUE_WAIT: Duration = Duration::from_secs(5);
 /// What a login refused for lack of hashing capacity is told to wait.
-pub const HASH_BUSY_RETRY: Duration = Duration::from_secs(2);
+pub(crate) const HASH_BUSY_RETRY: Duration = Duration::from_secs(2);
 
 /// A refused login.
 #[derive(Debug, Clone)]
@@ -35,9 +35,9 @@ pub struct Refusal {
     /// Machine-readable reason.
     pub code: LoginError,
     /// For people.
-    pub message: String,
+    pub(crate) message: String,
     /// When to try again, if that can help.
-    pub retry_after: Option<Duration>,
+    pub(crate) retry_after: Option<Duration>,
 }
 
 impl Refusal {
@@ -95,7 +95,7 @@ pub enum Method {
 
 impl Method {
     /// Name used in log fields.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Method::Password => "password",
             Method::Token => "token",
@@ -334,7 +334,7 @@ impl Authenticator {
     }
 
     /// Revokes a token at logout.
-    pub async fn revoke(&self, token: Secret) {
+    pub(crate) async fn revoke(&self, token: Secret) {
         let tokens = self.tokens.clone();
         match tokio::task::spawn_blocking(move || tokens.revoke(&token)).await {
             Ok(Ok(())) => {}

@@ -20,7 +20,7 @@ use crate::users::UserFile;
 use crate::{Server, ServerConfig, DEFAULT_MAX_CLIENTS};
 
 /// Smallest accepted `--max-clients`: the spec requires holding 50.
-pub const MIN_MAX_CLIENTS: usize = 50;
+pub(crate) const MIN_MAX_CLIENTS: usize = 50;
 
 /// p2p-broadcast rendezvous server: accounts, login, presence.
 ///
@@ -32,10 +32,10 @@ pub struct Cli {
     /// Data directory (users.csv, state.db, TLS key and certificate).
     /// Default: $STATE_DIRECTORY, else the XDG data dir for p2p-server.
     #[arg(long, global = true, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// Log level or filter (e.g. debug, info,p2p_server=trace); default RUST_LOG, else info.
     #[arg(long, global = true, value_name = "LEVEL")]
-    pub log_level: Option<String>,
+    pub(crate) log_level: Option<String>,
     #[command(flatten)]
     serve: ServeArgs,
     #[command(subcommand)]
@@ -157,7 +157,7 @@ enum UserCommand {
 }
 
 /// The data directory: flag, else systemd's `$STATE_DIRECTORY`, else XDG.
-pub fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
+pub(crate) fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
     if let Some(d) = flag {
         return Ok(d);
     }

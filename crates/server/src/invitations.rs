@@ -196,7 +196,7 @@ impl Invitations {
     }
 
     /// A session ended: its open invitations end too ("offline").
-    pub fn session_ended(&self, presence: &Presence, user: &str, session: u64) {
+    pub(crate) fn session_ended(&self, presence: &Presence, user: &str, session: u64) {
         let ids: Vec<u64> = {
             let inner = self.inner.lock().expect("invitations poisoned");
             inner

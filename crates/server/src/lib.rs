@@ -7,8 +7,15 @@
 //! `p2p-server` binary.
 //!
 //! Tasks: one accept loop, which also notices account changes; one task per
-//! connection (see [`conn`]), each holding a permit of the connection cap.
-//! Shared state lives in [`Shared`] behind an `Arc`.
+//! connection (see `conn/`), each holding a permit of the connection cap.
+//! Shared state lives in `Shared` behind an `Arc`.
+//!
+//! Public surface (everything else is `pub(crate)`): [`Server`],
+//! [`ServerConfig`] and [`cli::main`] for the binary, xtask, testkit and
+//! the in-process tests; for the fuzz harness and the hostile-value tests,
+//! the shared-state pieces driven without sockets ([`auth::Authenticator`],
+//! [`broadcast`], [`invitations::Invitations`], [`presence::Presence`],
+//! [`tokens::TokenStore`], [`users`]).
 
 pub mod auth;
 pub mod broadcast;

@@ -11,24 +11,24 @@ use tokio::sync::{mpsc, watch};
 /// Unsolicited messages queued for one session. A session that lets this
 /// many pile up is not reading; further pushes fail and the sender treats
 /// the user as unreachable, so one slow client cannot grow server memory.
-pub const OUTBOUND_QUEUE: usize = 64;
+pub(crate) const OUTBOUND_QUEUE: usize = 64;
 
 /// A logged-in session as presence knows it.
 #[derive(Debug)]
-pub struct Online {
+pub(crate) struct Online {
     /// Unique per connection, so a late unregister of a replaced session
     /// cannot remove its successor.
-    pub session: u64,
+    pub(crate) session: u64,
     /// Login time, Unix ms.
-    pub since_ms: i64,
+    pub(crate) since_ms: i64,
     /// Where peers reach this user's daemon.
-    pub peer_addr: SocketAddr,
+    pub(crate) peer_addr: SocketAddr,
     /// The daemon's X25519 public key, hex.
-    pub public_key: String,
+    pub(crate) public_key: String,
     /// Tells the connection task to close, and why.
-    pub kick: watch::Sender<Option<CloseReason>>,
+    pub(crate) kick: watch::Sender<Option<CloseReason>>,
     /// Unsolicited messages for the connection task to write.
-    pub outbound: mpsc::Sender<ServerMsg>,
+    pub(crate) outbound: mpsc::Sender<ServerMsg>,
 }
 
 /// The online-user registry.
@@ -40,7 +40,7 @@ pub struct Presence {
 impl Presence {
     /// Registers `user`; an earlier session of the same user is told it was
     /// replaced.
-    pub fn register(&self, user: &str, entry: Online) {
+    pub(crate) fn register(&self, user: &str, entry: Online) {
         let old = self
             .online
             .lock()
@@ -52,7 +52,7 @@ impl Presence {
     }
 
     /// Removes `user` if `session` is still the registered one.
-    pub fn unregister(&self, user: &str, session: u64) {
+    pub(crate) fn unregister(&self, user: &str, session: u64) {
         let mut online = self.online.lock().expect("presence poisoned");
         if online.get(user).is_some_and(|o| o.session == session) {
             online.remove(user);
@@ -74,7 +74,7 @@ impl Presence {
     }
 
     /// The session id and contact details of `user`, if online.
-    pub fn contact(&self, user: &str) -> Option<(u64, Contact)> {
+    pub(crate) fn contact(&self, user: &str) -> Option<(u64, Contact)> {
         let online = self.online.lock().expect("presence poisoned");
         online.get(user).map(|o| {
             let contact = Contact {
@@ -88,7 +88,7 @@ impl Presence {
 
     /// Queues `msg` for `user`'s session `session`; false if that session is
     /// gone or not reading.
-    pub fn push(&self, user: &str, session: u64, msg: ServerMsg) -> bool {
+    pub(crate) fn push(&self, user: &str, session: u64, msg: ServerMsg) -> bool {
         let online = self.online.lock().expect("presence poisoned");
         match online.get(user) {
             Some(o) if o.session == session => o.outbound.try_send(msg).is_ok(),
@@ -97,13 +97,13 @@ impl Presence {
     }
 
     /// Number of online users.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.online.lock().expect("presence poisoned").len()
     }
 
     /// Closes the sessions of users for whom `keep` is false (accounts
     /// removed while online).
-    pub fn kick_unless(&self, keep: impl Fn(&str) -> bool) {
+    pub(crate) fn kick_unless(&self, keep: impl Fn(&str) -> bool) {
         let online = self.online.lock().expect("presence poisoned");
         for (user, o) in online.iter().filter(|(u, _)| !keep(u)) {
             tracing::info!(user = %user, "account removed; closing its session");

@@ -16,15 +16,15 @@ use sha2::{Digest, Sha256};
 use crate::error::{Result, ServerError};
 
 /// Database file inside the data directory (shared with later stores).
-pub const STATE_DB: &str = "state.db";
+pub(crate) const STATE_DB: &str = "state.db";
 /// A token unused for this long stops working: a lost laptop's daemon does
 /// not stay logged in forever.
-pub const TOKEN_IDLE_EXPIRY_MS: i64 = 90 * 24 * 3600 * 1000;
+pub(crate) const TOKEN_IDLE_EXPIRY_MS: i64 = 90 * 24 * 3600 * 1000;
 /// A token's last-use time is rewritten at most this often, so a mass
 /// reconnect after a restart does not become a mass of fsyncs.
-pub const TOKEN_TOUCH_INTERVAL_MS: i64 = 24 * 3600 * 1000;
+pub(crate) const TOKEN_TOUCH_INTERVAL_MS: i64 = 24 * 3600 * 1000;
 /// Tokens kept per user (one per device, in practice); the oldest go first.
-pub const MAX_TOKENS_PER_USER: i64 = 16;
+pub(crate) const MAX_TOKENS_PER_USER: i64 = 16;
 
 fn digest(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
@@ -35,7 +35,7 @@ fn password_tag(phc: &str) -> String {
 }
 
 /// Opens the server's SQLite state database with durable settings.
-pub fn open_db(path: &Path) -> Result<Connection> {
+pub(crate) fn open_db(path: &Path) -> Result<Connection> {
     let err = |source| ServerError::Db {
         path: path.to_path_buf(),
         source,
@@ -89,7 +89,7 @@ impl TokenStore {
     }
 
     /// Makes a new token for `user` (whose current hash is `phc`).
-    pub fn issue(&self, user: &str, phc: &str, now_ms: i64) -> Result<Secret> {
+    pub(crate) fn issue(&self, user: &str, phc: &str, now_ms: i64) -> Result<Secret> {
         let token = hex::encode(rand::random::<[u8; 32]>());
         let conn = self.conn.lock().expect("token db poisoned");
         conn.execute(
@@ -108,7 +108,7 @@ impl TokenStore {
     }
 
     /// Whether `token` is a live token of `user` with password hash `phc`.
-    pub fn check(&self, user: &str, token: &Secret, phc: &str, now_ms: i64) -> Result<bool> {
+    pub(crate) fn check(&self, user: &str, token: &Secret, phc: &str, now_ms: i64) -> Result<bool> {
         let d = digest(token.expose());
         let conn = self.conn.lock().expect("token db poisoned");
         let row: Option<(String, String, i64)> = conn
@@ -136,7 +136,7 @@ impl TokenStore {
     }
 
     /// Forgets a token (logout).
-    pub fn revoke(&self, token: &Secret) -> Result<()> {
+    pub(crate) fn revoke(&self, token: &Secret) -> Result<()> {
         let conn = self.conn.lock().expect("token db poisoned");
         conn.execute(
             "DELETE FROM resume_tokens WHERE digest = ?1",

@@ -13,7 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use argon2::{Argon2, PasswordHasher};
 use nix::fcntl::{Flock, FlockArg};
 use p2p_proto::names::{validate_password, validate_username};
 use p2p_proto::time;
@@ -29,24 +29,27 @@ pub const USERS_FILE: &str = "users.csv";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
     /// Account name.
-    pub username: String,
+    pub(crate) username: String,
     /// argon2id PHC string.
-    pub hash: String,
+    pub(crate) hash: String,
     /// RFC 3339.
-    pub created_at: String,
+    pub(crate) created_at: String,
 }
 
 /// Hashes a password with argon2id and a fresh salt (slow: call off the
 /// async threads).
-pub fn hash_password(password: &str) -> Result<String> {
+pub(crate) fn hash_password(password: &str) -> Result<String> {
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
         .map_err(|e| ServerError::Hash(e.to_string()))
 }
 
-/// Checks a password against a PHC hash (slow: call off the async threads).
-pub fn verify_password(password: &str, phc: &str) -> bool {
+/// Checks a password against a PHC hash (the tests check what add/passwd
+/// wrote; the server checks logins through `hasher.rs`).
+#[cfg(test)]
+pub(crate) fn verify_password(password: &str, phc: &str) -> bool {
+    use argon2::PasswordVerifier;
     Argon2::default()
         .verify_password(password.as_bytes(), phc)
         .is_ok()
@@ -155,7 +158,7 @@ impl UserFile {
     }
 
     /// Removes an account.
-    pub fn remove(&self, name: &str) -> Result<()> {
+    pub(crate) fn remove(&self, name: &str) -> Result<()> {
         self.update(|users| {
             let before = users.len();
             users.retain(|u| u.username != name);
@@ -168,7 +171,7 @@ impl UserFile {
 
     /// Sets a new password (which also invalidates the user's resume tokens,
     /// since they are bound to the hash).
-    pub fn passwd(&self, name: &str, password: &str) -> Result<()> {
+    pub(crate) fn passwd(&self, name: &str, password: &str) -> Result<()> {
         validate_password(password)?;
         if !self.load()?.iter().any(|u| u.username == name) {
             return Err(ServerError::NoSuchUser(name.to_string()));
@@ -237,7 +240,7 @@ impl UserDb {
     }
 
     /// The file behind it (open registration writes through it).
-    pub fn file(&self) -> &UserFile {
+    pub(crate) fn file(&self) -> &UserFile {
         &self.file
     }
 
@@ -258,7 +261,7 @@ impl UserDb {
     /// A changed file that cannot be read (garbage written over it, a
     /// half-edited copy) does not take every account away: the last good
     /// copy keeps serving, and the problem is logged once per version.
-    pub fn refresh(&self) -> Result<bool> {
+    pub(crate) fn refresh(&self) -> Result<bool> {
         let stamp = Self::stamp_of(&self.file)?;
         {
             let cache = self.cache.lock().expect("user cache poisoned");
@@ -317,7 +320,7 @@ impl UserDb {
 
 /// [`UserDb::refresh`] on the blocking pool: it stats and may parse the
 /// file, which must not stall the runtime threads.
-pub async fn refresh(db: &Arc<UserDb>) -> Result<bool> {
+pub(crate) async fn refresh(db: &Arc<UserDb>) -> Result<bool> {
     let db = db.clone();
     tokio::task::spawn_blocking(move || db.refresh())
         .await
@@ -325,7 +328,7 @@ pub async fn refresh(db: &Arc<UserDb>) -> Result<bool> {
 }
 
 /// [`UserDb::hash_of`] on the blocking pool (see [`refresh`]).
-pub async fn hash_of(db: &Arc<UserDb>, name: &str) -> Result<Option<String>> {
+pub(crate) async fn hash_of(db: &Arc<UserDb>, name: &str) -> Result<Option<String>> {
     let (db, name) = (db.clone(), name.to_string());
     tokio::task::spawn_blocking(move || db.hash_of(&name))
         .await

@@ -5,7 +5,7 @@ use p2p_proto::ctl::{Answered, CtlError};
 use crate::Daemon;
 
 /// Runs `accept` (`accept = true`) or `reject`.
-pub async fn run(daemon: &Daemon, user: String, accept: bool) -> Result<Answered, CtlError> {
+pub(crate) async fn run(daemon: &Daemon, user: String, accept: bool) -> Result<Answered, CtlError> {
     super::check_user(&user)?;
     daemon.peers.answer(&user, accept).await
 }

@@ -8,7 +8,7 @@ use p2p_proto::wire::{Reply, Request};
 use crate::Daemon;
 
 /// Runs `broadcast`.
-pub async fn run(daemon: &Daemon, text: String) -> Result<BroadcastDone, CtlError> {
+pub(crate) async fn run(daemon: &Daemon, text: String) -> Result<BroadcastDone, CtlError> {
     if text.len() > MAX_BROADCAST_BYTES {
         return Err(CtlError::new(
             ErrorCode::TooLarge,

@@ -10,10 +10,10 @@ use crate::Daemon;
 
 /// Extra wait past the invitation's life, so the server's "expired" answer
 /// (exit 5 with a reason) normally beats our own timeout.
-pub const ANSWER_SLACK: Duration = Duration::from_secs(5);
+pub(crate) const ANSWER_SLACK: Duration = Duration::from_secs(5);
 
 /// Runs `connect`.
-pub async fn run(
+pub(crate) async fn run(
     daemon: &Daemon,
     user: String,
     timeout_ms: Option<u64>,

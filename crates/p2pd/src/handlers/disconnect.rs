@@ -6,7 +6,7 @@ use crate::peer::session::SessionCmd;
 use crate::Daemon;
 
 /// Runs `disconnect`.
-pub async fn run(daemon: &Daemon, user: String) -> Result<Disconnected, CtlError> {
+pub(crate) async fn run(daemon: &Daemon, user: String) -> Result<Disconnected, CtlError> {
     super::check_user(&user)?;
     let (_, cmds) = daemon
         .peers

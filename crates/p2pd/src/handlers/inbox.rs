@@ -29,7 +29,7 @@ impl From<Stored> for InboxEntry {
 }
 
 /// Runs `inbox` (the `--follow` stream is the control connection's job).
-pub async fn run(
+pub(crate) async fn run(
     daemon: &Daemon,
     all: bool,
     from: Option<String>,

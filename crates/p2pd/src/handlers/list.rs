@@ -7,7 +7,7 @@ use p2p_proto::wire::{Reply, Request};
 use crate::Daemon;
 
 /// Asks the server; fails with `not_logged_in` / `server_unreachable` offline.
-pub async fn run(daemon: &Daemon) -> Result<UserList, CtlError> {
+pub(crate) async fn run(daemon: &Daemon) -> Result<UserList, CtlError> {
     match daemon.link.request(Request::List).await? {
         Reply::Users { users } => Ok(UserList {
             users: users

@@ -10,7 +10,11 @@ use crate::link::LinkCmd;
 use crate::Daemon;
 
 /// Logs in (or registers) and waits for the first attempt's outcome.
-pub async fn run(daemon: &Daemon, args: LoginArgs, register: bool) -> Result<LoginDone, CtlError> {
+pub(crate) async fn run(
+    daemon: &Daemon,
+    args: LoginArgs,
+    register: bool,
+) -> Result<LoginDone, CtlError> {
     validate_username(&args.user)
         .map_err(|e| CtlError::new(ErrorCode::BadRequest, e.to_string()))?;
     if register {

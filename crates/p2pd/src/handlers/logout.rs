@@ -7,7 +7,7 @@ use crate::link::LinkCmd;
 use crate::Daemon;
 
 /// Logs out (a no-op success when not logged in).
-pub async fn run(daemon: &Daemon) -> Result<LogoutDone, CtlError> {
+pub(crate) async fn run(daemon: &Daemon) -> Result<LogoutDone, CtlError> {
     let (reply, rx) = oneshot::channel();
     daemon.link.send(LinkCmd::Logout { reply }).await?;
     rx.await

@@ -5,7 +5,7 @@ use p2p_proto::ctl::RequestList;
 use crate::Daemon;
 
 /// Runs `requests`.
-pub fn run(daemon: &Daemon) -> RequestList {
+pub(crate) fn run(daemon: &Daemon) -> RequestList {
     RequestList {
         requests: daemon.peers.requests(),
     }

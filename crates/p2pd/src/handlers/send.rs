@@ -9,7 +9,11 @@ use crate::peer::session::SessionCmd;
 use crate::Daemon;
 
 /// Runs `send`.
-pub async fn run(daemon: &Daemon, user: String, texts: Vec<String>) -> Result<SentList, CtlError> {
+pub(crate) async fn run(
+    daemon: &Daemon,
+    user: String,
+    texts: Vec<String>,
+) -> Result<SentList, CtlError> {
     super::check_user(&user)?;
     if texts.is_empty() {
         return Err(CtlError::new(ErrorCode::BadRequest, "nothing to send"));

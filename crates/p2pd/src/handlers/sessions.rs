@@ -5,7 +5,7 @@ use p2p_proto::ctl::SessionList;
 use crate::Daemon;
 
 /// Runs `sessions`.
-pub fn run(daemon: &Daemon) -> SessionList {
+pub(crate) fn run(daemon: &Daemon) -> SessionList {
     SessionList {
         sessions: daemon.peers.sessions(),
     }

@@ -6,7 +6,7 @@ use crate::Daemon;
 
 /// Reports without touching the network (the unread count is a database
 /// query, run off the async threads).
-pub async fn run(daemon: &Daemon) -> StatusReport {
+pub(crate) async fn run(daemon: &Daemon) -> StatusReport {
     let inbox = daemon.inbox.clone();
     let unread = tokio::task::spawn_blocking(move || inbox.unread())
         .await

@@ -24,7 +24,7 @@ pub fn refuse_broadcast(from: &str, text: &str) -> Option<String> {
 /// (peers: [`MAX_MESSAGE_BYTES`], the server: [`MAX_BROADCAST_BYTES`]), but
 /// an older version stored broadcasts of any length and a file can be
 /// edited; a longer one is cut, so every entry fits in a control line.
-pub const MAX_LISTED_TEXT: usize = MAX_MESSAGE_BYTES;
+pub(crate) const MAX_LISTED_TEXT: usize = MAX_MESSAGE_BYTES;
 
 /// Marks a text cut by [`fit`].
 const CUT_MARK: &str = " [...cut: too long]";

@@ -19,45 +19,45 @@ use super::trust::Trust;
 use crate::tlsclient::{self, PinVerifier};
 
 /// TCP connect, preamble and TLS handshake must finish within this.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The login answer may take a while: the server queues argon2 work.
-pub const LOGIN_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const LOGIN_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A logged-in connection to the server.
-pub type ServerConn = Framed<TlsStream<TcpStream>, FrameCodec<ServerMsg, ClientMsg>>;
+pub(crate) type ServerConn = Framed<TlsStream<TcpStream>, FrameCodec<ServerMsg, ClientMsg>>;
 
 /// What to log in with.
 #[derive(Debug, Clone)]
-pub struct Creds {
+pub(crate) struct Creds {
     /// `host:port`.
-    pub server: String,
+    pub(crate) server: String,
     /// Account name.
-    pub user: String,
+    pub(crate) user: String,
     /// Password, token or registration.
-    pub auth: Auth,
+    pub(crate) auth: Auth,
     /// An explicit `--fingerprint` not pinned yet; `None` once the login
     /// saved it (from then on the saved pin is what counts).
-    pub fingerprint: Option<String>,
+    pub(crate) fingerprint: Option<String>,
 }
 
 /// A successful login.
-pub struct LoggedIn {
+pub(crate) struct LoggedIn {
     /// The connection, ready for requests.
-    pub conn: ServerConn,
+    pub(crate) conn: ServerConn,
     /// Server clock minus ours at login, ms (invitation expiries are the
     /// server's times).
-    pub clock_skew_ms: i64,
+    pub(crate) clock_skew_ms: i64,
     /// The resume token for next time.
-    pub token: Secret,
+    pub(crate) token: Secret,
     /// The certificate fingerprint the server presented.
-    pub fingerprint: String,
+    pub(crate) fingerprint: String,
     /// It must be saved as the pin (first use, or an explicit new pin).
-    pub save_pin: bool,
+    pub(crate) save_pin: bool,
 }
 
 /// A failed attempt.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Unreachable, busy, or dropped: try again later (at least `after`).
     Retry {
         /// For status and logs.
@@ -77,7 +77,11 @@ fn retry(why: impl Into<String>) -> Failure {
 }
 
 /// One attempt, requiring of the server's certificate what `trust` says.
-pub async fn attempt(creds: &Creds, trust: &Trust, peer: &PeerInfo) -> Result<LoggedIn, Failure> {
+pub(crate) async fn attempt(
+    creds: &Creds,
+    trust: &Trust,
+    peer: &PeerInfo,
+) -> Result<LoggedIn, Failure> {
     let mut tcp = timeout(CONNECT_TIMEOUT, TcpStream::connect(&creds.server))
         .await
         .map_err(|_| retry(format!("no answer from {} (timed out)", creds.server)))?

@@ -34,7 +34,7 @@ use tracing::{info, warn};
 use crate::backoff::Backoff;
 use crate::inbox::Inbox;
 use crate::state::StateDir;
-pub use connect::Creds;
+pub(crate) use connect::Creds;
 use connect::ServerConn;
 
 /// The entry check the link applies to every event from the server before
@@ -84,11 +84,11 @@ pub enum LinkEvent {
 pub const EVENT_QUEUE: usize = 64;
 
 /// Commands waiting for the link task; more than this and callers wait.
-pub const COMMAND_QUEUE: usize = 64;
+pub(crate) const COMMAND_QUEUE: usize = 64;
 
 /// What control handlers ask of the link.
 #[derive(Debug)]
-pub enum LinkCmd {
+pub(crate) enum LinkCmd {
     /// Log in (or register) with a password; answered after the first attempt.
     Login {
         /// What `p2pctl login` sent.
@@ -114,26 +114,26 @@ pub enum LinkCmd {
 
 /// The link's state as handlers read it.
 #[derive(Debug, Clone)]
-pub struct LinkStatus {
+pub(crate) struct LinkStatus {
     /// Where the session stands.
-    pub state: ServerState,
+    pub(crate) state: ServerState,
     /// `host:port`.
-    pub server: Option<String>,
+    pub(crate) server: Option<String>,
     /// Account name.
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// Failed attempts since last online.
-    pub attempt: u32,
+    pub(crate) attempt: u32,
     /// When the next attempt is due.
-    pub next_retry_at: Option<Instant>,
+    pub(crate) next_retry_at: Option<Instant>,
     /// When the session came online, Unix ms.
-    pub since_ms: Option<i64>,
+    pub(crate) since_ms: Option<i64>,
     /// Why the last attempt failed or the session ended.
-    pub last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
 }
 
 impl LinkStatus {
     /// The `server` object of `status` and of `server` events.
-    pub fn report(&self) -> ServerStatus {
+    pub(crate) fn report(&self) -> ServerStatus {
         ServerStatus {
             state: self.state,
             address: self.server.clone(),
@@ -157,12 +157,12 @@ pub struct LinkHandle {
 
 impl LinkHandle {
     /// The current state.
-    pub fn status(&self) -> LinkStatus {
+    pub(crate) fn status(&self) -> LinkStatus {
         self.status.borrow().clone()
     }
 
     /// Sends a command; fails only if the daemon is shutting down.
-    pub async fn send(&self, cmd: LinkCmd) -> Result<(), CtlError> {
+    pub(crate) async fn send(&self, cmd: LinkCmd) -> Result<(), CtlError> {
         self.cmds
             .send(cmd)
             .await
@@ -170,7 +170,7 @@ impl LinkHandle {
     }
 
     /// Sends a request to the server and waits for its answer.
-    pub async fn request(&self, req: wire::Request) -> Result<wire::Reply, CtlError> {
+    pub(crate) async fn request(&self, req: wire::Request) -> Result<wire::Reply, CtlError> {
         let (reply, rx) = oneshot::channel();
         self.send(LinkCmd::Request { req, reply }).await?;
         rx.await.map_err(|_| {
@@ -198,7 +198,7 @@ pub struct LinkConfig {
 
 /// `P2PD_FAILPOINT` value that makes p2pd abort after storing a broadcast
 /// and before acknowledging it: how tests crash it in exactly that window.
-pub const FAILPOINT_CRASH_BEFORE_BROADCAST_ACK: &str = "crash-before-broadcast-ack";
+pub(crate) const FAILPOINT_CRASH_BEFORE_BROADCAST_ACK: &str = "crash-before-broadcast-ack";
 
 /// Starts the link task; it logs in from the saved session if there is one.
 pub fn spawn(

@@ -23,11 +23,11 @@ use super::Link;
 /// reconnecting starts again from the shortest delay. A shorter one that
 /// broke adds to the backoff. A minute is longer than any login-then-fail cycle, and
 /// short enough that a flapping server is forgiven once it holds.
-pub const STABLE_SESSION: Duration = Duration::from_secs(60);
+pub(crate) const STABLE_SESSION: Duration = Duration::from_secs(60);
 
 /// Sessions broken within [`STABLE_SESSION`] in a row, after one more
 /// broke having lasted `lasted`.
-pub fn short_sessions_after(short_sessions: u32, lasted: Duration) -> u32 {
+pub(crate) fn short_sessions_after(short_sessions: u32, lasted: Duration) -> u32 {
     if lasted >= STABLE_SESSION {
         0
     } else {

@@ -19,7 +19,7 @@ use crate::error::DaemonError;
 
 /// What one connection attempt requires of the server's certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Trust {
+pub(crate) enum Trust {
     /// No pin for this server yet: accept its certificate and pin it once
     /// the login succeeds.
     FirstUse,
@@ -35,7 +35,7 @@ pub enum Trust {
 
 impl Trust {
     /// The fingerprint the handshake must match (`None`: first use).
-    pub fn pin(&self) -> Option<&str> {
+    pub(crate) fn pin(&self) -> Option<&str> {
         match self {
             Trust::FirstUse => None,
             Trust::Pinned { fingerprint, .. } => Some(fingerprint),
@@ -44,7 +44,7 @@ impl Trust {
 
     /// Whether a successful login must write what the server presented to
     /// `known_servers.json`.
-    pub fn saves_pin(&self) -> bool {
+    pub(crate) fn saves_pin(&self) -> bool {
         matches!(self, Trust::FirstUse | Trust::Pinned { save: true, .. })
     }
 }
@@ -53,7 +53,7 @@ impl Trust {
 /// `saved` is what `known_servers.json` holds for it (read just now),
 /// `explicit` the `--fingerprint` of the login being attempted, and
 /// `pin_file` the file named in errors.
-pub fn decide(
+pub(crate) fn decide(
     server: &str,
     auth: &Auth,
     saved: Result<Option<String>, DaemonError>,

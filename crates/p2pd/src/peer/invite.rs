@@ -18,11 +18,11 @@ use super::{listener, noise, shutting_down, Peers, Verdict, Waiter};
 use crate::link::reply_error;
 
 /// Dialling one path to a peer's listener gives up after this.
-pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Peers {
     /// Invites `user`; unless `no_wait`, waits up to `wait` for the session.
-    pub async fn connect(
+    pub(crate) async fn connect(
         self: &Arc<Self>,
         user: &str,
         wait: Duration,
@@ -80,7 +80,11 @@ impl Peers {
 
     /// Answers `user`'s invitation. Accepting waits (up to the dial-in grace,
     /// the machine's deadline) for the inviter to connect.
-    pub async fn answer(self: &Arc<Self>, user: &str, accept: bool) -> Result<Answered, CtlError> {
+    pub(crate) async fn answer(
+        self: &Arc<Self>,
+        user: &str,
+        accept: bool,
+    ) -> Result<Answered, CtlError> {
         let (tx, rx) = oneshot::channel();
         self.apply(Input::Answer {
             from: user.to_string(),

@@ -38,12 +38,12 @@ use super::Peers;
 /// or two, so even an office of users behind one NAT address dialling us at
 /// once holds a few slots at most; a quarter of the pool leaves three
 /// quarters to everyone else.
-pub const DEFAULT_HANDSHAKES_PER_SOURCE: usize = MAX_PENDING_HANDSHAKES / 4;
+pub(crate) const DEFAULT_HANDSHAKES_PER_SOURCE: usize = MAX_PENDING_HANDSHAKES / 4;
 
 /// Slots beyond the shared pool for links from the address of a peer whose
 /// invitation we accepted, so a flood from many addresses cannot keep that
 /// peer out while we wait for it.
-pub const RESERVED_HANDSHAKES: usize = 16;
+pub(crate) const RESERVED_HANDSHAKES: usize = 16;
 
 /// Refused links are logged at most this often (with a count), so a flood
 /// does not become a flood of log lines.
@@ -230,7 +230,7 @@ impl Admission {
 
 /// Accepts peer links until shutdown, at most `per_source` handshakes at
 /// once from one source (see the module doc).
-pub async fn serve(listener: TcpListener, peers: Arc<Peers>, per_source: usize) {
+pub(crate) async fn serve(listener: TcpListener, peers: Arc<Peers>, per_source: usize) {
     let admission = Admission::new(per_source, MAX_PENDING_HANDSHAKES, RESERVED_HANDSHAKES);
     let mut refused = 0u64;
     let mut last_log: Option<Instant> = None;

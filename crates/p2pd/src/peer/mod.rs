@@ -73,7 +73,7 @@ pub struct Peers {
     deadline: Notify,
     /// Every task started here (sessions, dials, answers, handshakes), so
     /// shutdown can wait for them.
-    pub tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -114,17 +114,17 @@ impl Peers {
     }
 
     /// Open sessions, by peer name.
-    pub fn sessions(&self) -> Vec<SessionInfo> {
+    pub(crate) fn sessions(&self) -> Vec<SessionInfo> {
         lock(&self.sessions).list()
     }
 
     /// The session with `peer`, if any.
-    pub fn session(&self, peer: &str) -> Option<(SessionInfo, mpsc::Sender<SessionCmd>)> {
+    pub(crate) fn session(&self, peer: &str) -> Option<(SessionInfo, mpsc::Sender<SessionCmd>)> {
         lock(&self.sessions).get(peer)
     }
 
     /// Invitations waiting for our answer, oldest first.
-    pub fn requests(&self) -> Vec<PendingRequest> {
+    pub(crate) fn requests(&self) -> Vec<PendingRequest> {
         lock(&self.invitations).requests(now())
     }
 
@@ -286,7 +286,7 @@ impl Peers {
     }
 
     /// Called by a session task when it ends.
-    pub fn session_ended(&self, peer: &str, id: u64, reason: String) {
+    pub(crate) fn session_ended(&self, peer: &str, id: u64, reason: String) {
         if lock(&self.sessions).ended(peer, id) {
             let _ = self.events.send(Event::Disconnected {
                 peer: peer.to_string(),

@@ -21,10 +21,10 @@ const MAX_NOISE_MESSAGE: usize = 65535;
 /// dialler sends it as soon as the connection is up, so it arrives within
 /// a round trip; a link that stays silent only holds a handshake slot
 /// (see `listener`), and should not for the whole handshake timeout.
-pub const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The error of a link that sent nothing within [`FIRST_MESSAGE_TIMEOUT`].
-pub const SILENT_LINK: &str = "no handshake message in time";
+pub(crate) const SILENT_LINK: &str = "no handshake message in time";
 
 /// Any byte stream a Noise link can run over (a TCP stream today; a
 /// relayed or hole-punched one later).

@@ -58,7 +58,7 @@ impl Delivery {
 
     /// The next batch from the store above the cursor, as events to send
     /// (possibly empty if all were skipped); `None` once caught up.
-    pub async fn backlog(&mut self) -> Result<Option<Vec<ServerEvent>>> {
+    pub(crate) async fn backlog(&mut self) -> Result<Option<Vec<ServerEvent>>> {
         let batch = self.hub.pending(&self.user, self.cursor).await?;
         if batch.is_empty() {
             return Ok(None);
@@ -67,7 +67,7 @@ impl Delivery {
     }
 
     /// Waits for the next live broadcast. Cancel-safe (for `select!`).
-    pub async fn live(&mut self) -> Live {
+    pub(crate) async fn live(&mut self) -> Live {
         match self.live.recv().await {
             Ok(b) => self.pass(&b).map_or(Live::Skip, Live::Send),
             Err(RecvError::Lagged(_)) => Live::Behind,

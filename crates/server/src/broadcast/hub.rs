@@ -104,13 +104,13 @@ impl BroadcastHub {
     }
 
     /// The user's acknowledged high-water mark.
-    pub async fn acked(&self, user: &str) -> Result<u64> {
+    pub(crate) async fn acked(&self, user: &str) -> Result<u64> {
         let (store, user) = (self.store.clone(), user.to_string());
         blocking(move || store.acked(&user)).await
     }
 
     /// Unexpired broadcasts for `user` above `after`, in order, one batch.
-    pub async fn pending(&self, user: &str, after: u64) -> Result<Vec<Broadcast>> {
+    pub(crate) async fn pending(&self, user: &str, after: u64) -> Result<Vec<Broadcast>> {
         let (store, user) = (self.store.clone(), user.to_string());
         blocking(move || store.pending(&user, after, time::now_ms(), CATCH_UP_BATCH)).await
     }
@@ -124,7 +124,7 @@ impl BroadcastHub {
     /// Stops the background tasks after writing every queued
     /// acknowledgement. Acknowledgements sent after this are dropped (and
     /// redelivered after the restart).
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.background.stop().await;
     }
 }

@@ -35,27 +35,27 @@ pub use sqlite::SqliteBroadcasts;
 use crate::error::{Result, ServerError};
 
 /// Live broadcasts buffered per session before it must re-read the store.
-pub const LIVE_BUFFER: usize = 1024;
+pub(crate) const LIVE_BUFFER: usize = 1024;
 /// Most broadcasts read from the store in one go during catch-up.
-pub const CATCH_UP_BATCH: usize = 256;
+pub(crate) const CATCH_UP_BATCH: usize = 256;
 /// Acknowledgements waiting to be written; past this, sessions wait.
-pub const ACK_QUEUE: usize = 16 * 1024;
+pub(crate) const ACK_QUEUE: usize = 16 * 1024;
 /// How often expired broadcasts are deleted.
-pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// One stored broadcast.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broadcast {
     /// Increasing in storing order.
-    pub id: u64,
+    pub(crate) id: u64,
     /// The sender.
-    pub from: String,
+    pub(crate) from: String,
     /// The text.
-    pub text: String,
+    pub(crate) text: String,
     /// Sent at, Unix ms.
-    pub sent_ms: i64,
+    pub(crate) sent_ms: i64,
     /// Expires at, Unix ms.
-    pub expires_ms: i64,
+    pub(crate) expires_ms: i64,
 }
 
 /// Durable broadcast state: the narrow interface a shared database would
