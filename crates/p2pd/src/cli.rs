@@ -74,7 +74,7 @@ pub fn main() -> ExitCode {
         let shutdown = CancellationToken::new();
         let signals = tokio::spawn(p2p_sys::signals::cancel_on_signal(shutdown.clone()));
         // Once ready, the systemd task sends STOPPING=1 as the stop starts.
-        let result = crate::run(cfg, shutdown, crate::systemd::announce_ready).await;
+        let result = crate::run(cfg, shutdown, |d| crate::systemd::announce_ready(d)).await;
         // Still waiting for a signal if the run ended by itself (an error).
         signals.abort();
         let _ = signals.await;

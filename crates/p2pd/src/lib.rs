@@ -85,11 +85,13 @@ pub struct Daemon {
 }
 
 /// Runs the daemon until `shutdown` is cancelled. `ready` is called once the
-/// control socket and the peer listener are both accepting.
+/// control socket and the peer listener are both accepting; it gets the
+/// `Arc` so an in-process caller (tests) can keep the daemon and call
+/// [`handlers::handle`] on it.
 pub async fn run(
     cfg: DaemonConfig,
     shutdown: CancellationToken,
-    ready: impl FnOnce(&Daemon),
+    ready: impl FnOnce(&Arc<Daemon>),
 ) -> Result<()> {
     // Damaged state (a bad identity key, an emptied inbox) stops the start
     // here, naming the file, before anything listens.
