@@ -22,6 +22,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod handlers;
+pub mod handshake;
 pub mod inbox;
 pub mod link;
 pub mod peer;

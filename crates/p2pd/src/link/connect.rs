@@ -3,28 +3,15 @@
 
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
-use p2p_proto::codec::{self, FrameCodec};
 use p2p_proto::ctl::{CtlError, ErrorCode};
 use p2p_proto::limits::WIRE_VERSION;
-use p2p_proto::wire::{Auth, ClientMsg, LoginError, PeerInfo, Preamble, ServerMsg, PREAMBLE_LEN};
+use p2p_proto::wire::{Auth, ClientMsg, LoginError, PeerInfo, ServerMsg};
 use p2p_proto::Secret;
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
-use tokio::time::timeout;
-use tokio_rustls::client::TlsStream;
-use tokio_util::codec::Framed;
 
 use super::trust::Trust;
-use crate::tlsclient::{self, PinVerifier};
-
-/// TCP connect, preamble and TLS handshake must finish within this.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The login answer may take a while: the server queues argon2 work.
-pub const LOGIN_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A logged-in connection to the server.
-pub type ServerConn = Framed<TlsStream<TcpStream>, FrameCodec<ServerMsg, ClientMsg>>;
+pub use crate::handshake::ServerConn;
+use crate::handshake::{self, HandshakeError};
+use crate::tlsclient::PinVerifier;
 
 /// What to log in with.
 #[derive(Debug, Clone)]
@@ -78,39 +65,22 @@ fn retry(why: impl Into<String>) -> Failure {
 
 /// One attempt, requiring of the server's certificate what `trust` says.
 pub async fn attempt(creds: &Creds, trust: &Trust, peer: &PeerInfo) -> Result<LoggedIn, Failure> {
-    let mut tcp = timeout(CONNECT_TIMEOUT, TcpStream::connect(&creds.server))
-        .await
-        .map_err(|_| retry(format!("no answer from {} (timed out)", creds.server)))?
-        .map_err(|e| retry(format!("cannot reach {}: {e}", creds.server)))?;
-    let _ = tcp.set_nodelay(true);
-    let mut pre = [0u8; PREAMBLE_LEN];
-    timeout(CONNECT_TIMEOUT, tcp.read_exact(&mut pre))
-        .await
-        .map_err(|_| retry(format!("{} did not greet (timed out)", creds.server)))?
-        .map_err(|e| retry(format!("{} closed the connection: {e}", creds.server)))?;
-    match Preamble::decode(&pre) {
-        Ok(Preamble::Ready) => {}
-        Ok(Preamble::Busy { retry_after }) => {
+    let verifier = PinVerifier::new(trust.pin().map(str::to_string));
+    let mut conn = match handshake::connect(&creds.server, None, verifier.clone()).await {
+        Ok(conn) => conn,
+        Err(HandshakeError::Busy { retry_after, .. }) => {
             return Err(Failure::Retry {
                 why: format!("server {} is busy (at its connection limit)", creds.server),
                 after: Some(retry_after),
             })
         }
-        Err(_) => {
+        Err(e @ HandshakeError::NotOurServer(_)) => {
             return Err(Failure::Fatal(CtlError::new(
                 ErrorCode::ServerUnreachable,
-                format!(
-                    "{} is not a p2p-broadcast server (check the address and port)",
-                    creds.server
-                ),
+                e.to_string(),
             )))
         }
-    }
-    let verifier = PinVerifier::new(trust.pin().map(str::to_string));
-    let tls = match timeout(CONNECT_TIMEOUT, tlsclient::handshake(tcp, verifier.clone())).await {
-        Err(_) => return Err(retry("TLS handshake timed out")),
-        Ok(Ok(tls)) => tls,
-        Ok(Err(_)) if verifier.mismatch() => {
+        Err(HandshakeError::Tls(_)) if verifier.mismatch() => {
             let (seen, pinned) = (
                 verifier.seen().unwrap_or_default(),
                 trust.pin().unwrap_or_default().to_string(),
@@ -125,29 +95,24 @@ pub async fn attempt(creds: &Creds, trust: &Trust, peer: &PeerInfo) -> Result<Lo
                 ),
             )));
         }
-        Ok(Err(e)) => return Err(retry(format!("TLS handshake failed: {e}"))),
+        Err(e) => return Err(retry(e.to_string())),
     };
     let fingerprint = verifier.seen().unwrap_or_default();
-    let mut conn = Framed::new(tls, codec::client_side());
     let login = ClientMsg::Login {
         version: WIRE_VERSION,
         user: creds.user.clone(),
         auth: creds.auth.clone(),
         peer: peer.clone(),
     };
-    timeout(CONNECT_TIMEOUT, conn.send(login))
+    let answer = handshake::login(&mut conn, login)
         .await
-        .map_err(|_| retry("sending login timed out"))?
-        .map_err(|e| retry(format!("sending login failed: {e}")))?;
-    let answer = timeout(LOGIN_REPLY_TIMEOUT, conn.next())
-        .await
-        .map_err(|_| retry("no login answer (timed out)"))?;
+        .map_err(|e| retry(e.to_string()))?;
     match answer {
-        Some(Ok(ServerMsg::LoginOk {
+        ServerMsg::LoginOk {
             token,
             server_time_ms,
             ..
-        })) => Ok(LoggedIn {
+        } => Ok(LoggedIn {
             conn,
             token,
             fingerprint,
@@ -159,17 +124,13 @@ pub async fn attempt(creds: &Creds, trust: &Trust, peer: &PeerInfo) -> Result<Lo
             )
             .unwrap_or(0),
         }),
-        Some(Ok(ServerMsg::LoginFailed {
+        ServerMsg::LoginFailed {
             code,
             message,
             retry_after_ms,
-        })) => Err(refused(code, message, retry_after_ms)),
-        Some(Ok(ServerMsg::Closing { message, .. })) => {
-            Err(retry(format!("server closed: {message}")))
-        }
-        Some(Ok(other)) => Err(retry(format!("unexpected answer to login: {other:?}"))),
-        Some(Err(e)) => Err(retry(format!("bad answer to login: {e}"))),
-        None => Err(retry("server closed the connection during login")),
+        } => Err(refused(code, message, retry_after_ms)),
+        ServerMsg::Closing { message, .. } => Err(retry(format!("server closed: {message}"))),
+        other => Err(retry(format!("unexpected answer to login: {other:?}"))),
     }
 }
 
