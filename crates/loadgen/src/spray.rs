@@ -10,18 +10,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
-use p2p_proto::codec::{self, FrameCodec};
 use p2p_proto::limits::WIRE_VERSION;
-use p2p_proto::wire::{Auth, ClientMsg, LoginError, PeerInfo, Preamble, ServerMsg, PREAMBLE_LEN};
+use p2p_proto::wire::{Auth, ClientMsg, LoginError, PeerInfo, ServerMsg};
 use p2p_proto::Secret;
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_util::codec::Framed;
 
 /// A TLS connection speaking the client side of the wire protocol.
-pub type Conn =
-    Framed<tokio_rustls::client::TlsStream<TcpStream>, FrameCodec<ServerMsg, ClientMsg>>;
+pub type Conn = p2pd::handshake::ServerConn;
 
 /// Linux reports `/proc/PID/stat` CPU times in USER_HZ, which is 100 on every
 /// mainstream kernel build.
@@ -49,34 +43,18 @@ impl Outcome {
     }
 }
 
-/// Connects from `source` (any local address; `None` lets the kernel pick),
-/// waits for the ready preamble and pins `fingerprint` over TLS.
+/// Connects to `server` from `source` (any local address; `None` lets the
+/// kernel pick) through the daemon's own handshake: preamble, TLS pinned to
+/// `fingerprint`.
 pub async fn connect_from(
     server: SocketAddr,
     fingerprint: &str,
     source: Option<IpAddr>,
 ) -> Result<Conn, String> {
-    let socket = match server {
-        SocketAddr::V4(_) => TcpSocket::new_v4(),
-        SocketAddr::V6(_) => TcpSocket::new_v6(),
-    }
-    .map_err(|e| e.to_string())?;
-    if let Some(ip) = source {
-        socket
-            .bind(SocketAddr::new(ip, 0))
-            .map_err(|e| format!("bind {ip}: {e}"))?;
-    }
-    let mut tcp = socket.connect(server).await.map_err(|e| e.to_string())?;
-    let mut pre = [0u8; PREAMBLE_LEN];
-    tcp.read_exact(&mut pre).await.map_err(|e| e.to_string())?;
-    if Preamble::decode(&pre).map_err(|e| e.to_string())? != Preamble::Ready {
-        return Err("server busy".into());
-    }
     let pin = p2pd::tlsclient::PinVerifier::new(Some(fingerprint.to_string()));
-    let tls = p2pd::tlsclient::handshake(tcp, pin)
+    p2pd::handshake::connect(&server.to_string(), source, pin)
         .await
-        .map_err(|e| e.to_string())?;
-    Ok(Framed::new(tls, codec::client_side()))
+        .map_err(|e| e.to_string())
 }
 
 /// Sends the login message on `conn` and returns the server's answer.
@@ -86,18 +64,15 @@ pub async fn send_login(conn: &mut Conn, user: &str, auth: Auth) -> Result<Serve
         advertise: None,
         public_key: "00".repeat(32),
     };
-    conn.send(ClientMsg::Login {
+    let login = ClientMsg::Login {
         version: WIRE_VERSION,
         user: user.into(),
         auth,
         peer,
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    match conn.next().await {
-        Some(Ok(msg)) => Ok(msg),
-        other => Err(format!("no answer to login: {other:?}")),
-    }
+    };
+    p2pd::handshake::login(conn, login)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// One login (or registration) attempt from `source`; the connection is

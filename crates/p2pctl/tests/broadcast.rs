@@ -63,8 +63,8 @@ fn online_users_get_it_and_the_sender_gets_an_id_but_no_copy() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut events = std::io::BufRead::lines(std::io::BufReader::new(watch.stdout.take().unwrap()));
-    let mut next = || -> Value { serde_json::from_str(&events.next().unwrap().unwrap()).unwrap() };
+    let events = p2p_testkit::Lines::new(watch.stdout.take().unwrap());
+    let next = || events.next_json("carol's next watch event");
     assert_eq!(next()["event"], "server");
     let b = broadcast(&alice, "server maintenance at 18:00");
     let ev = next();
@@ -225,11 +225,11 @@ fn inbox_follow_streams_broadcasts_and_marks_them_read() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(follow.stdout.take().unwrap()));
+    let lines = p2p_testkit::Lines::new(follow.stdout.take().unwrap());
     // The follower is subscribed once its (empty) listing is done; a
     // broadcast sent before that would simply be in the listing instead.
     broadcast(&alice, "followed");
-    let entry: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let entry = lines.next_json("the followed broadcast");
     assert_eq!(
         (entry["kind"].as_str(), entry["text"].as_str()),
         (Some("broadcast"), Some("followed"))

@@ -195,8 +195,8 @@ fn watch_reports_request_connected_message_disconnected_in_order() {
     let (_server, alice, bob, _carol) = trio();
     let mut watch = Command::new(bin("p2pctl"));
     let mut child = alice_ctl(&bob, &mut watch, &["--json", "watch"]);
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next = || -> Value { serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap() };
+    let lines = p2p_testkit::Lines::new(child.stdout.take().unwrap());
+    let next = || lines.next_json("alice's next watch event");
     assert_eq!(next()["event"], "server", "current state first");
     connect(&alice, &bob);
     assert_eq!(alice.ctl_json(&["send", "bob", "one"]).0, 0);
@@ -282,14 +282,14 @@ fn auto_accept_and_key_memory() {
     // bob's key changes (new identity): alice is warned loudly.
     let mut watch = Command::new(bin("p2pctl"));
     let mut child = alice_ctl(&alice, &mut watch, &["--json", "watch"]);
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let lines = p2p_testkit::Lines::new(child.stdout.take().unwrap());
     assert_eq!(alice.ctl_json(&["disconnect", "bob"]).0, 0);
     drop(bob);
     let bob2 = TestDaemon::start(&format!("{FAST_RECONNECT}auto_accept = [\"alice\"]\n"));
     assert_eq!(bob2.login(&server, "bob", "bob-password").0, 0);
     assert_eq!(alice.ctl_json(&["connect", "bob", "--timeout", "20s"]).0, 0);
     let changed = wait_for(Duration::from_secs(30), "key_changed event", || {
-        let ev: Value = serde_json::from_str(&lines.next()?.ok()?).ok()?;
+        let ev: Value = serde_json::from_str(&lines.try_next_line(p2p_testkit::POLL)?).ok()?;
         (ev["event"] == "key_changed").then_some(ev)
     });
     assert_eq!(changed["peer"], "bob");
@@ -305,7 +305,7 @@ fn chat_in_a_pipe_and_inbox_follow() {
     // bob follows his inbox as a script would: one JSON object per line.
     let mut follow = Command::new(bin("p2pctl"));
     let mut child = alice_ctl(&bob, &mut follow, &["--json", "inbox", "--follow"]);
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let lines = p2p_testkit::Lines::new(child.stdout.take().unwrap());
     // alice chats from a pipe; bob's daemon is set to accept her.
     let accept = std::thread::spawn({
         let socket = bob.socket();
@@ -329,7 +329,7 @@ fn chat_in_a_pipe_and_inbox_follow() {
     );
     let mut got = Vec::new();
     while got.len() < 2 {
-        let v: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        let v = lines.next_json("a followed message in bob's inbox");
         assert_eq!(v["kind"], "message");
         assert_eq!(v["from"], "alice");
         got.push(v["text"].as_str().unwrap().to_string());

@@ -128,14 +128,14 @@ fn run(socket: &Path, args: &[&str], stdin: &str) -> Output {
     let mut input = child.stdin.take().unwrap();
     let _ = input.write_all(stdin.as_bytes());
     let input = (args.first() == Some(&"chat")).then_some(input);
-    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let (out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let errs = std::thread::spawn(move || {
         let mut v = Vec::new();
         let _ = err.read_to_end(&mut v);
         v
     });
-    let mut stdout = Vec::new();
-    let _ = out.read_to_end(&mut stdout);
+    let stdout =
+        p2p_testkit::read_to_end_within(out, p2p_testkit::DEADLINE, "p2pctl to finish its output");
     let stderr = errs.join().unwrap();
     let status = child.wait().unwrap();
     drop(input);

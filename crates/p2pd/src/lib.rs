@@ -32,6 +32,7 @@ pub mod config;
 pub(crate) mod control;
 pub(crate) mod error;
 pub mod handlers;
+pub mod handshake;
 pub mod inbox;
 pub mod link;
 pub mod peer;

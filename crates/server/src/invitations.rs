@@ -5,22 +5,27 @@
 //!
 //! Each invitation is bound to the two *sessions* that made and received it:
 //! if either logs in again elsewhere, the old invitation cannot be answered
-//! on the new session's behalf. Expiry runs on tokio time, so tests can pause
-//! the clock.
+//! on the new session's behalf. Expiry is one owned driver
+//! ([`Invitations::run_expiry`]) over a deadline heap, not a task per
+//! invitation; which invitations are due is a pure function of `now`
+//! ([`Invitations::take_expired`]), so tests inject the time.
 //!
 //! Rate limits ([`crate::invite_limits`]) apply per inviter, per inviter's
 //! address and per invitee. A name without an account and an account that
 //! is offline get the same `not_online`, in the same place, so inviting
 //! cannot be used to find out which accounts exist.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use p2p_proto::time;
 use p2p_proto::wire::{Contact, InviteEnd, ServerEvent, ServerMsg};
+use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::invite_limits::{InviteLimiter, InviteLimits};
 use crate::presence::Presence;
@@ -38,7 +43,45 @@ struct Invite {
 struct Inner {
     next_id: u64,
     open: HashMap<u64, Invite>,
+    /// (deadline, id), earliest first. Answered or ended invitations stay
+    /// here until their deadline passes and are then skipped: ids are never
+    /// reused, so a stale entry cannot expire a newer invitation.
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     limits: InviteLimiter,
+}
+
+impl Inner {
+    /// Opens `invite` with `deadline`; true if that deadline is now the
+    /// earliest (the expiry driver must re-arm its timer).
+    fn open(&mut self, id: u64, invite: Invite, deadline: Instant) -> bool {
+        let earliest = self
+            .deadlines
+            .peek()
+            .is_none_or(|Reverse((d, _))| deadline < *d);
+        self.open.insert(id, invite);
+        self.deadlines.push(Reverse((deadline, id)));
+        earliest
+    }
+
+    /// Removes and returns the open invitations whose deadline is at or
+    /// before `now`, dropping stale heap entries on the way.
+    fn take_expired(&mut self, now: Instant) -> Vec<(u64, Invite)> {
+        let mut due = Vec::new();
+        while let Some(Reverse((deadline, id))) = self.deadlines.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop();
+            if let Some(inv) = self.open.remove(&id) {
+                due.push((id, inv));
+            }
+        }
+        due
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.peek().map(|Reverse((d, _))| *d)
+    }
 }
 
 /// Open invitations.
@@ -46,6 +89,8 @@ struct Inner {
 pub struct Invitations {
     ttl: Duration,
     inner: Mutex<Inner>,
+    /// Wakes the expiry driver when a new earliest deadline arrives.
+    rearm: Notify,
 }
 
 fn event(event: ServerEvent) -> ServerMsg {
@@ -60,8 +105,10 @@ impl Invitations {
             inner: Mutex::new(Inner {
                 next_id: 0,
                 open: HashMap::new(),
+                deadlines: BinaryHeap::new(),
                 limits: InviteLimiter::new(limits),
             }),
+            rearm: Notify::new(),
         }
     }
 
@@ -69,8 +116,8 @@ impl Invitations {
     /// `to`, which may be any string: unknown names are simply not online.
     /// Returns the id and expiry (Unix ms); the invitee has been told.
     pub fn invite(
-        self: &Arc<Self>,
-        presence: &Arc<Presence>,
+        &self,
+        presence: &Presence,
         from: &str,
         from_session: u64,
         ip: IpAddr,
@@ -103,14 +150,40 @@ impl Invitations {
             to: to.to_string(),
             to_session,
         };
-        inner.open.insert(id, invite);
+        let earliest = inner.open(id, invite, now + self.ttl);
         drop(inner);
-        let (me, presence) = (self.clone(), presence.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(me.ttl).await;
-            me.end(&presence, id, InviteEnd::Expired);
-        });
+        if earliest {
+            // notify_one keeps a permit if the driver is busy: no lost wakeup.
+            self.rearm.notify_one();
+        }
         Ok((id, expires_ms))
+    }
+
+    /// The expiry driver: ends invitations as their deadlines pass, until
+    /// `stop` is cancelled. One per server, owned and awaited by
+    /// [`crate::Server::run`].
+    pub async fn run_expiry(&self, presence: &Presence, stop: CancellationToken) {
+        loop {
+            let now = Instant::now();
+            let (due, next) = {
+                let mut inner = self.inner.lock().expect("invitations poisoned");
+                (inner.take_expired(now), inner.next_deadline())
+            };
+            for (id, inv) in due {
+                Self::tell_ended(presence, id, &inv, InviteEnd::Expired);
+            }
+            let timer = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.rearm.notified() => {}
+                _ = timer => {}
+            }
+        }
     }
 
     /// Ends `id` without a session, telling both sides.
@@ -124,6 +197,10 @@ impl Invitations {
         else {
             return;
         };
+        Self::tell_ended(presence, id, &inv, reason);
+    }
+
+    fn tell_ended(presence: &Presence, id: u64, inv: &Invite, reason: InviteEnd) {
         tracing::debug!(invite = id, from = %inv.from, to = %inv.to, ?reason, "invitation ended");
         presence.push(
             &inv.from,
@@ -212,5 +289,139 @@ impl Invitations {
         for id in ids {
             self.end(presence, id, InviteEnd::Offline);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn invite(to: &str) -> Invite {
+        Invite {
+            from: "alice".into(),
+            from_session: 1,
+            to: to.into(),
+            to_session: 2,
+        }
+    }
+
+    fn inner() -> Inner {
+        Inner {
+            next_id: 0,
+            open: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            limits: InviteLimiter::new(InviteLimits::default()),
+        }
+    }
+
+    fn ids(due: Vec<(u64, Invite)>) -> Vec<u64> {
+        due.into_iter().map(|(id, _)| id).collect()
+    }
+
+    #[test]
+    fn expires_exactly_at_the_deadline_not_before() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(60);
+        let mut i = inner();
+        assert!(i.open(1, invite("bob"), t0 + ttl));
+        assert!(i.take_expired(t0).is_empty());
+        assert!(i
+            .take_expired(t0 + ttl - Duration::from_millis(1))
+            .is_empty());
+        assert_eq!(i.next_deadline(), Some(t0 + ttl));
+        assert_eq!(ids(i.take_expired(t0 + ttl)), vec![1]);
+        assert!(i.open.is_empty());
+        assert_eq!(i.next_deadline(), None);
+    }
+
+    #[test]
+    fn answered_invitations_do_not_expire_later() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(60);
+        let mut i = inner();
+        i.open(1, invite("bob"), t0 + ttl);
+        i.open(2, invite("carol"), t0 + ttl + Duration::from_secs(1));
+        // Answering removes the invitation from `open` only.
+        i.open.remove(&1);
+        assert_eq!(ids(i.take_expired(t0 + ttl)), Vec::<u64>::new());
+        // The stale heap entry is gone; the other invitation still expires.
+        assert_eq!(i.next_deadline(), Some(t0 + ttl + Duration::from_secs(1)));
+        assert_eq!(ids(i.take_expired(t0 + ttl * 2)), vec![2]);
+    }
+
+    #[test]
+    fn expires_in_deadline_order_and_reports_new_earliest() {
+        let t0 = Instant::now();
+        let mut i = inner();
+        assert!(i.open(1, invite("bob"), t0 + Duration::from_secs(30)));
+        assert!(!i.open(2, invite("carol"), t0 + Duration::from_secs(40)));
+        assert!(i.open(3, invite("dave"), t0 + Duration::from_secs(10)));
+        assert_eq!(
+            ids(i.take_expired(t0 + Duration::from_secs(35))),
+            vec![3, 1]
+        );
+        assert_eq!(ids(i.take_expired(t0 + Duration::from_secs(40))), vec![2]);
+    }
+
+    fn online(p: &Presence, user: &str, session: u64) -> tokio::sync::mpsc::Receiver<ServerMsg> {
+        let (kick, _) = tokio::sync::watch::channel(None);
+        let (outbound, rx) = tokio::sync::mpsc::channel(crate::presence::OUTBOUND_QUEUE);
+        let entry = crate::presence::Online {
+            session,
+            since_ms: 0,
+            peer_addr: ([127, 0, 0, 1], 1000 + session as u16).into(),
+            public_key: String::new(),
+            kick,
+            outbound,
+        };
+        p.register(user, entry);
+        rx
+    }
+
+    fn closed(msg: Option<ServerMsg>) -> (u64, InviteEnd) {
+        match msg {
+            Some(ServerMsg::Event {
+                event: ServerEvent::InvitationClosed { invite, reason },
+            }) => (invite, reason),
+            other => panic!("expected InvitationClosed, got {other:?}"),
+        }
+    }
+
+    /// The driver ends an invitation at exactly its deadline on the (paused)
+    /// tokio clock, re-arms for invitations made while it sleeps, and stops
+    /// when told.
+    #[tokio::test(start_paused = true)]
+    async fn the_driver_expires_each_invitation_at_its_deadline() {
+        let ttl = Duration::from_secs(60);
+        let inv = Arc::new(Invitations::new(ttl, InviteLimits::default()));
+        let presence = Arc::new(Presence::default());
+        let _alice = online(&presence, "alice", 1);
+        let mut bob = online(&presence, "bob", 2);
+        let stop = CancellationToken::new();
+        let driver = tokio::spawn({
+            let (inv, presence, stop) = (inv.clone(), presence.clone(), stop.clone());
+            async move { inv.run_expiry(&presence, stop).await }
+        });
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let t0 = Instant::now();
+        let (first, _) = inv.invite(&presence, "alice", 1, ip, "bob").unwrap();
+        assert!(matches!(
+            bob.recv().await,
+            Some(ServerMsg::Event {
+                event: ServerEvent::Invitation { .. }
+            })
+        ));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let (second, _) = inv.invite(&presence, "alice", 1, ip, "bob").unwrap();
+        bob.recv().await.expect("second invitation");
+        // Paused clock: recv auto-advances to the driver's next timer.
+        assert_eq!(closed(bob.recv().await), (first, InviteEnd::Expired));
+        assert_eq!(Instant::now() - t0, ttl);
+        assert_eq!(closed(bob.recv().await), (second, InviteEnd::Expired));
+        assert_eq!(Instant::now() - t0, ttl + Duration::from_secs(10));
+        stop.cancel();
+        driver.await.expect("driver stops");
     }
 }

@@ -211,6 +211,12 @@ impl Server {
         }
         .encode();
         let tracker = TaskTracker::new();
+        // The one invitation-expiry driver; stopped and awaited below.
+        let stop_expiry = CancellationToken::new();
+        let expiry = tokio::spawn({
+            let (shared, stop) = (shared.clone(), stop_expiry.clone());
+            async move { shared.invitations.run_expiry(&shared.presence, stop).await }
+        });
         let mut poll = tokio::time::interval(USERS_POLL_INTERVAL);
         info!(addr = %listener.local_addr()?, max_clients = shared.cfg.max_clients, users = shared.users.count(), "serving");
         loop {
@@ -259,6 +265,10 @@ impl Server {
             .is_err()
         {
             warn!("some sessions did not close in time");
+        }
+        stop_expiry.cancel();
+        if let Err(e) = expiry.await {
+            warn!(cause = %e, "invitation expiry driver failed");
         }
         // Sessions are gone: write the acknowledgements they queued.
         if tokio::time::timeout(SHUTDOWN_GRACE, shared.broadcasts.close())

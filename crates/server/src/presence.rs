@@ -111,3 +111,126 @@ impl Presence {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Ends {
+        kick: watch::Receiver<Option<CloseReason>>,
+        outbound: mpsc::Receiver<ServerMsg>,
+    }
+
+    fn online(session: u64, since_ms: i64, port: u16) -> (Online, Ends) {
+        let (kick, kick_rx) = watch::channel(None);
+        let (outbound, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let entry = Online {
+            session,
+            since_ms,
+            peer_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            public_key: format!("key{session}"),
+            kick,
+            outbound,
+        };
+        let ends = Ends {
+            kick: kick_rx,
+            outbound: out_rx,
+        };
+        (entry, ends)
+    }
+
+    fn names(p: &Presence) -> Vec<String> {
+        p.list().into_iter().map(|u| u.user).collect()
+    }
+
+    fn msg() -> ServerMsg {
+        ServerMsg::Event {
+            event: p2p_proto::wire::ServerEvent::InvitationClosed {
+                invite: 1,
+                reason: p2p_proto::wire::InviteEnd::Expired,
+            },
+        }
+    }
+
+    #[test]
+    fn register_makes_a_user_reachable_and_listed_by_name() {
+        let p = Presence::default();
+        let (carol, _c) = online(3, 30, 3000);
+        let (alice, _a) = online(1, 10, 1000);
+        let (bob, _b) = online(2, 20, 2000);
+        p.register("carol", carol);
+        p.register("alice", alice);
+        p.register("bob", bob);
+        assert_eq!(names(&p), ["alice", "bob", "carol"]);
+        assert_eq!(p.list()[1].since_ms, 20);
+        assert_eq!(p.count(), 3);
+        let (session, contact) = p.contact("bob").expect("bob online");
+        assert_eq!(session, 2);
+        assert_eq!(contact.user, "bob");
+        assert_eq!(contact.addr, "127.0.0.1:2000");
+        assert_eq!(contact.public_key, "key2");
+        assert!(p.contact("dave").is_none());
+    }
+
+    #[test]
+    fn a_second_login_replaces_the_first_which_is_told() {
+        let p = Presence::default();
+        let (first, mut first_ends) = online(1, 10, 1000);
+        let (second, second_ends) = online(2, 20, 2000);
+        p.register("alice", first);
+        p.register("alice", second);
+        assert_eq!(
+            *first_ends.kick.borrow_and_update(),
+            Some(CloseReason::Replaced)
+        );
+        assert_eq!(*second_ends.kick.borrow(), None);
+        assert_eq!(p.count(), 1);
+        assert_eq!(p.contact("alice").map(|(s, _)| s), Some(2));
+        // Pushes reach only the current session.
+        assert!(!p.push("alice", 1, msg()));
+        assert!(p.push("alice", 2, msg()));
+    }
+
+    #[test]
+    fn a_late_unregister_of_a_replaced_session_keeps_its_successor() {
+        let p = Presence::default();
+        let (first, _f) = online(1, 10, 1000);
+        let (second, _s) = online(2, 20, 2000);
+        p.register("alice", first);
+        p.register("alice", second);
+        p.unregister("alice", 1);
+        assert_eq!(p.contact("alice").map(|(s, _)| s), Some(2));
+        p.unregister("alice", 2);
+        assert!(p.contact("alice").is_none());
+        assert!(names(&p).is_empty());
+    }
+
+    #[test]
+    fn push_fails_once_the_session_stops_reading() {
+        let p = Presence::default();
+        let (alice, mut ends) = online(1, 10, 1000);
+        p.register("alice", alice);
+        for _ in 0..OUTBOUND_QUEUE {
+            assert!(p.push("alice", 1, msg()));
+        }
+        assert!(!p.push("alice", 1, msg()), "queue full: not reading");
+        assert!(ends.outbound.try_recv().is_ok());
+        assert!(p.push("alice", 1, msg()), "room again after a read");
+        assert!(!p.push("bob", 1, msg()), "offline user");
+    }
+
+    #[test]
+    fn kick_unless_closes_only_removed_accounts() {
+        let p = Presence::default();
+        let (alice, mut a) = online(1, 10, 1000);
+        let (bob, mut b) = online(2, 20, 2000);
+        p.register("alice", alice);
+        p.register("bob", bob);
+        p.kick_unless(|u| u == "alice");
+        assert_eq!(*a.kick.borrow_and_update(), None);
+        assert_eq!(
+            *b.kick.borrow_and_update(),
+            Some(CloseReason::AccountRemoved)
+        );
+    }
+}

@@ -64,11 +64,11 @@ fn garbage_and_plaintext_clients_are_closed() {
 }
 
 async fn tls(server: &TestServer) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let mut pre = [0u8; PREAMBLE_LEN];
-    tcp.read_exact(&mut pre).await.unwrap();
     let pin = p2pd::tlsclient::PinVerifier::new(Some(server.fingerprint.clone()));
-    p2pd::tlsclient::handshake(tcp, pin).await.unwrap()
+    p2pd::handshake::connect(&server.addr.to_string(), None, pin)
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 async fn closed(stream: &mut (impl AsyncReadExt + Unpin)) -> bool {
@@ -172,8 +172,10 @@ async fn an_impossible_user_name_is_not_logged_as_sent() {
             public_key: "ab".repeat(32),
         },
     };
-    let mut conn =
-        tokio_util::codec::Framed::new(tls(&server).await, p2p_proto::codec::client_side());
+    let pin = p2pd::tlsclient::PinVerifier::new(Some(server.fingerprint.clone()));
+    let mut conn = p2pd::handshake::connect(&server.addr.to_string(), None, pin)
+        .await
+        .unwrap();
     conn.send(login).await.unwrap();
     assert!(closed(conn.get_mut()).await);
     log_has(&server, "login refused");

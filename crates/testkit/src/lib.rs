@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod lines;
 mod server;
+pub use lines::{read_to_end_within, Lines};
 pub use server::TestServer;
 
 /// Default deadline for anything a test waits for.
