@@ -24,6 +24,7 @@ pub mod error;
 pub mod handlers;
 pub mod inbox;
 pub mod link;
+mod liveness;
 pub mod peer;
 pub mod state;
 pub mod systemd;
