@@ -44,10 +44,13 @@ impl Link {
         &self,
         creds: &Creds,
     ) -> Option<Result<LoggedIn, Failure>> {
+        let server = creds.server.clone();
+        // A file read: on the blocking pool, like every state file access.
+        let saved_pin = self.state.blocking(move |s| s.pin(&server)).await;
         let trust = match trust::decide(
             &creds.server,
             &creds.auth,
-            self.state.pin(&creds.server),
+            saved_pin,
             creds.fingerprint.as_deref(),
             &self.state.pin_file(),
         ) {
