@@ -55,4 +55,29 @@ mod tests {
             "even twelve fit: {total:?}"
         );
     }
+
+    /// The schedule as the link lives it, on tokio's (paused) clock: a
+    /// retry loop sleeping until each next try with random jitter makes at
+    /// least five tries within ten minutes of the drop, and from then on
+    /// its gaps stay between half the cap and the cap, forever.
+    #[tokio::test(start_paused = true)]
+    async fn retry_schedule_on_paused_time() {
+        let dropped = tokio::time::Instant::now();
+        let mut tries = Vec::new();
+        for attempt in 1..=40 {
+            let due = tokio::time::Instant::now() + DEFAULT.delay(attempt, rand::random());
+            tokio::time::sleep_until(due).await;
+            tries.push(dropped.elapsed());
+        }
+        let early = tries
+            .iter()
+            .filter(|t| **t <= Duration::from_secs(600))
+            .count();
+        assert!(early >= 5, "{early} tries in ten minutes: {tries:?}");
+        for pair in tries[10..].windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(gap <= DEFAULT_RECONNECT_MAX, "{gap:?}");
+            assert!(gap >= DEFAULT_RECONNECT_MAX / 2, "{gap:?}");
+        }
+    }
 }

@@ -130,18 +130,32 @@ pub(crate) async fn serve(
     }
 }
 
-fn allowed(stream: &UnixStream) -> std::result::Result<(), String> {
-    let cred = stream
-        .peer_cred()
-        .map_err(|e| format!("cannot read peer credentials: {e}"))?;
+/// Why a control connection is refused before its first request.
+#[derive(Debug, thiserror::Error)]
+enum NotAllowed {
+    /// The kernel would not say who connected.
+    #[error("cannot read peer credentials: {0}")]
+    Credentials(std::io::Error),
+    /// Another user (not root) connected.
+    #[error("uid {peer} may not control the p2pd of uid {me}")]
+    OtherUser {
+        /// Who connected.
+        peer: u32,
+        /// Whose daemon this is.
+        me: u32,
+    },
+}
+
+fn allowed(stream: &UnixStream) -> std::result::Result<(), NotAllowed> {
+    let cred = stream.peer_cred().map_err(NotAllowed::Credentials)?;
     let me = nix::unistd::geteuid().as_raw();
     if cred.uid() == me || cred.uid() == 0 {
         Ok(())
     } else {
-        Err(format!(
-            "uid {} may not control the p2pd of uid {me}",
-            cred.uid()
-        ))
+        Err(NotAllowed::OtherUser {
+            peer: cred.uid(),
+            me,
+        })
     }
 }
 
@@ -160,7 +174,10 @@ async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationT
         warn!(reason = %why, "control connection refused");
         let _ = send(
             &mut conn,
-            respond(0, Err(CtlError::new(ErrorCode::PermissionDenied, why))),
+            respond(
+                0,
+                Err(CtlError::new(ErrorCode::PermissionDenied, why.to_string())),
+            ),
         )
         .await;
         return;

@@ -38,6 +38,10 @@ pub enum DaemonError {
     /// Bad configuration.
     #[error("{0}")]
     Config(String),
+    /// A file operation sent to the blocking pool did not finish (it
+    /// panicked, or the runtime is shutting down).
+    #[error("blocking file task failed: {0}")]
+    Blocking(#[from] tokio::task::JoinError),
 }
 
 impl DaemonError {

@@ -35,6 +35,7 @@ pub mod handlers;
 pub mod handshake;
 pub mod inbox;
 pub mod link;
+mod liveness;
 pub mod peer;
 pub mod state;
 pub(crate) mod systemd;

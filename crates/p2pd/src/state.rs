@@ -72,6 +72,17 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 impl StateDir {
+    /// Runs `f` on this directory on the blocking pool. Every write here
+    /// fsyncs (and reads can stall on a slow disk): on one of the daemon's
+    /// two runtime threads that would hold up every task queued behind it.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&StateDir) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let dir = self.clone();
+        tokio::task::spawn_blocking(move || f(&dir)).await?
+    }
+
     /// Opens (creating, 0700) the state directory.
     pub fn open(dir: &Path) -> Result<Self> {
         fsutil::ensure_private_dir(dir).map_err(DaemonError::file(dir))?;
@@ -188,20 +199,34 @@ impl StateDir {
     }
 }
 
+/// What is wrong with a stored identity.
+#[derive(Debug, thiserror::Error)]
+enum BadIdentity {
+    /// A key that is not 32 bytes of hex.
+    #[error("the {0} key is not {KEY_LEN} bytes of hex")]
+    NotHex(&'static str),
+    /// The Noise library offers no X25519 (a build problem).
+    #[error("no X25519 implementation")]
+    NoX25519,
+    /// The two keys are not a pair.
+    #[error("the public key does not belong to the private key")]
+    Mismatch,
+}
+
 /// Both keys are 32 bytes of hex and the public key is the private key's.
-fn check_identity(id: &Identity) -> std::result::Result<(), String> {
-    let key = |name: &str, hexed: &str| match hex::decode(hexed) {
+fn check_identity(id: &Identity) -> std::result::Result<(), BadIdentity> {
+    let key = |name: &'static str, hexed: &str| match hex::decode(hexed) {
         Ok(k) if k.len() == KEY_LEN => Ok(k),
-        _ => Err(format!("the {name} key is not {KEY_LEN} bytes of hex")),
+        _ => Err(BadIdentity::NotHex(name)),
     };
     let private = key("private", id.private.expose())?;
     let public = key("public", &id.public)?;
     let mut dh = DefaultResolver
         .resolve_dh(&DHChoice::Curve25519)
-        .ok_or("no X25519 implementation")?;
+        .ok_or(BadIdentity::NoX25519)?;
     dh.set(&private);
     if dh.pubkey() != public.as_slice() {
-        return Err("the public key does not belong to the private key".into());
+        return Err(BadIdentity::Mismatch);
     }
     Ok(())
 }

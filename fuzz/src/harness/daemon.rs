@@ -194,7 +194,8 @@ fn handle_reply(reply: Reply) {
             ctl_line(rfc3339(expires_ms));
         }
         other => {
-            ctl_line(p2pd::handlers::reply_error(other));
+            let e = p2pd::handlers::reply_error(other);
+            ctl_line(p2p_proto::ctl::CtlError::from(e));
         }
     }
 }

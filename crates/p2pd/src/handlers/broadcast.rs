@@ -25,6 +25,6 @@ pub(crate) async fn run(daemon: &Daemon, text: String) -> Result<BroadcastDone, 
                 expires_at: rfc3339(expires_ms),
             },
         }),
-        other => Err(super::reply_error(other)),
+        other => Err(super::reply_error(other).into()),
     }
 }

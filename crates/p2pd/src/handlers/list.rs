@@ -18,6 +18,6 @@ pub(crate) async fn run(daemon: &Daemon) -> Result<UserList, CtlError> {
                 })
                 .collect(),
         }),
-        other => Err(super::reply_error(other)),
+        other => Err(super::reply_error(other).into()),
     }
 }

@@ -6,6 +6,7 @@ mod answer;
 mod broadcast;
 mod connect;
 mod disconnect;
+mod error;
 mod inbox;
 mod list;
 mod login;

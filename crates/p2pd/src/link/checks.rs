@@ -11,17 +11,42 @@ use p2p_proto::wire::{Contact, ServerEvent};
 /// Length of an X25519 public key in hex.
 const PUBLIC_KEY_HEX_LEN: usize = 64;
 
-fn name(what: &str, n: &str) -> Result<(), String> {
-    validate_username(n).map_err(|e| format!("{what} is not a valid user name: {e}"))
+/// Why an event from the server was refused at the entry check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadEvent {
+    /// A user name no account can have.
+    #[error("{what} is not a valid user name: {reason}")]
+    Name {
+        /// Whose name ("inviter", "invitee", "contact").
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A contact address that is not `ip:port`.
+    #[error("contact address is not ip:port")]
+    Address,
+    /// A contact key that is not an X25519 public key in hex.
+    #[error("contact key is not 32 bytes of hex")]
+    Key,
+    /// An invitation expiry no clock can reach.
+    #[error("invitation expiry out of range")]
+    Expiry,
 }
 
-fn contact(c: &Contact) -> Result<(), String> {
+fn name(what: &'static str, n: &str) -> Result<(), BadEvent> {
+    validate_username(n).map_err(|e| BadEvent::Name {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+fn contact(c: &Contact) -> Result<(), BadEvent> {
     name("contact", &c.user)?;
     c.addr
         .parse::<SocketAddr>()
-        .map_err(|_| "contact address is not ip:port".to_string())?;
+        .map_err(|_| BadEvent::Address)?;
     if c.public_key.len() != PUBLIC_KEY_HEX_LEN || hex::decode(&c.public_key).is_err() {
-        return Err("contact key is not 32 bytes of hex".into());
+        return Err(BadEvent::Key);
     }
     Ok(())
 }
@@ -29,14 +54,14 @@ fn contact(c: &Contact) -> Result<(), String> {
 /// Whether an event from the server is one an honest server could send.
 /// Broadcasts are checked by the inbox (`inbox::refuse_broadcast`), which
 /// must still acknowledge a refused one.
-pub(super) fn server_event(event: &ServerEvent) -> Result<(), String> {
+pub(super) fn server_event(event: &ServerEvent) -> Result<(), BadEvent> {
     match event {
         ServerEvent::Invitation {
             from, expires_ms, ..
         } => {
             name("inviter", from)?;
             if !time::in_range(*expires_ms) {
-                return Err("invitation expiry out of range".into());
+                return Err(BadEvent::Expiry);
             }
             Ok(())
         }

@@ -23,7 +23,12 @@ impl Link {
             return Ok(());
         };
         if ok.save_pin {
-            if let Err(e) = self.state.set_pin(&creds.server, &ok.fingerprint) {
+            let (server, fingerprint) = (creds.server.clone(), ok.fingerprint.to_string());
+            let pinned = self
+                .state
+                .blocking(move |s| s.set_pin(&server, &fingerprint))
+                .await;
+            if let Err(e) = pinned {
                 warn!(cause = %e, "cannot save the server fingerprint; not staying online");
                 return Err(CtlError::new(
                     ErrorCode::Internal,
@@ -48,7 +53,11 @@ impl Link {
             token: Some(ok.token),
         };
         let (server, user) = (creds.server.clone(), creds.user.clone());
-        if let Err(e) = self.state.save_session(Some(&saved)) {
+        let stored = self
+            .state
+            .blocking(move |s| s.save_session(Some(&saved)))
+            .await;
+        if let Err(e) = stored {
             warn!(cause = %e, "cannot save the session; a restart will need the password");
         }
         self.conn = Some(ok.conn);
@@ -65,12 +74,19 @@ impl Link {
         Ok(())
     }
 
-    pub(super) fn forget_token(&self) {
-        if let Ok(Some(mut saved)) = self.state.session() {
-            saved.token = None;
-            if let Err(e) = self.state.save_session(Some(&saved)) {
-                warn!(cause = %e, "cannot forget the saved token");
-            }
+    pub(super) async fn forget_token(&self) {
+        let forgot = self
+            .state
+            .blocking(|s| match s.session()? {
+                Some(mut saved) => {
+                    saved.token = None;
+                    s.save_session(Some(&saved))
+                }
+                None => Ok(()),
+            })
+            .await;
+        if let Err(e) = forgot {
+            warn!(cause = %e, "cannot forget the saved token");
         }
     }
 
@@ -132,7 +148,7 @@ impl Link {
         if previous.is_none() {
             // Whatever session was saved is not the one being logged in now:
             // a restart before this login gets through must not resume it.
-            if let Err(e) = self.state.save_session(None) {
+            if let Err(e) = self.state.blocking(|s| s.save_session(None)).await {
                 warn!(cause = %e, "cannot forget the previous saved session");
             }
         }
@@ -188,17 +204,20 @@ impl Link {
                 ))
             }
             Err(Failure::Fatal(e)) => {
-                self.fatal(e.clone());
+                self.fatal(e.clone()).await;
                 Err(e)
             }
         };
         let _ = reply.send(result);
     }
 
-    pub(super) fn logged_out(&mut self, reply: oneshot::Sender<Result<LogoutDone, CtlError>>) {
+    pub(super) async fn logged_out(
+        &mut self,
+        reply: oneshot::Sender<Result<LogoutDone, CtlError>>,
+    ) {
         let user = self.status.borrow().user.clone();
         self.creds = None;
-        if let Err(e) = self.state.save_session(None) {
+        if let Err(e) = self.state.blocking(|s| s.save_session(None)).await {
             // Say so: the token is still on disk and would log in at the
             // next start, which is not what "logged out" promises.
             warn!(cause = %e, "cannot remove the saved session");

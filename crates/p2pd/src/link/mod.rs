@@ -14,6 +14,7 @@
 
 mod checks;
 mod connect;
+mod error;
 mod login;
 mod online;
 mod retry;
@@ -22,7 +23,7 @@ mod trust;
 use std::collections::HashMap;
 
 use p2p_proto::ctl::{
-    CtlError, ErrorCode, Event, LoginArgs, LoginDone, LogoutDone, ServerState, ServerStatus,
+    CtlError, Event, LoginArgs, LoginDone, LogoutDone, ServerState, ServerStatus,
 };
 use p2p_proto::time;
 use p2p_proto::wire::{self, Auth, PeerInfo};
@@ -34,35 +35,15 @@ use tracing::{info, warn};
 use crate::backoff::Backoff;
 use crate::inbox::Inbox;
 use crate::state::StateDir;
+pub use checks::BadEvent;
 pub(crate) use connect::Creds;
 use connect::ServerConn;
+pub use error::{reply_error, LinkError};
 
 /// The entry check the link applies to every event from the server before
 /// routing it (see `checks.rs`); public so the fuzz targets run the same one.
-pub fn check_server_event(event: &wire::ServerEvent) -> Result<(), String> {
+pub fn check_server_event(event: &wire::ServerEvent) -> Result<(), checks::BadEvent> {
     checks::server_event(event)
-}
-
-/// A server reply that is not the one the request expects: its error
-/// mapped to a control error, or an internal error.
-pub fn reply_error(reply: p2p_proto::wire::Reply) -> CtlError {
-    match reply {
-        p2p_proto::wire::Reply::Error { code, message } => {
-            use p2p_proto::wire::RefusalCode;
-            let code = match code {
-                RefusalCode::NotOnline => ErrorCode::NotOnline,
-                RefusalCode::NoInvitation | RefusalCode::BadRequest => ErrorCode::BadRequest,
-                RefusalCode::RateLimited => ErrorCode::RateLimited,
-                RefusalCode::TooLarge => ErrorCode::TooLarge,
-                RefusalCode::Internal | RefusalCode::Unknown(_) => ErrorCode::Other,
-            };
-            CtlError::new(code, message)
-        }
-        other => CtlError::new(
-            ErrorCode::Internal,
-            format!("unexpected server reply {other:?}"),
-        ),
-    }
 }
 
 /// What the link tells the peer side, in order, on a channel.
@@ -108,7 +89,7 @@ pub(crate) enum LinkCmd {
         /// What to ask.
         req: wire::Request,
         /// The server's answer.
-        reply: oneshot::Sender<Result<wire::Reply, CtlError>>,
+        reply: oneshot::Sender<Result<wire::Reply, LinkError>>,
     },
 }
 
@@ -162,23 +143,18 @@ impl LinkHandle {
     }
 
     /// Sends a command; fails only if the daemon is shutting down.
-    pub(crate) async fn send(&self, cmd: LinkCmd) -> Result<(), CtlError> {
+    pub(crate) async fn send(&self, cmd: LinkCmd) -> Result<(), LinkError> {
         self.cmds
             .send(cmd)
             .await
-            .map_err(|_| CtlError::new(ErrorCode::Internal, "daemon is shutting down"))
+            .map_err(|_| LinkError::ShuttingDown)
     }
 
     /// Sends a request to the server and waits for its answer.
-    pub(crate) async fn request(&self, req: wire::Request) -> Result<wire::Reply, CtlError> {
+    pub(crate) async fn request(&self, req: wire::Request) -> Result<wire::Reply, LinkError> {
         let (reply, rx) = oneshot::channel();
         self.send(LinkCmd::Request { req, reply }).await?;
-        rx.await.map_err(|_| {
-            CtlError::new(
-                ErrorCode::ServerUnreachable,
-                "server connection closed; try again",
-            )
-        })?
+        rx.await.map_err(|_| LinkError::Closed)?
     }
 }
 
@@ -294,7 +270,7 @@ struct Link {
     /// Sessions broken soon after login in a row (see [`retry`]).
     short_sessions: u32,
     next_id: u64,
-    pending: HashMap<u64, oneshot::Sender<Result<wire::Reply, CtlError>>>,
+    pending: HashMap<u64, oneshot::Sender<Result<wire::Reply, LinkError>>>,
 }
 
 impl Link {
@@ -331,7 +307,7 @@ impl Link {
                 }
                 Ended::Stopped(state, why) => {
                     warn!(reason = %why, "server ended the session; not reconnecting");
-                    self.forget_token();
+                    self.forget_token().await;
                     self.creds = None;
                     self.set(|s| {
                         s.state = state;
@@ -344,7 +320,7 @@ impl Link {
                 Ended::Login(args, register, reply, previous) => {
                     self.login(args, register, reply, previous).await
                 }
-                Ended::LoggedOut(reply) => self.logged_out(reply),
+                Ended::LoggedOut(reply) => self.logged_out(reply).await,
             }
         }
     }
@@ -371,22 +347,15 @@ impl Link {
         }
     }
 
-    fn not_online(&self) -> CtlError {
+    fn not_online(&self) -> LinkError {
         let s = self.status.borrow().report();
         match s.state {
-            ServerState::Connecting => CtlError::new(
-                ErrorCode::ServerUnreachable,
-                format!(
-                    "not connected to the server yet (attempt {}, next try in {}s); p2pd keeps trying",
-                    s.attempt,
-                    s.next_retry_ms.unwrap_or(0).div_ceil(1000)
-                ),
-            ),
-            ServerState::Replaced => CtlError::new(
-                ErrorCode::NotLoggedIn,
-                "this session was replaced by a login from elsewhere; run p2pctl login to take it back",
-            ),
-            _ => CtlError::new(ErrorCode::NotLoggedIn, "not logged in; run p2pctl login --server HOST --user NAME"),
+            ServerState::Connecting => LinkError::Connecting {
+                attempt: s.attempt,
+                next_try_s: s.next_retry_ms.unwrap_or(0).div_ceil(1000),
+            },
+            ServerState::Replaced => LinkError::Replaced,
+            _ => LinkError::NotLoggedIn,
         }
     }
 }

@@ -3,32 +3,41 @@
 //! into the inbox), and the reasons a session ends.
 
 use futures::{SinkExt, StreamExt};
-use p2p_proto::ctl::{CtlError, ErrorCode, Event, ServerState};
-use p2p_proto::limits::{IDLE_TIMEOUT, KEEPALIVE_INTERVAL, WRITE_TIMEOUT};
+use p2p_proto::ctl::{Event, ServerState};
+use p2p_proto::limits::{IDLE_TIMEOUT, WRITE_TIMEOUT};
 use p2p_proto::wire::{ClientMsg, CloseReason, ServerEvent, ServerMsg};
 use p2p_proto::ProtoError;
-use tokio::time::{timeout, Instant};
+use tokio::time::timeout;
 use tracing::{info, warn};
 
 use super::connect::ServerConn;
-use super::{Ended, Link, LinkCmd, LinkEvent, FAILPOINT_CRASH_BEFORE_BROADCAST_ACK};
+use super::{Ended, Link, LinkCmd, LinkError, LinkEvent, FAILPOINT_CRASH_BEFORE_BROADCAST_ACK};
 use crate::inbox::Incoming;
+use crate::liveness::{Liveness, Tick};
+
+/// Why a frame could not be written to the server (the session is lost).
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    /// The stream or the encoder failed.
+    #[error("write to server failed: {0}")]
+    Write(ProtoError),
+    /// The write did not complete within `WRITE_TIMEOUT`.
+    #[error("write to server timed out")]
+    TimedOut,
+}
 
 impl Link {
     pub(super) fn fail_pending(&mut self) {
         for (_, reply) in self.pending.drain() {
-            let _ = reply.send(Err(CtlError::new(
-                ErrorCode::ServerUnreachable,
-                "server connection lost; try again",
-            )));
+            let _ = reply.send(Err(LinkError::Lost));
         }
     }
 
-    async fn send(conn: &mut ServerConn, msg: ClientMsg) -> Result<(), String> {
+    async fn send(conn: &mut ServerConn, msg: ClientMsg) -> Result<(), SendError> {
         match timeout(WRITE_TIMEOUT, conn.send(msg)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("write to server failed: {e}")),
-            Err(_) => Err("write to server timed out".into()),
+            Ok(Err(e)) => Err(SendError::Write(e)),
+            Err(_) => Err(SendError::TimedOut),
         }
     }
 
@@ -46,7 +55,7 @@ impl Link {
             warn!(id, reason = %why, "refusing a broadcast from the server");
             return Self::send(conn, ClientMsg::BroadcastAck { upto: id })
                 .await
-                .map_err(Ended::Lost);
+                .map_err(|e| Ended::Lost(e.to_string()));
         }
         let inbox = self.cfg.inbox.clone();
         if !p2p_proto::time::in_range(sent_ms) {
@@ -75,7 +84,7 @@ impl Link {
         }
         Self::send(conn, ClientMsg::BroadcastAck { upto: id })
             .await
-            .map_err(Ended::Lost)?;
+            .map_err(|e| Ended::Lost(e.to_string()))?;
         match stored {
             Some(entry) => {
                 info!(id, from = %from, "broadcast stored");
@@ -88,21 +97,19 @@ impl Link {
 
     /// Online: serve requests, keep alive, watch for the end.
     pub(super) async fn online(&mut self, mut conn: ServerConn) -> Ended {
-        let start = Instant::now() + KEEPALIVE_INTERVAL;
-        let mut keepalive = tokio::time::interval_at(start, KEEPALIVE_INTERVAL);
-        let mut last_heard = Instant::now();
+        let mut liveness = Liveness::new();
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => {
                     let _ = timeout(WRITE_TIMEOUT, conn.close()).await;
                     return Ended::Shutdown;
                 }
-                _ = keepalive.tick() => {
-                    if last_heard.elapsed() >= IDLE_TIMEOUT {
+                tick = liveness.tick() => {
+                    if tick == Tick::Idle {
                         return Ended::Lost(format!("server silent for {}s", IDLE_TIMEOUT.as_secs()));
                     }
                     if let Err(e) = Self::send(&mut conn, ClientMsg::Ping { nonce: rand::random() }).await {
-                        return Ended::Lost(e);
+                        return Ended::Lost(e.to_string());
                     }
                 }
                 cmd = self.cmds.recv() => match cmd {
@@ -112,7 +119,7 @@ impl Link {
                         let id = self.next_id;
                         self.pending.insert(id, reply);
                         if let Err(e) = Self::send(&mut conn, ClientMsg::Request { id, req }).await {
-                            return Ended::Lost(e);
+                            return Ended::Lost(e.to_string());
                         }
                     }
                     Some(LinkCmd::Login { args, register, reply }) => {
@@ -127,7 +134,7 @@ impl Link {
                     }
                 },
                 frame = conn.next() => {
-                    last_heard = Instant::now();
+                    liveness.heard();
                     match frame {
                         None => return Ended::Lost("server closed the connection".into()),
                         // A socket error (a killed server) is a loss; a frame we
@@ -138,7 +145,7 @@ impl Link {
                             ServerMsg::Pong { .. } => {}
                             ServerMsg::Ping { nonce } => {
                                 if let Err(e) = Self::send(&mut conn, ClientMsg::Pong { nonce }).await {
-                                    return Ended::Lost(e);
+                                    return Ended::Lost(e.to_string());
                                 }
                             }
                             ServerMsg::Event { event: ServerEvent::Broadcast { id, from, text, sent_ms, .. } } => {

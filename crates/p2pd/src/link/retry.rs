@@ -44,10 +44,13 @@ impl Link {
         &self,
         creds: &Creds,
     ) -> Option<Result<LoggedIn, Failure>> {
+        let server = creds.server.clone();
+        // A file read: on the blocking pool, like every state file access.
+        let saved_pin = self.state.blocking(move |s| s.pin(&server)).await;
         let trust = match trust::decide(
             &creds.server,
             &creds.auth,
-            self.state.pin(&creds.server),
+            saved_pin,
             creds.fingerprint.as_deref(),
             &self.state.pin_file(),
         ) {
@@ -82,7 +85,7 @@ impl Link {
                 }
             }
             Err(Failure::Retry { why, after }) => self.schedule_retry(attempt + 1, why, after),
-            Err(Failure::Fatal(e)) => self.fatal(e),
+            Err(Failure::Fatal(e)) => self.fatal(e).await,
         }
     }
 
@@ -127,11 +130,11 @@ impl Link {
         });
     }
 
-    pub(super) fn fatal(&mut self, e: CtlError) {
+    pub(super) async fn fatal(&mut self, e: CtlError) {
         warn!(code = ?e.code, reason = %e.message, "login refused; not retrying");
         // Whatever was saved must not log in by itself after a restart:
         // the user has to decide (and log in) again.
-        self.forget_token();
+        self.forget_token().await;
         self.creds = None;
         self.set(|s| {
             s.state = ServerState::LoggedOut;

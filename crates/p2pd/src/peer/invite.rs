@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tracing::warn;
 
+use super::error::DialError;
 use super::invitations::{Input, PeerContact};
 use super::{listener, noise, shutting_down, Peers, Verdict, Waiter};
 use crate::link::reply_error;
@@ -37,7 +38,7 @@ impl Peers {
         let to = user.to_string();
         let (invite, expires_ms) = match self.link.request(Request::Invite { to }).await? {
             Reply::Invited { invite, expires_ms } => (invite, expires_ms),
-            other => return Err(reply_error(other)),
+            other => return Err(reply_error(other).into()),
         };
         let to = user.to_string();
         if no_wait {
@@ -110,7 +111,7 @@ impl Peers {
     ) {
         let me = self.link.status().user.unwrap_or_default();
         let result = tokio::select! {
-            r = self.dial(&contact, invite, me) => r,
+            r = self.dial(&contact, invite, me) => r.map_err(CtlError::from),
             _ = self.shutdown.cancelled() => Err(shutting_down()),
         };
         if let Err(e) = &result {
@@ -132,12 +133,10 @@ impl Peers {
         contact: &PeerContact,
         invite: u64,
         me: String,
-    ) -> Result<SessionInfo, CtlError> {
-        let fail = |m: String| CtlError::new(ErrorCode::Other, m);
-        let key = hex::decode(&contact.public_key)
-            .map_err(|_| fail("server gave a malformed key".into()))?;
+    ) -> Result<SessionInfo, DialError> {
+        let key = hex::decode(&contact.public_key).map_err(|_| DialError::MalformedKey)?;
         let user = &contact.user;
-        let mut last = format!("could not reach {user}: no address");
+        let mut last = DialError::NoAddress { user: user.clone() };
         let mut stream = None;
         for addr in &contact.paths {
             match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr)).await {
@@ -145,16 +144,30 @@ impl Peers {
                     stream = Some(s);
                     break;
                 }
-                Ok(Err(e)) => last = format!("could not reach {user} at {addr}: {e}"),
-                Err(_) => last = format!("could not reach {user} at {addr} (timed out)"),
+                Ok(Err(source)) => {
+                    last = DialError::Unreachable {
+                        user: user.clone(),
+                        addr: *addr,
+                        source,
+                    }
+                }
+                Err(_) => {
+                    last = DialError::DialTimedOut {
+                        user: user.clone(),
+                        addr: *addr,
+                    }
+                }
             }
         }
-        let stream = stream.ok_or_else(|| fail(last))?;
+        let stream = stream.ok_or(last)?;
         let _ = stream.set_nodelay(true);
         let hello = PeerHello { user: me, invite };
         let link = noise::initiate(stream, &self.private_key, &key, &hello)
             .await
-            .map_err(|e| fail(format!("secure link to {user} failed: {e}")))?;
+            .map_err(|source| DialError::Handshake {
+                user: user.clone(),
+                source,
+            })?;
         Ok(self.install(user, true, link))
     }
 
@@ -182,7 +195,7 @@ impl Peers {
             Ok(x) => x,
             // A link that never spoke is what a flood is made of: the
             // listener already logs floods (rate-limited).
-            Err(e) if e == noise::SILENT_LINK => {
+            Err(e @ noise::NoiseError::Silent) => {
                 tracing::debug!(%addr, reason = %e, "peer handshake failed");
                 return;
             }

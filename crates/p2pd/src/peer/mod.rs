@@ -13,6 +13,8 @@
 //! events. Every task it starts is in [`Peers::tasks`], which the daemon
 //! waits for (with a bound) at shutdown.
 
+mod error;
+pub use error::{DialError, SessionError};
 pub(crate) mod invitations;
 mod invite;
 mod listener;
@@ -24,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use p2p_proto::ctl::{CtlError, ErrorCode, Event, PendingRequest, SessionInfo};
 use p2p_proto::time;
-use p2p_proto::wire::{Contact, Reply, Request, ServerEvent};
+use p2p_proto::wire::{Reply, Request, ServerEvent};
 use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -150,8 +152,8 @@ impl Peers {
                     let req = Request::Answer { invite, accept };
                     let result = match peers.link.request(req).await {
                         Ok(Reply::Answered { contact, .. }) => Ok(contact),
-                        Ok(other) => Err(reply_error(other)),
-                        Err(e) => Err(e),
+                        Ok(other) => Err(reply_error(other).into()),
+                        Err(e) => Err(e.into()),
                     };
                     peers.apply(Input::Answered {
                         from,
@@ -161,7 +163,28 @@ impl Peers {
                     });
                 });
             }
-            Action::CheckKey(contact) => self.check_key(&contact),
+            Action::CheckKey(contact) => {
+                // known_peers.json is read and written (with fsync) on the
+                // blocking pool, not on a runtime thread.
+                let peers = self.clone();
+                self.tasks.spawn(async move {
+                    let state = peers.state.clone();
+                    let (user, key) = (contact.user.clone(), contact.public_key.clone());
+                    let checked = state.blocking(move |s| check_key(s, &user, &key)).await;
+                    match checked {
+                        Ok(Some(old)) => {
+                            warn!(peer = %contact.user, %old, new = %contact.public_key, "PEER KEY CHANGED");
+                            let _ = peers.events.send(Event::KeyChanged {
+                                peer: contact.user.clone(),
+                                old_key: old,
+                                new_key: contact.public_key.clone(),
+                            });
+                        }
+                        Ok(None) => {}
+                        Err(e) => warn!(cause = %e, "cannot check the peer key"),
+                    }
+                });
+            }
             Action::Dial {
                 to,
                 contact,
@@ -189,25 +212,6 @@ impl Peers {
     }
 
     /// Remembers `contact`'s key; a change from what we saw before is loud.
-    fn check_key(&self, contact: &Contact) {
-        match self.state.known_key(&contact.user) {
-            Ok(Some(old)) if old != contact.public_key => {
-                warn!(peer = %contact.user, %old, new = %contact.public_key, "PEER KEY CHANGED");
-                let _ = self.events.send(Event::KeyChanged {
-                    peer: contact.user.clone(),
-                    old_key: old,
-                    new_key: contact.public_key.clone(),
-                });
-            }
-            Ok(Some(_)) => return,
-            Ok(None) => {}
-            Err(e) => warn!(cause = %e, "cannot read known peer keys"),
-        }
-        if let Err(e) = self.state.set_known_key(&contact.user, &contact.public_key) {
-            warn!(cause = %e, "cannot save peer key");
-        }
-    }
-
     /// Handles one invitation event from the server, as [`Peers::run`] does
     /// for each one the link publishes (public for the fuzz targets).
     pub fn server_event(self: &Arc<Self>, event: ServerEvent) {
@@ -299,4 +303,22 @@ impl Peers {
 /// The error a command waiting on the machine gets when the daemon stops.
 fn shutting_down() -> CtlError {
     CtlError::new(ErrorCode::Internal, "daemon is shutting down")
+}
+
+/// Compares `key` with the one remembered for `user` and remembers it if
+/// it is new or changed. Returns the old key when it changed. Blocking.
+fn check_key(state: &StateDir, user: &str, key: &str) -> crate::error::Result<Option<String>> {
+    let old = match state.known_key(user) {
+        Ok(Some(old)) if old == key => return Ok(None),
+        Ok(old) => old,
+        Err(e) => {
+            // Unreadable: say so, and still remember the key we were given.
+            warn!(cause = %e, "cannot read known peer keys");
+            None
+        }
+    };
+    if let Err(e) = state.set_known_key(user, key) {
+        warn!(cause = %e, "cannot save peer key");
+    }
+    Ok(old)
 }

@@ -23,8 +23,68 @@ const MAX_NOISE_MESSAGE: usize = 65535;
 /// (see `listener`), and should not for the whole handshake timeout.
 pub(crate) const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The error of a link that sent nothing within [`FIRST_MESSAGE_TIMEOUT`].
-pub(crate) const SILENT_LINK: &str = "no handshake message in time";
+/// Why a Noise handshake or link failed. The messages are what the logs
+/// and (wrapped with the peer's name) the control errors show.
+#[derive(Debug, thiserror::Error)]
+pub enum NoiseError {
+    /// The Noise library refused its parameters or keys (a local problem).
+    #[error("noise setup: {0}")]
+    Setup(snow::Error),
+    /// A handshake message did not decrypt or could not be made.
+    #[error("handshake: {0}")]
+    Handshake(snow::Error),
+    /// Reading or writing the stream during the handshake failed.
+    #[error("handshake {op}: {source}")]
+    HandshakeIo {
+        /// "read" or "write".
+        op: &'static str,
+        /// The stream's error.
+        source: std::io::Error,
+    },
+    /// The peer closed the stream before the handshake was done.
+    #[error("peer closed during the handshake")]
+    ClosedInHandshake,
+    /// The handshake ended without the peer's static key.
+    #[error("peer sent no static key")]
+    NoStaticKey,
+    /// The dialled peer's key is not the one the server handed out.
+    #[error("peer key {} is not the key the server gave ({}); refusing the link", hex::encode(.got), hex::encode(.expected))]
+    WrongKey {
+        /// The key the peer proved.
+        got: Vec<u8>,
+        /// The key the server gave.
+        expected: Vec<u8>,
+    },
+    /// An incoming link sent nothing within [`FIRST_MESSAGE_TIMEOUT`].
+    #[error("no handshake message in time")]
+    Silent,
+    /// The whole handshake took longer than `PEER_HANDSHAKE_TIMEOUT`.
+    #[error("handshake timed out")]
+    TimedOut,
+    /// The dialler's hello did not parse or names no possible account.
+    #[error("bad hello: {0}")]
+    BadHello(String),
+    /// A transport message could not be encrypted.
+    #[error("encrypt: {0}")]
+    Encrypt(snow::Error),
+    /// A transport message did not decrypt (tampered or out of order).
+    #[error("decrypt: {0}")]
+    Decrypt(snow::Error),
+    /// The stream failed after the handshake.
+    #[error("{op}: {source}")]
+    Io {
+        /// "read" or "write".
+        op: &'static str,
+        /// The stream's error.
+        source: std::io::Error,
+    },
+    /// A frame announced more than `MAX_PEER_FRAME` bytes.
+    #[error("peer frame of {0} bytes is over the limit")]
+    FrameTooLarge(usize),
+    /// A frame is not a peer message.
+    #[error("bad peer message: {0}")]
+    BadMessage(serde_json::Error),
+}
 
 /// Any byte stream a Noise link can run over (a TCP stream today; a
 /// relayed or hole-punched one later).
@@ -62,44 +122,45 @@ fn split(
     (FramedRead::new(r, codec()), FramedWrite::new(w, codec()))
 }
 
-fn builder(private: &[u8]) -> Result<snow::Builder<'_>, String> {
-    let params = NOISE_PARAMS
-        .parse()
-        .map_err(|e| format!("noise params: {e}"))?;
+fn builder(private: &[u8]) -> Result<snow::Builder<'_>, NoiseError> {
+    let params = NOISE_PARAMS.parse().map_err(NoiseError::Setup)?;
     snow::Builder::new(params)
         .local_private_key(private)
         .and_then(|b| b.prologue(NOISE_PROLOGUE))
-        .map_err(|e| format!("noise setup: {e}"))
+        .map_err(NoiseError::Setup)
 }
 
 async fn write_hs(
     hs: &mut HandshakeState,
     w: &mut FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
     payload: &[u8],
-) -> Result<(), String> {
+) -> Result<(), NoiseError> {
     let mut buf = vec![0u8; MAX_NOISE_MESSAGE];
     let n = hs
         .write_message(payload, &mut buf)
-        .map_err(|e| format!("handshake: {e}"))?;
+        .map_err(NoiseError::Handshake)?;
     buf.truncate(n);
     w.send(Bytes::from(buf))
         .await
-        .map_err(|e| format!("handshake write: {e}"))
+        .map_err(|source| NoiseError::HandshakeIo {
+            op: "write",
+            source,
+        })
 }
 
 async fn read_hs(
     hs: &mut HandshakeState,
     r: &mut FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, NoiseError> {
     let msg = r
         .next()
         .await
-        .ok_or("peer closed during the handshake")?
-        .map_err(|e| format!("handshake read: {e}"))?;
+        .ok_or(NoiseError::ClosedInHandshake)?
+        .map_err(|source| NoiseError::HandshakeIo { op: "read", source })?;
     let mut payload = vec![0u8; MAX_NOISE_MESSAGE];
     let n = hs
         .read_message(&msg, &mut payload)
-        .map_err(|e| format!("handshake: {e}"))?;
+        .map_err(NoiseError::Handshake)?;
     payload.truncate(n);
     Ok(payload)
 }
@@ -111,29 +172,28 @@ pub async fn initiate(
     private: &[u8],
     expected: &[u8],
     hello: &PeerHello,
-) -> Result<NoiseLink, String> {
+) -> Result<NoiseLink, NoiseError> {
     let (mut r, mut w) = split(stream);
     let run = async {
         let mut hs = builder(private)?
             .build_initiator()
-            .map_err(|e| e.to_string())?;
+            .map_err(NoiseError::Setup)?;
         write_hs(&mut hs, &mut w, &[]).await?;
         read_hs(&mut hs, &mut r).await?;
-        let remote = hs.get_remote_static().ok_or("peer sent no static key")?;
+        let remote = hs.get_remote_static().ok_or(NoiseError::NoStaticKey)?;
         if remote != expected {
-            return Err(format!(
-                "peer key {} is not the key the server gave ({}); refusing the link",
-                hex::encode(remote),
-                hex::encode(expected)
-            ));
+            return Err(NoiseError::WrongKey {
+                got: remote.to_vec(),
+                expected: expected.to_vec(),
+            });
         }
         let payload = serde_json::to_vec(hello).expect("hello serialises");
         write_hs(&mut hs, &mut w, &payload).await?;
-        hs.into_transport_mode().map_err(|e| e.to_string())
+        hs.into_transport_mode().map_err(NoiseError::Handshake)
     };
     let transport = timeout(PEER_HANDSHAKE_TIMEOUT, run)
         .await
-        .map_err(|_| "handshake timed out".to_string())??;
+        .map_err(|_| NoiseError::TimedOut)??;
     Ok(NoiseLink {
         reader: r,
         writer: w,
@@ -147,32 +207,32 @@ pub async fn initiate(
 pub async fn respond(
     stream: impl Transport,
     private: &[u8],
-) -> Result<(NoiseLink, Vec<u8>, PeerHello), String> {
+) -> Result<(NoiseLink, Vec<u8>, PeerHello), NoiseError> {
     let (mut r, mut w) = split(stream);
     let run = async {
         let mut hs = builder(private)?
             .build_responder()
-            .map_err(|e| e.to_string())?;
+            .map_err(NoiseError::Setup)?;
         timeout(FIRST_MESSAGE_TIMEOUT, read_hs(&mut hs, &mut r))
             .await
-            .map_err(|_| SILENT_LINK.to_string())??;
+            .map_err(|_| NoiseError::Silent)??;
         write_hs(&mut hs, &mut w, &[]).await?;
         let payload = read_hs(&mut hs, &mut r).await?;
         let hello: PeerHello =
-            serde_json::from_slice(&payload).map_err(|e| format!("bad hello: {e}"))?;
+            serde_json::from_slice(&payload).map_err(|e| NoiseError::BadHello(e.to_string()))?;
         // Anyone can get this far: a claimed name no account can have (up
         // to 64 KiB, control characters) must not reach the logs.
-        validate_username(&hello.user).map_err(|e| format!("bad hello: {e}"))?;
+        validate_username(&hello.user).map_err(|e| NoiseError::BadHello(e.to_string()))?;
         let remote = hs
             .get_remote_static()
-            .ok_or("peer sent no static key")?
+            .ok_or(NoiseError::NoStaticKey)?
             .to_vec();
-        let transport = hs.into_transport_mode().map_err(|e| e.to_string())?;
-        Ok::<_, String>((transport, remote, hello))
+        let transport = hs.into_transport_mode().map_err(NoiseError::Handshake)?;
+        Ok::<_, NoiseError>((transport, remote, hello))
     };
     let (transport, remote, hello) = timeout(PEER_HANDSHAKE_TIMEOUT, run)
         .await
-        .map_err(|_| "handshake timed out".to_string())??;
+        .map_err(|_| NoiseError::TimedOut)??;
     Ok((
         NoiseLink {
             reader: r,
@@ -188,7 +248,7 @@ pub async fn respond(
 impl NoiseLink {
     /// Encrypts and sends `msgs` in order, packed into as few Noise messages
     /// as fit.
-    pub async fn send(&mut self, msgs: &[PeerMsg]) -> Result<(), String> {
+    pub async fn send(&mut self, msgs: &[PeerMsg]) -> Result<(), NoiseError> {
         let mut plain = BytesMut::new();
         for m in msgs {
             let body = serde_json::to_vec(m).expect("peer messages serialise");
@@ -200,42 +260,48 @@ impl NoiseLink {
             let n = self
                 .transport
                 .write_message(chunk, &mut cipher)
-                .map_err(|e| format!("encrypt: {e}"))?;
+                .map_err(NoiseError::Encrypt)?;
             self.writer
                 .feed(Bytes::copy_from_slice(&cipher[..n]))
                 .await
-                .map_err(|e| format!("write: {e}"))?;
+                .map_err(|source| NoiseError::Io {
+                    op: "write",
+                    source,
+                })?;
         }
         SinkExt::<Bytes>::flush(&mut self.writer)
             .await
-            .map_err(|e| format!("write: {e}"))
+            .map_err(|source| NoiseError::Io {
+                op: "write",
+                source,
+            })
     }
 
     /// Waits for the next Noise message and returns the frames it completed
     /// (possibly none). `Ok(None)` when the peer closed. Cancel-safe.
-    pub async fn recv(&mut self) -> Result<Option<Vec<PeerMsg>>, String> {
+    pub async fn recv(&mut self) -> Result<Option<Vec<PeerMsg>>, NoiseError> {
         let Some(msg) = self.reader.next().await else {
             return Ok(None);
         };
-        let msg = msg.map_err(|e| format!("read: {e}"))?;
+        let msg = msg.map_err(|source| NoiseError::Io { op: "read", source })?;
         let mut buf = vec![0u8; MAX_NOISE_MESSAGE];
         let n = self
             .transport
             .read_message(&msg, &mut buf)
-            .map_err(|e| format!("decrypt: {e}"))?;
+            .map_err(NoiseError::Decrypt)?;
         self.plain.put_slice(&buf[..n]);
         let mut out = Vec::new();
         while self.plain.len() >= 4 {
             let len = u32::from_be_bytes(self.plain[..4].try_into().expect("4 bytes")) as usize;
             if len > MAX_PEER_FRAME {
-                return Err(format!("peer frame of {len} bytes is over the limit"));
+                return Err(NoiseError::FrameTooLarge(len));
             }
             if self.plain.len() < 4 + len {
                 break;
             }
             self.plain.advance(4);
             let body = self.plain.split_to(len);
-            out.push(serde_json::from_slice(&body).map_err(|e| format!("bad peer message: {e}"))?);
+            out.push(serde_json::from_slice(&body).map_err(NoiseError::BadMessage)?);
         }
         Ok(Some(out))
     }
@@ -294,7 +360,7 @@ mod tests {
         // The error names which deadline ended it (the whole-handshake one
         // says "handshake timed out").
         let err = respond(accepted, &key.private).await.err().unwrap();
-        assert_eq!(err, SILENT_LINK);
+        assert!(matches!(err, NoiseError::Silent), "{err}");
     }
 
     /// A hello claiming a name no account can have is refused in the
@@ -315,6 +381,7 @@ mod tests {
         let dial = initiate(dialled, &theirs.private, &ours.public, &hello);
         let (_, answered) = tokio::join!(dial, respond(accepted, &ours.private));
         let err = answered.err().expect("refused");
-        assert!(err.starts_with("bad hello"), "{err}");
+        assert!(matches!(err, NoiseError::BadHello(_)), "{err}");
+        assert!(err.to_string().starts_with("bad hello"), "{err}");
     }
 }

@@ -6,16 +6,18 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use p2p_proto::ctl::{CtlError, ErrorCode, Event};
-use p2p_proto::limits::{IDLE_TIMEOUT, KEEPALIVE_INTERVAL, MAX_MESSAGE_BYTES, WRITE_TIMEOUT};
+use p2p_proto::limits::{IDLE_TIMEOUT, MAX_MESSAGE_BYTES, WRITE_TIMEOUT};
 use p2p_proto::peer::PeerMsg;
 use p2p_proto::time;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{timeout, Instant};
+use tokio::time::timeout;
 use tracing::{debug, info, warn};
 
+use super::error::SessionError;
 use super::noise::NoiseLink;
 use super::Peers;
 use crate::inbox::{Incoming, Kind};
+use crate::liveness::{Liveness, Tick};
 
 /// Sends waiting for the session task; more and `send` waits its turn.
 pub(crate) const SESSION_QUEUE: usize = 64;
@@ -67,9 +69,7 @@ pub(crate) async fn run(
 ) {
     let mut next_id = 0u64;
     let mut waiting: VecDeque<Waiting> = VecDeque::new();
-    let mut last_heard = Instant::now();
-    let mut keepalive =
-        tokio::time::interval_at(Instant::now() + KEEPALIVE_INTERVAL, KEEPALIVE_INTERVAL);
+    let mut liveness = Liveness::new();
     let reason: String = loop {
         tokio::select! {
             _ = closer.cancelled() => {
@@ -98,30 +98,30 @@ pub(crate) async fn run(
                         .collect();
                     if let Err(e) = send(&mut link, &msgs).await {
                         let _ = reply.send(Err(CtlError::new(ErrorCode::NoSession, format!("session with {peer} failed: {e}"))));
-                        break e;
+                        break e.to_string();
                     }
                     waiting.push_back(Waiting { last: next_id, ids, reply });
                 }
             },
-            _ = keepalive.tick() => {
-                if last_heard.elapsed() >= IDLE_TIMEOUT {
+            tick = liveness.tick() => {
+                if tick == Tick::Idle {
                     break format!("nothing heard from {peer} for {}s", IDLE_TIMEOUT.as_secs());
                 }
                 if let Err(e) = send(&mut link, &[PeerMsg::Ping]).await {
-                    break e;
+                    break e.to_string();
                 }
             }
             got = link.recv() => {
-                last_heard = Instant::now();
+                liveness.heard();
                 let msgs = match got {
-                    Err(e) => break e,
+                    Err(e) => break e.to_string(),
                     Ok(None) => break format!("{peer} closed the link"),
                     Ok(Some(msgs)) => msgs,
                 };
                 match handle(&peers, &peer, &mut link, &mut waiting, msgs).await {
                     Ok(true) => {}
                     Ok(false) => break format!("{peer} disconnected"),
-                    Err(e) => break e,
+                    Err(e) => break e.to_string(),
                 }
             }
         }
@@ -136,10 +136,10 @@ pub(crate) async fn run(
 }
 
 /// Sends with a write timeout: a peer that stops reading ends the session.
-async fn send(link: &mut NoiseLink, msgs: &[PeerMsg]) -> Result<(), String> {
+async fn send(link: &mut NoiseLink, msgs: &[PeerMsg]) -> Result<(), SessionError> {
     match timeout(WRITE_TIMEOUT, link.send(msgs)).await {
-        Ok(r) => r,
-        Err(_) => Err("peer stopped reading (write timed out)".to_string()),
+        Ok(r) => Ok(r?),
+        Err(_) => Err(SessionError::WriteTimedOut),
     }
 }
 
@@ -150,7 +150,7 @@ async fn handle(
     link: &mut NoiseLink,
     waiting: &mut VecDeque<Waiting>,
     msgs: Vec<PeerMsg>,
-) -> Result<bool, String> {
+) -> Result<bool, SessionError> {
     let mut batch = Vec::new();
     let mut open = true;
     let mut replies = Vec::new();
@@ -158,16 +158,18 @@ async fn handle(
         match m {
             PeerMsg::Message { id, text, at_ms } => {
                 if text.len() > MAX_MESSAGE_BYTES {
-                    return Err(format!(
-                        "{peer} sent a message over {MAX_MESSAGE_BYTES} bytes"
-                    ));
+                    return Err(SessionError::TooLarge {
+                        peer: peer.to_string(),
+                        limit: MAX_MESSAGE_BYTES,
+                    });
                 }
                 // A time nobody can have sent it at is a broken or hostile
                 // peer: end the session, store nothing, acknowledge nothing.
                 if !time::in_range(at_ms) {
-                    return Err(format!(
-                        "{peer} sent a message with an impossible time ({at_ms} ms)"
-                    ));
+                    return Err(SessionError::ImpossibleTime {
+                        peer: peer.to_string(),
+                        at_ms,
+                    });
                 }
                 batch.push(Incoming { id, text, at_ms });
             }
@@ -188,7 +190,7 @@ async fn handle(
         let n = batch.len();
         let stored = tokio::task::spawn_blocking(move || inbox.store(Kind::Message, &from, &batch))
             .await
-            .map_err(|e| format!("inbox task failed: {e}"))?;
+            .map_err(SessionError::InboxTask)?;
         match stored {
             Ok(entries) => {
                 // Durable now; only now may the sender hear "stored".
@@ -200,7 +202,7 @@ async fn handle(
             }
             Err(e) => {
                 warn!(peer = %peer, cause = %e, "cannot store messages; closing without acknowledging");
-                return Err(format!("cannot store messages: {e}"));
+                return Err(SessionError::Store(e));
             }
         }
     }

@@ -1,0 +1,78 @@
+//! The peer layer's errors: opening a session (dial and handshake) and
+//! running one. They say which peer and which address; the control error a
+//! user sees is made from them in one place (`handlers/error.rs`).
+
+use super::noise::NoiseError;
+
+/// Why dialling an accepted invitee and opening the session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    /// The server's contact carried a key that is not hex.
+    #[error("server gave a malformed key")]
+    MalformedKey,
+    /// The contact listed no address at all.
+    #[error("could not reach {user}: no address")]
+    NoAddress {
+        /// The invitee.
+        user: String,
+    },
+    /// The last address tried refused or failed.
+    #[error("could not reach {user} at {addr}: {source}")]
+    Unreachable {
+        /// The invitee.
+        user: String,
+        /// The address dialled last.
+        addr: std::net::SocketAddr,
+        /// Why the connect failed.
+        source: std::io::Error,
+    },
+    /// The last address tried did not answer within `DIAL_TIMEOUT`.
+    #[error("could not reach {user} at {addr} (timed out)")]
+    DialTimedOut {
+        /// The invitee.
+        user: String,
+        /// The address dialled last.
+        addr: std::net::SocketAddr,
+    },
+    /// TCP was up but the Noise handshake failed.
+    #[error("secure link to {user} failed: {source}")]
+    Handshake {
+        /// The invitee.
+        user: String,
+        /// What the handshake said.
+        source: NoiseError,
+    },
+}
+
+/// Why a running peer session ended on its own (not by a close).
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The Noise link failed (read, write, decrypt, a bad frame).
+    #[error(transparent)]
+    Link(#[from] NoiseError),
+    /// A write did not complete within `WRITE_TIMEOUT`.
+    #[error("peer stopped reading (write timed out)")]
+    WriteTimedOut,
+    /// The peer sent a message text over `MAX_MESSAGE_BYTES`.
+    #[error("{peer} sent a message over {limit} bytes")]
+    TooLarge {
+        /// The peer.
+        peer: String,
+        /// The limit it broke.
+        limit: usize,
+    },
+    /// The peer sent a message stamped at a time nobody can send at.
+    #[error("{peer} sent a message with an impossible time ({at_ms} ms)")]
+    ImpossibleTime {
+        /// The peer.
+        peer: String,
+        /// The time it claimed.
+        at_ms: i64,
+    },
+    /// The inbox's blocking task died.
+    #[error("inbox task failed: {0}")]
+    InboxTask(tokio::task::JoinError),
+    /// The inbox could not store what arrived (nothing was acknowledged).
+    #[error("cannot store messages: {0}")]
+    Store(crate::error::DaemonError),
+}
