@@ -37,7 +37,6 @@ pub const SOME_HASH: &str =
 pub struct Fixture {
     rt: tokio::runtime::Runtime,
     auth: Authenticator,
-    users: Arc<UserDb>,
     hub: Arc<BroadcastHub>,
     presence: Arc<Presence>,
     invitations: Arc<Invitations>,
@@ -79,9 +78,8 @@ impl Fixture {
         });
         Fixture {
             rt,
-            auth: Authenticator::new(users.clone(), tokens, 1, false, Default::default())
+            auth: Authenticator::new(users, tokens, 1, false, Default::default())
                 .expect("hashing threads"),
-            users,
             hub,
             presence: Arc::new(Presence::default()),
             invitations: Arc::new(Invitations::new(INVITATION_TTL, Default::default())),

@@ -64,7 +64,11 @@ fn retry(why: impl Into<String>) -> Failure {
 }
 
 /// One attempt, requiring of the server's certificate what `trust` says.
-pub(crate) async fn attempt(creds: &Creds, trust: &Trust, peer: &PeerInfo) -> Result<LoggedIn, Failure> {
+pub(crate) async fn attempt(
+    creds: &Creds,
+    trust: &Trust,
+    peer: &PeerInfo,
+) -> Result<LoggedIn, Failure> {
     let verifier = PinVerifier::new(trust.pin().map(str::to_string));
     let mut conn = match handshake::connect(&creds.server, None, verifier.clone()).await {
         Ok(conn) => conn,
