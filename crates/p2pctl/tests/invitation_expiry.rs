@@ -1,19 +1,14 @@
 //! `--invitation-ttl` end to end: the server's one expiry driver ends an
 //! unanswered invitation, telling both sides (SPEC §3).
 
-use p2p_testkit::{wait_for, TestDaemon, TestServer, DEADLINE, FAST_RECONNECT};
+use p2p_testkit::{wait_for, TestDaemon, TestServer, DEADLINE};
 
 #[test]
 fn an_unanswered_invitation_expires_on_the_server_for_both_sides() {
     let server = TestServer::start(&["--invitation-ttl", "1s"]);
     let daemons: Vec<TestDaemon> = ["alice", "bob"]
         .iter()
-        .map(|u| {
-            server.add_user(u, &format!("{u}-password"));
-            let d = TestDaemon::start(FAST_RECONNECT);
-            assert_eq!(d.login(&server, u, &format!("{u}-password")).0, 0);
-            d
-        })
+        .map(|u| TestDaemon::online(&server, u))
         .collect();
     let (alice, bob) = (&daemons[0], &daemons[1]);
     // alice would wait far longer than the invitation lives: the answer she

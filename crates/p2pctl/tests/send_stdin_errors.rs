@@ -4,17 +4,14 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use p2p_testkit::{bin, wait_for, TestDaemon, TestServer, DEADLINE, FAST_RECONNECT};
+use p2p_testkit::{bin, wait_for, TestDaemon, TestServer, DEADLINE};
 use serde_json::Value;
 
 fn pair() -> (TestServer, TestDaemon, TestDaemon) {
     let server = TestServer::start(&[]);
-    let mut it = ["alice", "bob"].into_iter().map(|u| {
-        server.add_user(u, &format!("{u}-password"));
-        let d = TestDaemon::start(FAST_RECONNECT);
-        assert_eq!(d.login(&server, u, &format!("{u}-password")).0, 0);
-        d
-    });
+    let mut it = ["alice", "bob"]
+        .into_iter()
+        .map(|u| TestDaemon::online(&server, u));
     let (alice, bob) = (it.next().unwrap(), it.next().unwrap());
     assert_eq!(alice.ctl_json(&["connect", "bob", "--no-wait"]).0, 0);
     wait_for(DEADLINE, "bob's request", || {

@@ -13,12 +13,7 @@ fn trio() -> (TestServer, TestDaemon, TestDaemon, TestDaemon) {
     let server = TestServer::start(&[]);
     let daemons: Vec<TestDaemon> = ["alice", "bob", "carol"]
         .iter()
-        .map(|u| {
-            server.add_user(u, &format!("{u}-password"));
-            let d = TestDaemon::start(FAST_RECONNECT);
-            assert_eq!(d.login(&server, u, &format!("{u}-password")).0, 0);
-            d
-        })
+        .map(|u| TestDaemon::online(&server, u))
         .collect();
     let mut it = daemons.into_iter();
     let (a, b, c) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());

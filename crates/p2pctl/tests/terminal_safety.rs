@@ -8,7 +8,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use p2p_testkit::{bin, wait_for, TestDaemon, TestServer, DEADLINE, FAST_RECONNECT};
+use p2p_testkit::{bin, wait_for, TestDaemon, TestServer, DEADLINE};
 use serde_json::{json, Value};
 
 /// Erase the line, return to its start, set the window title, write the
@@ -123,13 +123,6 @@ fn human(leaks: &mut Vec<String>, d: &TestDaemon, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn online(server: &TestServer, user: &str) -> TestDaemon {
-    server.add_user(user, &format!("{user}-password"));
-    let d = TestDaemon::start(FAST_RECONNECT);
-    assert_eq!(d.login(server, user, &format!("{user}-password")).0, 0);
-    d
-}
-
 /// A request straight over the control socket, as an attacker's script
 /// would send it (any text, NUL included); the result must be a success.
 fn request(d: &TestDaemon, cmd: Value) -> Value {
@@ -148,9 +141,9 @@ fn send(from: &TestDaemon, to: &str, text: &str) {
 fn other_peoples_text_never_reaches_the_terminal_raw() {
     let server = TestServer::start(&[]);
     let (alice, bob, carol) = (
-        online(&server, "alice"),
-        online(&server, "bob"),
-        online(&server, "carol"),
+        TestDaemon::online(&server, "alice"),
+        TestDaemon::online(&server, "bob"),
+        TestDaemon::online(&server, "carol"),
     );
     assert_eq!(alice.ctl_json(&["connect", "bob", "--no-wait"]).0, 0);
     wait_for(DEADLINE, "bob's request", || {

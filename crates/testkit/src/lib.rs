@@ -103,6 +103,17 @@ impl TestDaemon {
         Self::start_with_env(config, &[])
     }
 
+    /// A new account `user` on `server` (password `{user}-password`, the
+    /// tests' convention) and a daemon logged in as it.
+    pub fn online(server: &TestServer, user: &str) -> TestDaemon {
+        let password = format!("{user}-password");
+        server.add_user(user, &password);
+        let d = Self::start(FAST_RECONNECT);
+        let (code, doc) = d.login(server, user, &password);
+        assert_eq!(code, 0, "{user} could not log in: {doc}");
+        d
+    }
+
     /// Starts a daemon with extra environment variables (failpoints).
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> TestDaemon {
         let dir = short_tempdir();
