@@ -196,13 +196,7 @@ fn oversize_and_over_the_rate_limit_are_refused_and_store_nothing() {
     broadcast(&bob, "marker");
     let seen = broadcasts(&alice, 1);
     assert_eq!(seen, ["marker"]);
-    let (_, inbox) = bob.ctl_json(&["inbox", "--all"]);
-    let texts: Vec<&str> = inbox["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap())
-        .collect();
+    let texts = bob.inbox_texts(&["--all"]);
     assert_eq!(
         texts,
         ["one", "two"],

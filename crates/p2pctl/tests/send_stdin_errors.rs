@@ -21,17 +21,6 @@ fn pair() -> (TestServer, TestDaemon, TestDaemon) {
     (server, alice, bob)
 }
 
-fn inbox_texts(d: &TestDaemon) -> Vec<String> {
-    let (code, doc) = d.ctl_json(&["inbox", "--all"]);
-    assert_eq!(code, 0, "{doc}");
-    doc["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// A line over 64 KiB in the middle of stdin: everything before it is
 /// delivered (even when it was read in the same batch as the long line),
 /// nothing after it is, and both outputs say so.
@@ -56,7 +45,7 @@ fn a_long_line_midway_reports_the_lines_delivered_before_it() {
     assert!(sent.iter().all(|s| s["to"] == "bob"));
     let ids: Vec<u64> = sent.iter().map(|s| s["id"].as_u64().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order: {ids:?}");
-    assert_eq!(inbox_texts(&bob), before);
+    assert_eq!(bob.inbox_texts(&["--all"]), before);
     assert!(doc["error"]["message"]
         .as_str()
         .unwrap()
@@ -70,7 +59,7 @@ fn a_long_line_midway_reports_the_lines_delivered_before_it() {
         err.contains("20 of 21 lines delivered before the error; nothing after line 20 was sent"),
         "{err}"
     );
-    assert_eq!(inbox_texts(&bob).len(), 40);
+    assert_eq!(bob.inbox_texts(&["--all"]).len(), 40);
 }
 
 /// The session ends after the first lines were acknowledged: those are
@@ -89,7 +78,7 @@ fn a_session_that_ends_midway_reports_what_was_acknowledged() {
     let mut stdin = send.stdin.take().unwrap();
     stdin.write_all(b"one\ntwo\nthree\nfour\nfive\n").unwrap();
     wait_for(DEADLINE, "five stored at bob", || {
-        (inbox_texts(&bob).len() == 5).then_some(())
+        (bob.inbox_texts(&["--all"]).len() == 5).then_some(())
     });
     // bob stored them before he says goodbye, and acknowledged them
     // before the goodbye goes out (one ordered link).

@@ -38,19 +38,6 @@ fn connect(alice: &TestDaemon, bob: &TestDaemon) {
     });
 }
 
-fn inbox_texts(d: &TestDaemon, extra: &[&str]) -> Vec<String> {
-    let mut args = vec!["inbox"];
-    args.extend_from_slice(extra);
-    let (code, doc) = d.ctl_json(&args);
-    assert_eq!(code, 0, "{doc}");
-    doc["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn invite_accept_and_talk_both_ways_in_order() {
     let (_server, alice, bob, _carol) = trio();
@@ -71,14 +58,14 @@ fn invite_accept_and_talk_both_ways_in_order() {
     assert_eq!(sent["sent"][0]["to"], "bob");
     assert_eq!(sent["sent"][0]["id"], 1);
     assert_eq!(bob.ctl_json(&["send", "alice", "hi alice"]).0, 0);
-    assert_eq!(inbox_texts(&bob, &[]), ["hello bob"]);
-    assert_eq!(inbox_texts(&alice, &[]), ["hi alice"]);
+    assert_eq!(bob.inbox_texts(&[]), ["hello bob"]);
+    assert_eq!(alice.inbox_texts(&[]), ["hi alice"]);
     assert!(
-        inbox_texts(&bob, &[]).is_empty(),
+        bob.inbox_texts(&[]).is_empty(),
         "read messages are not shown again"
     );
     assert_eq!(
-        inbox_texts(&bob, &["--all", "--from", "alice"]),
+        bob.inbox_texts(&["--all", "--from", "alice"]),
         ["hello bob"]
     );
 
@@ -93,7 +80,7 @@ fn invite_accept_and_talk_both_ways_in_order() {
     );
     let sent: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(sent["sent"].as_array().unwrap().len(), 1000);
-    assert_eq!(inbox_texts(&bob, &[]), lines);
+    assert_eq!(bob.inbox_texts(&[]), lines);
     let status = bob.status();
     assert_eq!(
         (status["sessions"].as_u64(), status["unread"].as_u64()),
@@ -119,13 +106,13 @@ fn exact_bytes_and_the_size_limit() {
         let (code, doc) = alice.ctl_json(&["send", "bob", text]);
         assert_eq!(code, 0, "{doc}");
     }
-    assert_eq!(inbox_texts(&bob, &[]), [big.clone(), tricky.to_string()]);
+    assert_eq!(bob.inbox_texts(&[]), [big.clone(), tricky.to_string()]);
     let too_big = "x".repeat(65 * 1024 + 1);
     let (code, e) = alice.ctl_json(&["send", "bob", &too_big]);
     assert_eq!(code, 2, "{e}");
     assert_eq!(e["error"]["code"], "too_large");
     assert!(
-        inbox_texts(&bob, &["--all"]).len() == 2,
+        bob.inbox_texts(&["--all"]).len() == 2,
         "nothing of it was delivered"
     );
 }
@@ -231,8 +218,8 @@ fn sessions_survive_the_server_going_away() {
     server.restart();
     alice.wait_state("online", DEADLINE);
     assert_eq!(alice.ctl_json(&["send", "bob", "server is back"]).0, 0);
-    assert_eq!(inbox_texts(&bob, &[]), ["server is down", "server is back"]);
-    assert_eq!(inbox_texts(&alice, &[]), ["still here"]);
+    assert_eq!(bob.inbox_texts(&[]), ["server is down", "server is back"]);
+    assert_eq!(alice.inbox_texts(&[]), ["still here"]);
 }
 
 #[test]
@@ -251,7 +238,7 @@ fn kill_9_keeps_every_acknowledged_message() {
     assert_eq!((code, e["error"]["code"].as_str()), (6, Some("no_session")));
     bob.restart();
     assert_eq!(
-        inbox_texts(&bob, &[]),
+        bob.inbox_texts(&[]),
         lines,
         "every acknowledged message survived kill -9"
     );
@@ -372,7 +359,7 @@ fn big_requests_and_big_inboxes() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
-        inbox_texts(&bob, &[]),
+        bob.inbox_texts(&[]),
         [control.clone(), control.clone(), control]
     );
     // An inbox larger than one page (2 MiB) comes back whole, in one document.
@@ -381,7 +368,7 @@ fn big_requests_and_big_inboxes() {
     let out = alice.ctl_stdin(&["send", "bob", "-"], &(lines.join("\n") + "\n"));
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(bob.status()["unread"], 45);
-    assert_eq!(inbox_texts(&bob, &[]).len(), 45);
+    assert_eq!(bob.inbox_texts(&[]).len(), 45);
     assert_eq!(bob.status()["unread"], 0);
 }
 
@@ -437,8 +424,8 @@ fn crossed_invitations_leave_one_working_session() {
     assert_eq!(s["sessions"].as_array().unwrap().len(), 1, "{s}");
     assert_eq!(alice.ctl_json(&["send", "bob", "after the crossing"]).0, 0);
     assert_eq!(bob.ctl_json(&["send", "alice", "and back"]).0, 0);
-    assert_eq!(inbox_texts(bob, &[]), ["after the crossing"]);
-    assert_eq!(inbox_texts(alice, &[]), ["and back"]);
+    assert_eq!(bob.inbox_texts(&[]), ["after the crossing"]);
+    assert_eq!(alice.inbox_texts(&[]), ["and back"]);
 }
 
 #[test]

@@ -89,13 +89,7 @@ async fn a_peer_message_with_an_impossible_time_breaks_nothing() {
         assert_eq!(code, 0, "{inbox}");
     }
     // Only the message with a real time was stored.
-    let (_, inbox) = alice.ctl_json(&["inbox", "--all"]);
-    let texts: Vec<&str> = inbox["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap())
-        .collect();
+    let texts = alice.inbox_texts(&["--all"]);
     assert_eq!(texts, ["round 3"]);
 }
 

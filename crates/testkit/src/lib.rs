@@ -229,6 +229,21 @@ impl TestDaemon {
         self.ctl_stdin(args, "")
     }
 
+    /// The texts `p2pctl --json inbox EXTRA...` lists (unread only unless
+    /// `extra` says `--all`), oldest first.
+    pub fn inbox_texts(&self, extra: &[&str]) -> Vec<String> {
+        let mut args = vec!["inbox"];
+        args.extend_from_slice(extra);
+        let (code, doc) = self.ctl_json(&args);
+        assert_eq!(code, 0, "inbox: {doc}");
+        doc["messages"]
+            .as_array()
+            .expect("inbox lists messages")
+            .iter()
+            .map(|m| m["text"].as_str().expect("text").to_string())
+            .collect()
+    }
+
     /// Runs `p2pctl --json ARGS` and returns the exit code and the document.
     pub fn ctl_json(&self, args: &[&str]) -> (i32, Value) {
         let mut all = vec!["--json"];
