@@ -63,6 +63,7 @@ pub async fn send_login(conn: &mut Conn, user: &str, auth: Auth) -> Result<Serve
         port: 9,
         advertise: None,
         public_key: "00".repeat(32),
+        lan: Vec::new(),
     };
     let login = ClientMsg::Login {
         version: WIRE_VERSION,

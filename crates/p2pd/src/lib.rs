@@ -130,6 +130,7 @@ pub async fn run(
             port: peer_listen.port(),
             advertise: cfg.advertise.map(|a| a.to_string()),
             public_key: identity.public.clone(),
+            lan: Vec::new(),
         },
     };
     let (link, link_task) = link::spawn(link_cfg, state.clone(), events.clone(), shutdown.clone());

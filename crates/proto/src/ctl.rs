@@ -109,6 +109,8 @@ pub enum Command {
     },
     /// Open peer sessions → [`SessionList`].
     Sessions,
+    /// What the server sees of this daemon → [`NetcheckReport`].
+    Netcheck,
     /// Send messages over a session, in order → [`SentList`] once the peer
     /// stored and acknowledged every one.
     Send {

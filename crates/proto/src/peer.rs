@@ -26,6 +26,27 @@
 //! `Message` ids count up from 1 per session; the receiver stores messages
 //! durably and answers with a cumulative `Ack{upto}` after each batch, so a
 //! stream of lines costs one disk sync and one ack per batch, not per line.
+//!
+//! # Roles: the link preamble
+//! A link may be dialled by either side, by both at once (a TCP simultaneous
+//! open through two NATs), or spliced by the server's relay. Before Noise,
+//! each end writes an 8-byte [`LinkPreamble`] at once: `P2PL`, version,
+//! [`LinkRole`], two zero bytes. The Noise initiator is the end that
+//! dialled a listener (`Dial` against `Accept`); when both ends dialled
+//! (`Dial`/`Dial`, or `Relay`/`Relay`) it is the end with the lower static
+//! public key ([`initiator_by_key`]).
+//!
+//! # Sessions over changing links
+//! A session (one per accepted invitation, named by its invite id in
+//! [`PeerHello`]) can move to a new link: when several links come up, or a
+//! relayed session finds a direct path. The end with the lower public key
+//! (the *leader*) chooses: it sends [`PeerMsg::Switch`] as the first
+//! message on the chosen link, the other end answers with its own
+//! `Switch`, and each then resends, on the new link, every message above the
+//! other's `received_upto`. Ids keep counting across the switch and the
+//! receiver drops ids it already stored, so nothing is lost, duplicated or
+//! reordered. While relayed, the ends exchange [`PeerMsg::TryDirect`] with
+//! their current addresses and dial each other again.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +56,83 @@ pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
 /// Mixed into the handshake so a transcript of another protocol (or version)
 /// can never be replayed into this one.
 pub const NOISE_PROLOGUE: &[u8] = b"p2p-broadcast peer v1";
+
+/// Magic bytes that open a [`LinkPreamble`].
+pub const LINK_MAGIC: [u8; 4] = *b"P2PL";
+
+/// Link preamble format version.
+pub const LINK_PREAMBLE_VERSION: u8 = 1;
+
+/// Length of the link preamble on the wire.
+pub const LINK_PREAMBLE_LEN: usize = 8;
+
+/// How this end came to hold the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkRole {
+    /// It called `connect` (possibly meeting the other's `connect`).
+    Dial,
+    /// Its listener accepted the link.
+    Accept,
+    /// The server's relay spliced it.
+    Relay,
+}
+
+/// The 8 plaintext bytes each end writes first on a peer link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkPreamble(pub LinkRole);
+
+impl LinkPreamble {
+    /// The bytes on the wire.
+    pub fn encode(self) -> [u8; LINK_PREAMBLE_LEN] {
+        let r = match self.0 {
+            LinkRole::Dial => b'D',
+            LinkRole::Accept => b'A',
+            LinkRole::Relay => b'R',
+        };
+        let m = LINK_MAGIC;
+        [m[0], m[1], m[2], m[3], LINK_PREAMBLE_VERSION, r, 0, 0]
+    }
+
+    /// Parses the bytes; `None` when they are not a peer link's.
+    pub fn decode(b: &[u8; LINK_PREAMBLE_LEN]) -> Option<Self> {
+        if b[..4] != LINK_MAGIC || b[4] != LINK_PREAMBLE_VERSION || b[6..] != [0, 0] {
+            return None;
+        }
+        match b[5] {
+            b'D' => Some(LinkPreamble(LinkRole::Dial)),
+            b'A' => Some(LinkPreamble(LinkRole::Accept)),
+            b'R' => Some(LinkPreamble(LinkRole::Relay)),
+            _ => None,
+        }
+    }
+}
+
+/// Whether this end runs the Noise initiator, given both preambles and both
+/// static public keys; `None` for a combination no honest pair produces
+/// (`Accept`/`Accept`, `Relay` against a direct role, or equal keys).
+pub fn initiator_by_key(
+    mine: LinkRole,
+    theirs: LinkRole,
+    my_key: &[u8],
+    their_key: &[u8],
+) -> Option<bool> {
+    match (mine, theirs) {
+        (LinkRole::Dial, LinkRole::Accept) => Some(true),
+        (LinkRole::Accept, LinkRole::Dial) => Some(false),
+        (LinkRole::Dial, LinkRole::Dial) | (LinkRole::Relay, LinkRole::Relay)
+            if my_key != their_key =>
+        {
+            Some(my_key < their_key)
+        }
+        _ => None,
+    }
+}
+
+/// Whether this end leads the session (chooses its link): the end with the
+/// lower static public key.
+pub fn leads(my_key: &[u8], their_key: &[u8]) -> bool {
+    my_key < their_key
+}
 
 /// The initiator's identity claim, in the third handshake message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,12 +169,55 @@ pub enum PeerMsg {
     Pong,
     /// The sender is closing the session.
     Bye,
+    /// The leader chose this link for the session (first message on it),
+    /// or the other end agrees (its answer). Resend above `received_upto`.
+    Switch {
+        /// Highest message id the sender has stored from the other end.
+        received_upto: u64,
+    },
+    /// While relayed: the sender's current addresses; dial them.
+    TryDirect {
+        /// `ip:port`, best first, at most [`MAX_PATHS`](crate::wire::MAX_PATHS).
+        paths: Vec<String>,
+    },
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn link_preambles_round_trip_and_roles_agree() {
+        for role in [LinkRole::Dial, LinkRole::Accept, LinkRole::Relay] {
+            let b = LinkPreamble(role).encode();
+            assert_eq!(LinkPreamble::decode(&b), Some(LinkPreamble(role)));
+        }
+        assert_eq!(LinkPreamble::decode(b"P2PB\x01\x00\x00\x00"), None);
+        let (lo, hi) = ([1u8; 32], [2u8; 32]);
+        for (a, b) in [
+            (LinkRole::Dial, LinkRole::Accept),
+            (LinkRole::Dial, LinkRole::Dial),
+            (LinkRole::Relay, LinkRole::Relay),
+        ] {
+            let x = initiator_by_key(a, b, &lo, &hi).unwrap();
+            let y = initiator_by_key(b, a, &hi, &lo).unwrap();
+            assert_ne!(x, y, "exactly one initiator for {a:?}/{b:?}");
+        }
+        assert_eq!(
+            initiator_by_key(LinkRole::Accept, LinkRole::Accept, &lo, &hi),
+            None
+        );
+        assert_eq!(
+            initiator_by_key(LinkRole::Dial, LinkRole::Relay, &lo, &hi),
+            None
+        );
+        assert_eq!(
+            initiator_by_key(LinkRole::Dial, LinkRole::Dial, &lo, &lo),
+            None
+        );
+        assert!(leads(&lo, &hi) && !leads(&hi, &lo));
+    }
 
     proptest! {
         #[test]

@@ -50,68 +50,21 @@
 //! [`LOGIN_TIMEOUT`](crate::limits::LOGIN_TIMEOUT); anything but `Login`
 //! before that, or a second `Login` after it, is a protocol error.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 
-use crate::{ProtoError, Secret};
+use crate::Secret;
 
 #[path = "wire_code.rs"]
 mod code;
 pub use code::RefusalCode;
 
-/// Magic bytes that open the server's preamble.
-pub const PREAMBLE_MAGIC: [u8; 4] = *b"P2PB";
+#[path = "wire_preamble.rs"]
+mod preamble;
+pub use preamble::{Preamble, PREAMBLE_LEN, PREAMBLE_MAGIC, PREAMBLE_VERSION};
 
-/// Preamble format version (not the protocol version, which is in `Login`).
-pub const PREAMBLE_VERSION: u8 = 1;
-
-/// Length of the preamble on the wire.
-pub const PREAMBLE_LEN: usize = 8;
-
-/// The server's first, plaintext, 8 bytes: `P2PB`, format version, status,
-/// retry-after seconds (u16 big-endian).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Preamble {
-    /// TLS follows.
-    Ready,
-    /// The server is at its connection cap; the connection is closed next.
-    Busy {
-        /// How long the client should wait before trying again.
-        retry_after: Duration,
-    },
-}
-
-impl Preamble {
-    /// The 8 bytes on the wire.
-    pub fn encode(self) -> [u8; PREAMBLE_LEN] {
-        let (status, secs) = match self {
-            Preamble::Ready => (0u8, 0u16),
-            Preamble::Busy { retry_after } => (
-                1u8,
-                u16::try_from(retry_after.as_secs()).unwrap_or(u16::MAX),
-            ),
-        };
-        let s = secs.to_be_bytes();
-        let m = PREAMBLE_MAGIC;
-        [m[0], m[1], m[2], m[3], PREAMBLE_VERSION, status, s[0], s[1]]
-    }
-
-    /// Parses the 8 bytes; anything else means we did not reach our server.
-    pub fn decode(b: &[u8; PREAMBLE_LEN]) -> Result<Self, ProtoError> {
-        if b[..4] != PREAMBLE_MAGIC || b[4] != PREAMBLE_VERSION {
-            return Err(ProtoError::BadPreamble);
-        }
-        let secs = u16::from_be_bytes([b[6], b[7]]);
-        match b[5] {
-            0 => Ok(Preamble::Ready),
-            1 => Ok(Preamble::Busy {
-                retry_after: Duration::from_secs(secs.into()),
-            }),
-            _ => Err(ProtoError::BadPreamble),
-        }
-    }
-}
+#[path = "wire_reach.rs"]
+mod reach;
+pub use reach::{RelayRefusal, MAX_LAN_PATHS, MAX_PATHS};
 
 /// How a client proves who it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +99,10 @@ pub struct PeerInfo {
     pub advertise: Option<String>,
     /// The daemon's long-term X25519 public key, hex.
     pub public_key: String,
+    /// The listener's LAN addresses (`ip:port`), for peers behind the same
+    /// router; at most [`MAX_LAN_PATHS`], the rest ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lan: Vec<String>,
 }
 
 /// Client → server.
@@ -163,6 +120,20 @@ pub enum ClientMsg {
         auth: Auth,
         /// Peer listener details registered for presence.
         peer: PeerInfo,
+    },
+    /// Instead of `Login`: join the relay with a token from an accepted
+    /// invitation → [`ServerMsg::RelayReady`] or [`ServerMsg::RelayRefused`].
+    Relay {
+        /// [`WIRE_VERSION`](crate::limits::WIRE_VERSION) of the client.
+        version: u32,
+        /// This side's relay token.
+        token: Secret,
+    },
+    /// Instead of `Login`: ask which address the server sees →
+    /// [`ServerMsg::Observed`], then the server closes.
+    Observe {
+        /// [`WIRE_VERSION`](crate::limits::WIRE_VERSION) of the client.
+        version: u32,
     },
     /// A request that expects a [`ServerMsg::Reply`] with the same id.
     Request {
@@ -225,10 +196,21 @@ pub enum Request {
 pub struct Contact {
     /// The peer's account name.
     pub user: String,
-    /// `ip:port` of the peer's listener.
+    /// `ip:port` of the peer's listener (the first of `paths`; kept for
+    /// daemons that predate `paths`).
     pub addr: String,
     /// The peer's X25519 public key, hex.
     pub public_key: String,
+    /// Every address to try for the peer, best first (see `wire_reach.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// The address the server sees the receiving side's own link come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub your_addr: Option<String>,
+    /// The receiving side's one-time relay token for this session; absent
+    /// when the server runs no relay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<Secret>,
 }
 
 /// Why an invitation ended without a session.
@@ -446,6 +428,24 @@ pub enum ServerMsg {
     Pong {
         /// The nonce of the `Ping`.
         nonce: u64,
+    },
+    /// Both sides joined the relay: from the next byte on the stream is a
+    /// pipe to `peer`.
+    RelayReady {
+        /// The user at the other end.
+        peer: String,
+    },
+    /// The relay turned this connection away; it closes next.
+    RelayRefused {
+        /// Why.
+        code: RelayRefusal,
+        /// For people.
+        message: String,
+    },
+    /// Answer to `Observe`: the address the connection came from.
+    Observed {
+        /// `ip:port` as the server saw it.
+        addr: String,
     },
     /// The server is closing this session; the connection closes next.
     Closing {

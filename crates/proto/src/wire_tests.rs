@@ -2,6 +2,7 @@
 
 use super::*;
 use proptest::prelude::*;
+use std::time::Duration;
 
 #[test]
 fn server_addresses_get_the_default_port() {

@@ -77,6 +77,7 @@ fn session() -> SessionInfo {
         peer: "bob".into(),
         since: AT.into(),
         initiator: true,
+        path: SessionPath::Direct,
     }
 }
 
@@ -111,6 +112,8 @@ fn status() {
             server: online(),
             peer_listen: "0.0.0.0:4401".into(),
             sessions: 1,
+            direct: 1,
+            relayed: 0,
             pending: 2,
             unread: 3,
             public_key: "ab".repeat(32),
@@ -129,6 +132,8 @@ fn status() {
             },
             peer_listen: "0.0.0.0:4401".into(),
             sessions: 0,
+            direct: 0,
+            relayed: 0,
             pending: 0,
             unread: 0,
             public_key: "ab".repeat(32),
@@ -226,6 +231,19 @@ fn other_results() {
         },
     );
     golden_reply("watching", Watching { watching: true });
+    golden_reply(
+        "netcheck",
+        NetcheckReport {
+            server: "rendezvous.example:4400".into(),
+            public_addr: Some("203.0.113.7:4401".into()),
+            peer_listen: "0.0.0.0:4401".into(),
+            lan: vec!["192.168.1.20:4401".into()],
+            endpoint_independent: Some(true),
+            relay: true,
+            rtt_ms: Some(12),
+            problems: Vec::new(),
+        },
+    );
     golden_reply(
         "connect",
         ConnectDone {
@@ -385,6 +403,7 @@ fn fixtures_hold_the_fields_the_spec_requires() {
                 "/sessions/0/peer",
                 "/sessions/0/since",
                 "/sessions/0/initiator",
+                "/sessions/0/path",
             ],
         ),
         ("send", &["/sent/0/to", "/sent/0/id"]),

@@ -81,6 +81,9 @@ impl Presence {
                 user: user.to_string(),
                 addr: o.peer_addr.to_string(),
                 public_key: o.public_key.clone(),
+                paths: Vec::new(),
+                your_addr: None,
+                relay: None,
             };
             (o.session, contact)
         })

@@ -170,6 +170,7 @@ async fn an_impossible_user_name_is_not_logged_as_sent() {
             port: 4000,
             advertise: None,
             public_key: "ab".repeat(32),
+            lan: Vec::new(),
         },
     };
     let pin = p2pd::tlsclient::PinVerifier::new(Some(server.fingerprint.clone()));

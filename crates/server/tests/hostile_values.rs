@@ -245,7 +245,7 @@ proptest! {
         port: u16,
         advertise in proptest::option::of(".{0,40}"),
     ) {
-        let peer = PeerInfo { port, advertise, public_key: "ab".repeat(32) };
+        let peer = PeerInfo { port, advertise, public_key: "ab".repeat(32), lan: Vec::new() };
         let msgs = [
             ClientMsg::Login {
                 version: p2p_proto::limits::WIRE_VERSION,

@@ -80,6 +80,7 @@ impl Fixture {
                     port: 1,
                     advertise: None,
                     public_key: identity.public.clone(),
+                    lan: Vec::new(),
                 },
                 inbox: inbox.clone(),
                 to_peers,

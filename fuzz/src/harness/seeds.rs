@@ -30,6 +30,7 @@ fn client_msgs() -> Vec<(&'static str, ClientMsg)> {
         port: 4401,
         advertise: None,
         public_key: KEY.into(),
+        lan: Vec::new(),
     };
     let login = |auth| ClientMsg::Login {
         version: p2p_proto::limits::WIRE_VERSION,
@@ -91,6 +92,9 @@ fn server_msgs() -> Vec<(&'static str, ServerMsg)> {
         user: "bob".into(),
         addr: "127.0.0.1:4401".into(),
         public_key: KEY.into(),
+        paths: vec!["127.0.0.1:4401".into(), "10.0.0.9:4401".into()],
+        your_addr: Some("127.0.0.1:4402".into()),
+        relay: Some(Secret::new("ab".repeat(32))),
     };
     let event = |event| ServerMsg::Event { event };
     let reply = |id, reply| ServerMsg::Reply { id, reply };

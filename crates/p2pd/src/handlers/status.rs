@@ -17,6 +17,8 @@ pub(crate) async fn run(daemon: &Daemon) -> StatusReport {
         server: daemon.link.status().report(),
         peer_listen: daemon.peer_listen.to_string(),
         sessions: daemon.peers.sessions().len() as u64,
+        direct: daemon.peers.sessions().len() as u64,
+        relayed: 0,
         pending: daemon.peers.requests().len() as u64,
         unread,
         public_key: daemon.public_key.clone(),

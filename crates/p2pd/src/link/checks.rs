@@ -81,6 +81,9 @@ mod tests {
             user: "bob".into(),
             addr: "127.0.0.1:4000".into(),
             public_key: "ab".repeat(32),
+            paths: Vec::new(),
+            your_addr: None,
+            relay: None,
         }
     }
 

@@ -33,6 +33,7 @@ fn session_info(peer: &str, h: &SessionHandle) -> SessionInfo {
         peer: peer.to_string(),
         since: rfc3339(h.since_ms),
         initiator: h.initiator,
+        path: p2p_proto::ctl::SessionPath::Direct,
     }
 }
 

@@ -181,6 +181,9 @@ async fn handle(
             }
             PeerMsg::Ping => replies.push(PeerMsg::Pong),
             PeerMsg::Pong => {}
+            // Link switching is not in this build: a session stays on the
+            // link it started on.
+            PeerMsg::Switch { .. } | PeerMsg::TryDirect { .. } => {}
             PeerMsg::Bye => open = false,
         }
     }

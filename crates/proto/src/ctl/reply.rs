@@ -13,6 +13,12 @@ pub struct StatusReport {
     pub peer_listen: String,
     /// Open peer sessions.
     pub sessions: u64,
+    /// Of those, the ones on a direct link.
+    #[serde(default)]
+    pub direct: u64,
+    /// Of those, the ones through the server's relay.
+    #[serde(default)]
+    pub relayed: u64,
     /// Invitations waiting for an answer.
     pub pending: u64,
     /// Unread inbox entries.
@@ -127,6 +133,46 @@ pub struct SessionInfo {
     pub since: String,
     /// Whether we invited.
     pub initiator: bool,
+    /// How the session's link runs now.
+    #[serde(default)]
+    pub path: SessionPath,
+}
+
+/// How a peer session's link runs (SPEC §10).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "snake_case")]
+pub enum SessionPath {
+    /// A TCP connection between the two daemons (dialled or punched).
+    #[default]
+    Direct,
+    /// Through the server's relay (still end-to-end encrypted).
+    Relayed,
+}
+
+/// Result of `netcheck`: what the server sees of this daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct NetcheckReport {
+    /// The server, `host:port`.
+    pub server: String,
+    /// The address the server sees this daemon's link come from.
+    pub public_addr: Option<String>,
+    /// The peer listener's address.
+    pub peer_listen: String,
+    /// The LAN addresses offered to peers.
+    pub lan: Vec<String>,
+    /// Whether two probes from one local port showed one public mapping
+    /// (hole punching can work); `None` when it could not be told.
+    pub endpoint_independent: Option<bool>,
+    /// Whether the server's relay answered.
+    pub relay: bool,
+    /// Round trip through the server's relay (or, without one, of an
+    /// address probe), milliseconds.
+    pub rtt_ms: Option<u64>,
+    /// What went wrong, when something did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// Result of `connect`: the session, or (with `no_wait`) the invitation.
@@ -300,6 +346,8 @@ pub enum Reply {
     Broadcast(BroadcastDone),
     /// `inbox`.
     Inbox(InboxList),
+    /// `netcheck`.
+    Netcheck(NetcheckReport),
 }
 
 macro_rules! reply_from {
@@ -326,6 +374,7 @@ reply_from!(
     Disconnected(Disconnected),
     Broadcast(BroadcastDone),
     Inbox(InboxList),
+    Netcheck(NetcheckReport),
 );
 
 /// The document `p2pctl --json` prints on stdout when a command fails

@@ -157,7 +157,7 @@ pub(super) async fn logged_in(
                         close(conn, CloseReason::LoggedOut, "logged out").await;
                         return Ok("logged out");
                     }
-                    ClientMsg::Login { .. } => {
+                    ClientMsg::Login { .. } | ClientMsg::Relay { .. } | ClientMsg::Observe { .. } => {
                         close(conn, CloseReason::ProtocolError, "already logged in").await;
                         return Err(Dropped::SecondLogin);
                     }

@@ -44,6 +44,9 @@ fn bob() -> Contact {
         user: "bob".into(),
         addr: "10.0.0.2:4000".into(),
         public_key: BOB_KEY.into(),
+        paths: Vec::new(),
+        your_addr: None,
+        relay: None,
     }
 }
 
