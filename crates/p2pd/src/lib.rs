@@ -37,6 +37,7 @@ pub mod inbox;
 pub mod link;
 mod liveness;
 pub mod peer;
+pub mod relay_client;
 pub mod state;
 pub(crate) mod systemd;
 pub mod tlsclient;
