@@ -52,6 +52,7 @@ pub async fn connect_from(
     source: Option<IpAddr>,
 ) -> Result<Conn, String> {
     let pin = p2pd::tlsclient::PinVerifier::new(Some(fingerprint.to_string()));
+    let source = source.map(|ip| SocketAddr::new(ip, 0));
     p2pd::handshake::connect(&server.to_string(), source, pin)
         .await
         .map_err(|e| e.to_string())

@@ -7,7 +7,7 @@
 //! a caller forever; the error says which step failed, in words the link
 //! shows as they are.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,10 +47,10 @@ pub enum HandshakeError {
         source: std::io::Error,
     },
     /// The requested source address could not be bound.
-    #[error("bind {ip}: {source}")]
+    #[error("bind {addr}: {source}")]
     Bind {
         /// The source address.
-        ip: IpAddr,
+        addr: SocketAddr,
         /// Why.
         source: std::io::Error,
     },
@@ -102,9 +102,13 @@ pub enum HandshakeError {
 /// TCP to `server` (`host:port`; from `source` if given), the preamble, and
 /// TLS checked by `verifier`. After [`HandshakeError::Tls`], ask the
 /// verifier whether the certificate was refused.
+///
+/// A `source` with a port other than 0 is bound with `SO_REUSEADDR` and
+/// `SO_REUSEPORT`, so it can share the peer listener's port: then the
+/// address the server sees is the NAT's mapping of that port (SPEC §10).
 pub async fn connect(
     server: &str,
-    source: Option<IpAddr>,
+    source: Option<SocketAddr>,
     verifier: Arc<PinVerifier>,
 ) -> Result<ServerConn, HandshakeError> {
     let connect_err = |source| HandshakeError::Connect {
@@ -115,7 +119,7 @@ pub async fn connect(
         .await
         .map_err(|_| HandshakeError::ConnectTimeout(server.to_string()))?
         .map_err(|e| match e {
-            TcpError::Bind(ip, source) => HandshakeError::Bind { ip, source },
+            TcpError::Bind(addr, source) => HandshakeError::Bind { addr, source },
             TcpError::Connect(e) => connect_err(e),
         })?;
     let _ = tcp.set_nodelay(true);
@@ -162,24 +166,24 @@ pub async fn login(conn: &mut ServerConn, login: ClientMsg) -> Result<ServerMsg,
 }
 
 enum TcpError {
-    Bind(IpAddr, std::io::Error),
+    Bind(SocketAddr, std::io::Error),
     Connect(std::io::Error),
 }
 
 /// Plain `connect` by name, or — with a source address — resolve, bind,
 /// then connect to the first address of the source's family.
-async fn tcp_from(server: &str, source: Option<IpAddr>) -> Result<TcpStream, TcpError> {
-    let Some(ip) = source else {
+async fn tcp_from(server: &str, source: Option<SocketAddr>) -> Result<TcpStream, TcpError> {
+    let Some(from) = source else {
         return TcpStream::connect(server).await.map_err(TcpError::Connect);
     };
     let addr = tokio::net::lookup_host(server)
         .await
         .map_err(TcpError::Connect)?
-        .find(|a| a.is_ipv4() == ip.is_ipv4())
+        .find(|a| a.is_ipv4() == from.is_ipv4())
         .ok_or_else(|| {
             TcpError::Connect(std::io::Error::new(
                 std::io::ErrorKind::AddrNotAvailable,
-                format!("no address of the same family as {ip}"),
+                format!("no address of the same family as {from}"),
             ))
         })?;
     let socket = if addr.is_ipv4() {
@@ -188,9 +192,15 @@ async fn tcp_from(server: &str, source: Option<IpAddr>) -> Result<TcpStream, Tcp
         TcpSocket::new_v6()
     }
     .map_err(TcpError::Connect)?;
-    socket
-        .bind(SocketAddr::new(ip, 0))
-        .map_err(|e| TcpError::Bind(ip, e))?;
+    if from.port() != 0 {
+        socket
+            .set_reuseaddr(true)
+            .map_err(|e| TcpError::Bind(from, e))?;
+        socket
+            .set_reuseport(true)
+            .map_err(|e| TcpError::Bind(from, e))?;
+    }
+    socket.bind(from).map_err(|e| TcpError::Bind(from, e))?;
     socket.connect(addr).await.map_err(TcpError::Connect)
 }
 
@@ -218,8 +228,9 @@ mod tests {
     async fn busy_is_reported_with_the_servers_retry_after_from_the_chosen_source() {
         let retry_after = Duration::from_secs(7);
         let (addr, server) = greeter(Preamble::Busy { retry_after }.encode().to_vec()).await;
-        let source = IpAddr::from([127, 0, 0, 2]);
-        let got = connect(&addr, Some(source), PinVerifier::new(None)).await;
+        let source = std::net::IpAddr::from([127, 0, 0, 2]);
+        let from = SocketAddr::new(source, 0);
+        let got = connect(&addr, Some(from), PinVerifier::new(None)).await;
         assert!(
             matches!(got, Err(HandshakeError::Busy { retry_after: r, .. }) if r == retry_after),
             "{:?}",

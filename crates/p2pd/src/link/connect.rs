@@ -40,6 +40,8 @@ pub struct LoggedIn {
     pub fingerprint: String,
     /// It must be saved as the pin (first use, or an explicit new pin).
     pub save_pin: bool,
+    /// The address the server saw this connection come from.
+    pub observed_addr: String,
 }
 
 /// A failed attempt.
@@ -115,8 +117,10 @@ pub(crate) async fn attempt(
         ServerMsg::LoginOk {
             token,
             server_time_ms,
+            observed_addr,
             ..
         } => Ok(LoggedIn {
+            observed_addr,
             conn,
             token,
             fingerprint,

@@ -53,6 +53,7 @@ impl Link {
             token: Some(ok.token),
         };
         let (server, user) = (creds.server.clone(), creds.user.clone());
+        let (fingerprint, observed) = (ok.fingerprint.clone(), ok.observed_addr.clone());
         let stored = self
             .state
             .blocking(move |s| s.save_session(Some(&saved)))
@@ -70,6 +71,8 @@ impl Link {
             s.next_retry_at = None;
             s.since_ms = Some(time::now_ms());
             s.last_error = None;
+            s.fingerprint = Some(fingerprint);
+            s.observed = Some(observed);
         });
         Ok(())
     }

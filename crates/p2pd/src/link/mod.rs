@@ -12,6 +12,7 @@
 //! Control handlers talk to it through [`LinkHandle`]: commands on a bounded
 //! channel, the current state on a `watch`, state changes as `server` events.
 
+mod aux;
 mod checks;
 mod connect;
 mod error;
@@ -35,6 +36,7 @@ use tracing::{info, warn};
 use crate::backoff::Backoff;
 use crate::inbox::Inbox;
 use crate::state::StateDir;
+pub use aux::AuxError;
 pub use checks::BadEvent;
 pub(crate) use connect::Creds;
 use connect::ServerConn;
@@ -110,6 +112,12 @@ pub(crate) struct LinkStatus {
     pub(crate) since_ms: Option<i64>,
     /// Why the last attempt failed or the session ended.
     pub(crate) last_error: Option<String>,
+    /// The certificate fingerprint the online session checked, so other
+    /// connections to the same server ([`LinkHandle::open_aux`]) hold it to
+    /// the same pin.
+    pub(crate) fingerprint: Option<String>,
+    /// The address the server saw our link come from, while online.
+    pub(crate) observed: Option<String>,
 }
 
 impl LinkStatus {
@@ -207,6 +215,8 @@ pub fn spawn(
         next_retry_at: creds.as_ref().map(|_| Instant::now()),
         since_ms: None,
         last_error: None,
+        fingerprint: None,
+        observed: None,
     };
     let (status_tx, status_rx) = watch::channel(initial);
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
