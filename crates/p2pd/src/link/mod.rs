@@ -22,9 +22,7 @@ mod trust;
 
 use std::collections::HashMap;
 
-use p2p_proto::ctl::{
-    CtlError, Event, LoginArgs, LoginDone, LogoutDone, ServerState, ServerStatus,
-};
+use p2p_proto::ctl::{Event, LoginArgs, LoginDone, LogoutDone, ServerState, ServerStatus};
 use p2p_proto::time;
 use p2p_proto::wire::{self, Auth, PeerInfo};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -38,7 +36,7 @@ use crate::state::StateDir;
 pub use checks::BadEvent;
 pub(crate) use connect::Creds;
 use connect::ServerConn;
-pub use error::{reply_error, LinkError};
+pub use error::{reply_error, LinkError, LoginError};
 
 /// The entry check the link applies to every event from the server before
 /// routing it (see `checks.rs`); public so the fuzz targets run the same one.
@@ -77,12 +75,12 @@ pub(crate) enum LinkCmd {
         /// Create the account first.
         register: bool,
         /// The first attempt's outcome.
-        reply: oneshot::Sender<Result<LoginDone, CtlError>>,
+        reply: oneshot::Sender<Result<LoginDone, LoginError>>,
     },
     /// Log out, revoke the token, forget the saved session.
     Logout {
         /// Which user was logged out.
-        reply: oneshot::Sender<Result<LogoutDone, CtlError>>,
+        reply: oneshot::Sender<Result<LogoutDone, LoginError>>,
     },
     /// A request to the server.
     Request {
@@ -249,11 +247,11 @@ enum Ended {
     Login(
         LoginArgs,
         bool,
-        oneshot::Sender<Result<LoginDone, CtlError>>,
+        oneshot::Sender<Result<LoginDone, LoginError>>,
         Option<Box<ServerConn>>,
     ),
     /// `logout` arrived and was carried out.
-    LoggedOut(oneshot::Sender<Result<LogoutDone, CtlError>>),
+    LoggedOut(oneshot::Sender<Result<LogoutDone, LoginError>>),
 }
 
 struct Link {
