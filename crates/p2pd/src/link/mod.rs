@@ -154,6 +154,24 @@ impl LinkHandle {
         self.send(LinkCmd::Request { req, reply }).await?;
         rx.await.map_err(|_| LinkError::Closed)?
     }
+
+    /// A handle with no link task behind it, for unit tests of the layers
+    /// above: the test plays the link (and the server), answering the
+    /// commands that arrive on the receiver. The state stays `logged_out`.
+    #[cfg(test)]
+    pub(crate) fn detached() -> (LinkHandle, mpsc::Receiver<LinkCmd>) {
+        let (cmds, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (_, status) = watch::channel(LinkStatus {
+            state: ServerState::LoggedOut,
+            server: None,
+            user: None,
+            attempt: 0,
+            next_retry_at: None,
+            since_ms: None,
+            last_error: None,
+        });
+        (LinkHandle { cmds, status }, rx)
+    }
 }
 
 /// What the link needs to know about this daemon.

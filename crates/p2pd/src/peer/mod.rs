@@ -317,3 +317,6 @@ fn check_key(state: &StateDir, user: &str, key: &str) -> crate::error::Result<Op
     }
     Ok(old)
 }
+
+#[cfg(test)]
+mod driver_tests;
