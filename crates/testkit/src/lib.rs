@@ -208,23 +208,17 @@ impl TestDaemon {
             .collect()
     }
 
-    /// Runs `p2pctl ARGS` against this daemon with `stdin`.
+    /// Runs `p2pctl ARGS` against this daemon with `stdin`; a p2pctl still
+    /// running after [`DEADLINE`] is killed and the test fails with its
+    /// command line.
     pub fn ctl_stdin(&self, args: &[&str], stdin: &str) -> Output {
         let mut cmd = Command::new(bin("p2pctl"));
         self.envs(&mut cmd);
-        let mut child = cmd
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run p2pctl");
-        // The program may exit before reading stdin (a refused argument).
-        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-        child.wait_with_output().unwrap()
+        cmd.args(args);
+        lines::output_within(&mut cmd, stdin.as_bytes(), DEADLINE)
     }
 
-    /// Runs `p2pctl ARGS`.
+    /// Runs `p2pctl ARGS` (within [`DEADLINE`], as [`TestDaemon::ctl_stdin`]).
     pub fn ctl(&self, args: &[&str]) -> Output {
         self.ctl_stdin(args, "")
     }
@@ -244,7 +238,8 @@ impl TestDaemon {
             .collect()
     }
 
-    /// Runs `p2pctl --json ARGS` and returns the exit code and the document.
+    /// Runs `p2pctl --json ARGS` (within [`DEADLINE`], as
+    /// [`TestDaemon::ctl_stdin`]) and returns the exit code and the document.
     pub fn ctl_json(&self, args: &[&str]) -> (i32, Value) {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);

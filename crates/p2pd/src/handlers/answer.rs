@@ -7,5 +7,5 @@ use crate::Daemon;
 /// Runs `accept` (`accept = true`) or `reject`.
 pub(crate) async fn run(daemon: &Daemon, user: String, accept: bool) -> Result<Answered, CtlError> {
     super::check_user(&user)?;
-    daemon.peers.answer(&user, accept).await
+    Ok(daemon.peers.answer(&user, accept).await?)
 }

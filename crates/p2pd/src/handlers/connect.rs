@@ -23,5 +23,5 @@ pub(crate) async fn run(
     let wait = timeout_ms
         .map(Duration::from_millis)
         .unwrap_or(INVITATION_TTL + ANSWER_SLACK);
-    daemon.peers.connect(&user, wait, no_wait).await
+    Ok(daemon.peers.connect(&user, wait, no_wait).await?)
 }

@@ -38,6 +38,8 @@ pub(crate) async fn run(
             reply,
         })
         .await?;
-    rx.await
-        .map_err(|_| CtlError::new(ErrorCode::Internal, "daemon is shutting down"))?
+    let done = rx
+        .await
+        .map_err(|_| CtlError::new(ErrorCode::Internal, "daemon is shutting down"))??;
+    Ok(done)
 }

@@ -10,6 +10,8 @@ use crate::Daemon;
 pub(crate) async fn run(daemon: &Daemon) -> Result<LogoutDone, CtlError> {
     let (reply, rx) = oneshot::channel();
     daemon.link.send(LinkCmd::Logout { reply }).await?;
-    rx.await
-        .map_err(|_| CtlError::new(ErrorCode::Internal, "daemon is shutting down"))?
+    let done = rx
+        .await
+        .map_err(|_| CtlError::new(ErrorCode::Internal, "daemon is shutting down"))??;
+    Ok(done)
 }

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use p2p_proto::ctl::{CtlError, ErrorCode};
 use p2p_proto::limits::WIRE_VERSION;
-use p2p_proto::wire::{Auth, ClientMsg, LoginError, PeerInfo, ServerMsg};
+use p2p_proto::wire::{self, Auth, ClientMsg, PeerInfo, ServerMsg};
 use p2p_proto::Secret;
 
+use super::error::LoginError;
 use super::trust::Trust;
 pub use crate::handshake::ServerConn;
 use crate::handshake::{self, HandshakeError};
@@ -55,7 +55,7 @@ pub enum Failure {
         after: Option<Duration>,
     },
     /// Trying again with the same credentials cannot help.
-    Fatal(CtlError),
+    Fatal(LoginError),
 }
 
 fn retry(why: impl Into<String>) -> Failure {
@@ -81,10 +81,7 @@ pub(crate) async fn attempt(
             })
         }
         Err(e @ HandshakeError::NotOurServer(_)) => {
-            return Err(Failure::Fatal(CtlError::new(
-                ErrorCode::ServerUnreachable,
-                e.to_string(),
-            )))
+            return Err(Failure::Fatal(LoginError::NotOurServer(e)))
         }
         Err(HandshakeError::Tls(_)) if verifier.mismatch() => {
             let (seen, pinned) = (
@@ -92,14 +89,11 @@ pub(crate) async fn attempt(
                 trust.pin().unwrap_or_default().to_string(),
             );
             tracing::error!(server = %creds.server, %seen, %pinned, "SERVER CERTIFICATE CHANGED; refusing to log in");
-            return Err(Failure::Fatal(CtlError::new(
-                ErrorCode::CertificateChanged,
-                format!(
-                    "server {} presented certificate {seen}, but {pinned} is pinned: this may be an impostor. \
-                     If its operator confirms the change, log in again with --fingerprint {seen}",
-                    creds.server
-                ),
-            )));
+            return Err(Failure::Fatal(LoginError::CertificateChanged {
+                server: creds.server.clone(),
+                seen,
+                pinned,
+            }));
         }
         Err(e) => return Err(retry(e.to_string())),
     };
@@ -142,19 +136,15 @@ pub(crate) async fn attempt(
     }
 }
 
-fn refused(code: LoginError, message: String, retry_after_ms: Option<u64>) -> Failure {
-    let fatal = |c| Failure::Fatal(CtlError::new(c, message.clone()));
+/// The server's refusal: a busy or failing server is tried again, every
+/// other refusal is final (its code decides the exit code, in
+/// `handlers/error.rs`).
+fn refused(code: wire::LoginError, message: String, retry_after_ms: Option<u64>) -> Failure {
     match code {
-        LoginError::Busy | LoginError::Internal => Failure::Retry {
-            why: message.clone(),
+        wire::LoginError::Busy | wire::LoginError::Internal => Failure::Retry {
+            why: message,
             after: retry_after_ms.map(Duration::from_millis),
         },
-        LoginError::BadCredentials => fatal(ErrorCode::AuthFailed),
-        LoginError::BadToken => fatal(ErrorCode::NotLoggedIn),
-        LoginError::Throttled => fatal(ErrorCode::Throttled),
-        LoginError::BadUsername | LoginError::BadPassword => fatal(ErrorCode::BadRequest),
-        LoginError::RegistrationClosed => fatal(ErrorCode::RegistrationClosed),
-        LoginError::UserExists => fatal(ErrorCode::UserExists),
-        LoginError::VersionMismatch => fatal(ErrorCode::VersionMismatch),
+        code => Failure::Fatal(LoginError::Refused { code, message }),
     }
 }

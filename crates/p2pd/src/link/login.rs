@@ -1,7 +1,7 @@
 //! Logging in and out: a `login` command, becoming online (pin, saved
 //! session), `logout`.
 
-use p2p_proto::ctl::{CtlError, ErrorCode, LoginArgs, LoginDone, LogoutDone, ServerState};
+use p2p_proto::ctl::{LoginArgs, LoginDone, LogoutDone, ServerState};
 use p2p_proto::wire::{self, Auth};
 use p2p_proto::{time, Fingerprint};
 use tokio::sync::oneshot;
@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::connect::{Creds, Failure, LoggedIn, ServerConn};
+use super::error::LoginError;
 use super::{Link, LinkEvent};
 use crate::state::SavedSession;
 
@@ -18,7 +19,7 @@ impl Link {
     /// pin cannot be saved the connection is dropped and the error returned
     /// for the caller to retry with backoff: a session whose pin is not on
     /// disk could not be checked after a restart.
-    pub(super) async fn went_online(&mut self, ok: LoggedIn) -> Result<(), CtlError> {
+    pub(super) async fn went_online(&mut self, ok: LoggedIn) -> Result<(), LoginError> {
         let Some(creds) = self.creds.as_mut() else {
             return Ok(());
         };
@@ -30,10 +31,7 @@ impl Link {
                 .await;
             if let Err(e) = pinned {
                 warn!(cause = %e, "cannot save the server fingerprint; not staying online");
-                return Err(CtlError::new(
-                    ErrorCode::Internal,
-                    format!("logged in, but cannot pin the server's certificate ({e})"),
-                ));
+                return Err(LoginError::PinNotSaved(e));
             }
             info!(server = %creds.server, fingerprint = %ok.fingerprint, "pinned the server certificate");
         }
@@ -100,17 +98,14 @@ impl Link {
         &mut self,
         args: LoginArgs,
         register: bool,
-        reply: oneshot::Sender<Result<LoginDone, CtlError>>,
+        reply: oneshot::Sender<Result<LoginDone, LoginError>>,
         previous: Option<Box<ServerConn>>,
     ) {
         let before = (self.creds.clone(), self.status.borrow().clone());
         let server = wire::server_address(&args.server);
         let explicit = match args.fingerprint.as_deref().map(Fingerprint::parse) {
             Some(None) => {
-                let _ = reply.send(Err(CtlError::new(
-                    ErrorCode::BadRequest,
-                    "--fingerprint must look like SHA256:<64 hex digits>",
-                )));
+                let _ = reply.send(Err(LoginError::BadFingerprint));
                 return;
             }
             Some(Some(fp)) => Some(String::from(fp)),
@@ -141,10 +136,7 @@ impl Link {
         });
         let creds = self.creds.clone().expect("just set");
         let Some(attempt) = self.attempt_unless_shutdown(&creds).await else {
-            let _ = reply.send(Err(CtlError::new(
-                ErrorCode::Internal,
-                "daemon is shutting down",
-            )));
+            let _ = reply.send(Err(LoginError::ShuttingDown));
             return;
         };
         let previous_dropped = previous.is_some();
@@ -155,22 +147,22 @@ impl Link {
                 warn!(cause = %e, "cannot forget the previous saved session");
             }
         }
-        if let (Err(failure), Some(conn)) = (&attempt, previous) {
-            let e = match failure {
-                Failure::Fatal(e) => e.clone(),
-                Failure::Retry { why, .. } => {
-                    CtlError::new(ErrorCode::ServerUnreachable, why.clone())
-                }
-            };
-            warn!(reason = %e.message, "new login failed; keeping the current session");
-            let (creds, status) = before;
-            self.creds = creds;
-            self.conn = Some(*conn);
-            self.set(|s| *s = status);
-            let message = format!("{} (still logged in as before)", e.message);
-            let _ = reply.send(Err(CtlError::new(e.code, message)));
-            return;
-        }
+        let attempt = match (attempt, previous) {
+            (Err(failure), Some(conn)) => {
+                let e = match failure {
+                    Failure::Fatal(e) => e,
+                    Failure::Retry { why, .. } => LoginError::Unreachable(why),
+                };
+                warn!(reason = %e, "new login failed; keeping the current session");
+                let (creds, status) = before;
+                self.creds = creds;
+                self.conn = Some(*conn);
+                self.set(|s| *s = status);
+                let _ = reply.send(Err(LoginError::KeptPrevious(Box::new(e))));
+                return;
+            }
+            (attempt, _) => attempt,
+        };
         if previous_dropped {
             self.fail_pending();
         }
@@ -184,30 +176,21 @@ impl Link {
                         fingerprint,
                     }),
                     Err(e) => {
-                        self.schedule_retry(2, e.message.clone(), None);
-                        Err(CtlError::new(
-                            e.code,
-                            format!(
-                                "{}; p2pd keeps trying in the background (see p2pctl status)",
-                                e.message
-                            ),
-                        ))
+                        self.schedule_retry(2, e.to_string(), None);
+                        Err(LoginError::Retrying(Box::new(e)))
                     }
                 }
             }
             Err(Failure::Retry { why, after }) => {
                 self.schedule_retry(2, why.clone(), after);
                 let s = self.status.borrow().report();
-                Err(CtlError::new(
-                    ErrorCode::ServerUnreachable,
-                    format!(
-                        "{why}; p2pd keeps trying in the background (next try in {}s; see p2pctl status)",
-                        s.next_retry_ms.unwrap_or(0).div_ceil(1000)
-                    ),
-                ))
+                Err(LoginError::UnreachableRetrying {
+                    why,
+                    next_try_s: s.next_retry_ms.unwrap_or(0).div_ceil(1000),
+                })
             }
             Err(Failure::Fatal(e)) => {
-                self.fatal(e.clone()).await;
+                self.fatal(&e).await;
                 Err(e)
             }
         };
@@ -216,7 +199,7 @@ impl Link {
 
     pub(super) async fn logged_out(
         &mut self,
-        reply: oneshot::Sender<Result<LogoutDone, CtlError>>,
+        reply: oneshot::Sender<Result<LogoutDone, LoginError>>,
     ) {
         let user = self.status.borrow().user.clone();
         self.creds = None;
@@ -224,10 +207,7 @@ impl Link {
             // Say so: the token is still on disk and would log in at the
             // next start, which is not what "logged out" promises.
             warn!(cause = %e, "cannot remove the saved session");
-            let msg = format!(
-                "logged out, but the saved session could not be removed ({e}); delete it by hand"
-            );
-            let _ = reply.send(Err(CtlError::new(ErrorCode::Internal, msg)));
+            let _ = reply.send(Err(LoginError::SessionNotRemoved(e)));
             self.set(|s| s.state = ServerState::LoggedOut);
             return;
         }

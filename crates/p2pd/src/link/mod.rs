@@ -23,9 +23,7 @@ mod trust;
 
 use std::collections::HashMap;
 
-use p2p_proto::ctl::{
-    CtlError, Event, LoginArgs, LoginDone, LogoutDone, ServerState, ServerStatus,
-};
+use p2p_proto::ctl::{Event, LoginArgs, LoginDone, LogoutDone, ServerState, ServerStatus};
 use p2p_proto::time;
 use p2p_proto::wire::{self, Auth, PeerInfo};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -40,7 +38,7 @@ pub use aux::AuxError;
 pub use checks::BadEvent;
 pub(crate) use connect::Creds;
 use connect::ServerConn;
-pub use error::{reply_error, LinkError};
+pub use error::{reply_error, LinkError, LoginError};
 
 /// The entry check the link applies to every event from the server before
 /// routing it (see `checks.rs`); public so the fuzz targets run the same one.
@@ -79,12 +77,12 @@ pub(crate) enum LinkCmd {
         /// Create the account first.
         register: bool,
         /// The first attempt's outcome.
-        reply: oneshot::Sender<Result<LoginDone, CtlError>>,
+        reply: oneshot::Sender<Result<LoginDone, LoginError>>,
     },
     /// Log out, revoke the token, forget the saved session.
     Logout {
         /// Which user was logged out.
-        reply: oneshot::Sender<Result<LogoutDone, CtlError>>,
+        reply: oneshot::Sender<Result<LogoutDone, LoginError>>,
     },
     /// A request to the server.
     Request {
@@ -163,6 +161,24 @@ impl LinkHandle {
         let (reply, rx) = oneshot::channel();
         self.send(LinkCmd::Request { req, reply }).await?;
         rx.await.map_err(|_| LinkError::Closed)?
+    }
+
+    /// A handle with no link task behind it, for unit tests of the layers
+    /// above: the test plays the link (and the server), answering the
+    /// commands that arrive on the receiver. The state stays `logged_out`.
+    #[cfg(test)]
+    pub(crate) fn detached() -> (LinkHandle, mpsc::Receiver<LinkCmd>) {
+        let (cmds, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (_, status) = watch::channel(LinkStatus {
+            state: ServerState::LoggedOut,
+            server: None,
+            user: None,
+            attempt: 0,
+            next_retry_at: None,
+            since_ms: None,
+            last_error: None,
+        });
+        (LinkHandle { cmds, status }, rx)
     }
 }
 
@@ -259,11 +275,11 @@ enum Ended {
     Login(
         LoginArgs,
         bool,
-        oneshot::Sender<Result<LoginDone, CtlError>>,
+        oneshot::Sender<Result<LoginDone, LoginError>>,
         Option<Box<ServerConn>>,
     ),
     /// `logout` arrived and was carried out.
-    LoggedOut(oneshot::Sender<Result<LogoutDone, CtlError>>),
+    LoggedOut(oneshot::Sender<Result<LogoutDone, LoginError>>),
 }
 
 struct Link {

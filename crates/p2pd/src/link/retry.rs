@@ -11,11 +11,12 @@
 
 use std::time::Duration;
 
-use p2p_proto::ctl::{CtlError, ServerState};
+use p2p_proto::ctl::ServerState;
 use tokio::time::Instant;
 use tracing::warn;
 
 use super::connect::{self, Creds, Failure, LoggedIn};
+use super::error::LoginError;
 use super::trust;
 use super::Link;
 
@@ -56,7 +57,7 @@ impl Link {
         ) {
             Ok(t) => t,
             Err(e) => {
-                tracing::error!(server = %creds.server, reason = %e.message, "refusing to connect");
+                tracing::error!(server = %creds.server, reason = %e, "refusing to connect");
                 return Some(Err(Failure::Fatal(e)));
             }
         };
@@ -81,11 +82,11 @@ impl Link {
         match result {
             Ok(ok) => {
                 if let Err(e) = self.went_online(ok).await {
-                    self.schedule_retry(attempt + 1, e.message, None);
+                    self.schedule_retry(attempt + 1, e.to_string(), None);
                 }
             }
             Err(Failure::Retry { why, after }) => self.schedule_retry(attempt + 1, why, after),
-            Err(Failure::Fatal(e)) => self.fatal(e).await,
+            Err(Failure::Fatal(e)) => self.fatal(&e).await,
         }
     }
 
@@ -130,8 +131,8 @@ impl Link {
         });
     }
 
-    pub(super) async fn fatal(&mut self, e: CtlError) {
-        warn!(code = ?e.code, reason = %e.message, "login refused; not retrying");
+    pub(super) async fn fatal(&mut self, e: &LoginError) {
+        warn!(reason = %e, "login refused; not retrying");
         // Whatever was saved must not log in by itself after a restart:
         // the user has to decide (and log in) again.
         self.forget_token().await;
@@ -141,7 +142,7 @@ impl Link {
             s.attempt = 0;
             s.next_retry_at = None;
             s.since_ms = None;
-            s.last_error = Some(e.message.clone());
+            s.last_error = Some(e.to_string());
         });
     }
 }

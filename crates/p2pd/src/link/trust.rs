@@ -12,9 +12,9 @@
 
 use std::path::Path;
 
-use p2p_proto::ctl::{CtlError, ErrorCode};
 use p2p_proto::wire::Auth;
 
+use super::error::LoginError;
 use crate::error::DaemonError;
 
 /// What one connection attempt requires of the server's certificate.
@@ -59,17 +59,8 @@ pub(crate) fn decide(
     saved: Result<Option<String>, DaemonError>,
     explicit: Option<&str>,
     pin_file: &Path,
-) -> Result<Trust, CtlError> {
-    let saved = saved.map_err(|e| {
-        CtlError::new(
-            ErrorCode::Internal,
-            format!(
-                "cannot read the pinned server certificates ({e}); refusing to connect without them. \
-                 Repair that file, or move it away and log in again with --fingerprint \
-                 (ask the server's operator for `p2p-server fingerprint`)"
-            ),
-        )
-    })?;
+) -> Result<Trust, LoginError> {
+    let saved = saved.map_err(LoginError::PinFileDamaged)?;
     match (explicit, saved, auth) {
         (Some(fp), saved, _) => Ok(Trust::Pinned {
             save: saved.as_deref() != Some(fp),
@@ -79,16 +70,10 @@ pub(crate) fn decide(
             fingerprint: fp,
             save: false,
         }),
-        (None, None, Auth::Token { .. }) => Err(CtlError::new(
-            ErrorCode::NotLoggedIn,
-            format!(
-                "no pinned certificate for {server} in {}, although a session with it is saved: \
-                 refusing to send that session to a server that cannot be checked. \
-                 Log in again with --fingerprint (ask the server's operator for \
-                 `p2p-server fingerprint`)",
-                pin_file.display()
-            ),
-        )),
+        (None, None, Auth::Token { .. }) => Err(LoginError::NoPin {
+            server: server.to_string(),
+            pin_file: pin_file.to_path_buf(),
+        }),
         (None, None, Auth::Password { .. } | Auth::Register { .. }) => Ok(Trust::FirstUse),
     }
 }
@@ -140,10 +125,12 @@ mod tests {
             assert_eq!(t, Trust::FirstUse);
             assert!(t.saves_pin() && t.pin().is_none());
         }
-        let e = decide(SERVER, &token(), Ok(None), None, &file()).unwrap_err();
+        let e = decide(SERVER, &token(), Ok(None), None, &file())
+            .unwrap_err()
+            .to_string();
         assert!(
-            e.message.contains("known_servers.json") && e.message.contains("--fingerprint"),
-            "{e:?}"
+            e.contains("known_servers.json") && e.contains("--fingerprint"),
+            "{e}"
         );
     }
 
@@ -187,10 +174,12 @@ mod tests {
             (token(), None),
             (password(), Some(fp('b'))),
         ] {
-            let e = decide(SERVER, &auth, damaged(), explicit.as_deref(), &file()).unwrap_err();
+            let e = decide(SERVER, &auth, damaged(), explicit.as_deref(), &file())
+                .unwrap_err()
+                .to_string();
             assert!(
-                e.message.contains("known_servers.json") && e.message.contains("Repair"),
-                "{e:?}"
+                e.contains("known_servers.json") && e.contains("Repair"),
+                "{e}"
             );
         }
     }

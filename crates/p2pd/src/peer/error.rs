@@ -1,8 +1,87 @@
-//! The peer layer's errors: opening a session (dial and handshake) and
-//! running one. They say which peer and which address; the control error a
-//! user sees is made from them in one place (`handlers/error.rs`).
+//! The peer layer's errors: what a command waiting on an invitation or a
+//! session is told ([`PeerError`]), opening a session (dial and handshake)
+//! and running one. They say which peer and which address; the control
+//! error a user sees is made from them in one place (`handlers/error.rs`).
 
 use super::noise::NoiseError;
+use crate::link::LinkError;
+
+/// Why `connect`, `accept`, `reject` or `send` did not get what it asked.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// The invitee rejected our invitation.
+    #[error("{to} declined the invitation")]
+    Declined {
+        /// The invitee.
+        to: String,
+    },
+    /// Our invitation expired unanswered (the server says so).
+    #[error("{to} did not answer in time")]
+    Expired {
+        /// The invitee.
+        to: String,
+    },
+    /// The invitee went offline before answering.
+    #[error("{to} went offline")]
+    WentOffline {
+        /// The invitee.
+        to: String,
+    },
+    /// Our invitation ended for a reason this build does not know.
+    #[error("the invitation to {to} ended")]
+    Ended {
+        /// The invitee.
+        to: String,
+    },
+    /// `connect` waited its whole timeout without an answer.
+    #[error("{to} did not answer within {waited_s}s")]
+    NoAnswer {
+        /// The invitee.
+        to: String,
+        /// How long `connect` waited.
+        waited_s: u64,
+    },
+    /// `accept`/`reject` of someone whose invitation we do not hold.
+    #[error("{from} has not invited you (see p2pctl requests)")]
+    NoRequest {
+        /// Who was named.
+        from: String,
+    },
+    /// We accepted, but the inviter did not dial in within the grace.
+    #[error("accepted, but {from} did not connect in time")]
+    NoDialIn {
+        /// The inviter.
+        from: String,
+    },
+    /// The server's answer to our acceptance carried a key that is not hex.
+    #[error("server gave a malformed key")]
+    MalformedKey,
+    /// The server request (invite, answer) failed.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// Our invitation was accepted, but the session could not be opened.
+    #[error(transparent)]
+    Dial(#[from] DialError),
+    /// The session failed while sending.
+    #[error("session with {peer} failed: {source}")]
+    SessionFailed {
+        /// The peer.
+        peer: String,
+        /// Why.
+        source: SessionError,
+    },
+    /// The session ended with messages not acknowledged yet.
+    #[error("session with {peer} ended ({reason}) before the messages were acknowledged")]
+    SessionEnded {
+        /// The peer.
+        peer: String,
+        /// Why it ended.
+        reason: String,
+    },
+    /// The daemon is stopping.
+    #[error("daemon is shutting down")]
+    ShuttingDown,
+}
 
 /// Why dialling an accepted invitee and opening the session failed.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use p2p_proto::ctl::{Answered, ConnectDone, CtlError, ErrorCode, PendingRequest, SessionInfo};
+use p2p_proto::ctl::{Answered, ConnectDone, PendingRequest, SessionInfo};
 use p2p_proto::peer::PeerHello;
 use p2p_proto::time::rfc3339;
 use p2p_proto::wire::{Reply, Request};
@@ -13,9 +13,9 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tracing::warn;
 
-use super::error::DialError;
+use super::error::{DialError, PeerError};
 use super::invitations::{Input, PeerContact};
-use super::{listener, noise, shutting_down, Peers, Verdict, Waiter};
+use super::{listener, noise, Peers, Verdict, Waiter};
 use crate::link::reply_error;
 
 /// Dialling one path to a peer's listener gives up after this.
@@ -28,7 +28,7 @@ impl Peers {
         user: &str,
         wait: Duration,
         no_wait: bool,
-    ) -> Result<ConnectDone, CtlError> {
+    ) -> Result<ConnectDone, PeerError> {
         if let Some((info, _)) = self.session(user) {
             return Ok(ConnectDone {
                 connected: Some(info),
@@ -68,13 +68,13 @@ impl Peers {
                 invited: None,
             }),
             Ok(Ok(Err(e))) => Err(e),
-            Ok(Err(_)) => Err(shutting_down()),
+            Ok(Err(_)) => Err(PeerError::ShuttingDown),
             Err(_) => {
                 self.apply(Input::ConnectGaveUp { invite });
-                Err(CtlError::new(
-                    ErrorCode::Timeout,
-                    format!("{user} did not answer within {}s", wait.as_secs()),
-                ))
+                Err(PeerError::NoAnswer {
+                    to: user.to_string(),
+                    waited_s: wait.as_secs(),
+                })
             }
         }
     }
@@ -85,14 +85,14 @@ impl Peers {
         self: &Arc<Self>,
         user: &str,
         accept: bool,
-    ) -> Result<Answered, CtlError> {
+    ) -> Result<Answered, PeerError> {
         let (tx, rx) = oneshot::channel();
         self.apply(Input::Answer {
             from: user.to_string(),
             accept,
             waiter: Some(tx),
         });
-        let session = rx.await.map_err(|_| shutting_down())??;
+        let session = rx.await.map_err(|_| PeerError::ShuttingDown)??;
         Ok(Answered {
             peer: user.to_string(),
             accepted: session.is_some(),
@@ -111,14 +111,14 @@ impl Peers {
     ) {
         let me = self.link.status().user.unwrap_or_default();
         let result = tokio::select! {
-            r = self.dial(&contact, invite, me) => r.map_err(CtlError::from),
-            _ = self.shutdown.cancelled() => Err(shutting_down()),
+            r = self.dial(&contact, invite, me) => r.map_err(PeerError::from),
+            _ = self.shutdown.cancelled() => Err(PeerError::ShuttingDown),
         };
         if let Err(e) = &result {
-            warn!(peer = %to, reason = %e.message, "could not open the session");
+            warn!(peer = %to, reason = %e, "could not open the session");
             let _ = self.events.send(p2p_proto::ctl::Event::Rejected {
                 peer: to,
-                reason: e.message.clone(),
+                reason: e.to_string(),
             });
         }
         if let Some(w) = waiter {

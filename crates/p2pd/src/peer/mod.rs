@@ -14,7 +14,7 @@
 //! waits for (with a bound) at shutdown.
 
 mod error;
-pub use error::{DialError, SessionError};
+pub use error::{DialError, PeerError, SessionError};
 pub(crate) mod invitations;
 mod invite;
 mod listener;
@@ -24,7 +24,7 @@ pub(crate) mod session;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use p2p_proto::ctl::{CtlError, ErrorCode, Event, PendingRequest, SessionInfo};
+use p2p_proto::ctl::{Event, PendingRequest, SessionInfo};
 use p2p_proto::time;
 use p2p_proto::wire::{Reply, Request, ServerEvent};
 use tokio::sync::{broadcast, mpsc, oneshot, Notify};
@@ -43,7 +43,7 @@ use session::SessionCmd;
 
 /// Whoever waits for a `connect` or `accept`: the session, `None` when
 /// answered without one (a rejection), or why not.
-type Waiter = oneshot::Sender<Result<Option<SessionInfo>, CtlError>>;
+type Waiter = oneshot::Sender<Result<Option<SessionInfo>, PeerError>>;
 
 /// What a link that dialled in is told.
 enum Verdict {
@@ -152,8 +152,8 @@ impl Peers {
                     let req = Request::Answer { invite, accept };
                     let result = match peers.link.request(req).await {
                         Ok(Reply::Answered { contact, .. }) => Ok(contact),
-                        Ok(other) => Err(reply_error(other).into()),
-                        Err(e) => Err(e.into()),
+                        Ok(other) => Err(reply_error(other)),
+                        Err(e) => Err(e),
                     };
                     peers.apply(Input::Answered {
                         from,
@@ -300,11 +300,6 @@ impl Peers {
     }
 }
 
-/// The error a command waiting on the machine gets when the daemon stops.
-fn shutting_down() -> CtlError {
-    CtlError::new(ErrorCode::Internal, "daemon is shutting down")
-}
-
 /// Compares `key` with the one remembered for `user` and remembers it if
 /// it is new or changed. Returns the old key when it changed. Blocking.
 fn check_key(state: &StateDir, user: &str, key: &str) -> crate::error::Result<Option<String>> {
@@ -322,3 +317,6 @@ fn check_key(state: &StateDir, user: &str, key: &str) -> crate::error::Result<Op
     }
     Ok(old)
 }
+
+#[cfg(test)]
+mod driver_tests;

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use p2p_proto::ctl::{CtlError, ErrorCode, Event};
+use p2p_proto::ctl::Event;
 use p2p_proto::limits::{IDLE_TIMEOUT, MAX_MESSAGE_BYTES, WRITE_TIMEOUT};
 use p2p_proto::peer::PeerMsg;
 use p2p_proto::time;
@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 use tracing::{debug, info, warn};
 
-use super::error::SessionError;
+use super::error::{PeerError, SessionError};
 use super::noise::NoiseLink;
 use super::Peers;
 use crate::inbox::{Incoming, Kind};
@@ -31,7 +31,7 @@ pub enum SessionCmd {
         /// The messages.
         texts: Vec<String>,
         /// Ids, or why not.
-        reply: oneshot::Sender<Result<Vec<u64>, CtlError>>,
+        reply: oneshot::Sender<Result<Vec<u64>, PeerError>>,
     },
     /// Say goodbye and close.
     Close,
@@ -55,7 +55,7 @@ pub(crate) struct SessionHandle {
 struct Waiting {
     last: u64,
     ids: Vec<u64>,
-    reply: oneshot::Sender<Result<Vec<u64>, CtlError>>,
+    reply: oneshot::Sender<Result<Vec<u64>, PeerError>>,
 }
 
 /// Runs the session until it ends, then deregisters it and reports why.
@@ -97,8 +97,9 @@ pub(crate) async fn run(
                         })
                         .collect();
                     if let Err(e) = send(&mut link, &msgs).await {
-                        let _ = reply.send(Err(CtlError::new(ErrorCode::NoSession, format!("session with {peer} failed: {e}"))));
-                        break e.to_string();
+                        let reason = e.to_string();
+                        let _ = reply.send(Err(PeerError::SessionFailed { peer: peer.clone(), source: e }));
+                        break reason;
                     }
                     waiting.push_back(Waiting { last: next_id, ids, reply });
                 }
@@ -128,9 +129,8 @@ pub(crate) async fn run(
     };
     info!(peer = %peer, reason = %reason, "peer session ended");
     for w in waiting {
-        let msg =
-            format!("session with {peer} ended ({reason}) before the messages were acknowledged");
-        let _ = w.reply.send(Err(CtlError::new(ErrorCode::NoSession, msg)));
+        let (peer, reason) = (peer.clone(), reason.clone());
+        let _ = w.reply.send(Err(PeerError::SessionEnded { peer, reason }));
     }
     peers.session_ended(&peer, id, reason);
 }

@@ -12,12 +12,15 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use p2p_proto::ctl::{CtlError, ErrorCode, Event, PendingRequest};
+use p2p_proto::ctl::{Event, PendingRequest};
 use p2p_proto::limits::{DIAL_IN_GRACE, INVITATION_TTL};
 use p2p_proto::time::rfc3339;
 use p2p_proto::wire::{Contact, InviteEnd, ServerEvent};
 use tokio::time::Instant;
 use tracing::{info, warn};
+
+use super::error::PeerError;
+use crate::link::LinkError;
 
 mod types;
 pub(crate) use types::{Action, Input, Now, PeerContact};
@@ -73,27 +76,22 @@ pub(crate) struct Invitations<W, L> {
     clock_skew_ms: i64,
 }
 
-fn decline_error(to: &str, reason: InviteEnd) -> CtlError {
+fn decline_error(to: &str, reason: InviteEnd) -> PeerError {
+    let to = to.to_string();
     match reason {
-        InviteEnd::Rejected => {
-            CtlError::new(ErrorCode::Rejected, format!("{to} declined the invitation"))
-        }
-        InviteEnd::Expired => {
-            CtlError::new(ErrorCode::Timeout, format!("{to} did not answer in time"))
-        }
-        InviteEnd::Offline => CtlError::new(ErrorCode::NotOnline, format!("{to} went offline")),
-        InviteEnd::Other => {
-            CtlError::new(ErrorCode::Rejected, format!("the invitation to {to} ended"))
-        }
+        InviteEnd::Rejected => PeerError::Declined { to },
+        InviteEnd::Expired => PeerError::Expired { to },
+        InviteEnd::Offline => PeerError::WentOffline { to },
+        InviteEnd::Other => PeerError::Ended { to },
     }
 }
 
-fn reply<W, L>(out: &mut Vec<Action<W, L>>, waiter: Option<W>, result: Result<(), CtlError>) {
+fn reply<W, L>(out: &mut Vec<Action<W, L>>, waiter: Option<W>, result: Result<(), PeerError>) {
     match waiter {
         Some(waiter) => out.push(Action::Reply { waiter, result }),
         None => {
             if let Err(e) = result {
-                warn!(reason = %e.message, "automatic accept failed");
+                warn!(reason = %e, "automatic accept failed");
             }
         }
     }
@@ -284,8 +282,7 @@ impl<W, L> Invitations<W, L> {
             .filter(|r| r.expires_ms > server_now)
             .map(|r| r.invite);
         let Some(invite) = invite else {
-            let msg = format!("{from} has not invited you (see p2pctl requests)");
-            return reply(out, waiter, Err(CtlError::new(ErrorCode::NoRequest, msg)));
+            return reply(out, waiter, Err(PeerError::NoRequest { from }));
         };
         self.answering
             .insert((from.clone(), invite, accept), waiter);
@@ -304,7 +301,7 @@ impl<W, L> Invitations<W, L> {
         from: String,
         invite: u64,
         accept: bool,
-        result: Result<Option<Contact>, CtlError>,
+        result: Result<Option<Contact>, LinkError>,
         now: Now,
         out: &mut Vec<Action<W, L>>,
     ) {
@@ -317,7 +314,7 @@ impl<W, L> Invitations<W, L> {
         let contact = match result {
             Err(e) => {
                 self.settle_held(&from, invite, out);
-                return reply(out, waiter, Err(e));
+                return reply(out, waiter, Err(e.into()));
             }
             Ok(contact) => contact.filter(|_| accept),
         };
@@ -328,8 +325,7 @@ impl<W, L> Invitations<W, L> {
         out.push(Action::CheckKey(contact.clone()));
         let Ok(key) = hex::decode(&contact.public_key) else {
             self.settle_held(&from, invite, out);
-            let e = CtlError::new(ErrorCode::Internal, "server gave a malformed key");
-            return reply(out, waiter, Err(e));
+            return reply(out, waiter, Err(PeerError::MalformedKey));
         };
         self.expected.retain(|e| e.until > now.at);
         self.expected.push(Expected {
@@ -427,8 +423,8 @@ impl<W, L> Invitations<W, L> {
             out.push(Action::ExpectationsChanged);
         }
         for e in gone {
-            let msg = format!("accepted, but {} did not connect in time", e.user);
-            reply(out, e.waiter, Err(CtlError::new(ErrorCode::Timeout, msg)));
+            let from = e.user;
+            reply(out, e.waiter, Err(PeerError::NoDialIn { from }));
         }
         let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
             .into_iter()
@@ -440,7 +436,6 @@ impl<W, L> Invitations<W, L> {
     }
 
     fn shut_down(&mut self, out: &mut Vec<Action<W, L>>) {
-        let down = || CtlError::new(ErrorCode::Internal, "daemon is shutting down");
         let outgoing = self.outgoing.drain().filter_map(|(_, (_, w))| w);
         let answering = self.answering.drain().filter_map(|(_, w)| w);
         let expected = self.expected.drain(..).filter_map(|e| e.waiter);
@@ -448,7 +443,7 @@ impl<W, L> Invitations<W, L> {
         for waiter in waiters {
             out.push(Action::Reply {
                 waiter,
-                result: Err(down()),
+                result: Err(PeerError::ShuttingDown),
             });
         }
         for h in self.held.drain(..) {

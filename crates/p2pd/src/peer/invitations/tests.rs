@@ -112,7 +112,7 @@ fn replies(acts: &Acts) -> Vec<(u32, Result<(), ErrorCode>)> {
     acts.iter()
         .filter_map(|a| match a {
             Action::Reply { waiter, result } => {
-                Some((*waiter, result.as_ref().map(|_| ()).map_err(|e| e.code)))
+                Some((*waiter, result.as_ref().map(|_| ()).map_err(|e| e.code())))
             }
             _ => None,
         })
@@ -283,10 +283,7 @@ fn a_held_link_is_refused_when_the_answer_fails_or_time_runs_out() {
         from: "bob".into(),
         invite: 7,
         accept: true,
-        result: Err(p2p_proto::ctl::CtlError::new(
-            ErrorCode::ServerUnreachable,
-            "lost",
-        )),
+        result: Err(crate::link::LinkError::Lost),
     };
     let acts = m.handle(failed, c.now());
     assert_eq!(refused(&acts), [100]);

@@ -3,9 +3,12 @@
 
 use std::net::SocketAddr;
 
-use p2p_proto::ctl::{CtlError, Event};
+use p2p_proto::ctl::Event;
 use p2p_proto::wire::{Contact, ServerEvent};
 use tokio::time::Instant;
+
+use crate::link::LinkError;
+use crate::peer::error::PeerError;
 
 /// The current time, on both clocks the machine needs.
 #[derive(Debug, Clone, Copy)]
@@ -81,7 +84,7 @@ pub(crate) enum Input<W, L> {
         /// Whether we accepted.
         accept: bool,
         /// The inviter's contact (with an acceptance), or the failure.
-        result: Result<Option<Contact>, CtlError>,
+        result: Result<Option<Contact>, LinkError>,
     },
     /// A link finished its handshake claiming `invite` as `user` with `key`.
     DialedIn {
@@ -133,7 +136,7 @@ pub(crate) enum Action<W, L> {
         /// Who waits.
         waiter: W,
         /// The outcome.
-        result: Result<(), CtlError>,
+        result: Result<(), PeerError>,
     },
     /// Let this link through as the session of the peer it authenticated
     /// as; `waiter` (the `accept`) gets the session.

@@ -1,0 +1,159 @@
+//! The invitation driver ([`Peers::run`]) on paused time: the machine's
+//! deadlines are unit-tested on an injected clock (`invitations/tests.rs`);
+//! these show that the task around it wakes at them by itself, with no
+//! server event or command to prompt it.
+
+use std::sync::Arc;
+
+use p2p_proto::limits::DIAL_IN_GRACE;
+use p2p_proto::wire::{Contact, Reply, Request, ServerEvent};
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::invitations::Input;
+use super::{PeerError, Peers, Verdict};
+use crate::inbox::Inbox;
+use crate::link::{LinkCmd, LinkHandle, EVENT_QUEUE};
+use crate::state::StateDir;
+
+/// A daemon's peer side on a detached link: the test plays the server.
+fn peers(dir: &std::path::Path) -> (Arc<Peers>, mpsc::Receiver<LinkCmd>, CancellationToken) {
+    let state = StateDir::open(dir).unwrap();
+    let inbox = Inbox::open(dir).unwrap();
+    let (events, _) = broadcast::channel(16);
+    let shutdown = CancellationToken::new();
+    let (link, server) = LinkHandle::detached();
+    let peers = Peers::new(
+        vec![7; 32],
+        state,
+        inbox,
+        events,
+        Vec::new(),
+        link,
+        shutdown.clone(),
+    );
+    (peers, server, shutdown)
+}
+
+/// We accept bob's invitation, the server answers with his contact, and
+/// then nothing happens: bob never dials in. The driver alone ends the
+/// waiting `accept` with its timeout, once the dial-in grace is over.
+#[tokio::test(start_paused = true)]
+async fn the_driver_ends_an_accept_when_the_dial_in_grace_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (peers, mut server, shutdown) = peers(dir.path());
+    let (to_peers, from_link) = mpsc::channel(EVENT_QUEUE);
+    let driver = tokio::spawn(peers.clone().run(from_link));
+    // As the link routes it (the same call `run` makes for each event).
+    peers.server_event(ServerEvent::Invitation {
+        invite: 7,
+        from: "bob".into(),
+        expires_ms: p2p_proto::time::now_ms() + 60_000,
+    });
+
+    let accept = tokio::spawn({
+        let peers = peers.clone();
+        async move { peers.answer("bob", true).await }
+    });
+    let Some(LinkCmd::Request { req, reply }) = server.recv().await else {
+        panic!("the accept must reach the server");
+    };
+    assert!(
+        matches!(
+            req,
+            Request::Answer {
+                invite: 7,
+                accept: true
+            }
+        ),
+        "{req:?}"
+    );
+    let bob = Contact {
+        user: "bob".into(),
+        addr: "127.0.0.1:9".into(),
+        public_key: hex::encode([0xb0; 32]),
+    };
+    let _ = reply.send(Ok(Reply::Answered {
+        invite: 7,
+        contact: Some(bob),
+    }));
+    let answered = Instant::now();
+
+    // From here on nothing but time passes (paused: it jumps to the next
+    // timer once everything is idle, the driver's deadline being the first).
+    let outcome = tokio::time::timeout(DIAL_IN_GRACE * 4, accept)
+        .await
+        .expect("the driver must end the accept when the grace runs out")
+        .unwrap();
+    match outcome {
+        Err(PeerError::NoDialIn { from }) => assert_eq!(from, "bob"),
+        other => panic!("expected the dial-in timeout, got {other:?}"),
+    }
+    assert!(
+        Instant::now() >= answered + DIAL_IN_GRACE,
+        "fired before the grace was over"
+    );
+
+    shutdown.cancel();
+    driver.await.unwrap();
+    // Held open to the end: a closed link channel means shutdown to `run`.
+    drop(to_peers);
+}
+
+/// Bob dials in while our acceptance is still on its way to the server,
+/// and the server never answers. The link is held, and the driver alone
+/// refuses it when the grace runs out; the `accept` still waiting for the
+/// server is answered at shutdown rather than left hanging.
+#[tokio::test(start_paused = true)]
+async fn the_driver_refuses_a_held_link_when_the_grace_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (peers, mut server, shutdown) = peers(dir.path());
+    let (to_peers, from_link) = mpsc::channel(EVENT_QUEUE);
+    let driver = tokio::spawn(peers.clone().run(from_link));
+    peers.server_event(ServerEvent::Invitation {
+        invite: 7,
+        from: "bob".into(),
+        expires_ms: p2p_proto::time::now_ms() + 60_000,
+    });
+    let accept = tokio::spawn({
+        let peers = peers.clone();
+        async move { peers.answer("bob", true).await }
+    });
+    // The server has the acceptance and says nothing (the reply is kept,
+    // unanswered, to the end).
+    let Some(LinkCmd::Request {
+        reply: _unanswered, ..
+    }) = server.recv().await
+    else {
+        panic!("the accept must reach the server");
+    };
+
+    let (link, verdict) = tokio::sync::oneshot::channel();
+    peers.apply(Input::DialedIn {
+        user: "bob".into(),
+        key: vec![0xb0; 32],
+        invite: 7,
+        link,
+    });
+    let held = Instant::now();
+    let verdict = tokio::time::timeout(DIAL_IN_GRACE * 4, verdict)
+        .await
+        .expect("the driver must refuse the held link when the grace runs out")
+        .unwrap();
+    assert!(matches!(verdict, Verdict::Refuse), "let through");
+    assert!(
+        Instant::now() >= held + DIAL_IN_GRACE,
+        "refused before the grace was over"
+    );
+    assert!(!accept.is_finished(), "the accept waits for the server");
+
+    shutdown.cancel();
+    driver.await.unwrap();
+    let outcome = accept.await.unwrap();
+    assert!(
+        matches!(outcome, Err(PeerError::ShuttingDown)),
+        "{outcome:?}"
+    );
+    drop(to_peers);
+}
