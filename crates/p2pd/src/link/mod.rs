@@ -177,6 +177,8 @@ impl LinkHandle {
             next_retry_at: None,
             since_ms: None,
             last_error: None,
+            fingerprint: None,
+            observed: None,
         });
         (LinkHandle { cmds, status }, rx)
     }

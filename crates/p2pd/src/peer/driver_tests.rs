@@ -73,6 +73,9 @@ async fn the_driver_ends_an_accept_when_the_dial_in_grace_runs_out() {
         user: "bob".into(),
         addr: "127.0.0.1:9".into(),
         public_key: hex::encode([0xb0; 32]),
+        paths: Vec::new(),
+        your_addr: None,
+        relay: None,
     };
     let _ = reply.send(Ok(Reply::Answered {
         invite: 7,
