@@ -94,6 +94,16 @@ fn lan_hosts_reach_the_wan_as_their_routers_public_address() {
     let to = l.local_addr().unwrap();
     in_ns(&a2.ns, || TcpStream::connect(to)).expect("same-LAN connect");
     assert_eq!(l.accept().unwrap().1.ip(), std::net::IpAddr::V4(a2.ip));
+    // No hairpin NAT: a's public mapping is refused from its own LAN (the
+    // router answers for its public address itself).
+    let port = free_port(&a);
+    let _listening = in_ns(&a.ns, || tcp::reuse_listener(any(port))).unwrap();
+    let public = mapping(&a, port, &echo);
+    let hairpin = in_ns(&a2.ns, || TcpStream::connect_timeout(&public, DEADLINE));
+    assert_eq!(
+        hairpin.map(|_| ()).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
 }
 
 #[test]
@@ -223,10 +233,14 @@ fn simultaneous_open(nat: Nat) -> [std::io::Result<String>; 2] {
         let start = start.clone();
         spawn_in(&host.ns, move || {
             start.wait();
-            let end = Instant::now() + PUNCH_FOR;
+            let start_at = Instant::now();
+            let end = start_at + PUNCH_FOR;
             loop {
                 match tcp::connect_from(any(port), peer, Duration::from_secs(1)) {
-                    Ok(s) => return exchange(s, &format!("hello from {name}")),
+                    Ok(s) => {
+                        eprintln!("{name} connected {:?} after the start", start_at.elapsed());
+                        return exchange(s, &format!("hello from {name}"));
+                    }
                     Err(e) if Instant::now() >= end => return Err(e),
                     // Retry pacing (a refused attempt returns at once).
                     Err(_) => std::thread::sleep(POLL),
@@ -318,10 +332,15 @@ fn real_server_and_daemons_run_in_the_lab() {
     }
     let mut lab = Lab::new();
     let (f1, f2) = (lab.flat_host(), lab.flat_host());
+    let (cone, sym) = (lab.router(Nat::Cone), lab.router(Nat::Symmetric));
+    let (c, d) = (lab.host(&cone), lab.host(&sym));
     let server = TestServer::start_in(&lab.wan().ns, &format!("{WAN_IP}:0"), &[]);
     assert_eq!(server.addr.ip(), WAN_IP);
     let alice = TestDaemon::online_in(&f1.ns, &server, "alice");
     let mut bob = TestDaemon::online_in(&f2.ns, &server, "bob");
+    // Daemons behind either NAT reach the server too.
+    let _carol = TestDaemon::online_in(&c.ns, &server, "carol");
+    let _dave = TestDaemon::online_in(&d.ns, &server, "dave");
     // `ip netns exec` ran p2pd in place: the handle's pid is p2pd's.
     let exe = std::fs::read_link(format!("/proc/{}/exe", bob.pid().unwrap())).unwrap();
     assert!(exe.ends_with("p2pd"), "{exe:?}");

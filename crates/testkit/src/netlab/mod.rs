@@ -53,6 +53,22 @@
 //! (endpoint-independent mapping, a "cone"); `random,fully-random` picks a
 //! new random port for every new connection (a symmetric NAT).
 //!
+//! Behaviour worth knowing when writing scenarios:
+//! - No hairpin NAT: a LAN host connecting to its own router's public
+//!   address is refused by the router, so two hosts on one LAN must use
+//!   their LAN addresses.
+//! - Unsolicited packets from the wan are dropped, not refused: a connect
+//!   that cannot get in only times out. In a simultaneous open the first
+//!   SYN to arrive is dropped and the second gets through; if both sides
+//!   start together this takes microseconds, otherwise it waits for the
+//!   kernel's SYN retransmission (1 s, then 3 s, ...): retry the connect.
+//! - [`Lab::set_nat`] keeps tracked connections and their mappings; see
+//!   there, and [`Lab::flush_conntrack`] to start over.
+//! - UDP is masqueraded and filtered the same way (replies only).
+//! - If the host has br_netfilter loaded, the lab turns
+//!   `bridge-nf-call-iptables` off in its namespaces (it is per namespace),
+//!   or the routers' forward chain would drop traffic between LAN hosts.
+//!
 //! Names: namespaces are `p2pl-PID-N-ROLE` (`w`, `r1`, `r1h1`, `f1`): unique
 //! per process and lab, so tests run in parallel threads, and a lab left by
 //! a killed run is swept by the next [`Lab::new`] (its PID is dead). The
@@ -69,6 +85,7 @@
 
 mod capture;
 mod exec;
+mod router;
 pub mod tcp;
 
 use std::net::Ipv4Addr;
@@ -77,6 +94,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub use capture::{contains, Capture};
 pub use exec::{in_ns, spawn_in};
 use exec::{ip, nft, run};
+pub use router::Nat;
+use router::{forget_unreplied, ruleset};
 
 /// Prefix of every lab namespace name (the stale-lab sweep looks for it).
 const PREFIX: &str = "p2pl-";
@@ -86,26 +105,6 @@ pub const WAN_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const WAN_LAST: u8 = 254;
 /// Labs made by this process so far (part of each namespace name).
 static LABS: AtomicU32 = AtomicU32::new(0);
-
-/// How a router maps LAN connections to its public address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Nat {
-    /// `masquerade`: one public port per local socket, whatever the
-    /// destination (endpoint-independent mapping; hole punching works).
-    Cone,
-    /// `masquerade random,fully-random`: a new random public port for each
-    /// new connection (hole punching fails; only a relay helps).
-    Symmetric,
-}
-
-impl Nat {
-    fn masquerade(self) -> &'static str {
-        match self {
-            Nat::Cone => "masquerade",
-            Nat::Symmetric => "masquerade random,fully-random",
-        }
-    }
-}
 
 /// A namespace with one address: the wan itself, a flat host, or a LAN host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,19 +296,7 @@ impl Lab {
     /// reuse their old mapping. See [`Lab::flush_conntrack`] to drop all.
     pub fn set_nat(&self, router: &Router, nat: Nat) {
         nft(&router.ns, &ruleset(nat));
-        let listing = run("conntrack", &["-L"], Some(&router.ns));
-        // Only tcp and udp entries carry port mappings (and `conntrack -D`
-        // knows no protocol named "unknown", e.g. the router's own IGMP).
-        let unreplied = listing.lines().filter(|l| {
-            l.contains("[UNREPLIED]") && (l.starts_with("tcp ") || l.starts_with("udp "))
-        });
-        for line in unreplied {
-            if let Some(args) = unreplied_tuple(line) {
-                // Exit 1 when it went away meanwhile: fine.
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                let _ = exec::try_run("conntrack", &args, Some(&router.ns));
-            }
-        }
+        forget_unreplied(&router.ns);
     }
 
     /// Deletes every connection-tracking entry of `router` (`conntrack -F`).
@@ -386,47 +373,6 @@ impl Drop for Lab {
     }
 }
 
-/// The router ruleset for `nat` (see the module doc), replacing any
-/// earlier one in the same transaction.
-fn ruleset(nat: Nat) -> String {
-    format!(
-        "table ip lab {{}}\n\
-         delete table ip lab\n\
-         table ip lab {{\n\
-           chain nat_out {{ type nat hook postrouting priority srcnat; oifname \"wan0\" {}; }}\n\
-           chain filter_forward {{ type filter hook forward priority filter; policy drop;\n\
-             ct state established,related accept; iifname \"lan0\" oifname \"wan0\" accept; }}\n\
-           chain filter_input {{ type filter hook input priority filter; policy accept;\n\
-             iifname \"wan0\" ct state established,related accept; iifname \"wan0\" drop; }}\n\
-         }}\n",
-        nat.masquerade()
-    )
-}
-
-/// `conntrack -D` arguments naming the original tuple of one `conntrack -L`
-/// line (`tcp 6 117 SYN_SENT src=.. dst=.. sport=.. dport=.. [UNREPLIED] ..`).
-fn unreplied_tuple(line: &str) -> Option<Vec<String>> {
-    let proto = line.split_whitespace().next()?;
-    // The first occurrence of each key is the original direction.
-    let field = |key: &str| line.split_whitespace().find_map(|w| w.strip_prefix(key));
-    let mut args = vec![
-        "-D",
-        "-p",
-        proto,
-        "-s",
-        field("src=")?,
-        "-d",
-        field("dst=")?,
-    ];
-    // Ports only for tcp and udp.
-    for (key, flag) in [("sport=", "--sport"), ("dport=", "--dport")] {
-        if let Some(v) = field(key) {
-            args.extend([flag, v]);
-        }
-    }
-    Some(args.into_iter().map(String::from).collect())
-}
-
 /// Deletes lab namespaces whose creating process is gone (a run killed
 /// before its drops ran). Namespaces of live processes are left alone.
 fn sweep_stale() {
@@ -445,26 +391,5 @@ fn sweep_stale() {
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             let _ = exec::try_run("ip", &["netns", "del", &name], None);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unreplied_line_gives_the_original_tuple() {
-        let line = "tcp      6 117 SYN_SENT src=10.1.0.10 dst=203.0.113.77 sport=40002 \
-                    dport=9 [UNREPLIED] src=203.0.113.77 dst=203.0.113.2 sport=9 dport=43321 mark=0 use=3";
-        assert_eq!(
-            unreplied_tuple(line).unwrap().join(" "),
-            "-D -p tcp -s 10.1.0.10 -d 203.0.113.77 --sport 40002 --dport 9"
-        );
-    }
-
-    #[test]
-    fn rulesets_differ_only_in_the_masquerade() {
-        assert!(ruleset(Nat::Cone).contains("\"wan0\" masquerade;"));
-        assert!(ruleset(Nat::Symmetric).contains("masquerade random,fully-random;"));
     }
 }
