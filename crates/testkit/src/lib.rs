@@ -118,7 +118,8 @@ impl TestDaemon {
     }
 
     /// Starts a daemon inside network namespace `ns` (a [`netlab`] host),
-    /// its peer listener on all of that namespace's addresses. `p2pctl`
+    /// its peer listener on all of that namespace's addresses
+    /// (`--peer-listen 0.0.0.0:0`, which overrides `config`). `p2pctl`
     /// still runs outside: the control socket is on the shared filesystem.
     pub fn start_in(ns: &str, config: &str) -> TestDaemon {
         Self::start_full(config, &[], Some(ns))

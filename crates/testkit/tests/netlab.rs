@@ -281,14 +281,29 @@ fn capture_holds_every_packet_sent_before_stop() {
         return;
     }
     let mut lab = Lab::new();
-    let f = lab.flat_host();
+    let (f, g) = (lab.flat_host(), lab.flat_host());
     let (to, _server) = line_echo(&lab.wan().ns);
-    let capture = lab.capture(&lab.wan().ns, "br0");
+    let all = lab.capture(&lab.wan().ns, "br0");
+    let server_only = lab.capture_filtered(&lab.wan().ns, "br0", &format!("host {WAN_IP}"));
     let s = in_ns(&f.ns, || TcpStream::connect(to)).unwrap();
     assert_eq!(exchange(s, "marker-7f3a").unwrap(), "marker-7f3a");
-    let pcap = capture.stop();
-    assert!(netlab::contains(&pcap, b"marker-7f3a"));
-    assert!(!netlab::contains(&pcap, b"marker-never-sent"));
+    // Traffic between two flat hosts crosses the wan but not the server.
+    let l = in_ns(&g.ns, || TcpListener::bind((g.ip, 0))).unwrap();
+    let to_g = l.local_addr().unwrap();
+    let mut s = in_ns(&f.ns, || TcpStream::connect(to_g)).unwrap();
+    s.write_all(b"marker-elsewhere\n").unwrap();
+    let mut got = String::new();
+    BufReader::new(l.accept().unwrap().0)
+        .read_line(&mut got)
+        .unwrap();
+    assert_eq!(got, "marker-elsewhere\n");
+
+    let (all, server_only) = (all.stop(), server_only.stop());
+    assert!(netlab::contains(&all, b"marker-7f3a"));
+    assert!(netlab::contains(&all, b"marker-elsewhere"));
+    assert!(!netlab::contains(&all, b"marker-never-sent"));
+    assert!(netlab::contains(&server_only, b"marker-7f3a"));
+    assert!(!netlab::contains(&server_only, b"marker-elsewhere"));
 }
 
 #[test]

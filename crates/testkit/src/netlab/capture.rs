@@ -31,15 +31,23 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Starts tcpdump on `iface` in namespace `ns` (see [`crate::netlab::Lab::capture`]).
-    pub fn start(ns: &str, iface: &str) -> Capture {
+    /// Starts tcpdump on `iface` in namespace `ns`, keeping only packets
+    /// that match the pcap `filter` when given (see
+    /// [`crate::netlab::Lab::capture`]).
+    pub fn start(ns: &str, iface: &str, filter: Option<&str>) -> Capture {
         let dir = short_tempdir();
         let file = dir.path().join("capture.pcap");
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, "tcpdump", "-i", iface, "-n", "-U"])
-            // Full packets (no truncation), and stay root so the file is ours.
-            .args(["-s", "0", "-Z", "root", "-w"])
-            .arg(&file)
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, "tcpdump", "-i", iface, "-n", "-U"])
+            // Each packet to the file at once (not per 1 s kernel block), full
+            // packets (no truncation), and stay root so the file is ours.
+            .args(["--immediate-mode", "-s", "0", "-Z", "root", "-w"])
+            .arg(&file);
+        if let Some(f) = filter {
+            // The end marker must pass whatever the filter.
+            cmd.arg(format!("({f}) or (udp dst port {END_PORT})"));
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

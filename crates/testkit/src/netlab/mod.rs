@@ -309,9 +309,17 @@ impl Lab {
     }
 
     /// Starts `tcpdump` on `iface` in namespace `ns` and returns once it is
-    /// capturing. See [`Capture`].
+    /// capturing. See [`Capture`]. The server's traffic:
+    /// `lab.capture(&lab.wan().ns, "br0")` (which also sees every packet
+    /// between routers and flat hosts).
     pub fn capture(&self, ns: &str, iface: &str) -> Capture {
-        Capture::start(ns, iface)
+        Capture::start(ns, iface, None)
+    }
+
+    /// [`Lab::capture`] keeping only the packets that match the pcap
+    /// `filter` (e.g. `"host 203.0.113.1"`: to or from the server).
+    pub fn capture_filtered(&self, ns: &str, iface: &str, filter: &str) -> Capture {
+        Capture::start(ns, iface, Some(filter))
     }
 
     /// The next free public address.
