@@ -375,7 +375,11 @@ fn real_server_and_daemons_run_in_the_lab() {
     assert_eq!(alice.ctl_json(&["send", "bob", "hello", "bob"]).0, 0);
     assert_eq!(bob.inbox_texts(&[]), ["hello bob"]);
 
-    // Restart inside the namespace: back online by itself.
+    // Restarts inside the namespaces: the server on the same address,
+    // the daemon back online by itself.
+    let mut server = server;
+    server.restart();
     bob.restart();
     bob.wait_state("online", DEADLINE);
+    alice.wait_state("online", DEADLINE);
 }
