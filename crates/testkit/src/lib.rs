@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod lines;
+pub mod netlab;
 mod server;
 pub use lines::{read_to_end_within, Lines};
 pub use server::TestServer;
@@ -91,6 +92,8 @@ pub struct TestDaemon {
     child: Option<Child>,
     starts: u32,
     env: Vec<(String, String)>,
+    /// Network namespace it runs in (`ip netns exec`), if any.
+    netns: Option<String>,
 }
 
 /// Config for tests: quick reconnects so "gets back by itself" happens in
@@ -114,8 +117,31 @@ impl TestDaemon {
         d
     }
 
+    /// Starts a daemon inside network namespace `ns` (a [`netlab`] host),
+    /// its peer listener on all of that namespace's addresses
+    /// (`--peer-listen 0.0.0.0:0`, which overrides `config`). `p2pctl`
+    /// still runs outside: the control socket is on the shared filesystem.
+    pub fn start_in(ns: &str, config: &str) -> TestDaemon {
+        Self::start_full(config, &[], Some(ns))
+    }
+
+    /// [`TestDaemon::online`] for a daemon inside namespace `ns` (which
+    /// must reach `server`'s address).
+    pub fn online_in(ns: &str, server: &TestServer, user: &str) -> TestDaemon {
+        let password = format!("{user}-password");
+        server.add_user(user, &password);
+        let d = Self::start_in(ns, FAST_RECONNECT);
+        let (code, doc) = d.login(server, user, &password);
+        assert_eq!(code, 0, "{user} could not log in: {doc}");
+        d
+    }
+
     /// Starts a daemon with extra environment variables (failpoints).
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> TestDaemon {
+        Self::start_full(config, env, None)
+    }
+
+    fn start_full(config: &str, env: &[(&str, &str)], netns: Option<&str>) -> TestDaemon {
         let dir = short_tempdir();
         let cfg_dir = dir.path().join("c/p2p");
         std::fs::create_dir_all(&cfg_dir).unwrap();
@@ -129,6 +155,7 @@ impl TestDaemon {
             child: None,
             starts: 0,
             env,
+            netns: netns.map(str::to_string),
         };
         d.spawn();
         d
@@ -170,9 +197,17 @@ impl TestDaemon {
         p2p_sys::fsutil::ensure_private_dir(&runtime).unwrap();
         let log = std::fs::File::create(self.dir.path().join(format!("p2pd-{}.log", self.starts)))
             .unwrap();
-        let mut cmd = Command::new(bin("p2pd"));
+        let (mut cmd, peer_listen) = match &self.netns {
+            // `ip` execs p2pd in place: the child's pid is p2pd's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin("p2pd"));
+                (c, "0.0.0.0:0")
+            }
+            None => (Command::new(bin("p2pd")), "127.0.0.1:0"),
+        };
         self.envs(&mut cmd);
-        cmd.args(["--peer-listen", "127.0.0.1:0", "--log-level", "debug"])
+        cmd.args(["--peer-listen", peer_listen, "--log-level", "debug"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -310,6 +345,12 @@ impl TestDaemon {
             let s = self.status();
             (s["server"]["state"] == state).then_some(s)
         })
+    }
+
+    /// Process id of the running daemon (p2pd itself, also under
+    /// `ip netns exec`, which execs it in place).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// `kill -9`.

@@ -20,14 +20,28 @@ pub struct TestServer {
     pub fingerprint: String,
     extra: Vec<String>,
     starts: u32,
+    /// Network namespace it runs in (`ip netns exec`), if any.
+    netns: Option<String>,
 }
 
 impl TestServer {
     /// Starts a server with a fresh data dir and `extra` flags.
     pub fn start(extra: &[&str]) -> TestServer {
+        Self::start_full(None, "127.0.0.1:0", extra)
+    }
+
+    /// Starts a server inside network namespace `ns` (a [`crate::netlab`]
+    /// namespace, e.g. the lab's wan) listening on `listen` (an address of
+    /// that namespace, e.g. `203.0.113.1:0`), with `extra` flags.
+    pub fn start_in(ns: &str, listen: &str, extra: &[&str]) -> TestServer {
+        Self::start_full(Some(ns), listen, extra)
+    }
+
+    fn start_full(netns: Option<&str>, listen: &str, extra: &[&str]) -> TestServer {
         let dir = short_tempdir();
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, addr, fingerprint) = Self::spawn(dir.path(), "127.0.0.1:0", &extra, 0);
+        let netns = netns.map(str::to_string);
+        let (child, addr, fingerprint) = Self::spawn(dir.path(), listen, &extra, 0, &netns);
         TestServer {
             dir,
             child: Some(child),
@@ -35,12 +49,28 @@ impl TestServer {
             fingerprint,
             extra,
             starts: 1,
+            netns,
         }
     }
 
-    fn spawn(dir: &Path, listen: &str, extra: &[String], n: u32) -> (Child, SocketAddr, String) {
+    fn spawn(
+        dir: &Path,
+        listen: &str,
+        extra: &[String],
+        n: u32,
+        netns: &Option<String>,
+    ) -> (Child, SocketAddr, String) {
         let log = std::fs::File::create(dir.join(format!("server-{n}.log"))).expect("log file");
-        let mut child = Command::new(bin("p2p-server"))
+        let mut cmd = match netns {
+            // `ip` execs the server in place: the child's pid is the server's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin("p2p-server"));
+                c
+            }
+            None => Command::new(bin("p2p-server")),
+        };
+        let mut child = cmd
             .arg("--listen")
             .arg(listen)
             .arg("--data-dir")
@@ -147,6 +177,7 @@ impl TestServer {
             &self.addr.to_string(),
             &self.extra,
             self.starts,
+            &self.netns,
         );
         self.starts += 1;
         assert_eq!(addr, self.addr);
@@ -159,8 +190,13 @@ impl TestServer {
     pub fn replace_with_impostor(&mut self) -> TestServer {
         self.stop();
         let dir = short_tempdir();
-        let (child, addr, fingerprint) =
-            Self::spawn(dir.path(), &self.addr.to_string(), &self.extra, 0);
+        let (child, addr, fingerprint) = Self::spawn(
+            dir.path(),
+            &self.addr.to_string(),
+            &self.extra,
+            0,
+            &self.netns,
+        );
         TestServer {
             dir,
             child: Some(child),
@@ -168,6 +204,7 @@ impl TestServer {
             fingerprint,
             extra: self.extra.clone(),
             starts: 1,
+            netns: self.netns.clone(),
         }
     }
 }
