@@ -234,3 +234,22 @@ async fn round(a: &mut p2pd::relay_client::RelayStream, b: &mut p2pd::relay_clie
     a.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"pong!");
 }
+
+/// A server told to stop ends its relayed pairs (their tasks are its own
+/// and awaited) instead of hanging on them or leaving them behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_ends_its_relayed_pairs() {
+    let mut server = TestServer::start(&[]);
+    let (ta, tb, _clients) = tokens(&server, "alice", "bob").await;
+    let (mut a, mut b) = pair(&server, ta, tb).await;
+    round(&mut a, &mut b).await;
+    tokio::task::block_in_place(|| server.stop());
+    for s in [&mut a, &mut b] {
+        let mut rest = Vec::new();
+        let end = tokio::time::timeout(DEADLINE, s.read_to_end(&mut rest)).await;
+        assert!(end.is_ok(), "a relayed stream outlived its server");
+    }
+    let log = server.log();
+    assert!(log.contains("ended=Shutdown"), "{log}");
+    assert!(!log.contains("did not close in time"), "{log}");
+}

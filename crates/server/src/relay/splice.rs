@@ -84,6 +84,16 @@ where
     }
 }
 
+/// How a direction's end reads: a peer that closes its TCP connection
+/// without a TLS close_notify has closed, too.
+fn outcome(r: io::Result<()>) -> Ended {
+    match r {
+        Ok(()) => Ended::Closed,
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ended::Closed,
+        Err(_) => Ended::Failed,
+    }
+}
+
 /// Splices `a` and `b` until one side closes, `idle` passes with no byte
 /// read from either side, or `stop` fires. Bytes from `a` are paced by
 /// `a_pace`, bytes from `b` by `b_pace`.
@@ -116,8 +126,8 @@ where
             }
         };
         tokio::select! {
-            r = forward => if r.is_ok() { Ended::Closed } else { Ended::Failed },
-            r = backward => if r.is_ok() { Ended::Closed } else { Ended::Failed },
+            r = forward => outcome(r),
+            r = backward => outcome(r),
             _ = idle_watch => Ended::Idle,
             _ = stop.cancelled() => Ended::Shutdown,
         }

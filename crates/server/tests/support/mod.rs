@@ -200,7 +200,7 @@ pub fn pattern(seed: u8, len: usize) -> Vec<u8> {
 }
 
 /// Writes `out` into `s` while reading `expect_len` bytes from it; returns
-/// what was read. The write half is shut down when done.
+/// what was read.
 pub async fn exchange(s: RelayStream, out: Vec<u8>, expect_len: usize) -> Vec<u8> {
     let (mut r, mut w) = tokio::io::split(s);
     let write = async move {
