@@ -110,6 +110,26 @@ struct ServeArgs {
     /// Registration attempts one /24 (IPv4) or /64 (IPv6) may make.
     #[arg(long, value_name = "N/DURATION", default_value_t = Limits::default().registrations_per_prefix)]
     registrations_per_prefix: Budget,
+    /// Run no relay: issue no relay tokens and refuse every relay join.
+    #[arg(long)]
+    no_relay: bool,
+    /// Most relayed sessions one user may have (live, or waiting for the peer).
+    #[arg(long, value_name = "N", default_value_t = crate::relay::DEFAULT_SESSIONS_PER_USER,
+          value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]
+    relay_sessions_per_user: usize,
+    /// Bytes per second one user may send through the relay, all its sessions together (paced).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::relay::DEFAULT_BYTES_PER_SEC,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    relay_bytes_per_sec: u64,
+    /// End a relayed session after this long with no byte either way.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    relay_idle: Duration,
+    /// How long the first side at the relay waits for the second.
+    #[arg(long, value_name = "DURATION", default_value = "4s", value_parser = parse_duration)]
+    relay_pair_timeout: Duration,
+    /// An unused relay token dies after this.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    relay_token_ttl: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -284,6 +304,14 @@ fn serve(args: ServeArgs, data_dir: PathBuf, log_level: Option<String>) -> Resul
         global: args.login_failures_global,
         registrations_per_source: args.registrations_per_source,
         registrations_per_prefix: args.registrations_per_prefix,
+    };
+    cfg.relay = crate::relay::RelayPolicy {
+        enabled: !args.no_relay,
+        sessions_per_user: args.relay_sessions_per_user,
+        bytes_per_sec: args.relay_bytes_per_sec,
+        idle: args.relay_idle,
+        pair_timeout: args.relay_pair_timeout,
+        token_ttl: args.relay_token_ttl,
     };
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         cfg.tls = TlsSource::Files { cert, key };

@@ -29,7 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::invite_limits::{InviteLimiter, InviteLimits};
 use crate::presence::Presence;
+use crate::reach::contact;
 use crate::refused::Refused;
+use crate::relay::Relay;
 
 #[derive(Debug, Clone)]
 struct Invite {
@@ -130,7 +132,7 @@ impl Invitations {
         let mut inner = self.inner.lock().expect("invitations poisoned");
         inner.limits.check_sender(from, ip, now)?;
         let not_online = || Refused::NotOnline(to.to_string());
-        let (to_session, _) = presence.contact(to).ok_or_else(not_online)?;
+        let to_session = presence.peer(to).ok_or_else(not_online)?.session;
         inner.limits.check_invitee(to, now)?;
         inner.next_id += 1;
         let id = inner.next_id;
@@ -219,10 +221,12 @@ impl Invitations {
     }
 
     /// `me` (on session `session`) answers invitation `id`. On acceptance
-    /// returns the inviter's contact, and the inviter has been sent ours.
-    pub fn answer(
+    /// returns the inviter's contact, and the inviter has been sent ours;
+    /// each contact carries its receiver's own relay token from `relay`.
+    pub fn answer<A>(
         &self,
         presence: &Presence,
+        relay: &Relay<A>,
         me: &str,
         session: u64,
         id: u64,
@@ -250,26 +254,43 @@ impl Invitations {
             return Ok(None);
         }
         let inviter = presence
-            .contact(&inv.from)
-            .filter(|(s, _)| *s == inv.from_session);
+            .peer(&inv.from)
+            .filter(|p| p.session == inv.from_session);
         // Our own contact must be this session's: a newer login of ours has
         // no record of the invitation and would refuse the inviter's link.
-        let mine = presence.contact(me).filter(|(s, _)| *s == session);
-        let (Some((_, inviter)), Some((_, mine))) = (inviter, mine) else {
+        let mine = presence.peer(me).filter(|p| p.session == session);
+        let (Some(inviter), Some(mine)) = (inviter, mine) else {
             return Err(Refused::NoLongerOnline(inv.from));
         };
+        let (inviter_token, my_token) = relay
+            .issue(&inv.from, me, Instant::now())
+            .map_or((None, None), |(a, b)| (Some(a), Some(b)));
+        let to_inviter = contact(
+            me,
+            &mine.public_key,
+            &mine.reach,
+            &inviter.reach,
+            inviter_token,
+        );
+        let to_me = contact(
+            &inv.from,
+            &inviter.public_key,
+            &inviter.reach,
+            &mine.reach,
+            my_token,
+        );
         if !presence.push(
             &inv.from,
             inv.from_session,
             event(ServerEvent::Accepted {
                 invite: id,
-                contact: mine,
+                contact: to_inviter,
             }),
         ) {
             return Err(Refused::NoLongerOnline(inv.from));
         }
         tracing::info!(invite = id, from = %inv.from, to = %inv.to, "invitation accepted");
-        Ok(Some(inviter))
+        Ok(Some(to_me))
     }
 
     /// A session ended: its open invitations end too ("offline").
@@ -371,7 +392,12 @@ mod tests {
         let entry = crate::presence::Online {
             session,
             since_ms: 0,
-            peer_addr: ([127, 0, 0, 1], 1000 + session as u16).into(),
+            reach: crate::reach::Reach {
+                link: ([127, 0, 0, 1], 1000 + session as u16).into(),
+                listen_port: 1000 + session as u16,
+                advertise: None,
+                lan: Vec::new(),
+            },
             public_key: String::new(),
             kick,
             outbound,

@@ -1,5 +1,5 @@
 //! The rendezvous server (SPEC §3): accounts, TLS login, presence and the
-//! connection cap.
+//! connection cap, and the relay (`relay/`).
 //!
 //! [`Server::open`] loads the data directory (accounts, state database, TLS
 //! identity); [`Server::run`] serves a bound listener until the shutdown
@@ -8,6 +8,9 @@
 //!
 //! Tasks: one accept loop, which also notices account changes; one task per
 //! connection (see `conn/`), each holding a permit of the connection cap.
+//! A relayed pair is two connection tasks: the first side's runs the
+//! splice, the second's waits for it (so both hold their permits and both
+//! are awaited at shutdown).
 //! Shared state lives in `Shared` behind an `Arc`.
 //!
 //! Public surface (everything else is `pub(crate)`): [`Server`],
@@ -15,7 +18,7 @@
 //! the in-process tests; for the fuzz harness and the hostile-value tests,
 //! the shared-state pieces driven without sockets ([`auth::Authenticator`],
 //! [`broadcast`], [`invitations::Invitations`], [`presence::Presence`],
-//! [`tokens::TokenStore`], [`users`]).
+//! [`relay::Relay`], [`tokens::TokenStore`], [`users`]).
 
 pub mod auth;
 pub mod broadcast;
@@ -27,7 +30,9 @@ pub mod invitations;
 pub(crate) mod invite_limits;
 pub mod presence;
 pub(crate) mod rate;
+pub(crate) mod reach;
 pub(crate) mod refused;
+pub mod relay;
 pub(crate) mod sources;
 pub(crate) mod state_check;
 pub(crate) mod throttle;
@@ -100,6 +105,8 @@ pub struct ServerConfig {
     /// Failed-login and registration budgets (per address, per block,
     /// global).
     pub limits: throttle::Limits,
+    /// The relay: on or off, caps and timeouts.
+    pub relay: relay::RelayPolicy,
 }
 
 impl ServerConfig {
@@ -123,6 +130,7 @@ impl ServerConfig {
                 window: DEFAULT_BROADCAST_WINDOW,
             },
             limits: throttle::Limits::default(),
+            relay: relay::RelayPolicy::default(),
         }
     }
 }
@@ -141,6 +149,8 @@ pub(crate) struct Shared {
     pub invitations: Arc<invitations::Invitations>,
     /// Broadcast store and fan-out.
     pub broadcasts: Arc<broadcast::BroadcastHub>,
+    /// Relay tokens and seats.
+    pub relay: Arc<relay::Relay>,
     /// TLS acceptor.
     pub tls: tokio_rustls::TlsAcceptor,
     /// Connection and session ids.
@@ -180,6 +190,7 @@ impl Server {
             cfg.limits,
         )?;
         let broadcasts = broadcast::BroadcastHub::start(store, cfg.broadcasts);
+        let relay = Arc::new(relay::Relay::new(cfg.relay));
         Ok(Server {
             fingerprint: identity.fingerprint,
             shared: Arc::new(Shared {
@@ -189,6 +200,7 @@ impl Server {
                 auth,
                 presence: Arc::new(presence::Presence::default()),
                 invitations,
+                relay,
                 tls: identity.acceptor,
                 next_conn: AtomicU64::new(1),
             }),

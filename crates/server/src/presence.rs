@@ -2,11 +2,12 @@
 //! connection task needs to be told (replaced, removed, shutting down).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 
-use p2p_proto::wire::{CloseReason, Contact, OnlineUser, ServerMsg};
+use p2p_proto::wire::{CloseReason, OnlineUser, ServerMsg};
 use tokio::sync::{mpsc, watch};
+
+use crate::reach::Reach;
 
 /// Unsolicited messages queued for one session. A session that lets this
 /// many pile up is not reading; further pushes fail and the sender treats
@@ -22,13 +23,24 @@ pub(crate) struct Online {
     /// Login time, Unix ms.
     pub(crate) since_ms: i64,
     /// Where peers reach this user's daemon.
-    pub(crate) peer_addr: SocketAddr,
+    pub(crate) reach: Reach,
     /// The daemon's X25519 public key, hex.
     pub(crate) public_key: String,
     /// Tells the connection task to close, and why.
     pub(crate) kick: watch::Sender<Option<CloseReason>>,
     /// Unsolicited messages for the connection task to write.
     pub(crate) outbound: mpsc::Sender<ServerMsg>,
+}
+
+/// What invitations need of an online user (a copy).
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    /// Its session id.
+    pub(crate) session: u64,
+    /// The daemon's X25519 public key, hex.
+    pub(crate) public_key: String,
+    /// Where it may be reached.
+    pub(crate) reach: Reach,
 }
 
 /// The online-user registry.
@@ -73,19 +85,13 @@ impl Presence {
         users
     }
 
-    /// The session id and contact details of `user`, if online.
-    pub(crate) fn contact(&self, user: &str) -> Option<(u64, Contact)> {
+    /// `user`'s session id, key and reach, if online.
+    pub(crate) fn peer(&self, user: &str) -> Option<Peer> {
         let online = self.online.lock().expect("presence poisoned");
-        online.get(user).map(|o| {
-            let contact = Contact {
-                user: user.to_string(),
-                addr: o.peer_addr.to_string(),
-                public_key: o.public_key.clone(),
-                paths: Vec::new(),
-                your_addr: None,
-                relay: None,
-            };
-            (o.session, contact)
+        online.get(user).map(|o| Peer {
+            session: o.session,
+            public_key: o.public_key.clone(),
+            reach: o.reach.clone(),
         })
     }
 
@@ -130,7 +136,12 @@ mod tests {
         let entry = Online {
             session,
             since_ms,
-            peer_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            reach: Reach {
+                link: ([127, 0, 0, 1], port).into(),
+                listen_port: port,
+                advertise: None,
+                lan: Vec::new(),
+            },
             public_key: format!("key{session}"),
             kick,
             outbound,
@@ -167,12 +178,11 @@ mod tests {
         assert_eq!(names(&p), ["alice", "bob", "carol"]);
         assert_eq!(p.list()[1].since_ms, 20);
         assert_eq!(p.count(), 3);
-        let (session, contact) = p.contact("bob").expect("bob online");
-        assert_eq!(session, 2);
-        assert_eq!(contact.user, "bob");
-        assert_eq!(contact.addr, "127.0.0.1:2000");
-        assert_eq!(contact.public_key, "key2");
-        assert!(p.contact("dave").is_none());
+        let bob = p.peer("bob").expect("bob online");
+        assert_eq!(bob.session, 2);
+        assert_eq!(bob.reach.link.to_string(), "127.0.0.1:2000");
+        assert_eq!(bob.public_key, "key2");
+        assert!(p.peer("dave").is_none());
     }
 
     #[test]
@@ -188,7 +198,7 @@ mod tests {
         );
         assert_eq!(*second_ends.kick.borrow(), None);
         assert_eq!(p.count(), 1);
-        assert_eq!(p.contact("alice").map(|(s, _)| s), Some(2));
+        assert_eq!(p.peer("alice").map(|p| p.session), Some(2));
         // Pushes reach only the current session.
         assert!(!p.push("alice", 1, msg()));
         assert!(p.push("alice", 2, msg()));
@@ -202,9 +212,9 @@ mod tests {
         p.register("alice", first);
         p.register("alice", second);
         p.unregister("alice", 1);
-        assert_eq!(p.contact("alice").map(|(s, _)| s), Some(2));
+        assert_eq!(p.peer("alice").map(|p| p.session), Some(2));
         p.unregister("alice", 2);
-        assert!(p.contact("alice").is_none());
+        assert!(p.peer("alice").is_none());
         assert!(names(&p).is_empty());
     }
 

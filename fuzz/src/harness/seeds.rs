@@ -83,6 +83,19 @@ fn client_msgs() -> Vec<(&'static str, ClientMsg)> {
         ("pong", ClientMsg::Pong { nonce: 42 }),
         ("broadcast-ack", ClientMsg::BroadcastAck { upto: 3 }),
         ("logout", ClientMsg::Logout),
+        (
+            "relay",
+            ClientMsg::Relay {
+                version: p2p_proto::limits::WIRE_VERSION,
+                token: Secret::new("ab".repeat(32)),
+            },
+        ),
+        (
+            "observe",
+            ClientMsg::Observe {
+                version: p2p_proto::limits::WIRE_VERSION,
+            },
+        ),
     ]
 }
 

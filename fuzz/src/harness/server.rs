@@ -10,11 +10,12 @@ use p2p_proto::limits::{
     MAX_BROADCAST_BYTES,
 };
 use p2p_proto::names::{validate_password, validate_username};
-use p2p_proto::wire::{Auth, ClientMsg, LoginError, RefusalCode, Request};
+use p2p_proto::wire::{Auth, ClientMsg, LoginError, RefusalCode, RelayRefusal, Request};
 use p2p_server::auth::Authenticator;
 use p2p_server::broadcast::{BroadcastHub, BroadcastPolicy, Delivery, SqliteBroadcasts};
 use p2p_server::invitations::Invitations;
 use p2p_server::presence::Presence;
+use p2p_server::relay::{Relay, RelayPolicy};
 use p2p_server::tokens::TokenStore;
 use p2p_server::users::{UserDb, UserFile};
 use tokio_util::bytes::BytesMut;
@@ -40,6 +41,7 @@ pub struct Fixture {
     hub: Arc<BroadcastHub>,
     presence: Arc<Presence>,
     invitations: Arc<Invitations>,
+    relay: Arc<Relay>,
 }
 
 /// The process-wide server fixture, one per thread: a test that panics
@@ -83,6 +85,7 @@ impl Fixture {
             hub,
             presence: Arc::new(Presence::default()),
             invitations: Arc::new(Invitations::new(INVITATION_TTL, Default::default())),
+            relay: Arc::new(Relay::new(RelayPolicy::default())),
         }
     }
 }
@@ -140,8 +143,18 @@ pub fn client_msg(f: &Fixture, msg: ClientMsg) {
             }
         }),
         ClientMsg::Ping { .. } | ClientMsg::Pong { .. } | ClientMsg::Logout => {}
-        // Only the first message of a connection; nothing to drive here.
-        ClientMsg::Relay { .. } | ClientMsg::Observe { .. } => {}
+        // As `conn/relayed.rs` does with a connection's first message. Nobody
+        // here is online, so no invitation is ever accepted and no token
+        // issued: every token is refused, and refused without a panic.
+        ClientMsg::Relay { token, .. } => {
+            let now = tokio::time::Instant::now();
+            match f.relay.claim(&token, now) {
+                Err(r) => assert_eq!(r.code, RelayRefusal::UnknownToken, "{}", r.message),
+                Ok(_) => panic!("the relay took a token it never issued"),
+            }
+        }
+        // Answered with the connection's address; nothing to decode.
+        ClientMsg::Observe { .. } => {}
     }
 }
 
@@ -165,7 +178,9 @@ fn request(f: &Fixture, req: Request) {
             );
         }
         Request::Answer { invite, accept } => {
-            let _ = f.invitations.answer(&f.presence, ME, 1, invite, accept);
+            let _ = f
+                .invitations
+                .answer(&f.presence, &f.relay, ME, 1, invite, accept);
         }
         Request::List => {
             let _ = f.presence.list();

@@ -21,16 +21,18 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, Instrument};
 
 use crate::presence::{Online, OUTBOUND_QUEUE};
+use crate::reach::{lan_paths, Reach};
 use crate::sources::Pending;
 use crate::Shared;
 
 mod error;
+mod relayed;
 mod session;
 
 pub(crate) use error::{BadPeer, Dropped};
 use session::{logged_in, Me, Unregister};
 
-type Conn = Framed<TlsStream<TcpStream>, codec::FrameCodec<ClientMsg, ServerMsg>>;
+pub(crate) type Conn = Framed<TlsStream<TcpStream>, codec::FrameCodec<ClientMsg, ServerMsg>>;
 
 /// How a connection ended: a normal reason (debug log) or [`Dropped`].
 type Closed = Result<&'static str, Dropped>;
@@ -77,14 +79,23 @@ async fn close(conn: &mut Conn, reason: CloseReason, message: &str) {
     let _ = timeout(WRITE_TIMEOUT, conn.get_mut().shutdown()).await;
 }
 
-fn peer_addr(peer: &PeerInfo, seen: SocketAddr) -> Result<SocketAddr, BadPeer> {
+/// What the server remembers of a login's peer details, with the link
+/// address it saw; an unusable key or advertised address refuses the login
+/// (invalid LAN entries are only dropped).
+fn reach(peer: &PeerInfo, seen: SocketAddr) -> Result<Reach, BadPeer> {
     if peer.public_key.len() != 64 || !peer.public_key.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(BadPeer::Key);
     }
-    match &peer.advertise {
-        Some(a) => a.parse().map_err(|_| BadPeer::Advertise(a.clone())),
-        None => Ok(SocketAddr::new(seen.ip(), peer.port)),
-    }
+    let advertise = match &peer.advertise {
+        Some(a) => Some(a.parse().map_err(|_| BadPeer::Advertise(a.clone()))?),
+        None => None,
+    };
+    Ok(Reach {
+        link: seen,
+        listen_port: peer.port,
+        advertise,
+        lan: lan_paths(&peer.lan),
+    })
 }
 
 async fn handle(
@@ -131,15 +142,21 @@ async fn handle(
         }
         Ok(Some(Ok(m))) => m,
     };
-    let ClientMsg::Login {
-        version,
-        user,
-        auth,
-        peer,
-    } = first
-    else {
-        close(&mut conn, CloseReason::ProtocolError, "log in first").await;
-        return Err(Dropped::NotLoginFirst);
+    let (version, user, auth, peer) = match first {
+        ClientMsg::Login {
+            version,
+            user,
+            auth,
+            peer,
+        } => (version, user, auth, peer),
+        ClientMsg::Relay { version, token } => {
+            return relayed::join(shared, conn, pending, version, token, shutdown).await
+        }
+        ClientMsg::Observe { .. } => return relayed::observe(conn, addr).await,
+        _ => {
+            close(&mut conn, CloseReason::ProtocolError, "log in first").await;
+            return Err(Dropped::NotLoginFirst);
+        }
     };
     let refuse = |code, message: String| ServerMsg::LoginFailed {
         code,
@@ -153,7 +170,7 @@ async fn handle(
         send(&mut conn, refuse(LoginError::VersionMismatch, msg)).await?;
         return Err(Dropped::Version(version));
     }
-    let peer_addr = match peer_addr(&peer, addr) {
+    let reach = match reach(&peer, addr) {
         Ok(a) => a,
         Err(e) => {
             close(&mut conn, CloseReason::ProtocolError, &e.to_string()).await;
@@ -195,7 +212,7 @@ async fn handle(
         Online {
             session,
             since_ms,
-            peer_addr,
+            reach: reach.clone(),
             public_key: peer.public_key,
             kick,
             outbound,
@@ -216,7 +233,7 @@ async fn handle(
         },
     )
     .await?;
-    info!(user = %user, method = method.as_str(), peer = %peer_addr, "logged in");
+    info!(user = %user, method = method.as_str(), peer = %reach.primary(), "logged in");
     let me = Me {
         user,
         session,

@@ -67,10 +67,14 @@ async fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> Reply {
             }
         }
         Request::Answer { invite, accept } => {
-            match shared
-                .invitations
-                .answer(&shared.presence, &me.user, me.session, invite, accept)
-            {
+            match shared.invitations.answer(
+                &shared.presence,
+                &shared.relay,
+                &me.user,
+                me.session,
+                invite,
+                accept,
+            ) {
                 Ok(contact) => Reply::Answered { invite, contact },
                 Err(refused) => refused.into(),
             }
