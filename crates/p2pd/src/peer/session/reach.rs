@@ -92,17 +92,26 @@ impl Reach for LinkReach {
         Box::pin(async move {
             // From port P: the server sees the NAT's current mapping of it.
             let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), local.port);
-            let observed = match link.open_aux(Some(from)).await {
-                Ok(conn) => relay_client::observe(conn)
-                    .await
-                    .map_err(|e| debug!(cause = %e, "address probe failed"))
-                    .ok(),
+            let conn = match link.open_aux(Some(from)).await {
+                Ok(conn) => Some((conn, true)),
                 Err(e) => {
-                    debug!(cause = %e, "address probe: no connection to the server");
-                    None
+                    // P is taken without SO_REUSEPORT (or in TIME_WAIT):
+                    // an ephemeral port still tells our public IP.
+                    debug!(cause = %e, "address probe from the listener's port failed");
+                    link.open_aux(None).await.ok().map(|c| (c, false))
                 }
             };
-            local.paths(observed)
+            let Some((conn, from_p)) = conn else {
+                return local.paths(None);
+            };
+            match relay_client::observe(conn).await {
+                Ok(seen) if from_p => local.paths(Some(seen)),
+                Ok(seen) => local.paths(Some(SocketAddr::new(seen.ip(), local.port))),
+                Err(e) => {
+                    debug!(cause = %e, "address probe failed");
+                    local.paths(None)
+                }
+            }
         })
     }
 
