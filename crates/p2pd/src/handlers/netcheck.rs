@@ -45,7 +45,7 @@ pub(crate) async fn run(daemon: &Daemon) -> Result<NetcheckReport, CtlError> {
         server: report.address.unwrap_or_default(),
         public_addr: status.observed,
         peer_listen: daemon.peer_listen.to_string(),
-        lan: daemon.peers.local.lan.clone(),
+        lan: daemon.peers.local.lan(),
         endpoint_independent,
         relay,
         rtt_ms: rtt.map(|d| d.as_millis() as u64),

@@ -170,7 +170,7 @@ impl Peers {
                 user: user.clone(),
                 source,
             })?;
-        Ok(self.install(user, true, invite, SessionPath::Direct, link))
+        Ok(self.install(user, true, invite, SessionPath::Direct, link, Vec::new()))
     }
 
     /// A link came in on the listener: let it through only if the machine
@@ -219,8 +219,14 @@ impl Peers {
         };
         match verdict {
             Ok(Verdict::Admit(waiter)) => {
-                let info =
-                    self.install(&hello.user, false, hello.invite, SessionPath::Direct, link);
+                let info = self.install(
+                    &hello.user,
+                    false,
+                    hello.invite,
+                    SessionPath::Direct,
+                    link,
+                    Vec::new(),
+                );
                 if let Some(w) = waiter {
                     let _ = w.send(Ok(Some(info)));
                 }

@@ -279,8 +279,9 @@ impl Peers {
         lock(&self.invitations).accepting_any()
     }
 
-    /// Starts the session task for invitation `invite` on `link`; a
-    /// previous session with the same peer ends.
+    /// Starts the session task for invitation `invite` on `link`, first
+    /// handling `first` (frames already read from it); a previous session
+    /// with the same peer ends.
     fn install(
         self: &Arc<Self>,
         peer: &str,
@@ -288,6 +289,7 @@ impl Peers {
         invite: u64,
         path: SessionPath,
         link: noise::NoiseLink,
+        first: Vec<p2p_proto::peer::PeerMsg>,
     ) -> SessionInfo {
         let installed = lock(&self.sessions).install(peer, initiator, path, time::now_ms());
         let new = match installed {
@@ -317,6 +319,7 @@ impl Peers {
             invite,
             leader: p2p_proto::peer::leads(&self.local.public_key, link.remote_key()),
             link,
+            first,
             path: new.path,
             cmds: new.cmds,
             closer: new.closer,

@@ -162,6 +162,9 @@ pub(crate) struct Start {
     pub(crate) leader: bool,
     /// The link it starts on.
     pub(crate) link: NoiseLink,
+    /// Frames already read from it (those that came with the leader's
+    /// `Switch` that chose it): handled first, so none is lost.
+    pub(crate) first: Vec<PeerMsg>,
     /// Its path (set by the caller to the link's).
     pub(crate) path: PathCell,
     /// Commands from the registry's handle.
@@ -211,6 +214,7 @@ pub(crate) async fn run(env: SessionEnv, start: Start) -> String {
         invite,
         leader,
         link,
+        first,
         path,
         mut cmds,
         closer,
@@ -231,7 +235,10 @@ pub(crate) async fn run(env: SessionEnv, start: Start) -> String {
         probe: None,
         last_try_direct: None,
     };
-    let reason = t.run(&mut cmds, &closer).await;
+    let reason = match t.frames(From::Current, first).await {
+        Ok(()) => t.run(&mut cmds, &closer).await,
+        Err(reason) => reason,
+    };
     info!(peer = %t.peer, reason = %reason, "peer session ended");
     let (peer, why) = (t.peer.clone(), reason.clone());
     t.out.fail(|| {

@@ -56,6 +56,11 @@ pub struct LocalPeer {
 }
 
 impl LocalPeer {
+    /// The listener's LAN addresses now.
+    pub(crate) fn lan(&self) -> Vec<String> {
+        self.lan.clone()
+    }
+
     /// Our paths given the public address the server just saw from port P:
     /// advertised, observed, observed IP with P, LAN; no repeats, at most
     /// [`MAX_PATHS`].
@@ -66,7 +71,7 @@ impl LocalPeer {
             all.push(o.to_string());
             all.push(SocketAddr::new(o.ip(), self.port).to_string());
         }
-        all.extend(self.lan.iter().cloned());
+        all.extend(self.lan());
         let mut out: Vec<String> = Vec::new();
         for p in all {
             if out.len() < MAX_PATHS && !out.contains(&p) {

@@ -76,6 +76,17 @@ fn start(
     path: SessionPath,
     reach: Arc<FakeReach>,
 ) -> Side {
+    start_with(Vec::new(), peer, leader, link, path, reach)
+}
+
+fn start_with(
+    first: Vec<PeerMsg>,
+    peer: &str,
+    leader: bool,
+    link: NoiseLink,
+    path: SessionPath,
+    reach: Arc<FakeReach>,
+) -> Side {
     let dir = tempfile::tempdir().unwrap();
     let inbox = Inbox::open(dir.path()).unwrap();
     let (cmds, rx) = mpsc::channel(SESSION_QUEUE);
@@ -91,6 +102,7 @@ fn start(
         invite: 7,
         leader,
         link,
+        first,
         path: path.clone(),
         cmds: rx,
         closer: CancellationToken::new(),
@@ -459,4 +471,27 @@ async fn a_received_try_direct_is_dialled_and_answered() {
     leader.send(&[PeerMsg::TryDirect { paths }]).await;
     assert_eq!(leader.next().await, Some(answer));
     assert_eq!(reach.dials.lock().unwrap().len(), 2);
+}
+
+/// The frames that came with the leader's `Switch` choosing the link (read
+/// by the link setup) are the session's first: answered and stored.
+#[tokio::test]
+async fn frames_read_with_the_choosing_switch_are_not_lost() {
+    let (a1, b1) = link_pair().await;
+    let first = vec![PeerMsg::Switch { received_upto: 0 }, message(1, "early")];
+    let bob = start_with(
+        first,
+        "alice",
+        false,
+        b1,
+        SessionPath::Direct,
+        Default::default(),
+    );
+    let mut leader = Fake::new(a1);
+    assert_eq!(
+        leader.next().await,
+        Some(PeerMsg::Switch { received_upto: 0 })
+    );
+    assert_eq!(leader.next().await, Some(PeerMsg::Ack { upto: 1 }));
+    assert_eq!(bob.stored("alice"), [(1, "early".to_string())]);
 }
