@@ -18,10 +18,8 @@ impl Task {
         if let Some(old) = &mut self.old {
             let _ = send(old, &[PeerMsg::Bye]).await;
         }
-        format!(
-            "the direct link to {} failed while switching to it: {why}",
-            self.peer
-        )
+        let peer = self.peer.clone();
+        SessionError::SwitchFailed { peer, why }.to_string()
     }
 
     /// A new verified link for this session (see the module doc).
@@ -84,10 +82,8 @@ impl Task {
             received_upto: self.received_upto,
         };
         if let Err(e) = self.resend(Some(answer)).await {
-            return Err(format!(
-                "the direct link to {} failed while switching to it: {e}",
-                self.peer
-            ));
+            let (peer, why) = (self.peer.clone(), e.to_string());
+            return Err(SessionError::SwitchFailed { peer, why }.to_string());
         }
         self.frames(From::Current, msgs.collect()).await
     }
