@@ -67,8 +67,11 @@ enum Cmd {
         /// The inviter.
         user: String,
     },
-    /// List open peer sessions.
+    /// List open peer sessions (with their path: direct or relayed).
     Sessions,
+    /// Show what the server sees of this daemon: public address, whether the
+    /// NAT mapping allows hole punching, whether the relay is there, round trip.
+    Netcheck,
     /// Send a message (returns once the peer stored it); `-` sends each stdin line.
     Send {
         /// The peer.
@@ -155,6 +158,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Accept { user } => commands::peers::answer(&mut connect()?, user, true, json),
         Cmd::Reject { user } => commands::peers::answer(&mut connect()?, user, false, json),
         Cmd::Sessions => commands::peers::sessions(&mut connect()?, json),
+        Cmd::Netcheck => commands::netcheck::run(&mut connect()?, json),
         Cmd::Send { user, text } => commands::send::run(&mut connect()?, user, text, json),
         Cmd::Disconnect { user } => commands::peers::disconnect(&mut connect()?, user, json),
         Cmd::Inbox { all, from, follow } => {

@@ -44,6 +44,22 @@ fn invite_accept_and_talk_both_ways_in_order() {
     connect(&alice, &bob);
     let (_, s) = alice.ctl_json(&["sessions"]);
     assert_eq!(s["sessions"][0]["initiator"], true);
+    assert_eq!(s["sessions"][0]["path"], "direct");
+    let status = alice.status();
+    assert_eq!(
+        (status["direct"].as_u64(), status["relayed"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let human = String::from_utf8(alice.ctl(&["sessions"]).stdout).unwrap();
+    assert!(
+        human.contains("PATH") && human.contains(" direct "),
+        "{human}"
+    );
+    let human = String::from_utf8(alice.ctl(&["status"]).stdout).unwrap();
+    assert!(
+        human.contains("sessions  1 (1 direct, 0 relayed)"),
+        "{human}"
+    );
     let (_, s) = bob.ctl_json(&["sessions"]);
     assert_eq!(
         (

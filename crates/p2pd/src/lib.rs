@@ -134,9 +134,17 @@ pub async fn run(
             lan: Vec::new(),
         },
     };
+    let local = peer::LocalPeer {
+        public_key: hex::decode(&identity.public)
+            .map_err(|_| DaemonError::Config("identity.json: public key is not hex".into()))?,
+        port: peer_listen.port(),
+        advertise: link_cfg.peer.advertise.clone(),
+        lan: link_cfg.peer.lan.clone(),
+    };
     let (link, link_task) = link::spawn(link_cfg, state.clone(), events.clone(), shutdown.clone());
     let peers = peer::Peers::new(
         private_key,
+        local,
         state,
         inbox.clone(),
         events.clone(),

@@ -96,17 +96,32 @@ pub async fn join(
     }
 }
 
+/// After `Observed`, how long to wait for the server to close first: then
+/// the TIME_WAIT is the server's, not on our (shared, listener's) port,
+/// which the next probe or dial from that port may need at once.
+pub const OBSERVE_CLOSE_WAIT: Duration = Duration::from_secs(1);
+
 /// Asks which address the server sees this connection come from.
-pub async fn observe(mut conn: ServerConn) -> Result<SocketAddr, RelayError> {
+pub async fn observe(conn: ServerConn) -> Result<SocketAddr, RelayError> {
+    observe_timed(conn).await.map(|(addr, _)| addr)
+}
+
+/// [`observe`], and the round trip of the question and its answer.
+pub async fn observe_timed(mut conn: ServerConn) -> Result<(SocketAddr, Duration), RelayError> {
     let msg = ClientMsg::Observe {
         version: WIRE_VERSION,
     };
-    match ask(&mut conn, msg, CONNECT_TIMEOUT).await? {
-        ServerMsg::Observed { addr } => addr
-            .parse()
-            .map_err(|_| RelayError::Unexpected("an observed address that does not parse".into())),
-        other => Err(RelayError::Unexpected(kind(&other))),
-    }
+    let asked = tokio::time::Instant::now();
+    let answer = ask(&mut conn, msg, CONNECT_TIMEOUT).await?;
+    let rtt = asked.elapsed();
+    let addr = match answer {
+        ServerMsg::Observed { addr } => addr.parse().map_err(|_| {
+            RelayError::Unexpected("an observed address that does not parse".into())
+        })?,
+        other => return Err(RelayError::Unexpected(kind(&other))),
+    };
+    let _ = timeout(OBSERVE_CLOSE_WAIT, conn.next()).await;
+    Ok((addr, rtt))
 }
 
 /// A short name of a server message for errors (never its contents).

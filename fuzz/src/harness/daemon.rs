@@ -89,6 +89,7 @@ impl Fixture {
             let (link, _task) = link::spawn(cfg, state.clone(), events.clone(), shutdown.clone());
             let peers = Peers::new(
                 private,
+                p2pd::peer::LocalPeer::default(),
                 state,
                 inbox.clone(),
                 events.clone(),

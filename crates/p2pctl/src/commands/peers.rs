@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use p2p_proto::ctl::{Answered, Command, ConnectDone, Disconnected, RequestList, SessionList};
+use p2p_proto::ctl::{
+    Answered, Command, ConnectDone, Disconnected, RequestList, SessionList, SessionPath,
+};
 
 use crate::client::Client;
 use crate::{safe, Failure};
@@ -94,10 +96,14 @@ pub(crate) fn sessions(c: &mut Client, json: bool) -> Result<(), Failure> {
                 } else {
                     peer.clone()
                 };
-                vec![peer, safe::line(&s.since).to_string(), by]
+                let path = match s.path {
+                    SessionPath::Direct => "direct",
+                    SessionPath::Relayed => "relayed",
+                };
+                vec![peer, path.to_string(), safe::line(&s.since).to_string(), by]
             })
             .collect();
-        super::table(&["PEER", "SINCE", "INVITED BY"], &rows);
+        super::table(&["PEER", "PATH", "SINCE", "INVITED BY"], &rows);
     })
 }
 

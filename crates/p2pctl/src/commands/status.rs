@@ -30,7 +30,10 @@ pub(crate) fn run(client: &mut Client, json: bool) -> Result<(), Failure> {
             println!("          last error: {}", safe::line(err));
         }
         println!("peer      {}", safe::line(&s.peer_listen));
-        println!("sessions  {}", s.sessions);
+        println!(
+            "sessions  {} ({} direct, {} relayed)",
+            s.sessions, s.direct, s.relayed
+        );
         println!("pending   {}", s.pending);
         println!("unread    {}", s.unread);
     })

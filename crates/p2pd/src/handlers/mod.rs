@@ -11,6 +11,7 @@ mod inbox;
 mod list;
 mod login;
 mod logout;
+mod netcheck;
 mod requests;
 mod send;
 mod sessions;
@@ -41,12 +42,7 @@ pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<Reply, CtlError> {
         Command::Accept { user } => answer::run(daemon, user, true).await?.into(),
         Command::Reject { user } => answer::run(daemon, user, false).await?.into(),
         Command::Sessions => sessions::run(daemon).into(),
-        Command::Netcheck => {
-            return Err(CtlError::new(
-                p2p_proto::ctl::ErrorCode::Internal,
-                "netcheck is not in this build yet",
-            ))
-        }
+        Command::Netcheck => netcheck::run(daemon).await?.into(),
         Command::Send { user, texts } => send::run(daemon, user, texts).await?.into(),
         Command::Disconnect { user } => disconnect::run(daemon, user).await?.into(),
         Command::Inbox {

@@ -26,6 +26,12 @@ fn peers(dir: &std::path::Path) -> (Arc<Peers>, mpsc::Receiver<LinkCmd>, Cancell
     let (link, server) = LinkHandle::detached();
     let peers = Peers::new(
         vec![7; 32],
+        crate::peer::LocalPeer {
+            public_key: vec![8; 32],
+            port: 0,
+            advertise: None,
+            lan: Vec::new(),
+        },
         state,
         inbox,
         events,

@@ -154,4 +154,12 @@ pub enum SessionError {
     /// The inbox could not store what arrived (nothing was acknowledged).
     #[error("cannot store messages: {0}")]
     Store(crate::error::DaemonError),
+    /// The new (direct) link failed while the session moved to it.
+    #[error("the direct link to {peer} failed while switching to it: {why}")]
+    SwitchFailed {
+        /// The peer.
+        peer: String,
+        /// What happened to the link.
+        why: String,
+    },
 }

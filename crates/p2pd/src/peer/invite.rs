@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use p2p_proto::ctl::{Answered, ConnectDone, PendingRequest, SessionInfo};
+use p2p_proto::ctl::{Answered, ConnectDone, PendingRequest, SessionInfo, SessionPath};
 use p2p_proto::peer::PeerHello;
 use p2p_proto::time::rfc3339;
 use p2p_proto::wire::{Reply, Request};
@@ -168,7 +168,7 @@ impl Peers {
                 user: user.clone(),
                 source,
             })?;
-        Ok(self.install(user, true, link))
+        Ok(self.install(user, true, invite, SessionPath::Direct, link, Vec::new()))
     }
 
     /// A link came in on the listener: let it through only if the machine
@@ -217,7 +217,14 @@ impl Peers {
         };
         match verdict {
             Ok(Verdict::Admit(waiter)) => {
-                let info = self.install(&hello.user, false, link);
+                let info = self.install(
+                    &hello.user,
+                    false,
+                    hello.invite,
+                    SessionPath::Direct,
+                    link,
+                    Vec::new(),
+                );
                 if let Some(w) = waiter {
                     let _ = w.send(Ok(Some(info)));
                 }

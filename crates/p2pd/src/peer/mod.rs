@@ -24,7 +24,7 @@ pub(crate) mod session;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use p2p_proto::ctl::{Event, PendingRequest, SessionInfo};
+use p2p_proto::ctl::{Event, PendingRequest, SessionInfo, SessionPath};
 use p2p_proto::time;
 use p2p_proto::wire::{Reply, Request, ServerEvent};
 use tokio::sync::{broadcast, mpsc, oneshot, Notify};
@@ -39,6 +39,7 @@ use crate::state::StateDir;
 use invitations::{Action, Input, Invitations, Now};
 pub(crate) use listener::{serve, DEFAULT_HANDSHAKES_PER_SOURCE};
 use registry::Sessions;
+pub use session::reach::LocalPeer;
 use session::SessionCmd;
 
 /// Whoever waits for a `connect` or `accept`: the session, `None` when
@@ -58,6 +59,8 @@ type Machine = Invitations<Waiter, oneshot::Sender<Verdict>>;
 /// The peer registry.
 pub struct Peers {
     private_key: Vec<u8>,
+    /// Our key, listener port and addresses.
+    pub(crate) local: LocalPeer,
     state: StateDir,
     /// Where received messages go (the daemon's inbox).
     pub(crate) inbox: Inbox,
@@ -91,8 +94,10 @@ fn now() -> Now {
 
 impl Peers {
     /// A registry for this daemon; `link` is the server session below it.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         private_key: Vec<u8>,
+        local: LocalPeer,
         state: StateDir,
         inbox: Inbox,
         events: broadcast::Sender<Event>,
@@ -102,6 +107,7 @@ impl Peers {
     ) -> Arc<Self> {
         Arc::new(Peers {
             private_key,
+            local,
             state,
             inbox,
             events,
@@ -118,6 +124,21 @@ impl Peers {
     /// Open sessions, by peer name.
     pub(crate) fn sessions(&self) -> Vec<SessionInfo> {
         lock(&self.sessions).list()
+    }
+
+    /// Open sessions: (direct, relayed).
+    pub(crate) fn session_counts(&self) -> (u64, u64) {
+        lock(&self.sessions).counts()
+    }
+
+    /// A new verified link with `peer` for its live session: the session
+    /// moves to it or closes it (relayed → direct only). Without a session
+    /// the link is closed.
+    pub async fn adopt(&self, peer: &str, link: noise::NoiseLink, path: SessionPath) {
+        if let Some((_, cmds)) = self.session(peer) {
+            let link = Box::new(link);
+            let _ = cmds.send(SessionCmd::Adopt { link, path }).await;
+        }
     }
 
     /// The session with `peer`, if any.
@@ -258,14 +279,19 @@ impl Peers {
         lock(&self.invitations).accepting_any()
     }
 
-    /// Starts the session task; a previous session with the same peer ends.
+    /// Starts the session task for invitation `invite` on `link`, first
+    /// handling `first` (frames already read from it); a previous session
+    /// with the same peer ends.
     fn install(
         self: &Arc<Self>,
         peer: &str,
         initiator: bool,
+        invite: u64,
+        path: SessionPath,
         link: noise::NoiseLink,
+        first: Vec<p2p_proto::peer::PeerMsg>,
     ) -> SessionInfo {
-        let installed = lock(&self.sessions).install(peer, initiator, time::now_ms());
+        let installed = lock(&self.sessions).install(peer, initiator, path, time::now_ms());
         let new = match installed {
             Ok(new) => new,
             Err(kept) => {
@@ -278,14 +304,31 @@ impl Peers {
         };
         info!(peer = %peer, initiator, "peer session established");
         let _ = self.events.send(Event::Connected(new.info.clone()));
-        self.tasks.spawn(session::run(
-            self.clone(),
-            peer.to_string(),
-            new.id,
+        let env = session::SessionEnv {
+            inbox: self.inbox.clone(),
+            events: self.events.clone(),
+            shutdown: self.shutdown.clone(),
+            reach: Arc::new(session::reach::LinkReach {
+                link: self.link.clone(),
+                local: self.local.clone(),
+                peers: Arc::downgrade(self),
+            }),
+        };
+        let start = session::Start {
+            peer: peer.to_string(),
+            invite,
+            leader: p2p_proto::peer::leads(&self.local.public_key, link.remote_key()),
             link,
-            new.cmds,
-            new.closer,
-        ));
+            first,
+            path: new.path,
+            cmds: new.cmds,
+            closer: new.closer,
+        };
+        let (peers, peer, id) = (self.clone(), peer.to_string(), new.id);
+        self.tasks.spawn(async move {
+            let reason = session::run(env, start).await;
+            peers.session_ended(&peer, id, reason);
+        });
         new.info
     }
 

@@ -102,6 +102,16 @@ pub struct NoiseLink {
     writer: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
     transport: TransportState,
     plain: BytesMut,
+    /// The peer's static public key, as the handshake proved it.
+    remote: Vec<u8>,
+}
+
+impl std::fmt::Debug for NoiseLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NoiseLink")
+            .field("remote", &hex::encode(&self.remote))
+            .finish_non_exhaustive()
+    }
 }
 
 fn codec() -> LengthDelimitedCodec {
@@ -199,6 +209,7 @@ pub async fn initiate(
         writer: w,
         transport,
         plain: BytesMut::new(),
+        remote: expected.to_vec(),
     })
 }
 
@@ -239,6 +250,7 @@ pub async fn respond(
             writer: w,
             transport,
             plain: BytesMut::new(),
+            remote: remote.clone(),
         },
         remote,
         hello,
@@ -246,6 +258,11 @@ pub async fn respond(
 }
 
 impl NoiseLink {
+    /// The peer's static public key (checked in the handshake).
+    pub fn remote_key(&self) -> &[u8] {
+        &self.remote
+    }
+
     /// Encrypts and sends `msgs` in order, packed into as few Noise messages
     /// as fit.
     pub async fn send(&mut self, msgs: &[PeerMsg]) -> Result<(), NoiseError> {
@@ -380,7 +397,7 @@ mod tests {
         };
         let dial = initiate(dialled, &theirs.private, &ours.public, &hello);
         let (_, answered) = tokio::join!(dial, respond(accepted, &ours.private));
-        let err = answered.err().expect("refused");
+        let err = answered.expect_err("refused");
         assert!(matches!(err, NoiseError::BadHello(_)), "{err}");
         assert!(err.to_string().starts_with("bad hello"), "{err}");
     }

@@ -4,12 +4,12 @@
 
 use std::collections::HashMap;
 
-use p2p_proto::ctl::SessionInfo;
+use p2p_proto::ctl::{SessionInfo, SessionPath};
 use p2p_proto::time::rfc3339;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::session::{SessionCmd, SessionHandle, SESSION_QUEUE};
+use super::session::{PathCell, SessionCmd, SessionHandle, SESSION_QUEUE};
 
 /// Two sessions with the same peer, in opposite directions, set up within
 /// this time of each other are crossed invitations, not a reconnect.
@@ -33,7 +33,7 @@ fn session_info(peer: &str, h: &SessionHandle) -> SessionInfo {
         peer: peer.to_string(),
         since: rfc3339(h.since_ms),
         initiator: h.initiator,
-        path: p2p_proto::ctl::SessionPath::Direct,
+        path: h.path.get(),
     }
 }
 
@@ -48,6 +48,8 @@ pub(crate) struct Installed {
     pub(crate) cmds: mpsc::Receiver<SessionCmd>,
     /// Cancelled when a newer session replaces this one.
     pub(crate) closer: CancellationToken,
+    /// Its path, which the task changes on a switch.
+    pub(crate) path: PathCell,
 }
 
 /// The registry.
@@ -83,22 +85,35 @@ impl Sessions {
             .map(|h| (session_info(peer, h), h.cmds.clone()))
     }
 
-    /// Registers a new session with `peer` set up at `now_ms`; a previous
-    /// one is told to close. `Err` with the kept session when this one
-    /// lost a crossing (both daemons keep the same one, see [`wins`]).
+    /// Open sessions: (direct, relayed).
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        let relayed = self
+            .by_peer
+            .values()
+            .filter(|h| h.path.get() == SessionPath::Relayed)
+            .count() as u64;
+        (self.by_peer.len() as u64 - relayed, relayed)
+    }
+
+    /// Registers a new session with `peer` set up at `now_ms` on `path`; a
+    /// previous one is told to close. `Err` with the kept session when this
+    /// one lost a crossing (both daemons keep the same one, see [`wins`]).
     pub(crate) fn install(
         &mut self,
         peer: &str,
         initiator: bool,
+        path: SessionPath,
         now_ms: i64,
     ) -> Result<Installed, SessionInfo> {
         self.next_id += 1;
         let (cmds, rx) = mpsc::channel(SESSION_QUEUE);
         let closer = CancellationToken::new();
+        let path = PathCell::new(path);
         let handle = SessionHandle {
             id: self.next_id,
             since_ms: now_ms,
             initiator,
+            path: path.clone(),
             cmds,
             closer: closer.clone(),
         };
@@ -116,6 +131,7 @@ impl Sessions {
             info,
             cmds: rx,
             closer,
+            path,
         })
     }
 
@@ -140,6 +156,7 @@ mod tests {
             id: 1,
             since_ms,
             initiator,
+            path: PathCell::new(SessionPath::Direct),
             cmds,
             closer: CancellationToken::new(),
         }
@@ -177,15 +194,22 @@ mod tests {
     fn crossed_sessions_settle_on_the_same_link_at_both_ends() {
         let mut alice = Sessions::default();
         alice.set_me("alice");
-        let mine = alice.install("bob", true, 0).unwrap();
-        assert!(alice.install("bob", false, 50).is_err(), "bob's link loses");
+        let mine = alice.install("bob", true, SessionPath::Direct, 0).unwrap();
+        assert!(
+            alice
+                .install("bob", false, SessionPath::Direct, 50)
+                .is_err(),
+            "bob's link loses"
+        );
         assert!(alice.get("bob").unwrap().0.initiator);
         assert!(!mine.closer.is_cancelled());
 
         let mut bob = Sessions::default();
         bob.set_me("bob");
-        let his = bob.install("alice", true, 0).unwrap();
-        let hers = bob.install("alice", false, 50).unwrap();
+        let his = bob.install("alice", true, SessionPath::Direct, 0).unwrap();
+        let hers = bob
+            .install("alice", false, SessionPath::Direct, 50)
+            .unwrap();
         assert!(his.closer.is_cancelled(), "bob drops his own link");
         assert!(!bob.get("alice").unwrap().0.initiator);
         // The replaced session's late end leaves its successor alone.
@@ -198,10 +222,26 @@ mod tests {
     fn a_later_session_replaces_the_old_one() {
         let mut s = Sessions::default();
         s.set_me("alice");
-        let old = s.install("bob", false, 0).unwrap();
-        let new = s.install("bob", true, CROSSING_WINDOW_MS + 1).unwrap();
+        let old = s.install("bob", false, SessionPath::Direct, 0).unwrap();
+        let new = s
+            .install("bob", true, SessionPath::Direct, CROSSING_WINDOW_MS + 1)
+            .unwrap();
         assert!(old.closer.is_cancelled());
         assert_ne!(old.id, new.id);
         assert_eq!(s.list().len(), 1);
+    }
+
+    /// `sessions` and `status` read each session's path as its task sets it.
+    #[test]
+    fn the_path_shown_is_the_sessions_current_one() {
+        let mut s = Sessions::default();
+        s.set_me("alice");
+        let bob = s.install("bob", true, SessionPath::Relayed, 0).unwrap();
+        s.install("carol", false, SessionPath::Direct, 0).unwrap();
+        assert_eq!(s.get("bob").unwrap().0.path, SessionPath::Relayed);
+        assert_eq!(s.counts(), (1, 1));
+        bob.path.set(SessionPath::Direct);
+        assert_eq!(s.list()[0].path, SessionPath::Direct);
+        assert_eq!(s.counts(), (2, 0));
     }
 }
