@@ -7,7 +7,7 @@ use p2p_proto::ctl::{CtlError, ErrorCode};
 use p2p_proto::wire::RefusalCode;
 
 use crate::link::LinkError;
-use crate::peer::DialError;
+use crate::peer::{DialError, SetupError};
 
 impl From<LinkError> for CtlError {
     fn from(e: LinkError) -> Self {
@@ -32,6 +32,18 @@ impl From<LinkError> for CtlError {
 impl From<DialError> for CtlError {
     fn from(e: DialError) -> Self {
         CtlError::new(ErrorCode::Other, e.to_string())
+    }
+}
+
+impl From<SetupError> for CtlError {
+    fn from(e: SetupError) -> Self {
+        // The peer did not come within the deadline: exit 5, as a `connect`
+        // or `accept` that timed out always did.
+        let code = match &e {
+            SetupError::MalformedKey { .. } => ErrorCode::Internal,
+            SetupError::NoSession { .. } => ErrorCode::Timeout,
+        };
+        CtlError::new(code, e.to_string())
     }
 }
 

@@ -13,12 +13,13 @@ pub(crate) async fn run(daemon: &Daemon) -> StatusReport {
         .ok()
         .and_then(Result::ok)
         .unwrap_or(0);
+    let (direct, relayed) = daemon.peers.session_counts();
     StatusReport {
         server: daemon.link.status().report(),
         peer_listen: daemon.peer_listen.to_string(),
-        sessions: daemon.peers.sessions().len() as u64,
-        direct: daemon.peers.sessions().len() as u64,
-        relayed: 0,
+        sessions: direct + relayed,
+        direct,
+        relayed,
         pending: daemon.peers.requests().len() as u64,
         unread,
         public_key: daemon.public_key.clone(),

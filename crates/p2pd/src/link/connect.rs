@@ -1,6 +1,7 @@
 //! One attempt to reach the server and log in: TCP, preamble, pinned TLS,
 //! `Login`. The outcome says whether trying again can help.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use p2p_proto::ctl::{CtlError, ErrorCode};
@@ -65,14 +66,33 @@ fn retry(why: impl Into<String>) -> Failure {
     }
 }
 
-/// One attempt, requiring of the server's certificate what `trust` says.
+/// One attempt, requiring of the server's certificate what `trust` says,
+/// from the peer listener's `port` (0: any) so the server sees the NAT's
+/// mapping of the listener (SPEC §10).
 pub(crate) async fn attempt(
     creds: &Creds,
     trust: &Trust,
     peer: &PeerInfo,
+    port: u16,
 ) -> Result<LoggedIn, Failure> {
     let verifier = PinVerifier::new(trust.pin().map(str::to_string));
-    let mut conn = match handshake::connect(&creds.server, None, verifier.clone()).await {
+    let mut connected = Err(HandshakeError::Closed);
+    if port != 0 {
+        // The unspecified address takes the server's family (handshake.rs).
+        let from = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port);
+        connected = handshake::connect(&creds.server, Some(from), verifier.clone()).await;
+    }
+    let connected = match connected {
+        // E.g. the port pair still in TIME_WAIT after a reconnect to the
+        // same server: any port will do for this attempt.
+        Err(e @ (HandshakeError::Bind { .. } | HandshakeError::Connect { .. })) if port != 0 => {
+            tracing::debug!(cause = %e, "cannot reach the server from the listener's port; using another");
+            handshake::connect(&creds.server, None, verifier.clone()).await
+        }
+        Err(_) if port == 0 => handshake::connect(&creds.server, None, verifier.clone()).await,
+        other => other,
+    };
+    let mut conn = match connected {
         Ok(conn) => conn,
         Err(HandshakeError::Busy { retry_after, .. }) => {
             return Err(Failure::Retry {

@@ -60,9 +60,15 @@ impl Link {
                 return Some(Err(Failure::Fatal(e)));
             }
         };
+        // The interfaces are read now: addresses change (a laptop moves).
+        let mut peer = self.cfg.peer.clone();
+        if let Some(listen) = self.cfg.listen {
+            peer.lan = crate::lan::paths(listen, &crate::lan::interfaces());
+        }
+        let port = self.cfg.listen.map_or(0, |l| l.port());
         tokio::select! {
             _ = self.shutdown.cancelled() => None,
-            r = connect::attempt(creds, &trust, &self.cfg.peer) => Some(r),
+            r = connect::attempt(creds, &trust, &peer, port) => Some(r),
         }
     }
 

@@ -76,3 +76,26 @@ pub enum SessionError {
     #[error("cannot store messages: {0}")]
     Store(crate::error::DaemonError),
 }
+
+/// Why an accepted invitation led to no session (both sides, `connect` and
+/// `accept`).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The server's contact carried a key that is not hex.
+    #[error("the server gave a malformed key for {user}")]
+    MalformedKey {
+        /// The peer.
+        user: String,
+    },
+    /// The setup deadline passed with no session; `why` says what was
+    /// tried and how it failed.
+    #[error("could not reach {user} within {secs}s: {why}")]
+    NoSession {
+        /// The peer.
+        user: String,
+        /// The setup deadline, seconds.
+        secs: u64,
+        /// What was tried, in words.
+        why: String,
+    },
+}

@@ -14,14 +14,16 @@
 //! waits for (with a bound) at shutdown.
 
 mod error;
-pub use error::{DialError, SessionError};
+pub use error::{DialError, SessionError, SetupError};
 pub(crate) mod invitations;
 mod invite;
 mod listener;
 pub mod noise;
+pub(crate) mod reach;
 pub(crate) mod registry;
 pub(crate) mod session;
 
+use std::sync::atomic::AtomicU16;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use p2p_proto::ctl::{CtlError, ErrorCode, Event, PendingRequest, SessionInfo};
@@ -37,7 +39,7 @@ use crate::inbox::Inbox;
 use crate::link::{reply_error, LinkEvent, LinkHandle};
 use crate::state::StateDir;
 use invitations::{Action, Input, Invitations, Now};
-pub(crate) use listener::{serve, DEFAULT_HANDSHAKES_PER_SOURCE};
+pub(crate) use listener::{bind_listener, serve, DEFAULT_HANDSHAKES_PER_SOURCE};
 use registry::Sessions;
 use session::SessionCmd;
 
@@ -45,10 +47,20 @@ use session::SessionCmd;
 /// answered without one (a rejection), or why not.
 type Waiter = oneshot::Sender<Result<Option<SessionInfo>, CtlError>>;
 
-/// What a link that dialled in is told.
+/// What a verified link is told (see `invitations/establish.rs`).
 enum Verdict {
-    /// Let through; the `accept` waiting for it (if any) gets the session.
-    Admit(Option<Waiter>),
+    /// Open the session on it; the command waiting (if any) gets the session.
+    Admit {
+        waiter: Option<Waiter>,
+        /// We lead: name the link with `Switch`.
+        lead: bool,
+        /// We invited (the session's `initiator`).
+        inviter: bool,
+    },
+    /// We follow: wait (until then) for the leader's `Switch` on it.
+    Hold(Instant),
+    /// Its session is up: hand it to the session.
+    Live,
     /// Close it.
     Refuse,
 }
@@ -58,6 +70,11 @@ type Machine = Invitations<Waiter, oneshot::Sender<Verdict>>;
 /// The peer registry.
 pub struct Peers {
     private_key: Vec<u8>,
+    /// Ours, derived from `private_key` (roles and leadership compare keys).
+    public_key: Vec<u8>,
+    /// The peer listener's port, set when it starts serving: every dial
+    /// leaves from it (SPEC §10).
+    listen_port: AtomicU16,
     state: StateDir,
     /// Where received messages go (the daemon's inbox).
     pub(crate) inbox: Inbox,
@@ -100,14 +117,17 @@ impl Peers {
         link: LinkHandle,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
+        let public_key = public_key_of(&private_key);
         Arc::new(Peers {
+            invitations: Mutex::new(Invitations::new(auto_accept, public_key.clone())),
             private_key,
+            public_key,
+            listen_port: AtomicU16::new(0),
             state,
             inbox,
             events,
             shutdown,
             link,
-            invitations: Mutex::new(Invitations::new(auto_accept)),
             sessions: Mutex::new(Sessions::default()),
             expectations: Notify::new(),
             deadline: Notify::new(),
@@ -118,6 +138,11 @@ impl Peers {
     /// Open sessions, by peer name.
     pub(crate) fn sessions(&self) -> Vec<SessionInfo> {
         lock(&self.sessions).list()
+    }
+
+    /// Open sessions by path: (direct, relayed).
+    pub(crate) fn session_counts(&self) -> (u64, u64) {
+        lock(&self.sessions).counts()
     }
 
     /// The session with `peer`, if any.
@@ -185,15 +210,24 @@ impl Peers {
                     }
                 });
             }
-            Action::Dial {
-                to,
+            Action::Establish {
                 contact,
                 invite,
-                waiter,
+                relay,
+                until,
             } => {
-                let peers = self.clone();
-                self.tasks
-                    .spawn(async move { peers.dial_for(to, contact, invite, waiter).await });
+                let Ok(key) = hex::decode(&contact.public_key) else {
+                    return; // the machine checked it
+                };
+                let target = reach::Target {
+                    user: contact.user,
+                    key,
+                    invite,
+                    paths: contact.paths,
+                    relay,
+                    until,
+                };
+                self.tasks.spawn(self.clone().reach(target));
             }
             Action::Emit(event) => {
                 let _ = self.events.send(event);
@@ -201,8 +235,23 @@ impl Peers {
             Action::Reply { waiter, result } => {
                 let _ = waiter.send(result.map(|()| None));
             }
-            Action::Admit { link, waiter } => {
-                let _ = link.send(Verdict::Admit(waiter));
+            Action::Admit {
+                link,
+                waiter,
+                lead,
+                inviter,
+            } => {
+                let _ = link.send(Verdict::Admit {
+                    waiter,
+                    lead,
+                    inviter,
+                });
+            }
+            Action::Hold { link, until } => {
+                let _ = link.send(Verdict::Hold(until));
+            }
+            Action::Live { link } => {
+                let _ = link.send(Verdict::Live);
             }
             Action::Refuse { link } => {
                 let _ = link.send(Verdict::Refuse);
@@ -258,14 +307,17 @@ impl Peers {
         lock(&self.invitations).accepting_any()
     }
 
-    /// Starts the session task; a previous session with the same peer ends.
+    /// Starts the session task for invitation `invite` over `link` (which
+    /// runs over `path`); a previous session with the same peer ends.
     fn install(
         self: &Arc<Self>,
         peer: &str,
+        link_of: registry::Link,
         initiator: bool,
         link: noise::NoiseLink,
     ) -> SessionInfo {
-        let installed = lock(&self.sessions).install(peer, initiator, time::now_ms());
+        let path = link_of.path;
+        let installed = lock(&self.sessions).install(peer, link_of, initiator, time::now_ms());
         let new = match installed {
             Ok(new) => new,
             Err(kept) => {
@@ -276,7 +328,7 @@ impl Peers {
                 return kept;
             }
         };
-        info!(peer = %peer, initiator, "peer session established");
+        info!(peer = %peer, initiator, ?path, "peer session established");
         let _ = self.events.send(Event::Connected(new.info.clone()));
         self.tasks.spawn(session::run(
             self.clone(),
@@ -298,6 +350,23 @@ impl Peers {
             });
         }
     }
+}
+
+/// The X25519 public key of `private` (computed by the Noise library's own
+/// curve implementation; empty if the key is unusable, which the first
+/// handshake then reports).
+fn public_key_of(private: &[u8]) -> Vec<u8> {
+    use snow::resolvers::CryptoResolver;
+    let Some(mut dh) =
+        snow::resolvers::DefaultResolver.resolve_dh(&snow::params::DHChoice::Curve25519)
+    else {
+        return Vec::new();
+    };
+    if private.len() != dh.priv_len() {
+        return Vec::new();
+    }
+    dh.set(private);
+    dh.pubkey().to_vec()
 }
 
 /// The error a command waiting on the machine gets when the daemon stops.

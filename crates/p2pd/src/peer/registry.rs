@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use p2p_proto::ctl::SessionInfo;
+use p2p_proto::ctl::{SessionInfo, SessionPath};
 use p2p_proto::time::rfc3339;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -33,8 +33,20 @@ fn session_info(peer: &str, h: &SessionHandle) -> SessionInfo {
         peer: peer.to_string(),
         since: rfc3339(h.since_ms),
         initiator: h.initiator,
-        path: p2p_proto::ctl::SessionPath::Direct,
+        path: h.link.path,
     }
+}
+
+/// What a session runs on: the invitation that named it (links for it in
+/// `PeerHello.invite`), the peer's proven key, and the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Link {
+    /// The invitation.
+    pub(crate) invite: u64,
+    /// The peer's static key.
+    pub(crate) key: Vec<u8>,
+    /// Direct or relayed.
+    pub(crate) path: SessionPath,
 }
 
 /// A session that [`Sessions::install`] registered: its task is to be
@@ -83,12 +95,30 @@ impl Sessions {
             .map(|h| (session_info(peer, h), h.cmds.clone()))
     }
 
-    /// Registers a new session with `peer` set up at `now_ms`; a previous
+    /// The invitation, key and path of the session with `peer`, if any.
+    pub(crate) fn link_of(&self, peer: &str) -> Option<(u64, Vec<u8>, SessionPath)> {
+        self.by_peer
+            .get(peer)
+            .map(|h| (h.link.invite, h.link.key.clone(), h.link.path))
+    }
+
+    /// Sessions by path: (direct, relayed).
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        let relayed = self
+            .by_peer
+            .values()
+            .filter(|h| h.link.path == SessionPath::Relayed)
+            .count() as u64;
+        (self.by_peer.len() as u64 - relayed, relayed)
+    }
+
+    /// Registers a new session with `peer` over `link`, set up at `now_ms`; a previous
     /// one is told to close. `Err` with the kept session when this one
     /// lost a crossing (both daemons keep the same one, see [`wins`]).
     pub(crate) fn install(
         &mut self,
         peer: &str,
+        link: Link,
         initiator: bool,
         now_ms: i64,
     ) -> Result<Installed, SessionInfo> {
@@ -99,6 +129,7 @@ impl Sessions {
             id: self.next_id,
             since_ms: now_ms,
             initiator,
+            link,
             cmds,
             closer: closer.clone(),
         };
@@ -134,12 +165,21 @@ impl Sessions {
 mod tests {
     use super::*;
 
+    fn link(path: SessionPath) -> Link {
+        Link {
+            invite: 1,
+            key: vec![1],
+            path,
+        }
+    }
+
     fn handle(initiator: bool, since_ms: i64) -> SessionHandle {
         let (cmds, _) = mpsc::channel(1);
         SessionHandle {
             id: 1,
             since_ms,
             initiator,
+            link: link(SessionPath::Direct),
             cmds,
             closer: CancellationToken::new(),
         }
@@ -177,15 +217,26 @@ mod tests {
     fn crossed_sessions_settle_on_the_same_link_at_both_ends() {
         let mut alice = Sessions::default();
         alice.set_me("alice");
-        let mine = alice.install("bob", true, 0).unwrap();
-        assert!(alice.install("bob", false, 50).is_err(), "bob's link loses");
+        let mine = alice
+            .install("bob", link(SessionPath::Direct), true, 0)
+            .unwrap();
+        assert!(
+            alice
+                .install("bob", link(SessionPath::Direct), false, 50)
+                .is_err(),
+            "bob's link loses"
+        );
         assert!(alice.get("bob").unwrap().0.initiator);
         assert!(!mine.closer.is_cancelled());
 
         let mut bob = Sessions::default();
         bob.set_me("bob");
-        let his = bob.install("alice", true, 0).unwrap();
-        let hers = bob.install("alice", false, 50).unwrap();
+        let his = bob
+            .install("alice", link(SessionPath::Direct), true, 0)
+            .unwrap();
+        let hers = bob
+            .install("alice", link(SessionPath::Direct), false, 50)
+            .unwrap();
         assert!(his.closer.is_cancelled(), "bob drops his own link");
         assert!(!bob.get("alice").unwrap().0.initiator);
         // The replaced session's late end leaves its successor alone.
@@ -198,10 +249,33 @@ mod tests {
     fn a_later_session_replaces_the_old_one() {
         let mut s = Sessions::default();
         s.set_me("alice");
-        let old = s.install("bob", false, 0).unwrap();
-        let new = s.install("bob", true, CROSSING_WINDOW_MS + 1).unwrap();
+        let old = s
+            .install("bob", link(SessionPath::Direct), false, 0)
+            .unwrap();
+        let new = s
+            .install(
+                "bob",
+                link(SessionPath::Direct),
+                true,
+                CROSSING_WINDOW_MS + 1,
+            )
+            .unwrap();
         assert!(old.closer.is_cancelled());
         assert_ne!(old.id, new.id);
         assert_eq!(s.list().len(), 1);
+    }
+
+    /// `sessions` shows each session's path and `status` counts both.
+    #[test]
+    fn sessions_carry_their_path() {
+        let mut s = Sessions::default();
+        s.set_me("alice");
+        s.install("bob", link(SessionPath::Relayed), true, 0)
+            .unwrap();
+        s.install("carol", link(SessionPath::Direct), true, 0)
+            .unwrap();
+        assert_eq!(s.counts(), (1, 1));
+        assert_eq!(s.get("bob").unwrap().0.path, SessionPath::Relayed);
+        assert_eq!(s.link_of("carol"), Some((1, vec![1], SessionPath::Direct)));
     }
 }

@@ -44,8 +44,10 @@ pub(crate) struct SessionHandle {
     pub(crate) id: u64,
     /// Established at, Unix ms.
     pub(crate) since_ms: i64,
-    /// Whether we dialled.
+    /// Whether we invited.
     pub(crate) initiator: bool,
+    /// Its invitation, the peer's key and the path it runs over.
+    pub(crate) link: super::registry::Link,
     /// Commands for the task.
     pub(crate) cmds: mpsc::Sender<SessionCmd>,
     /// Ends the session even when its command queue is full (replacement).
