@@ -237,12 +237,26 @@ const LISTEN_BACKLOG: u32 = 1024;
 /// so that the server link and every dial can leave from its port (the
 /// address the server sees is then the NAT's mapping of the listener's
 /// port, and two such NATs let a simultaneous open through: SPEC §10).
+///
+/// A chosen port is first bound without SO_REUSEPORT, which fails while
+/// another listener holds it: two daemons must not end up sharing (and
+/// splitting) one port without a word.
 pub(crate) fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
+    let fresh = || {
+        if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
     };
+    if addr.port() != 0 {
+        let probe = fresh()?;
+        // SO_REUSEADDR: old connections from the port (TIME_WAIT) are no
+        // obstacle; a listener is.
+        probe.set_reuseaddr(true)?;
+        probe.bind(addr)?;
+    }
+    let socket = fresh()?;
     socket.set_reuseaddr(true)?;
     socket.set_reuseport(true)?;
     socket.bind(addr)?;
@@ -304,6 +318,18 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// A port another listener holds is refused, even though the listener
+    /// itself shares its port with our own dials.
+    #[tokio::test]
+    async fn a_taken_port_is_refused() {
+        let first = bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let taken = first.local_addr().unwrap();
+        let err = bind_listener(taken).expect_err("port in use");
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        drop(first);
+        assert!(bind_listener(taken).is_ok());
     }
 
     #[test]
