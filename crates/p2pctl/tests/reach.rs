@@ -4,10 +4,12 @@
 //! offered, both `connect` and `accept` fail within the 5 s setup deadline
 //! saying what was tried.
 //!
-//! "Unreachable" is made honestly: the daemon's listener is bound to
-//! 127.0.0.2 only, and it advertises 127.0.0.1:1, where nothing listens
-//! (port 1 needs root), so every path the server hands out for it is
-//! refused, while its own dials (from 127.0.0.1) still go out.
+//! "Unreachable" is made honestly: the daemon's listener is bound to the
+//! IPv6 loopback only while the server and every address it hands out are
+//! IPv4, and it advertises 127.0.0.1:1, where nothing listens (port 1 needs
+//! root). So every path to it is refused; and since a listener's port is
+//! only shared with dials of its own family, its IPv4 dials (which still go
+//! out) leave from other ports, and no simultaneous open can meet them.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,7 +24,7 @@ const SETUP: Duration = Duration::from_secs(5);
 const SLACK: Duration = Duration::from_secs(4);
 
 /// A daemon that no peer can dial.
-const UNREACHABLE: &str = "peer_listen = \"127.0.0.2:0\"\nadvertise = \"127.0.0.1:1\"\n";
+const UNREACHABLE: &str = "peer_listen = \"[::1]:0\"\nadvertise = \"127.0.0.1:1\"\n";
 
 fn daemon(server: &TestServer, user: &str, extra: &str) -> TestDaemon {
     let password = format!("{user}-password");

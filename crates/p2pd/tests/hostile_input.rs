@@ -52,20 +52,21 @@ fn keys(d: &TestDaemon) -> (Vec<u8>, Vec<u8>) {
 /// A rogue "bob" (bob's own key, on the address bob advertises) that sends
 /// alice messages with the given times; alice's daemon must refuse the
 /// impossible ones without breaking its inbox. Neither real daemon can be
-/// dialled (listeners on 127.0.0.2 only), so alice's only link is the
-/// rogue's, although both sides reach out.
+/// dialled (listeners on the IPv6 loopback only, the server's paths are
+/// IPv4), so alice's only link is the rogue's, although both sides reach
+/// out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_message_with_an_impossible_time_breaks_nothing() {
     let server = TestServer::start(&[]);
     let rogue = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let bob_cfg = format!(
-        "{FAST_RECONNECT}peer_listen = \"127.0.0.2:0\"\nadvertise = \"{}\"\nauto_accept = [\"alice\"]\n",
+        "{FAST_RECONNECT}peer_listen = \"[::1]:0\"\nadvertise = \"{}\"\nauto_accept = [\"alice\"]\n",
         rogue.local_addr().unwrap()
     );
     let bob = user(&server, "bob", &bob_cfg);
     let (bob_private, bob_public) = keys(&bob);
     let alice_cfg =
-        format!("{FAST_RECONNECT}peer_listen = \"127.0.0.2:0\"\nadvertise = \"127.0.0.1:1\"\n");
+        format!("{FAST_RECONNECT}peer_listen = \"[::1]:0\"\nadvertise = \"127.0.0.1:1\"\n");
     let alice = std::sync::Arc::new(user(&server, "alice", &alice_cfg));
     let (_, alice_public) = keys(&alice);
 

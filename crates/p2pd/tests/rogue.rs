@@ -88,20 +88,20 @@ async fn a_link_matching_no_accepted_invitation_is_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alice_refuses_a_listener_with_the_wrong_key() {
     let server = TestServer::start(&[]);
-    // Nobody can dial alice (her listener is on 127.0.0.2 only, she
-    // advertises a dead port), so the real bob, who dials her too since
+    // Nobody can dial alice (her listener is on the IPv6 loopback only, the
+    // server and its paths are IPv4, she advertises a dead port), so the real bob, who dials her too since
     // both sides reach out, cannot make the session.
     let alice = user(
         &server,
         "alice",
-        &format!("{FAST_RECONNECT}peer_listen = \"127.0.0.2:0\"\nadvertise = \"127.0.0.1:1\"\n"),
+        &format!("{FAST_RECONNECT}peer_listen = \"[::1]:0\"\nadvertise = \"127.0.0.1:1\"\n"),
     );
     // An impostor listener that bob's registration points at (bob's own
-    // listener is not reachable on 127.0.0.1 either).
+    // listener is on the IPv6 loopback only too).
     let impostor = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let impostor_addr = impostor.local_addr().unwrap();
     let bob_cfg = format!(
-        "{FAST_RECONNECT}peer_listen = \"127.0.0.2:0\"\nadvertise = \"{impostor_addr}\"\nauto_accept = [\"alice\"]\n"
+        "{FAST_RECONNECT}peer_listen = \"[::1]:0\"\nadvertise = \"{impostor_addr}\"\nauto_accept = [\"alice\"]\n"
     );
     let bob = user(&server, "bob", &bob_cfg);
     let rogue = keypair();

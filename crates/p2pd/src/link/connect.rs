@@ -67,30 +67,37 @@ fn retry(why: impl Into<String>) -> Failure {
 }
 
 /// One attempt, requiring of the server's certificate what `trust` says,
-/// from the peer listener's `port` (0: any) so the server sees the NAT's
-/// mapping of the listener (SPEC §10).
+/// from the port of the peer listener bound at `listen` (and its address,
+/// if it is bound to one) so the server sees the NAT's mapping of the
+/// listener (SPEC §10).
 pub(crate) async fn attempt(
     creds: &Creds,
     trust: &Trust,
     peer: &PeerInfo,
-    port: u16,
+    listen: Option<SocketAddr>,
 ) -> Result<LoggedIn, Failure> {
     let verifier = PinVerifier::new(trust.pin().map(str::to_string));
-    let mut connected = Err(HandshakeError::Closed);
-    if port != 0 {
-        // The unspecified address takes the server's family (handshake.rs).
-        let from = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port);
-        connected = handshake::connect(&creds.server, Some(from), verifier.clone()).await;
-    }
-    let connected = match connected {
-        // E.g. the port pair still in TIME_WAIT after a reconnect to the
-        // same server: any port will do for this attempt.
-        Err(e @ (HandshakeError::Bind { .. } | HandshakeError::Connect { .. })) if port != 0 => {
-            tracing::debug!(cause = %e, "cannot reach the server from the listener's port; using another");
-            handshake::connect(&creds.server, None, verifier.clone()).await
-        }
-        Err(_) if port == 0 => handshake::connect(&creds.server, None, verifier.clone()).await,
-        other => other,
+    // An unspecified address takes the server's family (handshake.rs).
+    let from = listen.filter(|l| l.port() != 0).map(|l| {
+        let ip = if l.ip().is_unspecified() {
+            Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            l.ip()
+        };
+        SocketAddr::new(ip, l.port())
+    });
+    let connected = match from {
+        Some(from) => match handshake::connect(&creds.server, Some(from), verifier.clone()).await {
+            // E.g. the port pair still in TIME_WAIT after a reconnect to the
+            // same server, or a server of the other family: any port will
+            // do for this attempt.
+            Err(e @ (HandshakeError::Bind { .. } | HandshakeError::Connect { .. })) => {
+                tracing::debug!(cause = %e, "cannot reach the server from the listener's port; using another");
+                handshake::connect(&creds.server, None, verifier.clone()).await
+            }
+            other => other,
+        },
+        None => handshake::connect(&creds.server, None, verifier.clone()).await,
     };
     let mut conn = match connected {
         Ok(conn) => conn,

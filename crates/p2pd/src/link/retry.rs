@@ -65,10 +65,9 @@ impl Link {
         if let Some(listen) = self.cfg.listen {
             peer.lan = crate::lan::paths(listen, &crate::lan::interfaces());
         }
-        let port = self.cfg.listen.map_or(0, |l| l.port());
         tokio::select! {
             _ = self.shutdown.cancelled() => None,
-            r = connect::attempt(creds, &trust, &peer, port) => Some(r),
+            r = connect::attempt(creds, &trust, &peer, self.cfg.listen) => Some(r),
         }
     }
 

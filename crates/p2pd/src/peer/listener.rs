@@ -267,9 +267,7 @@ pub(crate) fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// once from one source (see the module doc).
 pub(crate) async fn serve(listener: TcpListener, peers: Arc<Peers>, per_source: usize) {
     if let Ok(addr) = listener.local_addr() {
-        peers
-            .listen_port
-            .store(addr.port(), std::sync::atomic::Ordering::Relaxed);
+        let _ = peers.listen.set(addr);
     }
     let admission = Admission::new(per_source, MAX_PENDING_HANDSHAKES, RESERVED_HANDSHAKES);
     let mut refused = 0u64;

@@ -23,8 +23,8 @@ pub(crate) mod reach;
 pub(crate) mod registry;
 pub(crate) mod session;
 
-use std::sync::atomic::AtomicU16;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use p2p_proto::ctl::{CtlError, ErrorCode, Event, PendingRequest, SessionInfo};
 use p2p_proto::time;
@@ -72,9 +72,9 @@ pub struct Peers {
     private_key: Vec<u8>,
     /// Ours, derived from `private_key` (roles and leadership compare keys).
     public_key: Vec<u8>,
-    /// The peer listener's port, set when it starts serving: every dial
-    /// leaves from it (SPEC §10).
-    listen_port: AtomicU16,
+    /// Where the peer listener is bound, set when it starts serving: every
+    /// dial leaves from its port (SPEC §10, see [`source_for`]).
+    listen: OnceLock<SocketAddr>,
     state: StateDir,
     /// Where received messages go (the daemon's inbox).
     pub(crate) inbox: Inbox,
@@ -122,7 +122,7 @@ impl Peers {
             invitations: Mutex::new(Invitations::new(auto_accept, public_key.clone())),
             private_key,
             public_key,
-            listen_port: AtomicU16::new(0),
+            listen: OnceLock::new(),
             state,
             inbox,
             events,
@@ -350,6 +350,26 @@ impl Peers {
             });
         }
     }
+}
+
+/// The address to make a connection to `to` from, for a listener bound to
+/// `listen`: its port, so the address the other end (or a NAT) sees is the
+/// listener's (SPEC §10). An unspecified listener address leaves the
+/// source address to the kernel; a specific one is also the source, in its
+/// own family only. `None` (any port) where the listener's port cannot
+/// serve: another family, or no listener.
+pub(crate) fn source_for(listen: Option<SocketAddr>, to: SocketAddr) -> Option<SocketAddr> {
+    let listen = listen.filter(|l| l.port() != 0)?;
+    let ip = listen.ip();
+    if ip.is_unspecified() {
+        let any: std::net::IpAddr = if to.is_ipv4() {
+            std::net::Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        };
+        return Some(SocketAddr::new(any, listen.port()));
+    }
+    (ip.is_ipv4() == to.is_ipv4()).then_some(listen)
 }
 
 /// The X25519 public key of `private` (computed by the Noise library's own

@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::{TcpSocket, TcpStream};
@@ -48,17 +48,11 @@ impl fmt::Display for Failed {
     }
 }
 
-fn unspecified(of: SocketAddr) -> IpAddr {
-    match of {
-        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    }
-}
-
-/// A socket for a connect to `to`, bound to `port` (shared with the
-/// listener: SO_REUSEADDR + SO_REUSEPORT) when it can be; an ephemeral
-/// port otherwise (logged at debug: the path still works without a NAT).
-fn socket_from(to: SocketAddr, port: u16) -> io::Result<TcpSocket> {
+/// A socket for a connect to `to`, bound to `from` (the listener's port,
+/// shared with it: SO_REUSEADDR + SO_REUSEPORT) when it can be; an
+/// ephemeral port otherwise (logged at debug: the path still works without
+/// a NAT).
+fn socket_from(to: SocketAddr, from: Option<SocketAddr>) -> io::Result<TcpSocket> {
     let fresh = || {
         if to.is_ipv4() {
             TcpSocket::new_v4()
@@ -66,11 +60,10 @@ fn socket_from(to: SocketAddr, port: u16) -> io::Result<TcpSocket> {
             TcpSocket::new_v6()
         }
     };
-    if port == 0 {
+    let Some(from) = from else {
         return fresh();
-    }
+    };
     let socket = fresh()?;
-    let from = SocketAddr::new(unspecified(to), port);
     let bound = socket
         .set_reuseaddr(true)
         .and_then(|()| socket.set_reuseport(true))
@@ -84,19 +77,22 @@ fn socket_from(to: SocketAddr, port: u16) -> io::Result<TcpSocket> {
     }
 }
 
-/// One TCP connect to `to` from `port` (0: any), within
+/// One TCP connect to `to` from `from` (`None`: any port), within
 /// [`CONNECT_ATTEMPT_TIMEOUT`].
-pub(crate) async fn connect_from(to: SocketAddr, port: u16) -> Result<TcpStream, Failed> {
-    let socket = socket_from(to, port).map_err(Failed::Io)?;
+pub(crate) async fn connect_from(
+    to: SocketAddr,
+    from: Option<SocketAddr>,
+) -> Result<TcpStream, Failed> {
+    let socket = socket_from(to, from).map_err(Failed::Io)?;
     let connected = timeout(CONNECT_ATTEMPT_TIMEOUT, socket.connect(to))
         .await
         .map_err(|_| Failed::TimedOut)?;
     let stream = match connected {
         // The pair (our port, this path) is still taken by an earlier link
         // (or its TIME_WAIT): the path may still work from another port.
-        Err(e) if port != 0 && e.kind() == io::ErrorKind::AddrNotAvailable => {
+        Err(e) if from.is_some() && e.kind() == io::ErrorKind::AddrNotAvailable => {
             debug!(%to, cause = %e, "dialling from another port");
-            let socket = socket_from(to, 0).map_err(Failed::Io)?;
+            let socket = socket_from(to, None).map_err(Failed::Io)?;
             timeout(CONNECT_ATTEMPT_TIMEOUT, socket.connect(to))
                 .await
                 .map_err(|_| Failed::TimedOut)?
@@ -112,20 +108,41 @@ pub(crate) async fn connect_from(to: SocketAddr, port: u16) -> Result<TcpStream,
 mod tests {
     use super::*;
 
+    /// Which source a dial (or the server link) takes for each listener.
+    #[test]
+    fn sources_follow_the_listener() {
+        use crate::peer::source_for;
+        let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let v4 = sa("198.51.100.7:443");
+        let v6 = sa("[2001:db8::7]:443");
+        let any4 = Some(sa("0.0.0.0:4401"));
+        assert_eq!(source_for(any4, v4), Some(sa("0.0.0.0:4401")));
+        assert_eq!(source_for(any4, v6), Some(sa("[::]:4401")));
+        let one = Some(sa("192.168.1.20:4401"));
+        assert_eq!(source_for(one, v4), one);
+        assert_eq!(source_for(one, v6), None, "another family: any port");
+        assert_eq!(source_for(Some(sa("[::1]:4401")), v4), None);
+        assert_eq!(source_for(None, v4), None);
+        assert_eq!(source_for(Some(sa("0.0.0.0:0")), v4), None);
+    }
+
     /// A dial leaves from the listener's port while the listener is bound
     /// to it (both with SO_REUSEPORT), and another address's port is free.
     #[tokio::test]
     async fn a_dial_shares_the_listeners_port() {
         let listener = crate::peer::bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let listen = listener.local_addr().unwrap();
+        let port = listen.port();
         let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let to = target.local_addr().unwrap();
-        let (dialled, accepted) = tokio::join!(connect_from(to, port), target.accept());
+        let from = crate::peer::source_for(Some(listen), to);
+        assert_eq!(from, Some(listen));
+        let (dialled, accepted) = tokio::join!(connect_from(to, from), target.accept());
         assert_eq!(dialled.unwrap().local_addr().unwrap().port(), port);
         assert_eq!(accepted.unwrap().1.port(), port);
         // A refused path says so in one word.
         drop(target);
-        let err = connect_from(to, 0).await.err().unwrap();
+        let err = connect_from(to, None).await.err().unwrap();
         assert_eq!(err.to_string(), "refused");
     }
 }

@@ -88,10 +88,9 @@ impl Report {
 }
 
 impl Peers {
-    /// The listener's port, which every dial leaves from (0 before it is
-    /// bound: any port).
-    pub(crate) fn listen_port(&self) -> u16 {
-        self.listen_port.load(std::sync::atomic::Ordering::Relaxed)
+    /// Where a connection to `to` leaves from (see [`super::source_for`]).
+    pub(crate) fn source(&self, to: SocketAddr) -> Option<SocketAddr> {
+        super::source_for(self.listen.get().copied(), to)
     }
 
     /// Whether the session with `user` for `invite` is up and direct (then
@@ -198,7 +197,7 @@ impl Peers {
         to: SocketAddr,
         hello: &PeerHello,
     ) -> Result<Secured, Failed> {
-        let stream = connect_from(to, self.listen_port()).await?;
+        let stream = connect_from(to, self.source(to)).await?;
         let reaching = Reaching {
             key: &t.key,
             user: &t.user,

@@ -83,8 +83,21 @@ impl Peers {
         token: Secret,
         hello: &PeerHello,
     ) -> Result<link::Secured, RelayFailure> {
-        let port = self.listen_port();
-        let from = (port != 0).then(|| SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port));
+        // The server's family is only known once its name is resolved: an
+        // unspecified source takes it (handshake.rs); a specific one must match.
+        let from = self.listen.get().and_then(|l| {
+            let ip = l.ip();
+            (l.port() != 0).then(|| {
+                SocketAddr::new(
+                    if ip.is_unspecified() {
+                        Ipv4Addr::UNSPECIFIED.into()
+                    } else {
+                        ip
+                    },
+                    l.port(),
+                )
+            })
+        });
         let conn = match self.link.open_aux(from).await {
             Ok(conn) => conn,
             Err(e) if from.is_some() => {
