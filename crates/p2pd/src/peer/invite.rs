@@ -118,7 +118,9 @@ impl Peers {
         };
         drop(slot);
         match handshake {
-            Ok(secured) => self.take_link(secured, SessionPath::Direct).await,
+            Ok(secured) => {
+                self.take_link(secured, SessionPath::Direct).await;
+            }
             // A link that never spoke is what a flood is made of: the
             // listener already logs floods (rate-limited).
             Err(

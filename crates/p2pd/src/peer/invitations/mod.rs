@@ -400,4 +400,6 @@ impl<W, L> Invitations<W, L> {
 }
 
 #[cfg(test)]
+mod establish_tests;
+#[cfg(test)]
 mod tests;

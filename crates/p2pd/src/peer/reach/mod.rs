@@ -132,7 +132,9 @@ impl Peers {
             tokio::select! {
                 _ = &mut deadline => break,
                 _ = self.shutdown.cancelled() => break,
-                Some(linked) = direct.next() => if linked { break },
+                // A relayed session still wants a direct link (the session
+                // can switch to it), until the deadline.
+                Some(linked) = direct.next() => if linked && self.direct_session(&t.user, t.invite) { break },
                 _ = &mut relay, if !relay_done => relay_done = true,
             }
             if relay_done && direct.is_empty() {
@@ -152,7 +154,8 @@ impl Peers {
     }
 
     /// Dials `to` until a link is verified (true), the deadline passes or
-    /// a direct session is up (false).
+    /// a direct session is up (false). A link the leader did not choose
+    /// does not count: the path is tried again while no session is up.
     async fn path(
         self: Arc<Self>,
         t: &Target,
@@ -167,8 +170,10 @@ impl Peers {
             let failed = match self.dial_once(t, to, hello).await {
                 Ok(secured) => {
                     debug!(peer = %t.user, %to, "direct link verified");
-                    self.clone().take_link(secured, SessionPath::Direct).await;
-                    return true;
+                    if self.clone().take_link(secured, SessionPath::Direct).await {
+                        return true;
+                    }
+                    Failed::Setup("the link was not chosen".into())
                 }
                 Err(e) => e,
             };
@@ -223,13 +228,15 @@ impl Peers {
 
     /// A link verified (from a dial, the relay or the listener): to the live
     /// session it belongs to, or to the invitation machine for a verdict.
-    pub(crate) async fn take_link(self: Arc<Self>, s: Secured, path: SessionPath) {
+    /// True if it opened the session or went to the live one.
+    pub(crate) async fn take_link(self: Arc<Self>, s: Secured, path: SessionPath) -> bool {
         let Secured { link, key, hello } = s;
         if lock(&self.sessions)
             .link_of(&hello.user)
             .is_some_and(|(i, k, _)| i == hello.invite && k == key)
         {
-            return self.hand_to_session(&hello.user, link, path);
+            self.hand_to_session(&hello.user, link, path);
+            return true;
         }
         let (tx, rx) = oneshot::channel();
         self.apply(Input::Verified {
@@ -243,7 +250,7 @@ impl Peers {
             key,
             path,
         };
-        self.carry_out(hello.user, about, link, rx).await;
+        self.carry_out(hello.user, about, link, rx).await
     }
 
     /// Carries out the machine's verdict on a link.
@@ -253,22 +260,25 @@ impl Peers {
         about: registry::Link,
         mut link: NoiseLink,
         verdict: oneshot::Receiver<Verdict>,
-    ) {
+    ) -> bool {
         let verdict = tokio::select! {
             v = verdict => v,
-            _ = self.shutdown.cancelled() => return,
+            _ = self.shutdown.cancelled() => return false,
         };
         match verdict {
             Ok(Verdict::Admit {
                 waiter,
                 lead,
                 inviter,
-            }) => self.open(&user, about, link, lead, inviter, waiter).await,
+            }) => {
+                self.open(&user, about, link, lead, inviter, waiter).await;
+                true
+            }
             Ok(Verdict::Hold(until)) => {
                 // The leader's first message on the link it chose is `Switch`.
                 let first = tokio::select! {
                     r = tokio::time::timeout_at(until, link.recv()) => r,
-                    _ = self.shutdown.cancelled() => return,
+                    _ = self.shutdown.cancelled() => return false,
                 };
                 match first {
                     Ok(Ok(Some(msgs))) if matches!(msgs.first(), Some(PeerMsg::Switch { .. })) => {
@@ -278,14 +288,21 @@ impl Peers {
                             invite: about.invite,
                             link: tx,
                         });
-                        Box::pin(self.carry_out(user, about, link, rx)).await;
+                        Box::pin(self.carry_out(user, about, link, rx)).await
                     }
-                    _ => debug!(peer = %user, "a link the leader did not choose was dropped"),
+                    _ => {
+                        debug!(peer = %user, "a link the leader did not choose was dropped");
+                        false
+                    }
                 }
             }
-            Ok(Verdict::Live) => self.hand_to_session(&user, link, about.path),
+            Ok(Verdict::Live) => {
+                self.hand_to_session(&user, link, about.path);
+                true
+            }
             Ok(Verdict::Refuse) | Err(_) => {
                 warn!(claimed = %user, invite = about.invite, key = %hex::encode(&about.key), "refused peer link: it matches no invitation we accepted");
+                false
             }
         }
     }

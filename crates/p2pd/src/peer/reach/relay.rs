@@ -60,7 +60,7 @@ impl Peers {
         match joined {
             Ok(Ok(secured)) => {
                 debug!(peer = %t.user, "relayed link verified");
-                self.clone().take_link(secured, SessionPath::Relayed).await;
+                let _ = self.clone().take_link(secured, SessionPath::Relayed).await;
             }
             Ok(Err(e)) => {
                 debug!(peer = %t.user, why = %e, "relay failed");
