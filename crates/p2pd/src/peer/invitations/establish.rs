@@ -14,7 +14,7 @@
 
 use p2p_proto::ctl::{CtlError, Event};
 use p2p_proto::peer::leads;
-use p2p_proto::wire::Contact;
+use p2p_proto::wire::{Contact, ServerEvent};
 use tracing::{info, warn};
 
 use super::{
@@ -82,13 +82,16 @@ impl<W, L> Invitations<W, L> {
 
     /// Whether the acceptance of (`user`, `invite`) may still arrive: our
     /// answer accepting it, or the server's `Accepted` for our invitation,
-    /// is on its way.
+    /// is on its way (or came before `connect` registered the invitation).
     fn acceptance_pending(&self, user: &str, invite: u64) -> bool {
         let answering = self
             .answering
             .contains_key(&(user.to_string(), invite, true));
         let ours = self.outgoing.get(&invite).is_some_and(|(to, _)| to == user);
-        answering || ours
+        let early = self.early.get(&invite).is_some_and(|(event, _)| {
+            matches!(event, ServerEvent::Accepted { contact, .. } if contact.user == user)
+        });
+        answering || ours || early
     }
 
     /// A link for `invite` with `user`, who proved `key`, is up.

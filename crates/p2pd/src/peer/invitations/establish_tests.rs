@@ -127,6 +127,14 @@ fn the_inviter_lets_in_a_link_that_beats_the_acceptance() {
     assert_eq!(refused(&m.handle(dialed_in(5, 101), c.now())), [101]);
     let acts = m.handle(accepted(3, bob()), c.now());
     assert_eq!(admitted(&acts), [(100, Some(1))]);
+
+    // The acceptance even beat `connect`'s registration of the id (the
+    // invitee accepts automatically): its link is held until then too.
+    let mut m = machine();
+    assert!(m.handle(accepted(4, bob()), c.now()).is_empty());
+    assert!(m.handle(dialed_in(4, 102), c.now()).is_empty(), "held");
+    let acts = m.handle(invited(4, 2), c.now());
+    assert_eq!(admitted(&acts), [(102, Some(2))]);
 }
 
 /// The side with the lower key leads: it opens the session on its first
