@@ -171,14 +171,27 @@ enum TcpError {
 }
 
 /// Plain `connect` by name, or — with a source address — resolve, bind,
-/// then connect to the first address of the source's family.
+/// then connect to the first address of the source's family (an
+/// unspecified source takes the family of the server's first address).
 async fn tcp_from(server: &str, source: Option<SocketAddr>) -> Result<TcpStream, TcpError> {
-    let Some(from) = source else {
+    let Some(mut from) = source else {
         return TcpStream::connect(server).await.map_err(TcpError::Connect);
     };
-    let addr = tokio::net::lookup_host(server)
+    let mut addrs = tokio::net::lookup_host(server)
         .await
         .map_err(TcpError::Connect)?
+        .peekable();
+    if from.ip().is_unspecified() {
+        if let Some(first) = addrs.peek() {
+            let any: std::net::IpAddr = if first.is_ipv4() {
+                std::net::Ipv4Addr::UNSPECIFIED.into()
+            } else {
+                std::net::Ipv6Addr::UNSPECIFIED.into()
+            };
+            from.set_ip(any);
+        }
+    }
+    let addr = addrs
         .find(|a| a.is_ipv4() == from.is_ipv4())
         .ok_or_else(|| {
             TcpError::Connect(std::io::Error::new(

@@ -34,6 +34,7 @@ pub(crate) mod error;
 pub mod handlers;
 pub mod handshake;
 pub mod inbox;
+mod lan;
 pub mod link;
 mod liveness;
 pub mod peer;
@@ -48,7 +49,6 @@ use std::time::Duration;
 
 use p2p_proto::ctl;
 use p2p_proto::wire::PeerInfo;
-use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -101,12 +101,10 @@ pub async fn run(
     let state = state::StateDir::open(&cfg.state_dir)?;
     let identity = state.identity()?;
     let inbox = inbox::Inbox::open(&cfg.state_dir)?;
-    let peer = TcpListener::bind(cfg.peer_listen)
-        .await
-        .map_err(|source| DaemonError::Bind {
-            what: format!("peer listener {}", cfg.peer_listen),
-            source,
-        })?;
+    let peer = peer::bind_listener(cfg.peer_listen).map_err(|source| DaemonError::Bind {
+        what: format!("peer listener {}", cfg.peer_listen),
+        source,
+    })?;
     let peer_listen = peer.local_addr().map_err(|source| DaemonError::Bind {
         what: "peer listener".into(),
         source,
@@ -131,15 +129,18 @@ pub async fn run(
             port: peer_listen.port(),
             advertise: cfg.advertise.map(|a| a.to_string()),
             public_key: identity.public.clone(),
+            // Filled at each login (addresses change): see `LinkConfig::listen`.
             lan: Vec::new(),
         },
+        listen: Some(peer_listen),
     };
     let local = peer::LocalPeer {
         public_key: hex::decode(&identity.public)
             .map_err(|_| DaemonError::Config("identity.json: public key is not hex".into()))?,
         port: peer_listen.port(),
         advertise: link_cfg.peer.advertise.clone(),
-        lan: link_cfg.peer.lan.clone(),
+        lan: Vec::new(),
+        listen: Some(peer_listen),
     };
     let (link, link_task) = link::spawn(link_cfg, state.clone(), events.clone(), shutdown.clone());
     let peers = peer::Peers::new(

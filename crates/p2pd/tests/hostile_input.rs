@@ -7,11 +7,12 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 
-use p2p_proto::peer::PeerMsg;
+use p2p_proto::peer::{leads, LinkPreamble, LinkRole, PeerMsg, LINK_PREAMBLE_LEN};
 use p2p_testkit::{wait_for, TestDaemon, TestServer, DEADLINE, FAST_RECONNECT};
 use p2pd::inbox::{Inbox, Incoming, Kind};
 use p2pd::peer::noise;
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn user(server: &TestServer, name: &str, config: &str) -> TestDaemon {
     server.add_user(name, &format!("{name}-password"));
@@ -39,23 +40,35 @@ async fn acked(link: &mut noise::NoiseLink) -> bool {
     got.expect("the daemon answers or closes the link")
 }
 
+/// A daemon's static key pair, from its identity file.
+fn keys(d: &TestDaemon) -> (Vec<u8>, Vec<u8>) {
+    let identity: Value =
+        serde_json::from_slice(&std::fs::read(d.state_dir().join("identity.json")).unwrap())
+            .unwrap();
+    let key = |k: &str| hex::decode(identity[k].as_str().unwrap()).unwrap();
+    (key("private"), key("public"))
+}
+
 /// A rogue "bob" (bob's own key, on the address bob advertises) that sends
 /// alice messages with the given times; alice's daemon must refuse the
-/// impossible ones without breaking its inbox.
+/// impossible ones without breaking its inbox. Neither real daemon can be
+/// dialled (listeners on the IPv6 loopback only, the server's paths are
+/// IPv4), so alice's only link is the rogue's, although both sides reach
+/// out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_message_with_an_impossible_time_breaks_nothing() {
-    let server = TestServer::start(&[]);
+    let server = TestServer::start(&["--no-relay"]);
     let rogue = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let bob_cfg = format!(
-        "{FAST_RECONNECT}advertise = \"{}\"\nauto_accept = [\"alice\"]\n",
+        "{FAST_RECONNECT}peer_listen = \"[::1]:0\"\nadvertise = \"{}\"\nauto_accept = [\"alice\"]\n",
         rogue.local_addr().unwrap()
     );
     let bob = user(&server, "bob", &bob_cfg);
-    let identity: Value =
-        serde_json::from_slice(&std::fs::read(bob.state_dir().join("identity.json")).unwrap())
-            .unwrap();
-    let bob_private = hex::decode(identity["private"].as_str().unwrap()).unwrap();
-    let alice = std::sync::Arc::new(user(&server, "alice", FAST_RECONNECT));
+    let (bob_private, bob_public) = keys(&bob);
+    let alice_cfg =
+        format!("{FAST_RECONNECT}peer_listen = \"[::1]:0\"\nadvertise = \"127.0.0.1:1\"\n");
+    let alice = std::sync::Arc::new(user(&server, "alice", &alice_cfg));
+    let (_, alice_public) = keys(&alice);
 
     let times = [-1, 253_402_300_800_000, i64::MAX, p2p_proto::time::now_ms()];
     for (round, at_ms) in times.into_iter().enumerate() {
@@ -63,12 +76,27 @@ async fn a_peer_message_with_an_impossible_time_breaks_nothing() {
         let connect = tokio::task::spawn_blocking(move || {
             a.ctl_json(&["connect", "bob", "--timeout", "20s"])
         });
-        let (stream, _) = tokio::time::timeout(DEADLINE, rogue.accept())
+        let (mut stream, _) = tokio::time::timeout(DEADLINE, rogue.accept())
             .await
             .expect("alice dials")
             .unwrap();
+        stream
+            .write_all(&LinkPreamble(LinkRole::Accept).encode())
+            .await
+            .unwrap();
+        let mut theirs = [0u8; LINK_PREAMBLE_LEN];
+        stream.read_exact(&mut theirs).await.unwrap();
+        assert_eq!(
+            LinkPreamble::decode(&theirs),
+            Some(LinkPreamble(LinkRole::Dial))
+        );
         let (mut link, _, hello) = noise::respond(stream, &bob_private).await.unwrap();
         assert_eq!(hello.user, "alice");
+        if leads(&bob_public, &alice_public) {
+            // The leader names the session's link first.
+            let switch = PeerMsg::Switch { received_upto: 0 };
+            link.send(&[switch]).await.unwrap();
+        }
         let text = format!("round {round}");
         link.send(&[PeerMsg::Message { id: 1, text, at_ms }])
             .await

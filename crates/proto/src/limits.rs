@@ -87,9 +87,6 @@ pub const MAX_PEER_FRAME: usize = 512 * 1024;
 /// A peer's Noise handshake must finish within this.
 pub const PEER_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// After accepting, how long a daemon waits for the inviter to dial in.
-pub const DIAL_IN_GRACE: Duration = Duration::from_secs(30);
-
 /// Default life of a broadcast (SPEC §4: "the 30-minute promise").
 pub const DEFAULT_BROADCAST_TTL: Duration = Duration::from_secs(30 * 60);
 

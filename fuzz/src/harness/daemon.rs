@@ -85,6 +85,7 @@ impl Fixture {
                 inbox: inbox.clone(),
                 to_peers,
                 failpoint: None,
+                listen: None,
             };
             let (link, _task) = link::spawn(cfg, state.clone(), events.clone(), shutdown.clone());
             let peers = Peers::new(

@@ -7,7 +7,7 @@ use p2p_proto::ctl::{CtlError, ErrorCode};
 use p2p_proto::wire::{self, RefusalCode};
 
 use crate::link::{LinkError, LoginError};
-use crate::peer::{DialError, PeerError};
+use crate::peer::{DialError, PeerError, SetupError};
 
 impl LinkError {
     /// The control error code (and so the exit-code class) of this error.
@@ -86,18 +86,34 @@ impl PeerError {
     pub(crate) fn code(&self) -> ErrorCode {
         match self {
             PeerError::Declined { .. } | PeerError::Ended { .. } => ErrorCode::Rejected,
-            PeerError::Expired { .. } | PeerError::NoAnswer { .. } | PeerError::NoDialIn { .. } => {
-                ErrorCode::Timeout
-            }
+            PeerError::Expired { .. } | PeerError::NoAnswer { .. } => ErrorCode::Timeout,
+            PeerError::Setup(e) => e.code(),
             PeerError::WentOffline { .. } => ErrorCode::NotOnline,
             PeerError::NoRequest { .. } => ErrorCode::NoRequest,
-            PeerError::MalformedKey | PeerError::ShuttingDown => ErrorCode::Internal,
+            PeerError::WrongAnswer | PeerError::ShuttingDown => ErrorCode::Internal,
             PeerError::Link(e) => e.code(),
             PeerError::Dial(_) => ErrorCode::Other,
             PeerError::SessionFailed { .. } | PeerError::SessionEnded { .. } => {
                 ErrorCode::NoSession
             }
         }
+    }
+}
+
+impl SetupError {
+    /// The control error code: the peer did not come within the deadline
+    /// is exit 5, as a `connect` or `accept` that timed out always was.
+    pub(crate) fn code(&self) -> ErrorCode {
+        match self {
+            SetupError::MalformedKey { .. } => ErrorCode::Internal,
+            SetupError::NoSession { .. } => ErrorCode::Timeout,
+        }
+    }
+}
+
+impl From<SetupError> for CtlError {
+    fn from(e: SetupError) -> Self {
+        CtlError::new(e.code(), e.to_string())
     }
 }
 
@@ -202,14 +218,23 @@ mod tests {
                 "bob has not invited you (see p2pctl requests)",
             ),
             (
-                PeerError::NoDialIn { from: bob() },
+                PeerError::Setup(SetupError::NoSession {
+                    user: bob(),
+                    secs: 5,
+                    why: "no direct path worked".into(),
+                }),
                 ErrorCode::Timeout,
-                "accepted, but bob did not connect in time",
+                "could not reach bob within 5s: no direct path worked",
             ),
             (
-                PeerError::MalformedKey,
+                PeerError::Setup(SetupError::MalformedKey { user: bob() }),
                 ErrorCode::Internal,
-                "server gave a malformed key",
+                "the server gave a malformed key for bob",
+            ),
+            (
+                PeerError::WrongAnswer,
+                ErrorCode::Internal,
+                "the server answered for someone else",
             ),
             (
                 PeerError::ShuttingDown,

@@ -1,6 +1,7 @@
 //! One attempt to reach the server and log in: TCP, preamble, pinned TLS,
 //! `Login`. The outcome says whether trying again can help.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use p2p_proto::limits::WIRE_VERSION;
@@ -65,14 +66,40 @@ fn retry(why: impl Into<String>) -> Failure {
     }
 }
 
-/// One attempt, requiring of the server's certificate what `trust` says.
+/// One attempt, requiring of the server's certificate what `trust` says,
+/// from the port of the peer listener bound at `listen` (and its address,
+/// if it is bound to one) so the server sees the NAT's mapping of the
+/// listener (SPEC §10).
 pub(crate) async fn attempt(
     creds: &Creds,
     trust: &Trust,
     peer: &PeerInfo,
+    listen: Option<SocketAddr>,
 ) -> Result<LoggedIn, Failure> {
     let verifier = PinVerifier::new(trust.pin().map(str::to_string));
-    let mut conn = match handshake::connect(&creds.server, None, verifier.clone()).await {
+    // An unspecified address takes the server's family (handshake.rs).
+    let from = listen.filter(|l| l.port() != 0).map(|l| {
+        let ip = if l.ip().is_unspecified() {
+            Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            l.ip()
+        };
+        SocketAddr::new(ip, l.port())
+    });
+    let connected = match from {
+        Some(from) => match handshake::connect(&creds.server, Some(from), verifier.clone()).await {
+            // E.g. the port pair still in TIME_WAIT after a reconnect to the
+            // same server, or a server of the other family: any port will
+            // do for this attempt.
+            Err(e @ (HandshakeError::Bind { .. } | HandshakeError::Connect { .. })) => {
+                tracing::debug!(cause = %e, "cannot reach the server from the listener's port; using another");
+                handshake::connect(&creds.server, None, verifier.clone()).await
+            }
+            other => other,
+        },
+        None => handshake::connect(&creds.server, None, verifier.clone()).await,
+    };
+    let mut conn = match connected {
         Ok(conn) => conn,
         Err(HandshakeError::Busy { retry_after, .. }) => {
             return Err(Failure::Retry {

@@ -190,6 +190,10 @@ pub struct LinkConfig {
     pub backoff: Backoff,
     /// Peer listener details sent at login.
     pub peer: PeerInfo,
+    /// Where the peer listener is bound: the server link leaves from its
+    /// port, and its LAN addresses are added to `peer.lan` at each login.
+    /// `None` (fuzzing, tests): neither.
+    pub listen: Option<std::net::SocketAddr>,
     /// Where broadcasts are stored.
     pub inbox: Inbox,
     /// Where login and invitation events go (the peer side).

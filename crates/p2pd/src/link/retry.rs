@@ -61,9 +61,14 @@ impl Link {
                 return Some(Err(Failure::Fatal(e)));
             }
         };
+        // The interfaces are read now: addresses change (a laptop moves).
+        let mut peer = self.cfg.peer.clone();
+        if let Some(listen) = self.cfg.listen {
+            peer.lan = crate::lan::paths(listen, &crate::lan::interfaces());
+        }
         tokio::select! {
             _ = self.shutdown.cancelled() => None,
-            r = connect::attempt(creds, &trust, &self.cfg.peer) => Some(r),
+            r = connect::attempt(creds, &trust, &peer, self.cfg.listen) => Some(r),
         }
     }
 

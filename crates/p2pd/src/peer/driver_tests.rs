@@ -5,14 +5,13 @@
 
 use std::sync::Arc;
 
-use p2p_proto::limits::DIAL_IN_GRACE;
 use p2p_proto::wire::{Contact, Reply, Request, ServerEvent};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::invitations::Input;
-use super::{PeerError, Peers, Verdict};
+use super::invitations::{Input, SESSION_SETUP_DEADLINE};
+use super::{PeerError, Peers, SetupError, Verdict};
 use crate::inbox::Inbox;
 use crate::link::{LinkCmd, LinkHandle, EVENT_QUEUE};
 use crate::state::StateDir;
@@ -31,6 +30,7 @@ fn peers(dir: &std::path::Path) -> (Arc<Peers>, mpsc::Receiver<LinkCmd>, Cancell
             port: 0,
             advertise: None,
             lan: Vec::new(),
+            listen: None,
         },
         state,
         inbox,
@@ -42,11 +42,12 @@ fn peers(dir: &std::path::Path) -> (Arc<Peers>, mpsc::Receiver<LinkCmd>, Cancell
     (peers, server, shutdown)
 }
 
-/// We accept bob's invitation, the server answers with his contact, and
-/// then nothing happens: bob never dials in. The driver alone ends the
-/// waiting `accept` with its timeout, once the dial-in grace is over.
+/// We accept bob's invitation, the server answers with his contact (a
+/// path where nobody listens, no relay), and then nothing happens: no link
+/// comes up either way. The driver alone ends the waiting `accept`, with
+/// the reason, once the setup deadline is over.
 #[tokio::test(start_paused = true)]
-async fn the_driver_ends_an_accept_when_the_dial_in_grace_runs_out() {
+async fn the_driver_ends_an_accept_at_the_setup_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let (peers, mut server, shutdown) = peers(dir.path());
     let (to_peers, from_link) = mpsc::channel(EVENT_QUEUE);
@@ -91,17 +92,20 @@ async fn the_driver_ends_an_accept_when_the_dial_in_grace_runs_out() {
 
     // From here on nothing but time passes (paused: it jumps to the next
     // timer once everything is idle, the driver's deadline being the first).
-    let outcome = tokio::time::timeout(DIAL_IN_GRACE * 4, accept)
+    let outcome = tokio::time::timeout(SESSION_SETUP_DEADLINE * 4, accept)
         .await
-        .expect("the driver must end the accept when the grace runs out")
+        .expect("the driver must end the accept at the setup deadline")
         .unwrap();
     match outcome {
-        Err(PeerError::NoDialIn { from }) => assert_eq!(from, "bob"),
-        other => panic!("expected the dial-in timeout, got {other:?}"),
+        Err(PeerError::Setup(SetupError::NoSession { user, why, .. })) => {
+            assert_eq!(user, "bob");
+            assert!(why.contains("127.0.0.1:9"), "names the path tried: {why}");
+        }
+        other => panic!("expected the setup deadline, got {other:?}"),
     }
     assert!(
-        Instant::now() >= answered + DIAL_IN_GRACE,
-        "fired before the grace was over"
+        Instant::now() >= answered + SESSION_SETUP_DEADLINE,
+        "fired before the deadline"
     );
 
     shutdown.cancel();
@@ -110,12 +114,12 @@ async fn the_driver_ends_an_accept_when_the_dial_in_grace_runs_out() {
     drop(to_peers);
 }
 
-/// Bob dials in while our acceptance is still on its way to the server,
-/// and the server never answers. The link is held, and the driver alone
-/// refuses it when the grace runs out; the `accept` still waiting for the
+/// Bob's link is verified while our acceptance is still on its way to the
+/// server, and the server never answers. The link is held, and the driver
+/// alone refuses it when the setup deadline runs out; the `accept` still waiting for the
 /// server is answered at shutdown rather than left hanging.
 #[tokio::test(start_paused = true)]
-async fn the_driver_refuses_a_held_link_when_the_grace_runs_out() {
+async fn the_driver_refuses_a_held_link_at_the_setup_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let (peers, mut server, shutdown) = peers(dir.path());
     let (to_peers, from_link) = mpsc::channel(EVENT_QUEUE);
@@ -139,21 +143,21 @@ async fn the_driver_refuses_a_held_link_when_the_grace_runs_out() {
     };
 
     let (link, verdict) = tokio::sync::oneshot::channel();
-    peers.apply(Input::DialedIn {
+    peers.apply(Input::Verified {
         user: "bob".into(),
         key: vec![0xb0; 32],
         invite: 7,
         link,
     });
     let held = Instant::now();
-    let verdict = tokio::time::timeout(DIAL_IN_GRACE * 4, verdict)
+    let verdict = tokio::time::timeout(SESSION_SETUP_DEADLINE * 4, verdict)
         .await
-        .expect("the driver must refuse the held link when the grace runs out")
+        .expect("the driver must refuse the held link at the setup deadline")
         .unwrap();
     assert!(matches!(verdict, Verdict::Refuse), "let through");
     assert!(
-        Instant::now() >= held + DIAL_IN_GRACE,
-        "refused before the grace was over"
+        Instant::now() >= held + SESSION_SETUP_DEADLINE,
+        "refused before the deadline"
     );
     assert!(!accept.is_finished(), "the accept waits for the server");
 

@@ -47,15 +47,12 @@ pub enum PeerError {
         /// Who was named.
         from: String,
     },
-    /// We accepted, but the inviter did not dial in within the grace.
-    #[error("accepted, but {from} did not connect in time")]
-    NoDialIn {
-        /// The inviter.
-        from: String,
-    },
-    /// The server's answer to our acceptance carried a key that is not hex.
-    #[error("server gave a malformed key")]
-    MalformedKey,
+    /// The invitation was accepted, but no session came of it.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// The server's acceptance names someone we did not invite.
+    #[error("the server answered for someone else")]
+    WrongAnswer,
     /// The server request (invite, answer) failed.
     #[error(transparent)]
     Link(#[from] LinkError),
@@ -160,6 +157,29 @@ pub enum SessionError {
         /// The peer.
         peer: String,
         /// What happened to the link.
+        why: String,
+    },
+}
+
+/// Why an accepted invitation led to no session (both sides, `connect` and
+/// `accept`).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The server's contact carried a key that is not hex.
+    #[error("the server gave a malformed key for {user}")]
+    MalformedKey {
+        /// The peer.
+        user: String,
+    },
+    /// The setup deadline passed with no session; `why` says what was
+    /// tried and how it failed.
+    #[error("could not reach {user} within {secs}s: {why}")]
+    NoSession {
+        /// The peer.
+        user: String,
+        /// The setup deadline, seconds.
+        secs: u64,
+        /// What was tried, in words.
         why: String,
     },
 }

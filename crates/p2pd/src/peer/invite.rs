@@ -1,25 +1,23 @@
 //! The I/O ends of an invitation: the commands (`connect`, `accept`,
-//! `reject`) that feed the machine and wait for its answer, the dial after
-//! our invitation was accepted, and the handshake of a link that dials in.
+//! `reject`) that feed the machine and wait for its answer, and the
+//! handshake of a link that dials in (the dials are `reach/`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use p2p_proto::ctl::{Answered, ConnectDone, PendingRequest, SessionInfo, SessionPath};
-use p2p_proto::peer::PeerHello;
+use p2p_proto::ctl::{Answered, ConnectDone, PendingRequest, SessionPath};
+use p2p_proto::peer::LinkRole;
 use p2p_proto::time::rfc3339;
 use p2p_proto::wire::{Reply, Request};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tracing::warn;
 
-use super::error::{DialError, PeerError};
-use super::invitations::{Input, PeerContact};
-use super::{listener, noise, Peers, Verdict, Waiter};
+use super::error::PeerError;
+use super::invitations::Input;
+use super::reach::{self, LinkSetupError};
+use super::{listener, noise, Peers};
 use crate::link::reply_error;
-
-/// Dialling one path to a peer's listener gives up after this.
-pub(crate) const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Peers {
     /// Invites `user`; unless `no_wait`, waits up to `wait` for the session.
@@ -79,7 +77,7 @@ impl Peers {
         }
     }
 
-    /// Answers `user`'s invitation. Accepting waits (up to the dial-in grace,
+    /// Answers `user`'s invitation. Accepting waits (up to the setup deadline,
     /// the machine's deadline) for the inviter to connect.
     pub(crate) async fn answer(
         self: &Arc<Self>,
@@ -100,77 +98,6 @@ impl Peers {
         })
     }
 
-    /// Our invitation to `to` was accepted: dial, open the session, tell
-    /// whoever waits.
-    pub(super) async fn dial_for(
-        self: Arc<Self>,
-        to: String,
-        contact: PeerContact,
-        invite: u64,
-        waiter: Option<Waiter>,
-    ) {
-        let me = self.link.status().user.unwrap_or_default();
-        let result = tokio::select! {
-            r = self.dial(&contact, invite, me) => r.map_err(PeerError::from),
-            _ = self.shutdown.cancelled() => Err(PeerError::ShuttingDown),
-        };
-        if let Err(e) = &result {
-            warn!(peer = %to, reason = %e, "could not open the session");
-            let _ = self.events.send(p2p_proto::ctl::Event::Rejected {
-                peer: to,
-                reason: e.to_string(),
-            });
-        }
-        if let Some(w) = waiter {
-            let _ = w.send(result.map(Some));
-        }
-    }
-
-    /// Dials `contact`'s paths in order for invitation `invite` and opens
-    /// the session over the first that answers.
-    async fn dial(
-        self: &Arc<Self>,
-        contact: &PeerContact,
-        invite: u64,
-        me: String,
-    ) -> Result<SessionInfo, DialError> {
-        let key = hex::decode(&contact.public_key).map_err(|_| DialError::MalformedKey)?;
-        let user = &contact.user;
-        let mut last = DialError::NoAddress { user: user.clone() };
-        let mut stream = None;
-        for addr in &contact.paths {
-            match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr)).await {
-                Ok(Ok(s)) => {
-                    stream = Some(s);
-                    break;
-                }
-                Ok(Err(source)) => {
-                    last = DialError::Unreachable {
-                        user: user.clone(),
-                        addr: *addr,
-                        source,
-                    }
-                }
-                Err(_) => {
-                    last = DialError::DialTimedOut {
-                        user: user.clone(),
-                        addr: *addr,
-                    }
-                }
-            }
-        }
-        let stream = stream.ok_or(last)?;
-        let _ = stream.set_nodelay(true);
-        let hello = PeerHello { user: me, invite };
-        let link = noise::initiate(stream, &self.private_key, &key, &hello)
-            .await
-            .map_err(|source| DialError::Handshake {
-                user: user.clone(),
-                source,
-            })?;
-        Ok(self.install(user, true, invite, SessionPath::Direct, link, Vec::new()))
-    }
-
     /// A link came in on the listener: let it through only if the machine
     /// says it matches an invitation we accepted (key, name and id).
     /// `slot` is this link's admission slot, held until its handshake is
@@ -182,7 +109,7 @@ impl Peers {
             .unwrap_or_default();
         let _ = stream.set_nodelay(true);
         let handshake = tokio::select! {
-            r = noise::respond(stream, &self.private_key) => r,
+            r = reach::link::secure(stream, LinkRole::Accept, &self.private_key, &self.public_key, None) => r,
             _ = slot.evicted() => {
                 // Only under a flood (the listener logs those, rate-limited).
                 tracing::debug!(%addr, "half-open peer link made room for a newer one");
@@ -191,47 +118,18 @@ impl Peers {
             _ = self.shutdown.cancelled() => return,
         };
         drop(slot);
-        let (link, key, hello) = match handshake {
-            Ok(x) => x,
+        match handshake {
+            Ok(secured) => {
+                self.take_link(secured, SessionPath::Direct).await;
+            }
             // A link that never spoke is what a flood is made of: the
             // listener already logs floods (rate-limited).
-            Err(e @ noise::NoiseError::Silent) => {
+            Err(
+                e @ (LinkSetupError::Silent | LinkSetupError::Noise(noise::NoiseError::Silent)),
+            ) => {
                 tracing::debug!(%addr, reason = %e, "peer handshake failed");
-                return;
             }
-            Err(e) => {
-                warn!(%addr, reason = %e, "peer handshake failed");
-                return;
-            }
-        };
-        let (tx, rx) = oneshot::channel();
-        self.apply(Input::DialedIn {
-            user: hello.user.clone(),
-            key: key.clone(),
-            invite: hello.invite,
-            link: tx,
-        });
-        let verdict = tokio::select! {
-            v = rx => v,
-            _ = self.shutdown.cancelled() => return,
-        };
-        match verdict {
-            Ok(Verdict::Admit(waiter)) => {
-                let info = self.install(
-                    &hello.user,
-                    false,
-                    hello.invite,
-                    SessionPath::Direct,
-                    link,
-                    Vec::new(),
-                );
-                if let Some(w) = waiter {
-                    let _ = w.send(Ok(Some(info)));
-                }
-            }
-            Ok(Verdict::Refuse) | Err(_) => {
-                warn!(%addr, claimed = %hello.user, key = %hex::encode(&key), "refused peer link: it matches no invitation we accepted");
-            }
+            Err(e) => warn!(%addr, reason = %e, "peer handshake failed"),
         }
     }
 }

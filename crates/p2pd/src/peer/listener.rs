@@ -1,7 +1,8 @@
 //! The peer listener (SPEC §5): bound before the daemon reports ready and
-//! registered with the server at login. Every incoming link runs the Noise
-//! handshake in its own task and is let through only if it matches an
-//! invitation we accepted (see [`Peers::incoming`]).
+//! registered with the server at login. Every incoming link runs the link
+//! preamble and the Noise handshake in its own task and is let through only
+//! if it matches an invitation accepted on either side, or a live session
+//! (see [`Peers::incoming`]).
 //!
 //! Until its handshake is done a link holds a slot, and slots are admitted
 //! so that half-open links from one place cannot lock out our real peers:
@@ -22,12 +23,12 @@
 //!   inviter's link, unlike the others, finds room.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use p2p_proto::limits::MAX_PENDING_HANDSHAKES;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -229,9 +230,45 @@ impl Admission {
     }
 }
 
+/// Queue of connections the kernel completes before we accept them.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds the peer listener at `addr` with SO_REUSEADDR and SO_REUSEPORT,
+/// so that the server link and every dial can leave from its port (the
+/// address the server sees is then the NAT's mapping of the listener's
+/// port, and two such NATs let a simultaneous open through: SPEC §10).
+///
+/// A chosen port is first bound without SO_REUSEPORT, which fails while
+/// another listener holds it: two daemons must not end up sharing (and
+/// splitting) one port without a word.
+pub(crate) fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let fresh = || {
+        if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+    };
+    if addr.port() != 0 {
+        let probe = fresh()?;
+        // SO_REUSEADDR: old connections from the port (TIME_WAIT) are no
+        // obstacle; a listener is.
+        probe.set_reuseaddr(true)?;
+        probe.bind(addr)?;
+    }
+    let socket = fresh()?;
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Accepts peer links until shutdown, at most `per_source` handshakes at
 /// once from one source (see the module doc).
 pub(crate) async fn serve(listener: TcpListener, peers: Arc<Peers>, per_source: usize) {
+    if let Ok(addr) = listener.local_addr() {
+        let _ = peers.listen.set(addr);
+    }
     let admission = Admission::new(per_source, MAX_PENDING_HANDSHAKES, RESERVED_HANDSHAKES);
     let mut refused = 0u64;
     let mut last_log: Option<Instant> = None;
@@ -279,6 +316,18 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// A port another listener holds is refused, even though the listener
+    /// itself shares its port with our own dials.
+    #[tokio::test]
+    async fn a_taken_port_is_refused() {
+        let first = bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let taken = first.local_addr().unwrap();
+        let err = bind_listener(taken).expect_err("port in use");
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        drop(first);
+        assert!(bind_listener(taken).is_ok());
     }
 
     #[test]

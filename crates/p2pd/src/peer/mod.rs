@@ -14,15 +14,17 @@
 //! waits for (with a bound) at shutdown.
 
 mod error;
-pub use error::{DialError, PeerError, SessionError};
+pub use error::{DialError, PeerError, SessionError, SetupError};
 pub(crate) mod invitations;
 mod invite;
 mod listener;
 pub mod noise;
+pub(crate) mod reach;
 pub(crate) mod registry;
 pub(crate) mod session;
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use p2p_proto::ctl::{Event, PendingRequest, SessionInfo, SessionPath};
 use p2p_proto::time;
@@ -37,7 +39,7 @@ use crate::inbox::Inbox;
 use crate::link::{reply_error, LinkEvent, LinkHandle};
 use crate::state::StateDir;
 use invitations::{Action, Input, Invitations, Now};
-pub(crate) use listener::{serve, DEFAULT_HANDSHAKES_PER_SOURCE};
+pub(crate) use listener::{bind_listener, serve, DEFAULT_HANDSHAKES_PER_SOURCE};
 use registry::Sessions;
 pub use session::reach::LocalPeer;
 use session::SessionCmd;
@@ -46,10 +48,20 @@ use session::SessionCmd;
 /// answered without one (a rejection), or why not.
 type Waiter = oneshot::Sender<Result<Option<SessionInfo>, PeerError>>;
 
-/// What a link that dialled in is told.
+/// What a verified link is told (see `invitations/establish.rs`).
 enum Verdict {
-    /// Let through; the `accept` waiting for it (if any) gets the session.
-    Admit(Option<Waiter>),
+    /// Open the session on it; the command waiting (if any) gets the session.
+    Admit {
+        waiter: Option<Waiter>,
+        /// We lead: name the link with `Switch`.
+        lead: bool,
+        /// We invited (the session's `initiator`).
+        inviter: bool,
+    },
+    /// We follow: wait (until then) for the leader's `Switch` on it.
+    Hold(Instant),
+    /// Its session is up: hand it to the session.
+    Live,
     /// Close it.
     Refuse,
 }
@@ -61,6 +73,11 @@ pub struct Peers {
     private_key: Vec<u8>,
     /// Our key, listener port and addresses.
     pub(crate) local: LocalPeer,
+    /// Ours, derived from `private_key` (roles and leadership compare keys).
+    public_key: Vec<u8>,
+    /// Where the peer listener is bound, set when it starts serving: every
+    /// dial leaves from its port (SPEC §10, see [`source_for`]).
+    listen: OnceLock<SocketAddr>,
     state: StateDir,
     /// Where received messages go (the daemon's inbox).
     pub(crate) inbox: Inbox,
@@ -105,15 +122,18 @@ impl Peers {
         link: LinkHandle,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
+        let public_key = public_key_of(&private_key);
         Arc::new(Peers {
+            invitations: Mutex::new(Invitations::new(auto_accept, public_key.clone())),
             private_key,
             local,
+            public_key,
+            listen: OnceLock::new(),
             state,
             inbox,
             events,
             shutdown,
             link,
-            invitations: Mutex::new(Invitations::new(auto_accept)),
             sessions: Mutex::new(Sessions::default()),
             expectations: Notify::new(),
             deadline: Notify::new(),
@@ -206,15 +226,24 @@ impl Peers {
                     }
                 });
             }
-            Action::Dial {
-                to,
+            Action::Establish {
                 contact,
                 invite,
-                waiter,
+                relay,
+                until,
             } => {
-                let peers = self.clone();
-                self.tasks
-                    .spawn(async move { peers.dial_for(to, contact, invite, waiter).await });
+                let Ok(key) = hex::decode(&contact.public_key) else {
+                    return; // the machine checked it
+                };
+                let target = reach::Target {
+                    user: contact.user,
+                    key,
+                    invite,
+                    paths: contact.paths,
+                    relay,
+                    until,
+                };
+                self.tasks.spawn(self.clone().reach(target));
             }
             Action::Emit(event) => {
                 let _ = self.events.send(event);
@@ -222,8 +251,23 @@ impl Peers {
             Action::Reply { waiter, result } => {
                 let _ = waiter.send(result.map(|()| None));
             }
-            Action::Admit { link, waiter } => {
-                let _ = link.send(Verdict::Admit(waiter));
+            Action::Admit {
+                link,
+                waiter,
+                lead,
+                inviter,
+            } => {
+                let _ = link.send(Verdict::Admit {
+                    waiter,
+                    lead,
+                    inviter,
+                });
+            }
+            Action::Hold { link, until } => {
+                let _ = link.send(Verdict::Hold(until));
+            }
+            Action::Live { link } => {
+                let _ = link.send(Verdict::Live);
             }
             Action::Refuse { link } => {
                 let _ = link.send(Verdict::Refuse);
@@ -285,13 +329,13 @@ impl Peers {
     fn install(
         self: &Arc<Self>,
         peer: &str,
+        link_of: registry::Link,
         initiator: bool,
-        invite: u64,
-        path: SessionPath,
         link: noise::NoiseLink,
         first: Vec<p2p_proto::peer::PeerMsg>,
     ) -> SessionInfo {
-        let installed = lock(&self.sessions).install(peer, initiator, path, time::now_ms());
+        let (invite, path) = (link_of.invite, link_of.path);
+        let installed = lock(&self.sessions).install(peer, link_of, initiator, time::now_ms());
         let new = match installed {
             Ok(new) => new,
             Err(kept) => {
@@ -302,7 +346,7 @@ impl Peers {
                 return kept;
             }
         };
-        info!(peer = %peer, initiator, "peer session established");
+        info!(peer = %peer, initiator, ?path, "peer session established");
         let _ = self.events.send(Event::Connected(new.info.clone()));
         let env = session::SessionEnv {
             inbox: self.inbox.clone(),
@@ -341,6 +385,43 @@ impl Peers {
             });
         }
     }
+}
+
+/// The address to make a connection to `to` from, for a listener bound to
+/// `listen`: its port, so the address the other end (or a NAT) sees is the
+/// listener's (SPEC §10). An unspecified listener address leaves the
+/// source address to the kernel; a specific one is also the source, in its
+/// own family only. `None` (any port) where the listener's port cannot
+/// serve: another family, or no listener.
+pub(crate) fn source_for(listen: Option<SocketAddr>, to: SocketAddr) -> Option<SocketAddr> {
+    let listen = listen.filter(|l| l.port() != 0)?;
+    let ip = listen.ip();
+    if ip.is_unspecified() {
+        let any: std::net::IpAddr = if to.is_ipv4() {
+            std::net::Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        };
+        return Some(SocketAddr::new(any, listen.port()));
+    }
+    (ip.is_ipv4() == to.is_ipv4()).then_some(listen)
+}
+
+/// The X25519 public key of `private` (computed by the Noise library's own
+/// curve implementation; empty if the key is unusable, which the first
+/// handshake then reports).
+fn public_key_of(private: &[u8]) -> Vec<u8> {
+    use snow::resolvers::CryptoResolver;
+    let Some(mut dh) =
+        snow::resolvers::DefaultResolver.resolve_dh(&snow::params::DHChoice::Curve25519)
+    else {
+        return Vec::new();
+    };
+    if private.len() != dh.priv_len() {
+        return Vec::new();
+    }
+    dh.set(private);
+    dh.pubkey().to_vec()
 }
 
 /// Compares `key` with the one remembered for `user` and remembers it if

@@ -37,6 +37,19 @@ fn session_info(peer: &str, h: &SessionHandle) -> SessionInfo {
     }
 }
 
+/// What a session runs on: the invitation that named it (links for it in
+/// `PeerHello.invite`), the peer's proven key, and the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Link {
+    /// The invitation.
+    pub(crate) invite: u64,
+    /// The peer's static key.
+    pub(crate) key: Vec<u8>,
+    /// Direct or relayed when it was set up (the session's path now is
+    /// its [`PathCell`]).
+    pub(crate) path: SessionPath,
+}
+
 /// A session that [`Sessions::install`] registered: its task is to be
 /// started with these.
 pub(crate) struct Installed {
@@ -85,7 +98,14 @@ impl Sessions {
             .map(|h| (session_info(peer, h), h.cmds.clone()))
     }
 
-    /// Open sessions: (direct, relayed).
+    /// The invitation, key and path of the session with `peer`, if any.
+    pub(crate) fn link_of(&self, peer: &str) -> Option<(u64, Vec<u8>, SessionPath)> {
+        self.by_peer
+            .get(peer)
+            .map(|h| (h.link.invite, h.link.key.clone(), h.path.get()))
+    }
+
+    /// Sessions by path: (direct, relayed).
     pub(crate) fn counts(&self) -> (u64, u64) {
         let relayed = self
             .by_peer
@@ -95,25 +115,26 @@ impl Sessions {
         (self.by_peer.len() as u64 - relayed, relayed)
     }
 
-    /// Registers a new session with `peer` set up at `now_ms` on `path`; a
-    /// previous one is told to close. `Err` with the kept session when this
-    /// one lost a crossing (both daemons keep the same one, see [`wins`]).
+    /// Registers a new session with `peer` over `link`, set up at `now_ms`; a previous
+    /// one is told to close. `Err` with the kept session when this one
+    /// lost a crossing (both daemons keep the same one, see [`wins`]).
     pub(crate) fn install(
         &mut self,
         peer: &str,
+        link: Link,
         initiator: bool,
-        path: SessionPath,
         now_ms: i64,
     ) -> Result<Installed, SessionInfo> {
         self.next_id += 1;
         let (cmds, rx) = mpsc::channel(SESSION_QUEUE);
         let closer = CancellationToken::new();
-        let path = PathCell::new(path);
+        let path = PathCell::new(link.path);
         let handle = SessionHandle {
             id: self.next_id,
             since_ms: now_ms,
             initiator,
             path: path.clone(),
+            link,
             cmds,
             closer: closer.clone(),
         };
@@ -150,15 +171,24 @@ impl Sessions {
 mod tests {
     use super::*;
 
+    fn link(path: SessionPath) -> Link {
+        Link {
+            invite: 1,
+            key: vec![1],
+            path,
+        }
+    }
+
     fn handle(initiator: bool, since_ms: i64) -> SessionHandle {
         let (cmds, _) = mpsc::channel(1);
         SessionHandle {
             id: 1,
             since_ms,
             initiator,
-            path: PathCell::new(SessionPath::Direct),
+            link: link(SessionPath::Direct),
             cmds,
             closer: CancellationToken::new(),
+            path: PathCell::new(SessionPath::Direct),
         }
     }
 
@@ -194,10 +224,12 @@ mod tests {
     fn crossed_sessions_settle_on_the_same_link_at_both_ends() {
         let mut alice = Sessions::default();
         alice.set_me("alice");
-        let mine = alice.install("bob", true, SessionPath::Direct, 0).unwrap();
+        let mine = alice
+            .install("bob", link(SessionPath::Direct), true, 0)
+            .unwrap();
         assert!(
             alice
-                .install("bob", false, SessionPath::Direct, 50)
+                .install("bob", link(SessionPath::Direct), false, 50)
                 .is_err(),
             "bob's link loses"
         );
@@ -206,9 +238,11 @@ mod tests {
 
         let mut bob = Sessions::default();
         bob.set_me("bob");
-        let his = bob.install("alice", true, SessionPath::Direct, 0).unwrap();
+        let his = bob
+            .install("alice", link(SessionPath::Direct), true, 0)
+            .unwrap();
         let hers = bob
-            .install("alice", false, SessionPath::Direct, 50)
+            .install("alice", link(SessionPath::Direct), false, 50)
             .unwrap();
         assert!(his.closer.is_cancelled(), "bob drops his own link");
         assert!(!bob.get("alice").unwrap().0.initiator);
@@ -222,13 +256,34 @@ mod tests {
     fn a_later_session_replaces_the_old_one() {
         let mut s = Sessions::default();
         s.set_me("alice");
-        let old = s.install("bob", false, SessionPath::Direct, 0).unwrap();
+        let old = s
+            .install("bob", link(SessionPath::Direct), false, 0)
+            .unwrap();
         let new = s
-            .install("bob", true, SessionPath::Direct, CROSSING_WINDOW_MS + 1)
+            .install(
+                "bob",
+                link(SessionPath::Direct),
+                true,
+                CROSSING_WINDOW_MS + 1,
+            )
             .unwrap();
         assert!(old.closer.is_cancelled());
         assert_ne!(old.id, new.id);
         assert_eq!(s.list().len(), 1);
+    }
+
+    /// `sessions` shows each session's path and `status` counts both.
+    #[test]
+    fn sessions_carry_their_path() {
+        let mut s = Sessions::default();
+        s.set_me("alice");
+        s.install("bob", link(SessionPath::Relayed), true, 0)
+            .unwrap();
+        s.install("carol", link(SessionPath::Direct), true, 0)
+            .unwrap();
+        assert_eq!(s.counts(), (1, 1));
+        assert_eq!(s.get("bob").unwrap().0.path, SessionPath::Relayed);
+        assert_eq!(s.link_of("carol"), Some((1, vec![1], SessionPath::Direct)));
     }
 
     /// `sessions` and `status` read each session's path as its task sets it.
@@ -236,12 +291,12 @@ mod tests {
     fn the_path_shown_is_the_sessions_current_one() {
         let mut s = Sessions::default();
         s.set_me("alice");
-        let bob = s.install("bob", true, SessionPath::Relayed, 0).unwrap();
-        s.install("carol", false, SessionPath::Direct, 0).unwrap();
+        let bob = s
+            .install("bob", link(SessionPath::Relayed), true, 0)
+            .unwrap();
         assert_eq!(s.get("bob").unwrap().0.path, SessionPath::Relayed);
-        assert_eq!(s.counts(), (1, 1));
         bob.path.set(SessionPath::Direct);
         assert_eq!(s.list()[0].path, SessionPath::Direct);
-        assert_eq!(s.counts(), (2, 0));
+        assert_eq!(s.counts(), (1, 0));
     }
 }

@@ -5,6 +5,12 @@
 //! carry out (`peer/mod.rs` does the I/O). Expiry is by deadline:
 //! [`Invitations::next_deadline`] says when to feed [`Input::Tick`].
 //!
+//! Once an invitation is accepted, both sides *establish* (see
+//! `establish.rs`): both reach the other on every path at once and both let
+//! links for it in, until [`SESSION_SETUP_DEADLINE`]. The side with the
+//! lower static key leads: it opens the session on its first verified link;
+//! the other holds its verified links until the leader's `Switch` names one.
+//!
 //! `W` is whoever waits for a control command's outcome (a `oneshot` in the
 //! daemon, a number in the tests); `L` is a link that dialled in and waits
 //! to be let through or refused.
@@ -13,7 +19,9 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use p2p_proto::ctl::{Event, PendingRequest};
-use p2p_proto::limits::{DIAL_IN_GRACE, INVITATION_TTL};
+use std::time::Duration;
+
+use p2p_proto::limits::INVITATION_TTL;
 use p2p_proto::time::rfc3339;
 use p2p_proto::wire::{Contact, InviteEnd, ServerEvent};
 use tokio::time::Instant;
@@ -22,8 +30,14 @@ use tracing::{info, warn};
 use super::error::PeerError;
 use crate::link::LinkError;
 
+mod establish;
 mod types;
 pub(crate) use types::{Action, Input, Now, PeerContact};
+
+/// From an acceptance to a session, on both sides: SPEC §10 promises a
+/// session within 5 s of the acceptance, or both sides told why not within
+/// 5 s. It bounds the dials, the relay and the links let in.
+pub(crate) const SESSION_SETUP_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Invitations held for an answer (and early answers held for an
 /// invitation, and links held while we accept) at most: the server limits
@@ -37,7 +51,8 @@ struct Request {
     expires_ms: i64,
 }
 
-struct Expected<W> {
+/// An accepted invitation (ours or theirs) with no session yet.
+struct Establishing<W> {
     user: String,
     key: Vec<u8>,
     /// Where the server says the peer is (the listener gives such links room).
@@ -45,6 +60,19 @@ struct Expected<W> {
     invite: u64,
     until: Instant,
     waiter: Option<W>,
+    /// We invited (a failure is also published as `rejected`).
+    inviter: bool,
+    /// How reaching the peer has gone, in words (from [`Input::Tried`]).
+    why: Option<String>,
+}
+
+/// An invitation whose session was opened, until its setup deadline: later
+/// links for it belong to the session.
+struct Settled {
+    user: String,
+    key: Vec<u8>,
+    invite: u64,
+    until: Instant,
 }
 
 struct Held<L> {
@@ -68,12 +96,17 @@ pub(crate) struct Invitations<W, L> {
     /// waiters. For an acceptance, the server tells the inviter (who dials
     /// at once) while its answer to us, with the key, is on the way.
     answering: HashMap<(String, u64, bool), Option<W>>,
-    /// Accepted, not dialled in yet: the only links let through.
-    expected: Vec<Expected<W>>,
-    /// Links that claim an invitation we are still accepting.
+    /// Accepted, no session yet: the only links let through.
+    establishing: Vec<Establishing<W>>,
+    /// Sessions opened within their setup deadline.
+    settled: Vec<Settled>,
+    /// Links that claim an invitation whose acceptance we have not seen
+    /// yet (our answer, or the server's `Accepted`, is on its way).
     held: Vec<Held<L>>,
     auto_accept: HashSet<String>,
     clock_skew_ms: i64,
+    /// Our static public key (who leads a session, see `p2p_proto::peer::leads`).
+    my_key: Vec<u8>,
 }
 
 fn decline_error(to: &str, reason: InviteEnd) -> PeerError {
@@ -98,24 +131,29 @@ fn reply<W, L>(out: &mut Vec<Action<W, L>>, waiter: Option<W>, result: Result<()
 }
 
 impl<W, L> Invitations<W, L> {
-    /// No invitations; `auto_accept` lists inviters accepted without asking.
-    pub(crate) fn new(auto_accept: impl IntoIterator<Item = String>) -> Self {
+    /// No invitations; `auto_accept` lists inviters accepted without
+    /// asking; `my_key` is our static public key.
+    pub(crate) fn new(auto_accept: impl IntoIterator<Item = String>, my_key: Vec<u8>) -> Self {
         Invitations {
             requests: HashMap::new(),
             outgoing: HashMap::new(),
             early: HashMap::new(),
             answering: HashMap::new(),
-            expected: Vec::new(),
+            establishing: Vec::new(),
+            settled: Vec::new(),
             held: Vec::new(),
             auto_accept: auto_accept.into_iter().collect(),
             clock_skew_ms: 0,
+            my_key,
         }
     }
 
     /// When [`Input::Tick`] is next due, if anything waits on a deadline.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let expected = self.expected.iter().map(|e| e.until);
-        expected.chain(self.held.iter().map(|h| h.until)).min()
+        let establishing = self.establishing.iter().map(|e| e.until);
+        let settled = self.settled.iter().map(|s| s.until);
+        let held = self.held.iter().map(|h| h.until);
+        establishing.chain(settled).chain(held).min()
     }
 
     /// Invitations waiting for our answer, oldest first.
@@ -139,7 +177,7 @@ impl<W, L> Invitations<W, L> {
     /// Whether `ip` is where a peer whose invitation we accepted is
     /// (`same` decides what counts as the same place).
     pub(crate) fn expects_from(&self, now: Now, same: impl Fn(IpAddr) -> bool) -> bool {
-        self.expected
+        self.establishing
             .iter()
             .any(|e| e.until > now.at && e.sources.iter().any(|s| same(*s)))
     }
@@ -179,12 +217,16 @@ impl<W, L> Invitations<W, L> {
                 accept,
                 result,
             } => self.answered(from, invite, accept, result, now, &mut out),
-            Input::DialedIn {
+            Input::Verified {
                 user,
                 key,
                 invite,
                 link,
-            } => self.dialed_in(user, key, invite, link, now, &mut out),
+            } => self.verified(user, key, invite, link, now, &mut out),
+            Input::Switched { user, invite, link } => {
+                self.switched(user, invite, link, now, &mut out)
+            }
+            Input::Tried { user, invite, why } => self.tried(&user, invite, why),
             Input::Tick => self.expire(now, &mut out),
             Input::Shutdown => self.shut_down(&mut out),
         }
@@ -230,13 +272,14 @@ impl<W, L> Invitations<W, L> {
                     let event = ServerEvent::Accepted { invite, contact };
                     return self.hold_early(invite, event, now);
                 };
-                out.push(Action::CheckKey(contact.clone()));
-                out.push(Action::Dial {
-                    to,
-                    contact: PeerContact::from(&contact),
-                    invite,
-                    waiter,
-                });
+                if contact.user != to {
+                    warn!(
+                        invite,
+                        "the server's acceptance names someone we did not invite"
+                    );
+                    return reply(out, waiter, Err(PeerError::WrongAnswer));
+                }
+                self.establish(contact, invite, waiter, true, now, out);
             }
             ServerEvent::Declined { invite, to, reason } => {
                 let Some((_, waiter)) = self.outgoing.remove(&invite) else {
@@ -322,92 +365,7 @@ impl<W, L> Invitations<W, L> {
             self.settle_held(&from, invite, out);
             return reply(out, waiter, Ok(()));
         };
-        out.push(Action::CheckKey(contact.clone()));
-        let Ok(key) = hex::decode(&contact.public_key) else {
-            self.settle_held(&from, invite, out);
-            return reply(out, waiter, Err(PeerError::MalformedKey));
-        };
-        self.expected.retain(|e| e.until > now.at);
-        self.expected.push(Expected {
-            user: contact.user.clone(),
-            key,
-            sources: PeerContact::from(&contact)
-                .paths
-                .iter()
-                .map(|a| a.ip())
-                .collect(),
-            invite,
-            until: now.at + DIAL_IN_GRACE,
-            waiter,
-        });
-        self.settle_held(&from, invite, out);
-    }
-
-    /// The answer for (`user`, `invite`) is in: links held for it are let
-    /// through if they match, refused if not.
-    fn settle_held(&mut self, user: &str, invite: u64, out: &mut Vec<Action<W, L>>) {
-        let mut i = 0;
-        while i < self.held.len() {
-            if self.held[i].user == user && self.held[i].invite == invite {
-                let h = self.held.swap_remove(i);
-                self.admit_or_refuse(h.user, h.key, h.invite, h.link, out);
-            } else {
-                i += 1;
-            }
-        }
-    }
-
-    fn admit_or_refuse(
-        &mut self,
-        user: String,
-        key: Vec<u8>,
-        invite: u64,
-        link: L,
-        out: &mut Vec<Action<W, L>>,
-    ) {
-        let pos = self
-            .expected
-            .iter()
-            .position(|e| e.key == key && e.user == user && e.invite == invite);
-        match pos {
-            Some(i) => {
-                let e = self.expected.swap_remove(i);
-                out.push(Action::ExpectationsChanged);
-                out.push(Action::Admit {
-                    link,
-                    waiter: e.waiter,
-                });
-            }
-            None => out.push(Action::Refuse { link }),
-        }
-    }
-
-    fn dialed_in(
-        &mut self,
-        user: String,
-        key: Vec<u8>,
-        invite: u64,
-        link: L,
-        now: Now,
-        out: &mut Vec<Action<W, L>>,
-    ) {
-        self.expected.retain(|e| e.until > now.at);
-        let claimed = (user, invite, true);
-        if self.answering.contains_key(&claimed) && self.held.len() < MAX_HELD_INVITATIONS {
-            // Our answer (with the key to expect) is still on its way.
-            let (user, invite, _) = claimed;
-            let until = now.at + DIAL_IN_GRACE;
-            self.held.push(Held {
-                user,
-                key,
-                invite,
-                until,
-                link,
-            });
-            return;
-        }
-        let (user, invite, _) = claimed;
-        self.admit_or_refuse(user, key, invite, link, out);
+        self.establish(contact, invite, waiter, false, now, out);
     }
 
     fn expire(&mut self, now: Now, out: &mut Vec<Action<W, L>>) {
@@ -415,30 +373,13 @@ impl<W, L> Invitations<W, L> {
         self.requests.retain(|_, r| r.expires_ms > server_now);
         self.early
             .retain(|_, (_, t)| now.at.duration_since(*t) < INVITATION_TTL);
-        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.expected)
-            .into_iter()
-            .partition(|e| e.until <= now.at);
-        self.expected = kept;
-        if !gone.is_empty() {
-            out.push(Action::ExpectationsChanged);
-        }
-        for e in gone {
-            let from = e.user;
-            reply(out, e.waiter, Err(PeerError::NoDialIn { from }));
-        }
-        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
-            .into_iter()
-            .partition(|h| h.until <= now.at);
-        self.held = kept;
-        for h in gone {
-            out.push(Action::Refuse { link: h.link });
-        }
+        self.expire_establishing(now, out);
     }
 
     fn shut_down(&mut self, out: &mut Vec<Action<W, L>>) {
         let outgoing = self.outgoing.drain().filter_map(|(_, (_, w))| w);
         let answering = self.answering.drain().filter_map(|(_, w)| w);
-        let expected = self.expected.drain(..).filter_map(|e| e.waiter);
+        let expected = self.establishing.drain(..).filter_map(|e| e.waiter);
         let waiters: Vec<W> = outgoing.chain(answering).chain(expected).collect();
         for waiter in waiters {
             out.push(Action::Reply {
@@ -452,5 +393,7 @@ impl<W, L> Invitations<W, L> {
     }
 }
 
+#[cfg(test)]
+mod establish_tests;
 #[cfg(test)]
 mod tests;

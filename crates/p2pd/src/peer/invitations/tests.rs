@@ -4,42 +4,50 @@
 use std::time::Duration;
 
 use p2p_proto::ctl::{ErrorCode, Event};
-use p2p_proto::limits::{DIAL_IN_GRACE, INVITATION_TTL};
+use p2p_proto::limits::INVITATION_TTL;
 use p2p_proto::wire::{Contact, InviteEnd, ServerEvent};
 use tokio::time::Instant;
 
-use super::{Action, Input, Invitations, Now, MAX_HELD_INVITATIONS};
+use super::{Action, Input, Invitations, Now, MAX_HELD_INVITATIONS, SESSION_SETUP_DEADLINE};
 
-type M = Invitations<u32, u32>;
-type Acts = Vec<Action<u32, u32>>;
+pub(super) type M = Invitations<u32, u32>;
+pub(super) type Acts = Vec<Action<u32, u32>>;
 
-const T0_MS: i64 = 1_700_000_000_000;
-const BOB_KEY: &str = "0b0b";
+pub(super) const T0_MS: i64 = 1_700_000_000_000;
+pub(super) const BOB_KEY: &str = "0b0b";
+/// Lower than bob's: we lead unless a test says otherwise.
+pub(super) const MY_KEY: &[u8] = &[0x0a, 0x0a];
+/// Higher than bob's: we follow.
+pub(super) const HIGH_KEY: &[u8] = &[0x0c, 0x0c];
 
-struct Clock {
+pub(super) fn machine() -> M {
+    M::new([], MY_KEY.to_vec())
+}
+
+pub(super) struct Clock {
     start: Instant,
     elapsed: Duration,
 }
 
 impl Clock {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Clock {
             start: Instant::now(),
             elapsed: Duration::ZERO,
         }
     }
-    fn now(&self) -> Now {
+    pub(super) fn now(&self) -> Now {
         Now {
             at: self.start + self.elapsed,
             unix_ms: T0_MS + self.elapsed.as_millis() as i64,
         }
     }
-    fn advance(&mut self, d: Duration) {
+    pub(super) fn advance(&mut self, d: Duration) {
         self.elapsed += d;
     }
 }
 
-fn bob() -> Contact {
+pub(super) fn bob() -> Contact {
     Contact {
         user: "bob".into(),
         addr: "10.0.0.2:4000".into(),
@@ -50,7 +58,7 @@ fn bob() -> Contact {
     }
 }
 
-fn invitation(from: &str, invite: u64) -> Input<u32, u32> {
+pub(super) fn invitation(from: &str, invite: u64) -> Input<u32, u32> {
     Input::Server(ServerEvent::Invitation {
         invite,
         from: from.into(),
@@ -58,8 +66,8 @@ fn invitation(from: &str, invite: u64) -> Input<u32, u32> {
     })
 }
 
-fn dialed_in(invite: u64, link: u32) -> Input<u32, u32> {
-    Input::DialedIn {
+pub(super) fn dialed_in(invite: u64, link: u32) -> Input<u32, u32> {
+    Input::Verified {
         user: "bob".into(),
         key: hex::decode(BOB_KEY).unwrap(),
         invite,
@@ -67,7 +75,7 @@ fn dialed_in(invite: u64, link: u32) -> Input<u32, u32> {
     }
 }
 
-fn answer(accept: bool, waiter: u32) -> Input<u32, u32> {
+pub(super) fn answer(accept: bool, waiter: u32) -> Input<u32, u32> {
     Input::Answer {
         from: "bob".into(),
         accept,
@@ -75,7 +83,7 @@ fn answer(accept: bool, waiter: u32) -> Input<u32, u32> {
     }
 }
 
-fn answered(invite: u64, accept: bool) -> Input<u32, u32> {
+pub(super) fn answered(invite: u64, accept: bool) -> Input<u32, u32> {
     Input::Answered {
         from: "bob".into(),
         invite,
@@ -84,22 +92,22 @@ fn answered(invite: u64, accept: bool) -> Input<u32, u32> {
     }
 }
 
-fn sends_answer(acts: &Acts, want: u64, yes: bool) -> bool {
+pub(super) fn sends_answer(acts: &Acts, want: u64, yes: bool) -> bool {
     acts.iter().any(
         |a| matches!(a, Action::SendAnswer { invite, accept, .. } if *invite == want && *accept == yes),
     )
 }
 
-fn admitted(acts: &Acts) -> Vec<(u32, Option<u32>)> {
+pub(super) fn admitted(acts: &Acts) -> Vec<(u32, Option<u32>)> {
     acts.iter()
         .filter_map(|a| match a {
-            Action::Admit { link, waiter } => Some((*link, *waiter)),
+            Action::Admit { link, waiter, .. } => Some((*link, *waiter)),
             _ => None,
         })
         .collect()
 }
 
-fn refused(acts: &Acts) -> Vec<u32> {
+pub(super) fn refused(acts: &Acts) -> Vec<u32> {
     acts.iter()
         .filter_map(|a| match a {
             Action::Refuse { link } => Some(*link),
@@ -108,7 +116,7 @@ fn refused(acts: &Acts) -> Vec<u32> {
         .collect()
 }
 
-fn replies(acts: &Acts) -> Vec<(u32, Result<(), ErrorCode>)> {
+pub(super) fn replies(acts: &Acts) -> Vec<(u32, Result<(), ErrorCode>)> {
     acts.iter()
         .filter_map(|a| match a {
             Action::Reply { waiter, result } => {
@@ -122,7 +130,7 @@ fn replies(acts: &Acts) -> Vec<(u32, Result<(), ErrorCode>)> {
 #[test]
 fn accept_lets_the_inviter_in_once() {
     let c = Clock::new();
-    let mut m = M::new([]);
+    let mut m = machine();
     let acts = m.handle(invitation("bob", 7), c.now());
     assert!(matches!(&acts[0], Action::Emit(Event::Request(r)) if r.from == "bob"));
     assert_eq!(m.requests(c.now()).len(), 1);
@@ -141,26 +149,28 @@ fn accept_lets_the_inviter_in_once() {
         .any(|a| matches!(a, Action::CheckKey(k) if k.user == "bob")));
     assert!(!m.accepting_any());
     assert!(m.expects_from(c.now(), |ip| ip.to_string() == "10.0.0.2"));
-    assert_eq!(m.next_deadline(), Some(c.now().at + DIAL_IN_GRACE));
+    assert_eq!(m.next_deadline(), Some(c.now().at + SESSION_SETUP_DEADLINE));
 
     // The right link is let through, with the waiting accept.
     assert_eq!(
         admitted(&m.handle(dialed_in(7, 100), c.now())),
         [(100, Some(1))]
     );
-    // The expectation is used up: a second link with the same claim is not.
-    assert_eq!(refused(&m.handle(dialed_in(7, 101), c.now())), [101]);
-    assert_eq!(m.next_deadline(), None);
+    // The session is up: a second link with the same claim goes to it
+    // (until the setup deadline), not to a second session.
+    let acts = m.handle(dialed_in(7, 101), c.now());
+    assert!(admitted(&acts).is_empty());
+    assert!(matches!(acts.as_slice(), [Action::Live { link: 101 }]));
 }
 
 #[test]
 fn a_link_with_the_wrong_key_or_invitation_is_refused() {
     let c = Clock::new();
-    let mut m = M::new([]);
+    let mut m = machine();
     m.handle(invitation("bob", 7), c.now());
     m.handle(answer(true, 1), c.now());
     m.handle(answered(7, true), c.now());
-    let wrong_key = Input::DialedIn {
+    let wrong_key = Input::Verified {
         user: "bob".into(),
         key: vec![0xee],
         invite: 7,
@@ -177,7 +187,7 @@ fn a_link_with_the_wrong_key_or_invitation_is_refused() {
 #[test]
 fn reject_answers_without_a_session_and_expects_nobody() {
     let c = Clock::new();
-    let mut m = M::new([]);
+    let mut m = machine();
     m.handle(invitation("bob", 7), c.now());
     let acts = m.handle(answer(false, 1), c.now());
     assert!(sends_answer(&acts, 7, false));
@@ -194,7 +204,7 @@ fn reject_answers_without_a_session_and_expects_nobody() {
 #[test]
 fn answering_without_an_invitation_is_no_request() {
     let c = Clock::new();
-    let mut m = M::new([]);
+    let mut m = machine();
     let acts = m.handle(answer(true, 1), c.now());
     assert_eq!(replies(&acts), [(1, Err(ErrorCode::NoRequest))]);
     assert!(!sends_answer(&acts, 0, true));
@@ -203,14 +213,14 @@ fn answering_without_an_invitation_is_no_request() {
 #[test]
 fn invitations_and_expectations_expire() {
     let mut c = Clock::new();
-    let mut m = M::new([]);
+    let mut m = machine();
     m.handle(invitation("bob", 7), c.now());
     m.handle(invitation("carol", 8), c.now());
     m.handle(answer(true, 1), c.now());
     m.handle(answered(7, true), c.now());
 
     // Nothing before the deadline.
-    c.advance(DIAL_IN_GRACE - Duration::from_millis(1));
+    c.advance(SESSION_SETUP_DEADLINE - Duration::from_millis(1));
     assert!(replies(&m.handle(Input::Tick, c.now())).is_empty());
     assert!(m.expects_from(c.now(), |_| true));
     c.advance(Duration::from_millis(1));
@@ -240,7 +250,7 @@ fn invitations_and_expectations_expire() {
 #[test]
 fn clock_skew_moves_expiry_to_the_servers_clock() {
     let c = Clock::new();
-    let mut m = M::new([]);
+    let mut m = machine();
     // The server is a minute ahead of us: its invitation is already over.
     let skew = INVITATION_TTL.as_millis() as i64;
     m.handle(
@@ -258,7 +268,7 @@ fn clock_skew_moves_expiry_to_the_servers_clock() {
 #[test]
 fn an_early_dial_in_waits_for_our_answer() {
     let c = Clock::new();
-    let mut m = M::new([]);
+    let mut m = machine();
     m.handle(invitation("bob", 7), c.now());
     m.handle(answer(true, 1), c.now());
     let acts = m.handle(dialed_in(7, 100), c.now());
@@ -266,16 +276,15 @@ fn an_early_dial_in_waits_for_our_answer() {
         admitted(&acts).is_empty() && refused(&acts).is_empty(),
         "held"
     );
-    assert_eq!(m.next_deadline(), Some(c.now().at + DIAL_IN_GRACE));
+    assert_eq!(m.next_deadline(), Some(c.now().at + SESSION_SETUP_DEADLINE));
     let acts = m.handle(answered(7, true), c.now());
     assert_eq!(admitted(&acts), [(100, Some(1))]);
-    assert_eq!(m.next_deadline(), None);
 }
 
 #[test]
 fn a_held_link_is_refused_when_the_answer_fails_or_time_runs_out() {
     let mut c = Clock::new();
-    let mut m = M::new([]);
+    let mut m = machine();
     m.handle(invitation("bob", 7), c.now());
     m.handle(answer(true, 1), c.now());
     m.handle(dialed_in(7, 100), c.now());
@@ -292,14 +301,14 @@ fn a_held_link_is_refused_when_the_answer_fails_or_time_runs_out() {
     m.handle(invitation("bob", 9), c.now());
     m.handle(answer(true, 2), c.now());
     m.handle(dialed_in(9, 101), c.now());
-    c.advance(DIAL_IN_GRACE);
+    c.advance(SESSION_SETUP_DEADLINE);
     assert_eq!(refused(&m.handle(Input::Tick, c.now())), [101]);
 }
 
 #[test]
 fn accepted_then_dial_and_declined_then_reject() {
     let c = Clock::new();
-    let mut m = M::new([]);
+    let mut m = machine();
     m.handle(
         Input::Invited {
             invite: 3,
@@ -316,14 +325,20 @@ fn accepted_then_dial_and_declined_then_reject() {
         c.now(),
     );
     let dial = acts.iter().find_map(|a| match a {
-        Action::Dial {
-            contact, waiter, ..
-        } => Some((contact.paths.clone(), *waiter)),
+        Action::Establish { contact, until, .. } => Some((contact.paths.clone(), *until)),
         _ => None,
     });
     assert_eq!(
         dial,
-        Some((vec!["10.0.0.2:4000".parse().unwrap()], Some(1)))
+        Some((
+            vec!["10.0.0.2:4000".parse().unwrap()],
+            c.now().at + SESSION_SETUP_DEADLINE
+        ))
+    );
+    // The session comes with the first verified link, either way it came.
+    assert_eq!(
+        admitted(&m.handle(dialed_in(3, 100), c.now())),
+        [(100, Some(1))]
     );
 
     m.handle(
@@ -350,7 +365,7 @@ fn accepted_then_dial_and_declined_then_reject() {
 #[test]
 fn an_early_answer_is_applied_when_connect_registers() {
     let mut c = Clock::new();
-    let mut m = M::new([]);
+    let mut m = machine();
     let accepted = ServerEvent::Accepted {
         invite: 3,
         contact: bob(),
@@ -364,7 +379,7 @@ fn an_early_answer_is_applied_when_connect_registers() {
         waiter: Some(1),
     };
     let acts = m.handle(invited(3), c.now());
-    assert!(acts.iter().any(|a| matches!(a, Action::Dial { .. })));
+    assert!(acts.iter().any(|a| matches!(a, Action::Establish { .. })));
 
     // One held past the invitation's life is forgotten.
     m.handle(Input::Server(accepted), c.now());
@@ -388,7 +403,7 @@ fn an_early_answer_is_applied_when_connect_registers() {
 #[test]
 fn crossed_invitations_run_both_ways_independently() {
     let c = Clock::new();
-    let mut m = M::new([]);
+    let mut m = machine();
     m.handle(
         Input::Invited {
             invite: 3,
@@ -406,13 +421,13 @@ fn crossed_invitations_run_both_ways_independently() {
         }),
         c.now(),
     );
-    assert!(acts.iter().any(|a| matches!(
-        a,
-        Action::Dial {
-            waiter: Some(1),
-            ..
-        }
-    )));
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::Establish { invite: 3, .. })));
+    assert_eq!(
+        admitted(&m.handle(dialed_in(3, 99), c.now())),
+        [(99, Some(1))]
+    );
     m.handle(answered(4, true), c.now());
     assert_eq!(
         admitted(&m.handle(dialed_in(4, 100), c.now())),
@@ -423,7 +438,7 @@ fn crossed_invitations_run_both_ways_independently() {
 #[test]
 fn auto_accept_answers_by_itself() {
     let c = Clock::new();
-    let mut m = M::new(["bob".to_string()]);
+    let mut m = M::new(["bob".to_string()], MY_KEY.to_vec());
     let acts = m.handle(invitation("bob", 7), c.now());
     assert!(sends_answer(&acts, 7, true));
     assert!(m.accepting_any());
@@ -443,7 +458,7 @@ fn auto_accept_answers_by_itself() {
 #[test]
 fn held_invitations_are_bounded() {
     let c = Clock::new();
-    let mut m = M::new([]);
+    let mut m = machine();
     for i in 0..MAX_HELD_INVITATIONS as u64 + 10 {
         m.handle(invitation(&format!("u{i}"), i), c.now());
     }
@@ -456,7 +471,7 @@ fn held_invitations_are_bounded() {
 #[test]
 fn shutdown_answers_every_waiter_and_refuses_held_links() {
     let c = Clock::new();
-    let mut m = M::new([]);
+    let mut m = machine();
     m.handle(
         Input::Invited {
             invite: 3,

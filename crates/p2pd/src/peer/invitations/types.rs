@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 
 use p2p_proto::ctl::Event;
-use p2p_proto::wire::{Contact, ServerEvent};
+use p2p_proto::wire::{Contact, ServerEvent, MAX_PATHS};
+use p2p_proto::Secret;
 use tokio::time::Instant;
 
 use crate::link::LinkError;
@@ -20,7 +21,7 @@ pub(crate) struct Now {
 }
 
 /// A peer as the daemon stores it: its name, key, and the paths to try, in
-/// order (the wire's `Contact` carries one address).
+/// order (the contact's `paths`; its one `addr` from an older server).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PeerContact {
     /// Account name.
@@ -36,9 +37,31 @@ impl From<&Contact> for PeerContact {
         PeerContact {
             user: c.user.clone(),
             public_key: c.public_key.clone(),
-            paths: c.addr.parse().into_iter().collect(),
+            paths: paths_of(c),
         }
     }
+}
+
+/// The contact's paths that parse, at most [`MAX_PATHS`], without
+/// repeats; its `addr` when it lists none (an older server). Addresses
+/// that no one can dial (unspecified, multicast, port 0) are skipped.
+fn paths_of(c: &Contact) -> Vec<SocketAddr> {
+    let listed = if c.paths.is_empty() {
+        std::slice::from_ref(&c.addr)
+    } else {
+        &c.paths[..]
+    };
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for a in listed.iter().take(MAX_PATHS) {
+        let Ok(a) = a.parse::<SocketAddr>() else {
+            continue;
+        };
+        if a.ip().is_unspecified() || a.ip().is_multicast() || a.port() == 0 || out.contains(&a) {
+            continue;
+        }
+        out.push(a);
+    }
+    out
 }
 
 /// What happens to the machine.
@@ -86,16 +109,37 @@ pub(crate) enum Input<W, L> {
         /// The inviter's contact (with an acceptance), or the failure.
         result: Result<Option<Contact>, LinkError>,
     },
-    /// A link finished its handshake claiming `invite` as `user` with `key`.
-    DialedIn {
-        /// Who it says it is.
+    /// A link, dialled by either side (or relayed), finished its Noise
+    /// handshake for `invite` with `user`, who proved `key`.
+    Verified {
+        /// Who it is (its hello, or the contact we dialled).
         user: String,
         /// Its proven static key.
         key: Vec<u8>,
-        /// The invitation it claims.
+        /// The invitation it is for.
         invite: u64,
         /// The link, waiting for the verdict.
         link: L,
+    },
+    /// A held link (we follow) carried the leader's `Switch`: the leader
+    /// chose it for the session of `invite` with `user`.
+    Switched {
+        /// The peer.
+        user: String,
+        /// The invitation.
+        invite: u64,
+        /// The link, waiting for the verdict.
+        link: L,
+    },
+    /// How reaching `user` for `invite` has gone so far, in words (what the
+    /// failure at the setup deadline will say).
+    Tried {
+        /// The peer.
+        user: String,
+        /// The invitation.
+        invite: u64,
+        /// E.g. "no direct path worked (tried ...) and the server offers no relay".
+        why: String,
     },
     /// Time passed: apply expiries.
     Tick,
@@ -117,16 +161,18 @@ pub(crate) enum Action<W, L> {
     },
     /// Record the key the server gave for this peer (loud if it changed).
     CheckKey(Contact),
-    /// Dial the invitee who accepted, open the session, answer `waiter`.
-    Dial {
-        /// Who we invited.
-        to: String,
-        /// Who to dial, where.
+    /// An invitation was accepted (ours or theirs): reach the peer on
+    /// every path (and the relay) until `until`, feeding back
+    /// [`Input::Verified`] and [`Input::Tried`].
+    Establish {
+        /// Who to reach, where.
         contact: PeerContact,
         /// The invitation (told to the peer).
         invite: u64,
-        /// The waiting `connect`.
-        waiter: Option<W>,
+        /// Our own relay token for it, if the server runs a relay.
+        relay: Option<Secret>,
+        /// The setup deadline.
+        until: Instant,
     },
     /// Publish a control event.
     Emit(Event),
@@ -138,13 +184,31 @@ pub(crate) enum Action<W, L> {
         /// The outcome.
         result: Result<(), PeerError>,
     },
-    /// Let this link through as the session of the peer it authenticated
-    /// as; `waiter` (the `accept`) gets the session.
+    /// Open the session on this link; `waiter` (the `connect` or
+    /// `accept`) gets it. The leader sends `Switch` first on it, the
+    /// follower answers the leader's with its own.
     Admit {
         /// The link.
         link: L,
-        /// The waiting `accept`.
+        /// The waiting command.
         waiter: Option<W>,
+        /// Whether we lead (lower static key) and so chose this link.
+        lead: bool,
+        /// Whether we invited (the session's `initiator`).
+        inviter: bool,
+    },
+    /// We follow: keep this link until the leader's `Switch` arrives on it
+    /// (then [`Input::Switched`]) or `until` passes (then drop it).
+    Hold {
+        /// The link.
+        link: L,
+        /// The setup deadline.
+        until: Instant,
+    },
+    /// The session this link is for is up already: hand the link to it.
+    Live {
+        /// The link.
+        link: L,
     },
     /// Close this link: it matches nothing we accepted.
     Refuse {

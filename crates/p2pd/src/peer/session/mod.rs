@@ -134,6 +134,8 @@ pub(crate) struct SessionHandle {
     pub(crate) initiator: bool,
     /// Direct or relayed, now.
     pub(crate) path: PathCell,
+    /// The invitation and key it was set up with.
+    pub(crate) link: super::registry::Link,
     /// Commands for the task.
     pub(crate) cmds: mpsc::Sender<SessionCmd>,
     /// Ends the session even when its command queue is full (replacement).

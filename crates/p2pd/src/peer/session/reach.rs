@@ -51,14 +51,20 @@ pub struct LocalPeer {
     pub port: u16,
     /// `advertise` from the configuration.
     pub advertise: Option<String>,
-    /// The listener's LAN addresses (as sent at login in `PeerInfo.lan`).
+    /// Fixed LAN addresses, used when `listen` is not set (tests).
     pub lan: Vec<String>,
+    /// The listener's address: its LAN addresses are read from the
+    /// interfaces each time they are needed (they change).
+    pub listen: Option<SocketAddr>,
 }
 
 impl LocalPeer {
     /// The listener's LAN addresses now.
     pub(crate) fn lan(&self) -> Vec<String> {
-        self.lan.clone()
+        match self.listen {
+            Some(listen) => crate::lan::paths(listen, &crate::lan::interfaces()),
+            None => self.lan.clone(),
+        }
     }
 
     /// Our paths given the public address the server just saw from port P:
@@ -95,39 +101,65 @@ impl Reach for LinkReach {
     fn my_paths(&self) -> BoxFuture<'static, Vec<String>> {
         let (link, local) = (self.link.clone(), self.local.clone());
         Box::pin(async move {
-            // From port P: the server sees the NAT's current mapping of it.
-            let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), local.port);
-            let conn = match link.open_aux(Some(from)).await {
-                Ok(conn) => Some((conn, true)),
-                Err(e) => {
-                    // P is taken without SO_REUSEPORT (or in TIME_WAIT):
-                    // an ephemeral port still tells our public IP.
-                    debug!(cause = %e, "address probe from the listener's port failed");
-                    link.open_aux(None).await.ok().map(|c| (c, false))
-                }
-            };
-            let Some((conn, from_p)) = conn else {
-                return local.paths(None);
-            };
-            match relay_client::observe(conn).await {
-                Ok(seen) if from_p => local.paths(Some(seen)),
-                Ok(seen) => local.paths(Some(SocketAddr::new(seen.ip(), local.port))),
-                Err(e) => {
-                    debug!(cause = %e, "address probe failed");
-                    local.paths(None)
-                }
-            }
+            let probed = probe_paths(&link, &local).await;
+            // The server link leaves from port P too: the mapping the
+            // server saw for it is the one a NAT that keeps one mapping per
+            // local port (most do) gives every connection from P, so it
+            // goes first. (A probe from P to the same server address is
+            // the link's own 4-tuple, so the probe above mostly falls back
+            // to an ephemeral port, which tells our IP but not P's port.)
+            let observed = link
+                .status()
+                .observed
+                .and_then(|o| o.parse::<SocketAddr>().ok());
+            with_first(observed, probed)
         })
     }
 
     fn dial(&self, peer: &str, invite: u64, paths: Vec<SocketAddr>) {
-        let Some(_peers) = self.peers.upgrade() else {
+        let Some(peers) = self.peers.upgrade() else {
             return;
         };
-        // The dialler (preamble, simultaneous open from port P, Noise) is
-        // `Peers::dial_for_session`, built with the link establishment;
-        // until it is in this build the addresses are only logged.
         debug!(peer = %peer, invite, count = paths.len(), "peer offered direct paths");
+        peers.dial_for_session(peer, invite, paths);
+    }
+}
+
+/// `first` (if any) at the head of `paths`, without repeats, at most
+/// [`MAX_PATHS`].
+fn with_first(first: Option<SocketAddr>, paths: Vec<String>) -> Vec<String> {
+    let Some(first) = first.map(|a| a.to_string()) else {
+        return paths;
+    };
+    let mut out = vec![first.clone()];
+    out.extend(paths.into_iter().filter(|p| *p != first));
+    out.truncate(MAX_PATHS);
+    out
+}
+
+/// Our paths from a fresh address probe (see [`LocalPeer::paths`]).
+async fn probe_paths(link: &LinkHandle, local: &LocalPeer) -> Vec<String> {
+    // From port P: the server sees the NAT's current mapping of it.
+    let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), local.port);
+    let conn = match link.open_aux(Some(from)).await {
+        Ok(conn) => Some((conn, true)),
+        Err(e) => {
+            // P is taken without SO_REUSEPORT (or in TIME_WAIT):
+            // an ephemeral port still tells our public IP.
+            debug!(cause = %e, "address probe from the listener's port failed");
+            link.open_aux(None).await.ok().map(|c| (c, false))
+        }
+    };
+    let Some((conn, from_p)) = conn else {
+        return local.paths(None);
+    };
+    match relay_client::observe(conn).await {
+        Ok(seen) if from_p => local.paths(Some(seen)),
+        Ok(seen) => local.paths(Some(SocketAddr::new(seen.ip(), local.port))),
+        Err(e) => {
+            debug!(cause = %e, "address probe failed");
+            local.paths(None)
+        }
     }
 }
 
@@ -169,5 +201,26 @@ mod tests {
             ["203.0.113.5:60000", "203.0.113.5:4401", "10.0.0.2:4401"]
         );
         assert_eq!(local.paths(None), ["10.0.0.2:4401", "203.0.113.5:4401"]);
+    }
+
+    /// The link's own mapping leads the offer: through a NAT that keeps one
+    /// mapping per local port it is where the peer's SYN gets in, while a
+    /// probe from an ephemeral port only knows our IP.
+    #[test]
+    fn the_links_mapping_leads_the_offered_paths() {
+        let probed = vec!["203.0.113.5:4401".to_string(), "10.0.0.2:4401".to_string()];
+        let link = "203.0.113.5:8000".parse().ok();
+        assert_eq!(
+            with_first(link, probed.clone()),
+            ["203.0.113.5:8000", "203.0.113.5:4401", "10.0.0.2:4401"]
+        );
+        let same = "10.0.0.2:4401".parse().ok();
+        assert_eq!(
+            with_first(same, probed.clone()),
+            ["10.0.0.2:4401", "203.0.113.5:4401"]
+        );
+        assert_eq!(with_first(None, probed.clone()), probed);
+        let many: Vec<String> = (1..=20).map(|i| format!("10.0.0.{i}:1")).collect();
+        assert_eq!(with_first(link, many).len(), MAX_PATHS);
     }
 }
