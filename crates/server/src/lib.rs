@@ -23,6 +23,7 @@
 pub mod auth;
 pub mod broadcast;
 pub mod cli;
+pub(crate) mod config_file;
 pub(crate) mod conn;
 pub(crate) mod error;
 pub(crate) mod hasher;
@@ -33,6 +34,7 @@ pub(crate) mod rate;
 pub(crate) mod reach;
 pub(crate) mod refused;
 pub mod relay;
+pub(crate) mod serve;
 pub(crate) mod sources;
 pub(crate) mod state_check;
 pub(crate) mod throttle;
