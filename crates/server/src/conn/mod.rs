@@ -124,7 +124,15 @@ async fn handle(
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return Err(Dropped::BeforeTls(e)),
     }
-    let tls = timeout_at(deadline, shared.tls.accept(stream))
+    // A reload may replace the identity; this connection keeps the one it
+    // started with.
+    let acceptor = shared
+        .tls
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .acceptor
+        .clone();
+    let tls = timeout_at(deadline, acceptor.accept(stream))
         .await
         .map_err(|_| late("TLS handshake"))?
         .map_err(Dropped::Tls)?;

@@ -146,7 +146,7 @@ async fn first(
     send(&mut conn, ready(seat.peer())).await?;
     send(&mut other, ready(seat.user())).await?;
     info!(user = %seat.user(), peer = %seat.peer(), "relay pair up");
-    let policy = *shared.relay.policy();
+    let policy = shared.relay.policy();
     let spliced = splice(
         stream(conn),
         stream(other),
