@@ -123,6 +123,10 @@ pub(crate) struct ServeArgs {
     /// Registration attempts one /24 (IPv4) or /64 (IPv6) may make.
     #[arg(long, value_name = "N/DURATION", default_value_t = Limits::default().registrations_per_prefix)]
     pub(crate) registrations_per_prefix: Budget,
+    /// Prometheus metrics at http://ADDR/metrics and /healthz (keep it off
+    /// the public address), or "off".
+    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9464")]
+    pub(crate) metrics_listen: MetricsListen,
     /// Run no relay: issue no relay tokens and refuse every relay join.
     #[arg(long)]
     pub(crate) no_relay: bool,
@@ -190,6 +194,22 @@ enum UserCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `--metrics-listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MetricsListen(pub(crate) Option<SocketAddr>);
+
+impl std::str::FromStr for MetricsListen {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "off" {
+            return Ok(MetricsListen(None));
+        }
+        s.parse()
+            .map(|a| MetricsListen(Some(a)))
+            .map_err(|e| format!("{e}: expected IP:PORT or off"))
+    }
 }
 
 /// The data directory: flag, else systemd's `$STATE_DIRECTORY`, else XDG.

@@ -178,6 +178,7 @@ impl Invitations {
                 (inner.take_expired(now), inner.next_deadline())
             };
             for (id, inv) in due {
+                crate::metrics::metrics().invitation("expired");
                 Self::tell_ended(presence, id, &inv, InviteEnd::Expired);
             }
             let timer = async {

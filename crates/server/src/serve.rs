@@ -38,6 +38,18 @@ pub(crate) fn serve(cli: Cli, argv: Vec<OsString>) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| ServerError::Config(format!("cannot listen on {listen}: {e}")))?;
+        let metrics = match cli.serve.metrics_listen.0 {
+            Some(at) => Some(tokio::net::TcpListener::bind(at).await.map_err(|e| {
+                ServerError::Config(format!(
+                    "cannot listen for metrics on {at}: {e} (--metrics-listen off disables them)"
+                ))
+            })?),
+            None => None,
+        };
+        // Printed before "listening on", which readers wait for.
+        if let Some(m) = &metrics {
+            println!("p2p-server metrics on {}", m.local_addr()?);
+        }
         // These two lines are the start-up contract: operators copy the
         // fingerprint, and tests wait for "listening on".
         println!("p2p-server fingerprint {}", server.fingerprint());
@@ -46,12 +58,20 @@ pub(crate) fn serve(cli: Cli, argv: Vec<OsString>) -> Result<()> {
         let started = Started {
             listen,
             log_level: cli.log_level.clone(),
+            metrics_listen: cli.serve.metrics_listen,
         };
         let shared = server.shared();
         let side = tokio_util::task::TaskTracker::new();
         // Not tracked: it returns only after a signal, which a stop from
         // an error never sends.
         tokio::spawn(p2p_sys::signals::cancel_on_signal(shutdown.clone()));
+        if let Some(m) = metrics {
+            side.spawn(crate::metrics::http::serve(
+                m,
+                shared.clone(),
+                shutdown.clone(),
+            ));
+        }
         side.spawn(reload_on_hangup(
             hangup,
             argv,
@@ -79,6 +99,7 @@ pub(crate) fn serve(cli: Cli, argv: Vec<OsString>) -> Result<()> {
 struct Started {
     listen: SocketAddr,
     log_level: Option<String>,
+    metrics_listen: crate::cli::MetricsListen,
 }
 
 /// On each SIGHUP: parses the command line and the config file again and
@@ -113,6 +134,9 @@ async fn reload_on_hangup(
                 }
                 if cli.log_level != started.log_level {
                     restart.push("log_level");
+                }
+                if cli.serve.metrics_listen != started.metrics_listen {
+                    restart.push("metrics_listen");
                 }
                 reload::report(&restart);
             }

@@ -101,3 +101,24 @@ fn the_file_applies_to_subcommands() {
         text(&out.stdout)
     );
 }
+
+/// Every key in the installed example, uncommented, is valid (the TLS
+/// files it names do not exist here, so those two stay out).
+#[test]
+fn the_example_config_names_only_valid_keys() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../packaging/p2p-server.toml.example"
+    );
+    let example = std::fs::read_to_string(example).unwrap();
+    let keys: Vec<&str> = example
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .filter(|l| l.contains(" = ") && !l.starts_with(' ') && !l.starts_with("tls_"))
+        .collect();
+    assert!(keys.len() > 20, "{keys:?}");
+    let dir = short_tempdir();
+    let path = write(dir.path(), &keys.join("\n"));
+    let out = server(&["check-config", "--config", &path]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
