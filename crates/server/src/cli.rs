@@ -45,6 +45,10 @@ pub struct Cli {
     /// Default: $STATE_DIRECTORY, else the XDG data dir for p2p-server.
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
+    /// The admin socket (status, sessions, kick). Default: admin.sock in
+    /// the data directory.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) admin_socket: Option<PathBuf>,
     /// Log level or filter (e.g. debug, info,p2p_server=trace); default RUST_LOG, else info.
     #[arg(long, global = true, value_name = "LEVEL")]
     pub(crate) log_level: Option<String>,
@@ -154,6 +158,23 @@ enum Command {
     /// Manage accounts in users.csv (works while the server runs).
     #[command(subcommand)]
     User(UserCommand),
+    /// Show the running server: version, addresses, sessions, accounts.
+    Status {
+        /// One JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Who is online, since when, from where.
+    Sessions {
+        /// One JSON document: {"sessions":[{"user","since","address"}]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End USER's session now; their daemon is logged out and says why.
+    Kick {
+        /// Account name.
+        user: String,
+    },
     /// Check the configuration (flags and --config FILE) without starting:
     /// exit 0 if the server would start with it, 2 with the reason if not.
     CheckConfig,
@@ -261,10 +282,14 @@ pub fn main() -> ExitCode {
 fn dispatch(cli: Cli, argv: Vec<OsString>) -> Result<()> {
     let dir = data_dir(cli.data_dir.clone())?;
     let file = || UserFile::in_dir(&dir);
+    let admin = || crate::admin::socket_path(cli.admin_socket.as_deref(), &dir);
     let ensure_dir = || p2p_sys::fsutil::ensure_private_dir(&dir).map_err(ServerError::file(&dir));
     match cli.command {
         None => crate::serve::serve(cli, argv),
         Some(Command::CheckConfig) => check_config(&cli),
+        Some(Command::Status { json }) => crate::admin::client::status(&admin(), json),
+        Some(Command::Sessions { json }) => crate::admin::client::sessions(&admin(), json),
+        Some(Command::Kick { ref user }) => crate::admin::client::kick(&admin(), user),
         Some(Command::Fingerprint { tls_cert }) => {
             let source = match tls_cert {
                 Some(cert) => TlsSource::Files {

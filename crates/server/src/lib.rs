@@ -20,6 +20,7 @@
 //! [`broadcast`], [`invitations::Invitations`], [`presence::Presence`],
 //! [`relay::Relay`], [`tokens::TokenStore`], [`users`]).
 
+pub(crate) mod admin;
 pub mod auth;
 pub mod broadcast;
 pub mod cli;

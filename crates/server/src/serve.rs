@@ -29,6 +29,7 @@ pub(crate) fn serve(cli: Cli, argv: Vec<OsString>) -> Result<()> {
     p2p_sys::logging::init(cli.log_level.as_deref());
     let cfg = server_config(&cli)?;
     let listen = cli.serve.listen;
+    let admin_path = crate::admin::socket_path(cli.admin_socket.as_deref(), &cfg.data_dir);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         // Before anything can be reported ready: SIGHUP's default action
@@ -46,6 +47,8 @@ pub(crate) fn serve(cli: Cli, argv: Vec<OsString>) -> Result<()> {
             })?),
             None => None,
         };
+        // Bound before "listening on", so `status` works once that is printed.
+        let admin = crate::admin::bind(&admin_path);
         // Printed before "listening on", which readers wait for.
         if let Some(m) = &metrics {
             println!("p2p-server metrics on {}", m.local_addr()?);
@@ -55,16 +58,34 @@ pub(crate) fn serve(cli: Cli, argv: Vec<OsString>) -> Result<()> {
         println!("p2p-server fingerprint {}", server.fingerprint());
         println!("p2p-server listening on {}", listener.local_addr()?);
         let shutdown = CancellationToken::new();
+        let facts = crate::admin::Facts {
+            listen: listener.local_addr()?,
+            metrics: match &metrics {
+                Some(m) => Some(m.local_addr()?),
+                None => None,
+            },
+            started: std::time::Instant::now(),
+        };
         let started = Started {
             listen,
             log_level: cli.log_level.clone(),
             metrics_listen: cli.serve.metrics_listen,
+            admin_socket: cli.admin_socket.clone(),
         };
         let shared = server.shared();
         let side = tokio_util::task::TaskTracker::new();
         // Not tracked: it returns only after a signal, which a stop from
         // an error never sends.
         tokio::spawn(p2p_sys::signals::cancel_on_signal(shutdown.clone()));
+        if let Some(a) = admin {
+            side.spawn(crate::admin::serve(
+                a,
+                admin_path,
+                shared.clone(),
+                facts,
+                shutdown.clone(),
+            ));
+        }
         if let Some(m) = metrics {
             side.spawn(crate::metrics::http::serve(
                 m,
@@ -100,6 +121,7 @@ struct Started {
     listen: SocketAddr,
     log_level: Option<String>,
     metrics_listen: crate::cli::MetricsListen,
+    admin_socket: Option<std::path::PathBuf>,
 }
 
 /// On each SIGHUP: parses the command line and the config file again and
@@ -137,6 +159,9 @@ async fn reload_on_hangup(
                 }
                 if cli.serve.metrics_listen != started.metrics_listen {
                     restart.push("metrics_listen");
+                }
+                if cli.admin_socket != started.admin_socket {
+                    restart.push("admin_socket");
                 }
                 reload::report(&restart);
             }

@@ -100,6 +100,10 @@ async fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> Reply {
     }
 }
 
+/// What a kicked daemon is told (and shows).
+const KICKED: &str =
+    "disconnected by the server operator (p2p-server kick); log in again to come back";
+
 /// Counts a broadcast sent to one recipient.
 fn count_delivery(event: &ServerEvent) {
     if matches!(event, ServerEvent::Broadcast { .. }) {
@@ -164,6 +168,12 @@ pub(super) async fn logged_in(
                 let message = match reason {
                     CloseReason::Replaced => "logged in from elsewhere; this session was replaced",
                     CloseReason::AccountRemoved => "account removed by the operator",
+                    // Only `p2p-server kick` sends this one: a logout the
+                    // operator made, so the resume token goes too.
+                    CloseReason::LoggedOut => {
+                        shared.auth.revoke(me.token.clone()).await;
+                        KICKED
+                    }
                     _ => "closed by the server",
                 };
                 close(conn, reason, message).await;
