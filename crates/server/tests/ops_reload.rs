@@ -72,3 +72,47 @@ fn sighup_applies_a_changed_broadcast_limit_and_keeps_the_session() {
     let (code, doc) = alice.ctl_json(&["broadcast", "four"]);
     assert_eq!(doc["error"]["code"], "rate_limited", "{code} {doc}");
 }
+
+/// Whether a new TLS connection pinned to `fingerprint` gets through.
+async fn pins(server: &TestServer, fingerprint: &str) -> bool {
+    let pin = p2pd::tlsclient::PinVerifier::new(Some(fingerprint.to_string()));
+    p2pd::handshake::connect(&server.addr.to_string(), None, pin)
+        .await
+        .is_ok()
+}
+
+/// A renewed certificate is served to new connections after SIGHUP, while
+/// the logged-in session stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_serves_a_renewed_certificate() {
+    let server = TestServer::start(&[]);
+    let alice = TestDaemon::online(&server, "alice");
+    let since = alice.status()["server"]["since"].clone();
+    let old = server.fingerprint.clone();
+    assert!(pins(&server, &old).await);
+
+    let renewed = rcgen::generate_simple_self_signed(vec!["p2p-server".to_string()]).unwrap();
+    let data = server.data_dir();
+    std::fs::write(
+        data.join("tls-key.pem"),
+        renewed.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    std::fs::write(data.join("tls-cert.pem"), renewed.cert.pem()).unwrap();
+    let out = server.admin(&["fingerprint"], "");
+    let new = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(new.starts_with("SHA256:") && new != old, "{new}");
+    assert!(!pins(&server, &new).await, "not before the reload");
+
+    tokio::task::block_in_place(|| {
+        hangup(&server);
+        wait_reloads(&server, 1);
+    });
+    assert!(
+        pins(&server, &new).await,
+        "the renewed certificate is served"
+    );
+    assert!(!pins(&server, &old).await);
+    let status = alice.status();
+    assert_eq!(status["server"]["since"], since, "{status}");
+}
