@@ -373,6 +373,15 @@ fn check_config(cli: &Cli) -> Result<()> {
 /// describes.
 pub(crate) fn server_config(cli: &Cli) -> Result<ServerConfig> {
     let args = &cli.serve;
+    if let Some(m) = args.metrics_listen.0 {
+        let l = args.listen;
+        let same_host = m.ip() == l.ip() || m.ip().is_unspecified() || l.ip().is_unspecified();
+        if m.port() == l.port() && m.port() != 0 && same_host {
+            return Err(ServerError::Config(format!(
+                "--metrics-listen {m} would share --listen {l}: metrics are never served on the public port"
+            )));
+        }
+    }
     let mut cfg = ServerConfig::new(data_dir(cli.data_dir.clone())?);
     cfg.max_clients = args.max_clients;
     cfg.open_registration = args.open_registration;

@@ -61,21 +61,53 @@ pub(crate) fn known_keys() -> Vec<String> {
 /// flag on the command line) come back as `Err(Left)`; a bad file as
 /// `Err(Right)`.
 pub(crate) fn parse(argv: &[OsString]) -> Result<Cli, Either> {
-    let cli = Cli::try_parse_from(argv).map_err(Either::Clap)?;
-    let Some(path) = cli.config.clone() else {
-        return Ok(cli);
+    let path = match config_flag(argv) {
+        Some(path) if !asks_for_help(argv) => path,
+        _ => return Cli::try_parse_from(argv).map_err(Either::Clap),
     };
     let file_args = file_args(&path).map_err(Either::Config)?;
     let program = argv.first().cloned().unwrap_or_else(|| "p2p-server".into());
-    // The file alone first, so its mistakes are reported as the file's.
-    let alone = std::iter::once(program.clone()).chain(file_args.iter().cloned());
-    if let Err(e) = Cli::try_parse_from(alone) {
-        return Err(Either::Config(invalid(&path, clap_message(&e))));
-    }
-    let merged = std::iter::once(program)
-        .chain(file_args)
+    let merged = std::iter::once(program.clone())
+        .chain(file_args.iter().cloned())
         .chain(argv.iter().skip(1).cloned());
-    Cli::try_parse_from(merged).map_err(Either::Clap)
+    let e = match Cli::try_parse_from(merged) {
+        Ok(cli) => return Ok(cli),
+        Err(e) => e,
+    };
+    // Whose mistake: the file's if the file alone fails too (other than
+    // by a flag pair split between the file and the command line).
+    let alone = std::iter::once(program).chain(file_args);
+    match Cli::try_parse_from(alone) {
+        Err(fe) if fe.kind() != clap::error::ErrorKind::MissingRequiredArgument => {
+            Err(Either::Config(invalid(&path, clap_message(&fe))))
+        }
+        _ => Err(Either::Clap(e)),
+    }
+}
+
+/// The value of the last `--config` in `argv`, found before clap runs
+/// (the file's flags must be in place for clap's checks).
+fn config_flag(argv: &[OsString]) -> Option<PathBuf> {
+    let mut found = None;
+    let mut args = argv.iter().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            break;
+        }
+        if arg == "--config" {
+            found = args.next().map(PathBuf::from);
+        } else if let Some(v) = arg.to_str().and_then(|a| a.strip_prefix("--config=")) {
+            found = Some(PathBuf::from(v));
+        }
+    }
+    found
+}
+
+/// `--help` or `--version` anywhere: answered without reading the file.
+fn asks_for_help(argv: &[OsString]) -> bool {
+    argv.iter()
+        .skip(1)
+        .any(|a| ["-h", "--help", "-V", "--version"].contains(&a.to_str().unwrap_or("")))
 }
 
 /// Either error of [`parse`].
@@ -199,6 +231,16 @@ mod tests {
         let cli = parse(&argv(&["--broadcast-limit", "9", "--config", p])).unwrap();
         assert_eq!(cli.serve.broadcast_limit, 9, "the flag beats the file");
         assert_eq!(cli.serve.listen.to_string(), "127.0.0.1:4500");
+
+        // A flag pair split between the file and the command line.
+        let (_d, path) = write("tls_cert = \"/etc/cert.pem\"\n");
+        let p = format!("--config={}", path.display());
+        let cli = parse(&argv(&[&p, "--tls-key", "/etc/key.pem"])).unwrap();
+        assert!(cli.serve.tls_cert.is_some() && cli.serve.tls_key.is_some());
+        match parse(&argv(&[&p])) {
+            Err(Either::Clap(e)) => assert!(e.to_string().contains("--tls-key"), "{e}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

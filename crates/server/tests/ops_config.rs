@@ -40,6 +40,14 @@ fn check_config_accepts_a_good_file_and_refuses_a_bad_one_with_exit_2() {
     let err = text(&out.stderr);
     assert!(err.contains(&bad) && err.contains("--max-clients"), "{err}");
 
+    let shared = write(
+        dir.path(),
+        "listen = \"0.0.0.0:4400\"\nmetrics_listen = \"127.0.0.1:4400\"\n",
+    );
+    let out = server(&["check-config", "--config", &shared]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("never served on the public port"));
+
     let missing_key = write(
         dir.path(),
         "tls_cert = \"/nonexistent/cert.pem\"\ntls_key = \"/nonexistent/key.pem\"\n",
