@@ -80,7 +80,7 @@ async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         head.extend_from_slice(&chunk[..n]);
     };
     let (status, kind, body) = if complete {
-        route(&head, shared)
+        route(&head, || metrics().render(shared))
     } else {
         (
             "431 Request Header Fields Too Large",
@@ -100,15 +100,16 @@ const TEXT: &str = "text/plain; charset=utf-8";
 /// What prometheus-client's encoder writes.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Status line, content type and body for a request head.
-fn route(head: &[u8], shared: &Shared) -> (&'static str, &'static str, String) {
+/// Status line, content type and body for a request head; `render` makes
+/// the metrics text.
+fn route(head: &[u8], render: impl FnOnce() -> String) -> (&'static str, &'static str, String) {
     let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split(' ');
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     match (method, path) {
-        ("GET", "/metrics") => ("200 OK", OPENMETRICS, metrics().render(shared)),
+        ("GET", "/metrics") => ("200 OK", OPENMETRICS, render()),
         ("GET", "/healthz") => ("200 OK", TEXT, "ok\n".into()),
         ("GET", _) => (
             "404 Not Found",
@@ -116,5 +117,30 @@ fn route(head: &[u8], shared: &Shared) -> (&'static str, &'static str, String) {
             "not found: try /metrics or /healthz\n".into(),
         ),
         _ => ("405 Method Not Allowed", TEXT, "only GET\n".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_of(head: &str) -> &'static str {
+        route(head.as_bytes(), || "m".into()).0
+    }
+
+    #[test]
+    fn two_get_paths_and_nothing_else() {
+        let (status, kind, body) = route(b"GET /metrics?x=1 HTTP/1.1\r\n\r\n", || "m".into());
+        assert_eq!((status, kind, body.as_str()), ("200 OK", OPENMETRICS, "m"));
+        assert_eq!(status_of("GET /healthz HTTP/1.0\r\n\r\n"), "200 OK");
+        assert_eq!(
+            status_of("GET /metrics/../x HTTP/1.1\r\n\r\n"),
+            "404 Not Found"
+        );
+        assert_eq!(
+            status_of("POST /metrics HTTP/1.1\r\n\r\n"),
+            "405 Method Not Allowed"
+        );
+        assert_eq!(status_of("\u{0}\u{ff} garbage"), "405 Method Not Allowed");
     }
 }
