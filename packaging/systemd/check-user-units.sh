@@ -156,6 +156,9 @@ pid="$(systemctl --user show -P MainPID p2p-server.service)"
 show systemctl --user reload p2p-server.service
 wait_until "p2p-server to be active after the reload" systemctl --user is-active p2p-server.service
 [ "$(systemctl --user show -P MainPID p2p-server.service)" = "$pid" ]
+# The admin socket in its state directory answers root.
+state_dir="$(tr '\0' '\n' <"/proc/$pid/environ" | sed -n 's/^STATE_DIRECTORY=//p')"
+show "$P2P_BIN_DIR/p2p-server" status --data-dir "$state_dir"
 echo "p2p-server runs as uid $(ps -o uid= -p "$pid" | tr -d ' ') (DynamicUser), with" \
   "$(tr '\0' '\n' <"/proc/$pid/environ" | grep '^STATE_DIRECTORY=')"
 echo
@@ -195,4 +198,4 @@ show ls -l "$XDG_RUNTIME_DIR/p2p/"
 show "$P2P_BIN_DIR/p2pctl" status
 wait_until "p2pd to be active again" systemctl --user is-active p2pd.service
 show systemctl --user status --no-pager --lines=0 p2pd.service
-echo "OK: p2p-server sandboxed, READY=1 and reload; p2pd socket activation, READY=1, STATUS= and re-activation after a stop, under systemd --user"
+echo "OK: p2p-server sandboxed, READY=1, reload and admin socket; p2pd socket activation, READY=1, STATUS= and re-activation after a stop, under systemd --user"
