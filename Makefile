@@ -21,6 +21,8 @@ FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 # USERUNITDIR=$(HOME)/.local/share/systemd/user.
 USERUNITDIR ?= $(PREFIX)/lib/systemd/user
 SYSTEMUNITDIR ?= $(PREFIX)/lib/systemd/system
+# The commented example server config (p2p-server --config).
+DOCDIR ?= $(PREFIX)/share/doc/p2p-broadcast
 
 CARGO ?= cargo
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
@@ -52,7 +54,8 @@ install:
 	@test -d $(DIST)/man/man1 || { echo "$(DIST) is missing: run 'make' first" >&2; exit 1; }
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(BASHCOMPDIR) \
 	  $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR) \
-	  $(DESTDIR)$(USERUNITDIR) $(DESTDIR)$(SYSTEMUNITDIR)
+	  $(DESTDIR)$(USERUNITDIR) $(DESTDIR)$(SYSTEMUNITDIR) $(DESTDIR)$(DOCDIR)
+	install -m 0644 packaging/p2p-server.toml.example $(DESTDIR)$(DOCDIR)/
 	install -m 0755 $(addprefix $(RELEASE)/,$(PROGRAMS)) $(DESTDIR)$(BINDIR)/
 	install -m 0644 $(DIST)/man/man1/*.1 $(DESTDIR)$(MANDIR)/
 	install -m 0644 $(DIST)/completions/bash/p2pctl $(DESTDIR)$(BASHCOMPDIR)/p2pctl
@@ -76,3 +79,4 @@ uninstall:
 	  $(DESTDIR)$(FISHCOMPDIR)/p2pctl.fish
 	rm -f $(addprefix $(DESTDIR)$(USERUNITDIR)/,$(USER_UNITS))
 	rm -f $(addprefix $(DESTDIR)$(SYSTEMUNITDIR)/,$(SYSTEM_UNITS))
+	rm -f $(DESTDIR)$(DOCDIR)/p2p-server.toml.example

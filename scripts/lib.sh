@@ -85,7 +85,9 @@ has_request() { # NAME USER: USER's invitation waits in NAME's `p2pctl requests`
 start_server() {
     : >"$WORK/server.out"
     # A plain command, not a function, so that $! is p2p-server itself.
-    "$BIN/p2p-server" --data-dir "$WORK/server" --listen "$1" \
+    # Metrics on an ephemeral port: a running server (or another demo) may
+    # hold the default 9464.
+    "$BIN/p2p-server" --data-dir "$WORK/server" --listen "$1" --metrics-listen 127.0.0.1:0 \
         >"$WORK/server.out" 2>>"$WORK/server.log" &
     SERVER_PID=$!
     local end=$((SECONDS + START_DEADLINE)) line=""

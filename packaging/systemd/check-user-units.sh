@@ -96,9 +96,15 @@ status_text() { systemctl --user show -P StatusText p2pd.service; }
 online() { status_text | grep -q '^online as alice'; }
 retrying() { status_text | grep -q 'retrying in'; }
 
-mkdir -p "$tmp/run" "$tmp/home" "$tmp/config/systemd/user" "$tmp/state" "$tmp/config/p2p"
-chmod 0700 "$tmp/run"
-export XDG_RUNTIME_DIR="$tmp/run" HOME="$tmp/home"
+# The runtime dir (and so the manager's NOTIFY_SOCKET) on the private /run,
+# neither under /tmp (p2p-server.service has PrivateTmp=yes) nor under
+# /run/user (ProtectHome=yes hides it): the service must reach the notify
+# socket to say READY=1 (Type=notify). Its dynamic user must be able to
+# pass through the directory (0711) to that socket.
+run_dir=/run/p2p-check
+mkdir -p "$run_dir" "$tmp/home" "$tmp/config/systemd/user" "$tmp/state" "$tmp/config/p2p"
+chmod 0711 "$run_dir"
+export XDG_RUNTIME_DIR="$run_dir" HOME="$tmp/home"
 export XDG_CONFIG_HOME="$tmp/config" XDG_STATE_HOME="$tmp/state"
 unset DBUS_SESSION_BUS_ADDRESS P2PD_SOCKET NOTIFY_SOCKET LISTEN_PID LISTEN_FDS
 units="$XDG_CONFIG_HOME/systemd/user"
@@ -108,7 +114,7 @@ cp "$here/p2pd.socket" "$units/"
 sed "s|^ExecStart=/usr/local/bin/p2pd\$|ExecStart=$P2P_BIN_DIR/p2pd|" \
   "$here/p2pd.service" >"$units/p2pd.service"
 grep -q "^ExecStart=$P2P_BIN_DIR/p2pd\$" "$units/p2pd.service"
-sed "s|^ExecStart=/usr/local/bin/p2p-server\$|ExecStart=$P2P_BIN_DIR/p2p-server --listen 127.0.0.1:0|" \
+sed "s|^ExecStart=/usr/local/bin/p2p-server\$|ExecStart=$P2P_BIN_DIR/p2p-server --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0|" \
   "$here/p2p-server.service" >"$units/p2p-server.service"
 grep -q "^ExecStart=$P2P_BIN_DIR/p2p-server " "$units/p2p-server.service"
 mkdir -p "$units/p2p-server.service.d"
@@ -124,6 +130,10 @@ printf 'reconnect_min = "1s"\nreconnect_max = "30s"\n' >"$XDG_CONFIG_HOME/p2p/p2
 manager=$!
 wait_until "systemd --user" test -S "$XDG_RUNTIME_DIR/systemd/private"
 wait_until "systemd --user to finish starting up" systemctl --user is-system-running
+# The system manager's notify socket (/run/systemd/notify) is writable by
+# every user, so a DynamicUser= service can say READY=1; a user manager's is
+# 0755. Open it as the system manager's is.
+chmod 0777 "$XDG_RUNTIME_DIR/systemd/notify"
 echo "systemd --user $(systemctl --user --version | head -1 | cut -d' ' -f2) running as pid $manager"
 echo
 
@@ -139,7 +149,16 @@ show systemctl --user start p2p-server.service
 wait_until "p2p-server to listen" grep -q "^p2p-server listening on " "$tmp/server.out"
 addr="$(sed -n 's/^p2p-server listening on //p' "$tmp/server.out")"
 show systemctl --user status --no-pager --lines=0 p2p-server.service
+# Type=notify: active only after READY=1, with STATUS= from the server.
+systemctl --user show -P StatusText p2p-server.service | grep -q 'sessions online'
 pid="$(systemctl --user show -P MainPID p2p-server.service)"
+# ExecReload= (SIGHUP) reloads in place: same process, still active.
+show systemctl --user reload p2p-server.service
+wait_until "p2p-server to be active after the reload" systemctl --user is-active p2p-server.service
+[ "$(systemctl --user show -P MainPID p2p-server.service)" = "$pid" ]
+# The admin socket in its state directory answers root.
+state_dir="$(tr '\0' '\n' <"/proc/$pid/environ" | sed -n 's/^STATE_DIRECTORY=//p')"
+show "$P2P_BIN_DIR/p2p-server" status --data-dir "$state_dir"
 echo "p2p-server runs as uid $(ps -o uid= -p "$pid" | tr -d ' ') (DynamicUser), with" \
   "$(tr '\0' '\n' <"/proc/$pid/environ" | grep '^STATE_DIRECTORY=')"
 echo
@@ -179,4 +198,4 @@ show ls -l "$XDG_RUNTIME_DIR/p2p/"
 show "$P2P_BIN_DIR/p2pctl" status
 wait_until "p2pd to be active again" systemctl --user is-active p2pd.service
 show systemctl --user status --no-pager --lines=0 p2pd.service
-echo "OK: p2p-server sandboxed; p2pd socket activation, READY=1, STATUS= and re-activation after a stop, under systemd --user"
+echo "OK: p2p-server sandboxed, READY=1, reload and admin socket; p2pd socket activation, READY=1, STATUS= and re-activation after a stop, under systemd --user"

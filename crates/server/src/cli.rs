@@ -1,6 +1,8 @@
 //! The `p2p-server` command line (SPEC Appendix A): serve, `user add|remove|
-//! passwd|list`, `fingerprint`.
+//! passwd|list`, `fingerprint`, `check-config`. `--config FILE` is read by
+//! [`crate::config_file`]; serving is in [`crate::serve`].
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,16 +10,20 @@ use std::time::Duration;
 
 use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand};
+
+use crate::config_file::Either;
 use p2p_proto::limits::DEFAULT_SERVER_PORT;
 use p2p_proto::time::parse_duration;
 use p2p_sys::password::read_password;
-use tokio_util::sync::CancellationToken;
 
 use crate::error::{Result, ServerError};
 use crate::throttle::{Budget, Limits};
 use crate::tls::TlsSource;
 use crate::users::UserFile;
-use crate::{Server, ServerConfig, DEFAULT_MAX_CLIENTS};
+use crate::{ServerConfig, DEFAULT_MAX_CLIENTS};
+
+/// Exit code of a usage or configuration error.
+pub(crate) const USAGE_EXIT: u8 = 2;
 
 /// Smallest accepted `--max-clients`: the spec requires holding 50.
 pub(crate) const MIN_MAX_CLIENTS: usize = 50;
@@ -27,109 +33,124 @@ pub(crate) const MIN_MAX_CLIENTS: usize = 50;
 /// Without a subcommand, serves clients over TLS. Exit codes: 0 success,
 /// 1 error, 2 usage.
 #[derive(Debug, Parser)]
-#[command(name = "p2p-server", version, about, long_about = None)]
+// The last of a repeated flag wins: `--config` puts the file's flags
+// before the command line's (see config_file).
+#[command(name = "p2p-server", version, about, long_about = None, args_override_self = true)]
 pub struct Cli {
+    /// TOML config file: one key per flag, named like the flag in snake_case
+    /// (see docs/config.md); a flag on the command line beats the file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
     /// Data directory (users.csv, state.db, TLS key and certificate).
     /// Default: $STATE_DIRECTORY, else the XDG data dir for p2p-server.
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
+    /// The admin socket (status, sessions, kick). Default: admin.sock in
+    /// the data directory.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) admin_socket: Option<PathBuf>,
     /// Log level or filter (e.g. debug, info,p2p_server=trace); default RUST_LOG, else info.
     #[arg(long, global = true, value_name = "LEVEL")]
     pub(crate) log_level: Option<String>,
     #[command(flatten)]
-    serve: ServeArgs,
+    pub(crate) serve: ServeArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
+/// The flags of the server itself (every one also a config-file key).
 #[derive(Debug, Args)]
-struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_SERVER_PORT)))]
-    listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// Most concurrent connections; more are told "busy, retry after" and closed.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CLIENTS,
           value_parser = clap::value_parser!(u64).range(MIN_MAX_CLIENTS as u64..).map(|n| n as usize))]
-    max_clients: usize,
+    pub(crate) max_clients: usize,
     /// Let people create their own accounts with `p2pctl register`.
     #[arg(long)]
-    open_registration: bool,
+    pub(crate) open_registration: bool,
     /// PEM certificate chain (instead of the generated self-signed one).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
+    pub(crate) tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
     /// Close connections that have not logged in within this time.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, hide = true)]
-    login_timeout: Duration,
+    pub(crate) login_timeout: Duration,
     /// Close connections that send nothing (no TLS ClientHello) within this time.
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration, hide = true)]
-    first_byte_timeout: Duration,
+    pub(crate) first_byte_timeout: Duration,
     /// Most connections not yet logged in from one IPv4 address (or IPv6 /64).
     #[arg(long, value_name = "N", default_value_t = crate::sources::DEFAULT_PER_ADDRESS,
           value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]
-    max_unauthenticated_per_address: usize,
+    pub(crate) max_unauthenticated_per_address: usize,
     /// Most connections not yet logged in from one IPv4 /24 (or IPv6 /48).
     #[arg(long, value_name = "N", default_value_t = crate::sources::DEFAULT_PER_NETWORK,
           value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]
-    max_unauthenticated_per_network: usize,
+    pub(crate) max_unauthenticated_per_network: usize,
     /// Invitations per minute from one IPv4 address (or IPv6 /64), all its users together.
     #[arg(long, value_name = "N", default_value_t = crate::invite_limits::DEFAULT_INVITES_PER_ADDRESS,
           value_parser = clap::value_parser!(u32).range(1..))]
-    invites_per_address: u32,
+    pub(crate) invites_per_address: u32,
     /// Unanswered invitations expire after this.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, hide = true)]
-    invitation_ttl: Duration,
+    pub(crate) invitation_ttl: Duration,
     /// Drop a session after this much silence (daemons ping every 15s).
     #[arg(long, value_name = "DURATION", default_value = "45s", value_parser = parse_duration, hide = true)]
-    idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// How long a broadcast keeps being delivered to users who log in.
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
-    broadcast_ttl: Duration,
+    pub(crate) broadcast_ttl: Duration,
     /// Broadcasts one user may send per --broadcast-window.
     #[arg(long, value_name = "N", default_value_t = p2p_proto::limits::DEFAULT_BROADCAST_LIMIT)]
-    broadcast_limit: u32,
+    pub(crate) broadcast_limit: u32,
     /// The window of --broadcast-limit.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
-    broadcast_window: Duration,
+    pub(crate) broadcast_window: Duration,
     /// Failed password checks one address may make (COUNT/DURATION: a burst
     /// of COUNT, refilled over DURATION); past it the address waits.
     #[arg(long, value_name = "N/DURATION", default_value_t = Limits::default().per_source)]
-    login_failures_per_source: Budget,
+    pub(crate) login_failures_per_source: Budget,
     /// Failed password checks one /24 (IPv4) or /64 (IPv6) may make.
     #[arg(long, value_name = "N/DURATION", default_value_t = Limits::default().per_prefix)]
-    login_failures_per_prefix: Budget,
+    pub(crate) login_failures_per_prefix: Budget,
     /// Failed password checks of the whole server, past which addresses that
     /// failed recently are told "busy" without a check.
     #[arg(long, value_name = "N/DURATION", default_value_t = Limits::default().global)]
-    login_failures_global: Budget,
+    pub(crate) login_failures_global: Budget,
     /// Registration attempts one address may make (--open-registration).
     #[arg(long, value_name = "N/DURATION", default_value_t = Limits::default().registrations_per_source)]
-    registrations_per_source: Budget,
+    pub(crate) registrations_per_source: Budget,
     /// Registration attempts one /24 (IPv4) or /64 (IPv6) may make.
     #[arg(long, value_name = "N/DURATION", default_value_t = Limits::default().registrations_per_prefix)]
-    registrations_per_prefix: Budget,
+    pub(crate) registrations_per_prefix: Budget,
+    /// Prometheus metrics at http://ADDR/metrics and /healthz (keep it off
+    /// the public address), or "off".
+    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9464")]
+    pub(crate) metrics_listen: MetricsListen,
     /// Run no relay: issue no relay tokens and refuse every relay join.
     #[arg(long)]
-    no_relay: bool,
+    pub(crate) no_relay: bool,
     /// Most relayed sessions one user may have (live, or waiting for the peer).
     #[arg(long, value_name = "N", default_value_t = crate::relay::DEFAULT_SESSIONS_PER_USER,
           value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]
-    relay_sessions_per_user: usize,
+    pub(crate) relay_sessions_per_user: usize,
     /// Bytes per second one user may send through the relay, all its sessions together (paced).
     #[arg(long, value_name = "BYTES", default_value_t = crate::relay::DEFAULT_BYTES_PER_SEC,
           value_parser = clap::value_parser!(u64).range(1..))]
-    relay_bytes_per_sec: u64,
+    pub(crate) relay_bytes_per_sec: u64,
     /// End a relayed session after this long with no byte either way.
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
-    relay_idle: Duration,
+    pub(crate) relay_idle: Duration,
     /// How long the first side at the relay waits for the second.
     #[arg(long, value_name = "DURATION", default_value = "4s", value_parser = parse_duration)]
-    relay_pair_timeout: Duration,
+    pub(crate) relay_pair_timeout: Duration,
     /// An unused relay token dies after this.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
-    relay_token_ttl: Duration,
+    pub(crate) relay_token_ttl: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +158,26 @@ enum Command {
     /// Manage accounts in users.csv (works while the server runs).
     #[command(subcommand)]
     User(UserCommand),
+    /// Show the running server: version, addresses, sessions, accounts.
+    Status {
+        /// One JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Who is online, since when, from where.
+    Sessions {
+        /// One JSON document: {"sessions":[{"user","since","address"}]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End USER's session now; their daemon is logged out and says why.
+    Kick {
+        /// Account name.
+        user: String,
+    },
+    /// Check the configuration (flags and --config FILE) without starting:
+    /// exit 0 if the server would start with it, 2 with the reason if not.
+    CheckConfig,
     /// Print the TLS certificate fingerprint clients will pin.
     Fingerprint {
         /// The certificate the server runs with, if not the generated one.
@@ -176,6 +217,22 @@ enum UserCommand {
     },
 }
 
+/// `--metrics-listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MetricsListen(pub(crate) Option<SocketAddr>);
+
+impl std::str::FromStr for MetricsListen {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "off" {
+            return Ok(MetricsListen(None));
+        }
+        s.parse()
+            .map(|a| MetricsListen(Some(a)))
+            .map_err(|e| format!("{e}: expected IP:PORT or off"))
+    }
+}
+
 /// The data directory: flag, else systemd's `$STATE_DIRECTORY`, else XDG.
 pub(crate) fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
     if let Some(d) = flag {
@@ -198,22 +255,41 @@ pub(crate) fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match dispatch(cli) {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let cli = match crate::config_file::parse(&argv) {
+        Ok(cli) => cli,
+        Err(Either::Clap(e)) => e.exit(),
+        Err(Either::Config(e)) => {
+            eprintln!("p2p-server: {e}");
+            return ExitCode::from(USAGE_EXIT);
+        }
+    };
+    let checking = matches!(cli.command, Some(Command::CheckConfig));
+    match dispatch(cli, argv) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("p2p-server: {e}");
-            ExitCode::FAILURE
+            // check-config's whole answer is "usable or not".
+            if checking {
+                ExitCode::from(USAGE_EXIT)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
-fn dispatch(cli: Cli) -> Result<()> {
-    let dir = data_dir(cli.data_dir)?;
+fn dispatch(cli: Cli, argv: Vec<OsString>) -> Result<()> {
+    let dir = data_dir(cli.data_dir.clone())?;
     let file = || UserFile::in_dir(&dir);
+    let admin = || crate::admin::socket_path(cli.admin_socket.as_deref(), &dir);
     let ensure_dir = || p2p_sys::fsutil::ensure_private_dir(&dir).map_err(ServerError::file(&dir));
     match cli.command {
-        None => serve(cli.serve, dir, cli.log_level),
+        None => crate::serve::serve(cli, argv),
+        Some(Command::CheckConfig) => check_config(&cli),
+        Some(Command::Status { json }) => crate::admin::client::status(&admin(), json),
+        Some(Command::Sessions { json }) => crate::admin::client::sessions(&admin(), json),
+        Some(Command::Kick { ref user }) => crate::admin::client::kick(&admin(), user),
         Some(Command::Fingerprint { tls_cert }) => {
             let source = match tls_cert {
                 Some(cert) => TlsSource::Files {
@@ -279,9 +355,34 @@ fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
-fn serve(args: ServeArgs, data_dir: PathBuf, log_level: Option<String>) -> Result<()> {
-    p2p_sys::logging::init(log_level.as_deref());
-    let mut cfg = ServerConfig::new(data_dir);
+/// `check-config`: everything `serve` checks before binding, without
+/// binding or writing anything.
+fn check_config(cli: &Cli) -> Result<()> {
+    let cfg = server_config(cli)?;
+    if let crate::tls::TlsSource::Files { .. } = &cfg.tls {
+        crate::tls::load(&cfg.tls, &cfg.data_dir)?;
+    }
+    match &cli.config {
+        Some(path) => println!("p2p-server: configuration OK ({})", path.display()),
+        None => println!("p2p-server: configuration OK (command line only; no --config)"),
+    }
+    Ok(())
+}
+
+/// The [`ServerConfig`] the parsed command line (with its config file)
+/// describes.
+pub(crate) fn server_config(cli: &Cli) -> Result<ServerConfig> {
+    let args = &cli.serve;
+    if let Some(m) = args.metrics_listen.0 {
+        let l = args.listen;
+        let same_host = m.ip() == l.ip() || m.ip().is_unspecified() || l.ip().is_unspecified();
+        if m.port() == l.port() && m.port() != 0 && same_host {
+            return Err(ServerError::Config(format!(
+                "--metrics-listen {m} would share --listen {l}: metrics are never served on the public port"
+            )));
+        }
+    }
+    let mut cfg = ServerConfig::new(data_dir(cli.data_dir.clone())?);
     cfg.max_clients = args.max_clients;
     cfg.open_registration = args.open_registration;
     cfg.login_timeout = args.login_timeout;
@@ -313,21 +414,11 @@ fn serve(args: ServeArgs, data_dir: PathBuf, log_level: Option<String>) -> Resul
         pair_timeout: args.relay_pair_timeout,
         token_ttl: args.relay_token_ttl,
     };
-    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
-        cfg.tls = TlsSource::Files { cert, key };
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        cfg.tls = TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        };
     }
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async move {
-        let server = Server::open(cfg)?;
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .map_err(|e| ServerError::Config(format!("cannot listen on {}: {e}", args.listen)))?;
-        // These two lines are the start-up contract: operators copy the
-        // fingerprint, and tests wait for "listening on".
-        println!("p2p-server fingerprint {}", server.fingerprint());
-        println!("p2p-server listening on {}", listener.local_addr()?);
-        let shutdown = CancellationToken::new();
-        tokio::spawn(p2p_sys::signals::cancel_on_signal(shutdown.clone()));
-        server.run(listener, shutdown).await
-    })
+    Ok(cfg)
 }

@@ -114,6 +114,12 @@ impl Invitations {
         }
     }
 
+    /// Applies new rate limits (a reload) from the next invitation on.
+    pub(crate) fn set_limits(&self, limits: InviteLimits) {
+        let mut inner = self.inner.lock().expect("invitations poisoned");
+        inner.limits.set_limits(limits);
+    }
+
     /// `from` (on session `from_session`, connected from `ip`) invites
     /// `to`, which may be any string: unknown names are simply not online.
     /// Returns the id and expiry (Unix ms); the invitee has been told.
@@ -172,6 +178,7 @@ impl Invitations {
                 (inner.take_expired(now), inner.next_deadline())
             };
             for (id, inv) in due {
+                crate::metrics::metrics().invitation("expired");
                 Self::tell_ended(presence, id, &inv, InviteEnd::Expired);
             }
             let timer = async {

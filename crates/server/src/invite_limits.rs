@@ -77,6 +77,14 @@ impl InviteLimiter {
         }
     }
 
+    /// Applies new limits (a reload) to the next invitation; the counts are
+    /// kept.
+    pub(crate) fn set_limits(&mut self, limits: InviteLimits) {
+        self.by_inviter.set(limits.per_inviter, limits.window);
+        self.by_address.set(limits.per_address, limits.window);
+        self.by_invitee.set(limits.per_invitee, limits.window);
+    }
+
     /// May `from`, connected from `ip`, send an invitation now? Checked
     /// before anything about the invitee is looked at.
     pub(crate) fn check_sender(

@@ -20,19 +20,24 @@
 //! [`broadcast`], [`invitations::Invitations`], [`presence::Presence`],
 //! [`relay::Relay`], [`tokens::TokenStore`], [`users`]).
 
+pub(crate) mod admin;
 pub mod auth;
 pub mod broadcast;
 pub mod cli;
+pub(crate) mod config_file;
 pub(crate) mod conn;
 pub(crate) mod error;
 pub(crate) mod hasher;
 pub mod invitations;
 pub(crate) mod invite_limits;
+pub(crate) mod metrics;
 pub mod presence;
 pub(crate) mod rate;
 pub(crate) mod reach;
 pub(crate) mod refused;
 pub mod relay;
+pub(crate) mod reload;
+pub(crate) mod serve;
 pub(crate) mod sources;
 pub(crate) mod state_check;
 pub(crate) mod throttle;
@@ -151,8 +156,8 @@ pub(crate) struct Shared {
     pub broadcasts: Arc<broadcast::BroadcastHub>,
     /// Relay tokens and seats.
     pub relay: Arc<relay::Relay>,
-    /// TLS acceptor.
-    pub tls: tokio_rustls::TlsAcceptor,
+    /// TLS identity; replaced by a reload.
+    pub tls: std::sync::RwLock<tls::TlsIdentity>,
     /// Connection and session ids.
     pub next_conn: AtomicU64,
 }
@@ -192,7 +197,7 @@ impl Server {
         let broadcasts = broadcast::BroadcastHub::start(store, cfg.broadcasts);
         let relay = Arc::new(relay::Relay::new(cfg.relay));
         Ok(Server {
-            fingerprint: identity.fingerprint,
+            fingerprint: identity.fingerprint.clone(),
             shared: Arc::new(Shared {
                 broadcasts,
                 cfg,
@@ -201,7 +206,7 @@ impl Server {
                 presence: Arc::new(presence::Presence::default()),
                 invitations,
                 relay,
-                tls: identity.acceptor,
+                tls: std::sync::RwLock::new(identity),
                 next_conn: AtomicU64::new(1),
             }),
         })
@@ -210,6 +215,11 @@ impl Server {
     /// `SHA256:...` of the certificate clients will see.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    /// The state a reload changes (see [`reload`]).
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     /// Serves `listener` until `shutdown` is cancelled, then tells every

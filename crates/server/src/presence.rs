@@ -112,6 +112,32 @@ impl Presence {
 
     /// Closes the sessions of users for whom `keep` is false (accounts
     /// removed while online).
+    /// Every session for the admin socket: user, login time (Unix ms) and
+    /// the address it connects from, sorted by user.
+    pub(crate) fn sessions(&self) -> Vec<(String, i64, std::net::SocketAddr)> {
+        let online = self.online.lock().expect("presence poisoned");
+        let mut all: Vec<_> = online
+            .iter()
+            .map(|(user, o)| (user.clone(), o.since_ms, o.reach.link))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// Ends `user`'s session as a logout made by the operator (`p2p-server
+    /// kick`): the daemon stops and shows why. False if not online.
+    pub(crate) fn kick(&self, user: &str) -> bool {
+        let online = self.online.lock().expect("presence poisoned");
+        match online.get(user) {
+            Some(o) => {
+                tracing::info!(user = %user, "kicked by the operator; closing its session");
+                let _ = o.kick.send(Some(CloseReason::LoggedOut));
+                true
+            }
+            None => false,
+        }
+    }
+
     pub(crate) fn kick_unless(&self, keep: impl Fn(&str) -> bool) {
         let online = self.online.lock().expect("presence poisoned");
         for (user, o) in online.iter().filter(|(u, _)| !keep(u)) {

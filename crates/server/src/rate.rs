@@ -32,6 +32,12 @@ impl<K: Hash + Eq> SlidingWindow<K> {
         }
     }
 
+    /// Changes the limit and window (a reload); the counts are kept.
+    pub(crate) fn set(&mut self, limit: u32, window: Duration) {
+        self.limit = limit;
+        self.window = window;
+    }
+
     /// How long `key` must wait before one more event fits; `None` if it
     /// fits now.
     pub(crate) fn wait<Q>(&mut self, key: &Q, now: Instant) -> Option<Duration>

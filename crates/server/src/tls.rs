@@ -40,6 +40,15 @@ pub(crate) struct TlsIdentity {
     pub(crate) fingerprint: String,
     /// Whether this start generated it.
     pub(crate) generated: bool,
+    /// End of the leaf certificate's validity (Unix seconds), for the
+    /// expiry metric; `None` if it cannot be parsed (rustls still may).
+    pub(crate) not_after: Option<i64>,
+}
+
+/// The leaf certificate's not-after time in Unix seconds.
+fn not_after(leaf: &CertificateDer<'_>) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 fn paths(source: &TlsSource, data_dir: &Path) -> (PathBuf, PathBuf) {
@@ -119,6 +128,7 @@ pub(crate) fn load(source: &TlsSource, data_dir: &Path) -> Result<TlsIdentity> {
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .map_err(|e| ServerError::Tls(format!("{}: {e}", key_path.display())))?;
     let fingerprint = Fingerprint::of_cert(&certs[0]).to_string();
+    let not_after = not_after(&certs[0]);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -130,6 +140,7 @@ pub(crate) fn load(source: &TlsSource, data_dir: &Path) -> Result<TlsIdentity> {
         acceptor: TlsAcceptor::from(Arc::new(config)),
         fingerprint,
         generated,
+        not_after,
     })
 }
 
@@ -144,6 +155,11 @@ mod tests {
         assert!(a.generated);
         let b = load(&TlsSource::SelfSigned, dir.path()).unwrap();
         assert!(!b.generated);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!(b.not_after.unwrap() > now, "{:?}", b.not_after);
         assert_eq!(a.fingerprint, b.fingerprint);
         assert_eq!(
             fingerprint(&TlsSource::SelfSigned, dir.path()).unwrap(),

@@ -18,6 +18,10 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// Its certificate fingerprint.
     pub fingerprint: String,
+    /// Where it serves `/metrics` (an ephemeral loopback port, so parallel
+    /// tests never meet on the default 9464); `None` with
+    /// `--metrics-listen off` in the extra flags.
+    pub metrics: Option<SocketAddr>,
     extra: Vec<String>,
     starts: u32,
     /// Network namespace it runs in (`ip netns exec`), if any.
@@ -41,12 +45,14 @@ impl TestServer {
         let dir = short_tempdir();
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let netns = netns.map(str::to_string);
-        let (child, addr, fingerprint) = Self::spawn(dir.path(), listen, &extra, 0, &netns);
+        let (child, addr, fingerprint, metrics) =
+            Self::spawn(dir.path(), listen, &extra, 0, &netns);
         TestServer {
             dir,
             child: Some(child),
             addr,
             fingerprint,
+            metrics,
             extra,
             starts: 1,
             netns,
@@ -59,7 +65,7 @@ impl TestServer {
         extra: &[String],
         n: u32,
         netns: &Option<String>,
-    ) -> (Child, SocketAddr, String) {
+    ) -> (Child, SocketAddr, String, Option<SocketAddr>) {
         let log = std::fs::File::create(dir.join(format!("server-{n}.log"))).expect("log file");
         let mut cmd = match netns {
             // `ip` execs the server in place: the child's pid is the server's.
@@ -77,6 +83,8 @@ impl TestServer {
             .arg(dir.join("data"))
             .arg("--log-level")
             .arg("debug")
+            .arg("--metrics-listen")
+            .arg("127.0.0.1:0")
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(log)
@@ -89,7 +97,7 @@ impl TestServer {
                 let _ = tx.send(line);
             }
         });
-        let (mut addr, mut fp) = (None, None);
+        let (mut addr, mut fp, mut metrics) = (None, None, None);
         let end = Instant::now() + DEADLINE;
         while addr.is_none() || fp.is_none() {
             let left = end.saturating_duration_since(Instant::now());
@@ -101,9 +109,11 @@ impl TestServer {
                 addr = Some(a.parse().expect("listen address"));
             } else if let Some(f) = line.strip_prefix("p2p-server fingerprint ") {
                 fp = Some(f.to_string());
+            } else if let Some(m) = line.strip_prefix("p2p-server metrics on ") {
+                metrics = Some(m.parse().expect("metrics address"));
             }
         }
-        (child, addr.unwrap(), fp.unwrap())
+        (child, addr.unwrap(), fp.unwrap(), metrics)
     }
 
     /// The data directory.
@@ -172,7 +182,7 @@ impl TestServer {
     /// Starts again on the same port with the same data dir.
     pub fn restart(&mut self) {
         self.stop();
-        let (child, addr, fp) = Self::spawn(
+        let (child, addr, fp, metrics) = Self::spawn(
             self.dir.path(),
             &self.addr.to_string(),
             &self.extra,
@@ -183,6 +193,7 @@ impl TestServer {
         assert_eq!(addr, self.addr);
         self.child = Some(child);
         self.fingerprint = fp;
+        self.metrics = metrics;
     }
 
     /// Replaces the server with one that has a *different* data dir (so a
@@ -190,7 +201,7 @@ impl TestServer {
     pub fn replace_with_impostor(&mut self) -> TestServer {
         self.stop();
         let dir = short_tempdir();
-        let (child, addr, fingerprint) = Self::spawn(
+        let (child, addr, fingerprint, metrics) = Self::spawn(
             dir.path(),
             &self.addr.to_string(),
             &self.extra,
@@ -202,6 +213,7 @@ impl TestServer {
             child: Some(child),
             addr,
             fingerprint,
+            metrics,
             extra: self.extra.clone(),
             starts: 1,
             netns: self.netns.clone(),

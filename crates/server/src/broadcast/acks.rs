@@ -79,8 +79,17 @@ async fn purge(store: Arc<dyn BroadcastStore>, stop: CancellationToken) {
         }
         let store = store.clone();
         match blocking(move || store.purge(time::now_ms())).await {
-            Ok(0) => {}
-            Ok(n) => info!(deleted = n, "expired broadcasts deleted"),
+            Ok(p) if p.deleted == 0 => {}
+            Ok(p) => {
+                crate::metrics::metrics()
+                    .broadcasts_expired_undelivered
+                    .inc_by(p.undelivered as u64);
+                info!(
+                    deleted = p.deleted,
+                    undelivered = p.undelivered,
+                    "expired broadcasts deleted"
+                );
+            }
             Err(e) => warn!(cause = %e, "cannot delete expired broadcasts"),
         }
     }

@@ -19,7 +19,8 @@ use crate::refused::Refused;
 /// Broadcast policy and fan-out over a [`BroadcastStore`].
 pub struct BroadcastHub {
     store: Arc<dyn BroadcastStore>,
-    policy: BroadcastPolicy,
+    /// Changed by a reload ([`BroadcastHub::set_policy`]).
+    policy: Mutex<BroadcastPolicy>,
     /// Held while committing and publishing, so publication order = id order.
     order: Mutex<()>,
     live: broadcast::Sender<Arc<Broadcast>>,
@@ -43,13 +44,21 @@ impl BroadcastHub {
         let background = Background::start(store.clone(), rx);
         Arc::new(BroadcastHub {
             store,
-            policy,
+            policy: Mutex::new(policy),
             order: Mutex::new(()),
             live,
             recent: Mutex::new(SlidingWindow::new(policy.limit, policy.window)),
             acks,
             background,
         })
+    }
+
+    /// Applies a new policy (a reload) to the next broadcast; the counts of
+    /// the rate limit are kept, and stored broadcasts keep their expiry.
+    pub(crate) fn set_policy(&self, policy: BroadcastPolicy) {
+        let mut current = lock(&self.policy);
+        lock(&self.recent).set(policy.limit, policy.window);
+        *current = policy;
     }
 
     /// Follows new broadcasts (subscribe *before* catching up from the store;
@@ -71,15 +80,16 @@ impl BroadcastHub {
                 limit: MAX_BROADCAST_BYTES,
             });
         }
+        let policy = *lock(&self.policy);
         lock(&self.recent)
             .take(from.to_string(), Instant::now())
             .map_err(|wait| Refused::BroadcastRate {
-                limit: self.policy.limit,
-                window: self.policy.window,
+                limit: policy.limit,
+                window: policy.window,
                 wait,
             })?;
         let sent_ms = time::now_ms();
-        let expires_ms = sent_ms + self.policy.ttl.as_millis() as i64;
+        let expires_ms = sent_ms + policy.ttl.as_millis() as i64;
         let (hub, from) = (self.clone(), from.to_string());
         let stored = blocking(move || {
             let _order = lock(&hub.order);

@@ -70,8 +70,19 @@ pub trait BroadcastStore: Send + Sync + 'static {
     fn acked(&self, user: &str) -> Result<u64>;
     /// Raises high-water marks (never lowers them), all in one transaction.
     fn ack(&self, acks: &[(String, u64)]) -> Result<()>;
-    /// Deletes broadcasts expired at `now_ms`; returns how many.
-    fn purge(&self, now_ms: i64) -> Result<usize>;
+    /// Deletes broadcasts expired at `now_ms`; returns how many, and how
+    /// many of those some account (one that has acknowledged broadcasts
+    /// before) had not acknowledged.
+    fn purge(&self, now_ms: i64) -> Result<Purged>;
+}
+
+/// What one [`BroadcastStore::purge`] deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Purged {
+    /// Expired broadcasts deleted.
+    pub deleted: usize,
+    /// Of those, broadcasts some account never acknowledged.
+    pub undelivered: usize,
 }
 
 /// Broadcast policy.

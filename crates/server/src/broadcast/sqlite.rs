@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection};
 
-use super::{Broadcast, BroadcastStore};
+use super::{Broadcast, BroadcastStore, Purged};
 use crate::error::{Result, ServerError};
 
 /// The embedded store.
@@ -128,13 +128,28 @@ impl BroadcastStore for SqliteBroadcasts {
         tx.commit().map_err(self.err())
     }
 
-    fn purge(&self, now_ms: i64) -> Result<usize> {
-        self.lock()
+    fn purge(&self, now_ms: i64) -> Result<Purged> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(self.err())?;
+        let undelivered: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM broadcasts b WHERE b.expires_ms <= ?1 AND EXISTS
+                     (SELECT 1 FROM broadcast_acks a WHERE a.upto < b.id AND a.user <> b.sender)",
+                params![now_ms],
+                |row| row.get(0),
+            )
+            .map_err(self.err())?;
+        let deleted = tx
             .execute(
                 "DELETE FROM broadcasts WHERE expires_ms <= ?1",
                 params![now_ms],
             )
-            .map_err(self.err())
+            .map_err(self.err())?;
+        tx.commit().map_err(self.err())?;
+        Ok(Purged {
+            deleted,
+            undelivered: undelivered.max(0) as usize,
+        })
     }
 }
 
@@ -164,7 +179,16 @@ mod tests {
             "expired never delivered"
         );
         assert_eq!(ids(s.pending("carol", 0, 500, 1).unwrap()), [a]);
-        assert_eq!(s.purge(2_000).unwrap(), 2);
+        s.ack(&[("carol".into(), a)]).unwrap();
+        // a: carol has it; b: carol never acknowledged it.
+        let purged = s.purge(2_000).unwrap();
+        assert_eq!(
+            purged,
+            Purged {
+                deleted: 2,
+                undelivered: 1
+            }
+        );
         assert_eq!(ids(s.pending("carol", 0, 0, 10).unwrap()), [c]);
     }
 

@@ -10,7 +10,7 @@ use futures::{SinkExt, StreamExt};
 use p2p_proto::codec;
 use p2p_proto::limits::{WIRE_VERSION, WRITE_TIMEOUT};
 use p2p_proto::time;
-use p2p_proto::wire::{ClientMsg, CloseReason, LoginError, PeerInfo, Preamble, ServerMsg};
+use p2p_proto::wire::{Auth, ClientMsg, CloseReason, LoginError, PeerInfo, Preamble, ServerMsg};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -124,7 +124,15 @@ async fn handle(
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return Err(Dropped::BeforeTls(e)),
     }
-    let tls = timeout_at(deadline, shared.tls.accept(stream))
+    // A reload may replace the identity; this connection keeps the one it
+    // started with.
+    let acceptor = shared
+        .tls
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .acceptor
+        .clone();
+    let tls = timeout_at(deadline, acceptor.accept(stream))
         .await
         .map_err(|_| late("TLS handshake"))?
         .map_err(Dropped::Tls)?;
@@ -180,6 +188,15 @@ async fn handle(
     let (token, method) = match shared.auth.login(&user, &auth, addr.ip()).await {
         Ok(ok) => ok,
         Err(r) => {
+            let m = crate::metrics::metrics();
+            m.login(crate::metrics::login_code(&r.code));
+            match (r.code, &auth) {
+                (LoginError::Throttled | LoginError::Busy, Auth::Register { .. }) => {
+                    m.limited("registration")
+                }
+                (LoginError::Throttled | LoginError::Busy, _) => m.limited("login"),
+                _ => {}
+            }
             // A refused name is the client's choice, unchecked: logged
             // as sent it could forge log lines or reach a terminal.
             if matches!(r.code, LoginError::BadUsername) {
@@ -233,6 +250,7 @@ async fn handle(
         },
     )
     .await?;
+    crate::metrics::metrics().login("ok");
     info!(user = %user, method = method.as_str(), peer = %reach.primary(), "logged in");
     let me = Me {
         user,

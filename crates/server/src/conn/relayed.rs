@@ -39,6 +39,9 @@ pub(super) async fn observe(mut conn: Conn, addr: SocketAddr) -> Closed {
 /// Tells the client why, then closes.
 async fn refuse(mut conn: Conn, r: Refusal) -> Closed {
     info!(code = ?r.code, "relay join refused");
+    if r.code == p2p_proto::wire::RelayRefusal::OverCap {
+        crate::metrics::metrics().limited("relay");
+    }
     send(
         &mut conn,
         ServerMsg::RelayRefused {
@@ -146,7 +149,10 @@ async fn first(
     send(&mut conn, ready(seat.peer())).await?;
     send(&mut other, ready(seat.user())).await?;
     info!(user = %seat.user(), peer = %seat.peer(), "relay pair up");
-    let policy = *shared.relay.policy();
+    let m = crate::metrics::metrics();
+    m.relay_sessions.inc();
+    m.relay_active.inc();
+    let policy = shared.relay.policy();
     let spliced = splice(
         stream(conn),
         stream(other),
@@ -164,6 +170,8 @@ async fn first(
         received = spliced.b_to_a,
         "relay pair over"
     );
+    m.relay_active.dec();
+    m.relay_bytes.inc_by(spliced.a_to_b + spliced.b_to_a);
     drop(done);
     Ok("relay pair over")
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use p2p_proto::wire::{ClientMsg, CloseReason, Reply, Request, ServerMsg};
+use p2p_proto::wire::{ClientMsg, CloseReason, Reply, Request, ServerEvent, ServerMsg};
 use p2p_proto::Secret;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -13,6 +13,8 @@ use tracing::info;
 
 use super::{close, send, Closed, Conn, Dropped};
 use crate::broadcast::{Delivery, Live};
+use crate::metrics::metrics;
+use crate::refused::Refused;
 use crate::Shared;
 
 /// Removes the presence entry however the session ends.
@@ -44,10 +46,16 @@ async fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> Reply {
     match req {
         Request::Broadcast { text } => match shared.broadcasts.publish(&me.user, text).await {
             Ok((id, expires_ms)) => {
+                metrics().broadcasts_stored.inc();
                 info!(user = %me.user, id, "broadcast stored");
                 Reply::BroadcastStored { id, expires_ms }
             }
-            Err(refused) => refused.into(),
+            Err(refused) => {
+                if matches!(refused, Refused::BroadcastRate { .. }) {
+                    metrics().limited("broadcast");
+                }
+                refused.into()
+            }
         },
         Request::List => Reply::Users {
             users: shared.presence.list(),
@@ -60,10 +68,17 @@ async fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> Reply {
                 .invite(&shared.presence, &me.user, me.session, me.ip, &to)
             {
                 Ok((invite, expires_ms)) => {
+                    metrics().invitation("sent");
                     info!(user = %me.user, to = %to, invite, "invitation sent");
                     Reply::Invited { invite, expires_ms }
                 }
-                Err(refused) => refused.into(),
+                Err(refused) => {
+                    metrics().invitation("refused");
+                    if matches!(refused, Refused::InviteRate { .. }) {
+                        metrics().limited("invitation");
+                    }
+                    refused.into()
+                }
             }
         }
         Request::Answer { invite, accept } => {
@@ -75,10 +90,24 @@ async fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> Reply {
                 invite,
                 accept,
             ) {
-                Ok(contact) => Reply::Answered { invite, contact },
+                Ok(contact) => {
+                    metrics().invitation(if accept { "accepted" } else { "rejected" });
+                    Reply::Answered { invite, contact }
+                }
                 Err(refused) => refused.into(),
             }
         }
+    }
+}
+
+/// What a kicked daemon is told (and shows).
+const KICKED: &str =
+    "disconnected by the server operator (p2p-server kick); log in again to come back";
+
+/// Counts a broadcast sent to one recipient.
+fn count_delivery(event: &ServerEvent) {
+    if matches!(event, ServerEvent::Broadcast { .. }) {
+        metrics().broadcasts_delivered.inc();
     }
 }
 
@@ -89,6 +118,7 @@ async fn catch_up(conn: &mut Conn, delivery: &mut Delivery) -> Result<(), Droppe
         source,
     })? {
         for event in batch {
+            count_delivery(&event);
             send(conn, ServerMsg::Event { event }).await?;
         }
     }
@@ -121,7 +151,10 @@ pub(super) async fn logged_in(
                 return Err(Dropped::Idle);
             }
             live = delivery.live() => match live {
-                Live::Send(event) => send(conn, ServerMsg::Event { event }).await?,
+                Live::Send(event) => {
+                    count_delivery(&event);
+                    send(conn, ServerMsg::Event { event }).await?
+                }
                 Live::Skip => {}
                 Live::Behind => catch_up(conn, &mut delivery).await?,
                 Live::Closed => return Err(Dropped::HubStopped),
@@ -135,6 +168,12 @@ pub(super) async fn logged_in(
                 let message = match reason {
                     CloseReason::Replaced => "logged in from elsewhere; this session was replaced",
                     CloseReason::AccountRemoved => "account removed by the operator",
+                    // Only `p2p-server kick` sends this one: a logout the
+                    // operator made, so the resume token goes too.
+                    CloseReason::LoggedOut => {
+                        shared.auth.revoke(me.token.clone()).await;
+                        KICKED
+                    }
                     _ => "closed by the server",
                 };
                 close(conn, reason, message).await;

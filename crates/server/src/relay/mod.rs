@@ -188,7 +188,8 @@ impl<A> Table<A> {
 /// the first (the server's [`Arrival`]; tests use anything).
 #[derive(Debug)]
 pub struct Relay<A = Arrival> {
-    policy: RelayPolicy,
+    /// Changed by a reload ([`Relay::set_policy`]).
+    policy: std::sync::RwLock<RelayPolicy>,
     table: Mutex<Table<A>>,
 }
 
@@ -273,7 +274,7 @@ impl<A> Relay<A> {
     /// A relay run by `policy`.
     pub fn new(policy: RelayPolicy) -> Self {
         Relay {
-            policy,
+            policy: std::sync::RwLock::new(policy),
             table: Mutex::new(Table {
                 next_pair: 0,
                 tokens: HashMap::new(),
@@ -284,9 +285,16 @@ impl<A> Relay<A> {
         }
     }
 
-    /// The policy it runs by.
-    pub fn policy(&self) -> &RelayPolicy {
-        &self.policy
+    /// The policy it runs by now.
+    pub fn policy(&self) -> RelayPolicy {
+        // Plain Copy data: a poisoned lock still holds a whole policy.
+        *self.policy.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies a new policy (a reload) to new tokens and joins. Live pairs
+    /// and users' existing pacers keep the values they started with.
+    pub fn set_policy(&self, policy: RelayPolicy) {
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Table<A>> {
@@ -296,7 +304,7 @@ impl<A> Relay<A> {
     /// Tokens for a newly accepted session between `a` and `b`: `a`'s
     /// first, then `b`'s. None when the relay is off.
     pub fn issue(&self, a: &str, b: &str, now: Instant) -> Option<(Secret, Secret)> {
-        if !self.policy.enabled {
+        if !self.policy().enabled {
             return None;
         }
         let new = || Secret::new(hex::encode(rand::random::<[u8; 32]>()));
@@ -315,13 +323,13 @@ impl<A> Relay<A> {
             t.tokens.insert(s.digest, (id, i));
         }
         t.pairs.insert(id, sides);
-        t.expiry.push(Reverse((now + self.policy.token_ttl, id)));
+        t.expiry.push(Reverse((now + self.policy().token_ttl, id)));
         Some((ta, tb))
     }
 
     /// `token` brought to the relay at `now`.
     pub fn claim(self: &Arc<Self>, token: &Secret, now: Instant) -> Result<Claim<A>, Refusal> {
-        if !self.policy.enabled {
+        if !self.policy().enabled {
             return Err(refusal(
                 RelayRefusal::Disabled,
                 "this server runs without a relay (--no-relay)",
@@ -343,7 +351,7 @@ impl<A> Relay<A> {
                 format!("{peer} left the relay before this side came"),
             ));
         }
-        let cap = self.policy.sessions_per_user;
+        let cap = self.policy().sessions_per_user;
         let seats = t.users.get(&user).map_or(0, |u| u.seats);
         if seats >= cap {
             return Err(refusal(
@@ -354,7 +362,7 @@ impl<A> Relay<A> {
                 ),
             ));
         }
-        let (rate, pacer_now) = (self.policy.bytes_per_sec, now);
+        let (rate, pacer_now) = (self.policy().bytes_per_sec, now);
         let usage = t.users.entry(user.clone()).or_insert_with(|| UserUse {
             seats: 0,
             pacer: Arc::new(Pacer::new(rate, pacer_now)),
