@@ -120,8 +120,18 @@ pub async fn observe_timed(mut conn: ServerConn) -> Result<(SocketAddr, Duration
         })?,
         other => return Err(RelayError::Unexpected(kind(&other))),
     };
-    let _ = timeout(OBSERVE_CLOSE_WAIT, conn.next()).await;
+    // Wait for the server's FIN itself, not only its TLS close_notify
+    // (which comes first): closing on the alert alone races the FIN into a
+    // simultaneous close, and then the TIME_WAIT is ours after all.
+    let (tcp, _) = conn.into_inner().into_inner();
+    let _ = timeout(OBSERVE_CLOSE_WAIT, until_eof(tcp)).await;
     Ok((addr, rtt))
+}
+
+/// Reads (and drops) what is left until the other end closes.
+async fn until_eof(mut tcp: TcpStream) {
+    let mut buf = [0u8; 512];
+    while matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {}
 }
 
 /// A short name of a server message for errors (never its contents).
