@@ -12,6 +12,9 @@
 //! ```
 //!
 //! Needs root (network namespaces). Prints one Markdown table per figure.
+//! `P2P_BENCH_SERVER_ARGS` adds flags to every server (e.g.
+//! `--relay-bytes-per-sec 1000000000` to take the relay's per-user pace
+//! out of the throughput figure).
 
 use std::time::{Duration, Instant};
 
@@ -19,7 +22,7 @@ use p2p_testkit::netlab::{self, Host, Lab, Nat, WAN_IP};
 use p2p_testkit::{wait_for, TestDaemon, TestServer, DEADLINE};
 
 /// Lines in the throughput run.
-const PIPELINE_LINES: usize = 20_000;
+const PIPELINE_LINES: usize = 100_000;
 /// Round trips timed per session.
 const ROUND_TRIPS: usize = 50;
 
@@ -104,7 +107,9 @@ fn measure(s: Scenario, rounds: usize) -> Figures {
     for _ in 0..rounds {
         let mut lab = Lab::new();
         let (a, b) = s.hosts(&mut lab);
-        let server = TestServer::start_in(&lab.wan().ns, &format!("{WAN_IP}:0"), &[]);
+        let extra = std::env::var("P2P_BENCH_SERVER_ARGS").unwrap_or_default();
+        let extra: Vec<&str> = extra.split_whitespace().collect();
+        let server = TestServer::start_in(&lab.wan().ns, &format!("{WAN_IP}:0"), &extra);
         let alice = TestDaemon::online_in(&a.ns, &server, "alice");
         let bob = TestDaemon::online_in(&b.ns, &server, "bob");
         let (took, p) = accept_to_up(&alice, &bob);

@@ -80,6 +80,9 @@ where
         activity.touch();
         pacer.take(n).await;
         to.write_all(&buf[..n]).await?;
+        // A TLS stream holds what it was given until flushed: without this
+        // a lone small frame (an ack) waited for the next bytes behind it.
+        to.flush().await?;
         *count.lock().expect("count poisoned") += n as u64;
     }
 }

@@ -183,3 +183,27 @@ async fn two_pairs_of_one_user_share_its_rate() {
     );
     stop.cancel();
 }
+
+/// A lone small write reaches the other side at once, even when that side's
+/// stream holds writes until flushed (as TLS does): on the first relay,
+/// a peer's last ack waited for whatever came next (a keepalive, 10 s on).
+#[tokio::test(start_paused = true)]
+async fn a_lone_small_write_is_flushed_through() {
+    let (mut a, a_srv) = duplex(64 * 1024);
+    let (mut b, b_srv) = duplex(64 * 1024);
+    let b_srv = tokio::io::BufStream::new(b_srv);
+    let stop = CancellationToken::new();
+    let run = tokio::spawn({
+        let stop = stop.clone();
+        let now = Instant::now();
+        let (ap, bp) = (Pacer::new(u64::MAX, now), Pacer::new(u64::MAX, now));
+        async move { splice(a_srv, b_srv, &ap, &bp, IDLE, &stop).await }
+    });
+    a.write_all(b"ack").await.unwrap();
+    let mut got = [0u8; 3];
+    let read = tokio::time::timeout(Duration::from_secs(1), b.read_exact(&mut got)).await;
+    assert!(read.is_ok(), "the 3 bytes sat in the relay's buffer");
+    assert_eq!(&got, b"ack");
+    stop.cancel();
+    run.await.unwrap();
+}
