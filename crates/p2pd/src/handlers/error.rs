@@ -7,7 +7,7 @@ use p2p_proto::ctl::{CtlError, ErrorCode};
 use p2p_proto::wire::{self, RefusalCode};
 
 use crate::link::{LinkError, LoginError};
-use crate::peer::{DialError, PeerError, SetupError};
+use crate::peer::{PeerError, SetupError};
 
 impl LinkError {
     /// The control error code (and so the exit-code class) of this error.
@@ -32,12 +32,6 @@ impl LinkError {
 impl From<LinkError> for CtlError {
     fn from(e: LinkError) -> Self {
         CtlError::new(e.code(), e.to_string())
-    }
-}
-
-impl From<DialError> for CtlError {
-    fn from(e: DialError) -> Self {
-        CtlError::new(ErrorCode::Other, e.to_string())
     }
 }
 
@@ -92,7 +86,6 @@ impl PeerError {
             PeerError::NoRequest { .. } => ErrorCode::NoRequest,
             PeerError::WrongAnswer | PeerError::ShuttingDown => ErrorCode::Internal,
             PeerError::Link(e) => e.code(),
-            PeerError::Dial(_) => ErrorCode::Other,
             PeerError::SessionFailed { .. } | PeerError::SessionEnded { .. } => {
                 ErrorCode::NoSession
             }
@@ -240,11 +233,6 @@ mod tests {
                 PeerError::ShuttingDown,
                 ErrorCode::Internal,
                 "daemon is shutting down",
-            ),
-            (
-                PeerError::Dial(DialError::NoAddress { user: bob() }),
-                ErrorCode::Other,
-                "could not reach bob: no address",
             ),
             (
                 PeerError::Link(LinkError::Lost),

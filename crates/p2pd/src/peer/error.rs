@@ -56,9 +56,6 @@ pub enum PeerError {
     /// The server request (invite, answer) failed.
     #[error(transparent)]
     Link(#[from] LinkError),
-    /// Our invitation was accepted, but the session could not be opened.
-    #[error(transparent)]
-    Dial(#[from] DialError),
     /// The session failed while sending.
     #[error("session with {peer} failed: {source}")]
     SessionFailed {
@@ -78,46 +75,6 @@ pub enum PeerError {
     /// The daemon is stopping.
     #[error("daemon is shutting down")]
     ShuttingDown,
-}
-
-/// Why dialling an accepted invitee and opening the session failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DialError {
-    /// The server's contact carried a key that is not hex.
-    #[error("server gave a malformed key")]
-    MalformedKey,
-    /// The contact listed no address at all.
-    #[error("could not reach {user}: no address")]
-    NoAddress {
-        /// The invitee.
-        user: String,
-    },
-    /// The last address tried refused or failed.
-    #[error("could not reach {user} at {addr}: {source}")]
-    Unreachable {
-        /// The invitee.
-        user: String,
-        /// The address dialled last.
-        addr: std::net::SocketAddr,
-        /// Why the connect failed.
-        source: std::io::Error,
-    },
-    /// The last address tried did not answer within `DIAL_TIMEOUT`.
-    #[error("could not reach {user} at {addr} (timed out)")]
-    DialTimedOut {
-        /// The invitee.
-        user: String,
-        /// The address dialled last.
-        addr: std::net::SocketAddr,
-    },
-    /// TCP was up but the Noise handshake failed.
-    #[error("secure link to {user} failed: {source}")]
-    Handshake {
-        /// The invitee.
-        user: String,
-        /// What the handshake said.
-        source: NoiseError,
-    },
 }
 
 /// Why a running peer session ended on its own (not by a close).

@@ -14,7 +14,7 @@
 //! waits for (with a bound) at shutdown.
 
 mod error;
-pub use error::{DialError, PeerError, SessionError, SetupError};
+pub use error::{PeerError, SessionError, SetupError};
 pub(crate) mod invitations;
 mod invite;
 mod listener;
