@@ -138,6 +138,10 @@ impl DaemonConfig {
                 "peer_handshakes_per_source must be at least 1".into(),
             ));
         }
+        let log_level = o.log_level.or(file.log_level);
+        if let Some(level) = &log_level {
+            p2p_sys::logging::parse_log_level(level).map_err(DaemonError::Config)?;
+        }
         Ok(DaemonConfig {
             socket: o
                 .socket
@@ -149,7 +153,7 @@ impl DaemonConfig {
                 .or(file.peer_listen)
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             advertise: o.advertise.or(file.advertise),
-            log_level: o.log_level.or(file.log_level),
+            log_level,
             reconnect_min,
             reconnect_max,
             auto_accept: file.auto_accept,
