@@ -104,3 +104,20 @@ fn journal_stream_mismatch_logs_to_stderr() {
     let out = server_output("NO_COLOR=1 JOURNAL_STREAM=1:1");
     assert!(out.contains("INFO") && out.contains("serving"), "{out}");
 }
+
+#[tokio::test]
+async fn a_client_that_just_goes_away_is_not_a_bad_frame() {
+    let server = p2p_testkit::TestServer::start(&[]);
+    let pin = p2pd::tlsclient::PinVerifier::new(Some(server.fingerprint.clone()));
+    let conn = p2pd::handshake::connect(&server.addr.to_string(), None, pin)
+        .await
+        .unwrap();
+    // Gone without TLS close_notify: what a killed client looks like.
+    drop(conn);
+    let log = wait_for(DEADLINE, "the close logged", || {
+        let log = server.log();
+        log.contains("client left before logging in").then_some(log)
+    });
+    assert!(!log.contains("bad frame"), "{log}");
+    assert!(!log.contains("docs.rs"), "{log}");
+}
