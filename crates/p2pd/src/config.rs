@@ -210,4 +210,22 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("peer_lisen"), "{err}");
     }
+
+    #[test]
+    fn the_packaged_example_sets_every_key() {
+        // Uncommented, packaging/p2pd.toml.example must parse (no unknown
+        // key) and set every key the file accepts.
+        let text: String = include_str!("../../../packaging/p2pd.toml.example")
+            .lines()
+            .filter_map(|l| l.strip_prefix('#').filter(|l| l.contains(" = ")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let f: FileConfig = toml::from_str(&text).unwrap();
+        assert!(f.socket.is_some() && f.state_dir.is_some() && f.peer_listen.is_some());
+        assert!(f.advertise.is_some() && f.log_level.is_some());
+        assert!(f.reconnect_min.is_some() && f.reconnect_max.is_some());
+        assert!(!f.auto_accept.is_empty() && f.peer_handshakes_per_source.is_some());
+        let level = f.log_level.unwrap();
+        assert!(p2p_sys::logging::parse_log_level(&level).is_ok());
+    }
 }
