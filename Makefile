@@ -21,7 +21,7 @@ FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 # USERUNITDIR=$(HOME)/.local/share/systemd/user.
 USERUNITDIR ?= $(PREFIX)/lib/systemd/user
 SYSTEMUNITDIR ?= $(PREFIX)/lib/systemd/system
-# The commented example server config (p2p-server --config).
+# The commented example configs (p2p-server --config, p2pd.toml).
 DOCDIR ?= $(PREFIX)/share/doc/p2p-broadcast
 
 CARGO ?= cargo
@@ -55,7 +55,7 @@ install:
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(BASHCOMPDIR) \
 	  $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR) \
 	  $(DESTDIR)$(USERUNITDIR) $(DESTDIR)$(SYSTEMUNITDIR) $(DESTDIR)$(DOCDIR)
-	install -m 0644 packaging/p2p-server.toml.example $(DESTDIR)$(DOCDIR)/
+	install -m 0644 packaging/p2p-server.toml.example packaging/p2pd.toml.example $(DESTDIR)$(DOCDIR)/
 	install -m 0755 $(addprefix $(RELEASE)/,$(PROGRAMS)) $(DESTDIR)$(BINDIR)/
 	install -m 0644 $(DIST)/man/man1/*.1 $(DESTDIR)$(MANDIR)/
 	install -m 0644 $(DIST)/completions/bash/p2pctl $(DESTDIR)$(BASHCOMPDIR)/p2pctl
@@ -79,4 +79,4 @@ uninstall:
 	  $(DESTDIR)$(FISHCOMPDIR)/p2pctl.fish
 	rm -f $(addprefix $(DESTDIR)$(USERUNITDIR)/,$(USER_UNITS))
 	rm -f $(addprefix $(DESTDIR)$(SYSTEMUNITDIR)/,$(SYSTEM_UNITS))
-	rm -f $(DESTDIR)$(DOCDIR)/p2p-server.toml.example
+	rm -f $(DESTDIR)$(DOCDIR)/p2p-server.toml.example $(DESTDIR)$(DOCDIR)/p2pd.toml.example

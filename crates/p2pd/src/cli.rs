@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DaemonConfig, Overrides};
@@ -33,7 +34,7 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub(crate) advertise: Option<SocketAddr>,
     /// Log level or filter; default RUST_LOG, else info.
-    #[arg(long, value_name = "LEVEL")]
+    #[arg(long, value_name = "LEVEL", value_parser = p2p_sys::logging::parse_log_level)]
     pub(crate) log_level: Option<String>,
     /// Peer handshakes in progress at once from one address (default 16).
     #[arg(long, value_name = "N")]
@@ -43,7 +44,7 @@ pub struct Cli {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let cfg = match DaemonConfig::resolve(Overrides {
+    let overrides = Overrides {
         config: cli.config,
         socket: cli.socket,
         state_dir: cli.state_dir,
@@ -51,14 +52,15 @@ pub fn main() -> ExitCode {
         advertise: cli.advertise,
         log_level: cli.log_level,
         peer_handshakes_per_source: cli.peer_handshakes_per_source,
-    }) {
+    };
+    let cfg = match DaemonConfig::resolve(overrides.clone()) {
         Ok(cfg) => cfg,
         Err(e) => {
             eprintln!("p2pd: {e}");
             return ExitCode::FAILURE;
         }
     };
-    p2p_sys::logging::init(cfg.log_level.as_deref());
+    let log = p2p_sys::logging::init(cfg.log_level.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -73,11 +75,29 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let signals = tokio::spawn(p2p_sys::signals::cancel_on_signal(shutdown.clone()));
+        // Installed before anything else runs: SIGHUP's default action
+        // would kill us and leave the control socket behind.
+        let reload = match signal(SignalKind::hangup()) {
+            Ok(hangups) => Some(tokio::spawn(crate::reload::on_hangup(
+                hangups,
+                overrides,
+                cfg.clone(),
+                log,
+            ))),
+            Err(e) => {
+                tracing::error!("cannot handle SIGHUP (it would stop p2pd): {e}");
+                None
+            }
+        };
         // Once ready, the systemd task sends STOPPING=1 as the stop starts.
         let result = crate::run(cfg, shutdown, |d| crate::systemd::announce_ready(d)).await;
         // Still waiting for a signal if the run ended by itself (an error).
         signals.abort();
         let _ = signals.await;
+        if let Some(reload) = reload {
+            reload.abort();
+            let _ = reload.await;
+        }
         result
     });
     if result.is_err() {

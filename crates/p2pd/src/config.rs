@@ -138,6 +138,10 @@ impl DaemonConfig {
                 "peer_handshakes_per_source must be at least 1".into(),
             ));
         }
+        let log_level = o.log_level.or(file.log_level);
+        if let Some(level) = &log_level {
+            p2p_sys::logging::parse_log_level(level).map_err(DaemonError::Config)?;
+        }
         Ok(DaemonConfig {
             socket: o
                 .socket
@@ -149,7 +153,7 @@ impl DaemonConfig {
                 .or(file.peer_listen)
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             advertise: o.advertise.or(file.advertise),
-            log_level: o.log_level.or(file.log_level),
+            log_level,
             reconnect_min,
             reconnect_max,
             auto_accept: file.auto_accept,
@@ -205,5 +209,23 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("peer_lisen"), "{err}");
+    }
+
+    #[test]
+    fn the_packaged_example_sets_every_key() {
+        // Uncommented, packaging/p2pd.toml.example must parse (no unknown
+        // key) and set every key the file accepts.
+        let text: String = include_str!("../../../packaging/p2pd.toml.example")
+            .lines()
+            .filter_map(|l| l.strip_prefix('#').filter(|l| l.contains(" = ")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let f: FileConfig = toml::from_str(&text).unwrap();
+        assert!(f.socket.is_some() && f.state_dir.is_some() && f.peer_listen.is_some());
+        assert!(f.advertise.is_some() && f.log_level.is_some());
+        assert!(f.reconnect_min.is_some() && f.reconnect_max.is_some());
+        assert!(!f.auto_accept.is_empty() && f.peer_handshakes_per_source.is_some());
+        let level = f.log_level.unwrap();
+        assert!(p2p_sys::logging::parse_log_level(&level).is_ok());
     }
 }

@@ -39,6 +39,7 @@ pub mod link;
 mod liveness;
 pub mod peer;
 pub mod relay_client;
+mod reload;
 pub mod state;
 pub(crate) mod systemd;
 pub mod tlsclient;

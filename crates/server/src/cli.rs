@@ -50,7 +50,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub(crate) admin_socket: Option<PathBuf>,
     /// Log level or filter (e.g. debug, info,p2p_server=trace); default RUST_LOG, else info.
-    #[arg(long, global = true, value_name = "LEVEL")]
+    #[arg(long, global = true, value_name = "LEVEL", value_parser = p2p_sys::logging::parse_log_level)]
     pub(crate) log_level: Option<String>,
     #[command(flatten)]
     pub(crate) serve: ServeArgs,

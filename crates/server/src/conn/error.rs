@@ -71,6 +71,15 @@ pub(crate) enum Dropped {
     SecondLogin,
 }
 
+/// Whether a read error is only the client going away (EOF without TLS
+/// `close_notify`, reset, aborted): an ordinary disconnect, not a bad
+/// frame (rustls words the first with a docs.rs link that alarms readers).
+pub(crate) fn is_disconnect(e: &ProtoError) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(e, ProtoError::Io(io)
+        if matches!(io.kind(), UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe))
+}
+
 /// What is wrong with a `Login`'s peer information.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum BadPeer {
@@ -80,4 +89,29 @@ pub(crate) enum BadPeer {
     /// `advertise` is not `IP:PORT`.
     #[error("advertise address {0:?} is not IP:PORT")]
     Advertise(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn a_client_going_away_is_not_a_bad_frame() {
+        for kind in [
+            ErrorKind::UnexpectedEof,
+            ErrorKind::ConnectionReset,
+            ErrorKind::ConnectionAborted,
+            ErrorKind::BrokenPipe,
+        ] {
+            assert!(
+                is_disconnect(&ProtoError::Io(Error::new(kind, "x"))),
+                "{kind:?}"
+            );
+        }
+        assert!(!is_disconnect(&ProtoError::Io(Error::new(
+            ErrorKind::InvalidData,
+            "x"
+        ))));
+    }
 }

@@ -144,6 +144,7 @@ async fn handle(
             return Err(late("waiting for Login"));
         }
         Ok(None) => return Ok("client left before logging in"),
+        Ok(Some(Err(e))) if error::is_disconnect(&e) => return Ok("client left before logging in"),
         Ok(Some(Err(e))) => {
             close(&mut conn, CloseReason::ProtocolError, &e.to_string()).await;
             return Err(Dropped::FrameBeforeLogin(e));

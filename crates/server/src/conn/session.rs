@@ -181,6 +181,7 @@ pub(super) async fn logged_in(
             }
             next = conn.next() => match next {
                 None => return Ok("client closed"),
+                Some(Err(e)) if super::error::is_disconnect(&e) => return Ok("client closed"),
                 Some(Err(e)) => {
                     close(conn, CloseReason::ProtocolError, &e.to_string()).await;
                     return Err(Dropped::Frame(e));

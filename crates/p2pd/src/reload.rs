@@ -1,0 +1,73 @@
+//! `SIGHUP` (SPEC §12): re-read the config file and apply what can change
+//! while running. Never exits: without a handler, SIGHUP's default action
+//! would kill the daemon and leave its control socket behind.
+
+use tokio::signal::unix::Signal;
+use tracing::{info, warn};
+
+use crate::config::{DaemonConfig, Overrides};
+use p2p_sys::logging::LogHandle;
+
+/// The keys that differ between `old` and `new`, except `log_level`
+/// (applied at once): each needs a restart to take effect.
+pub(crate) fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    let mut check = |changed: bool, key: &'static str| {
+        if changed {
+            keys.push(key);
+        }
+    };
+    check(old.socket != new.socket, "socket");
+    check(old.state_dir != new.state_dir, "state_dir");
+    check(old.peer_listen != new.peer_listen, "peer_listen");
+    check(old.advertise != new.advertise, "advertise");
+    check(old.reconnect_min != new.reconnect_min, "reconnect_min");
+    check(old.reconnect_max != new.reconnect_max, "reconnect_max");
+    check(old.auto_accept != new.auto_accept, "auto_accept");
+    check(
+        old.peer_handshakes_per_source != new.peer_handshakes_per_source,
+        "peer_handshakes_per_source",
+    );
+    keys
+}
+
+/// Reloads on every SIGHUP from `hangups`, forever (the task is aborted at
+/// shutdown). `overrides` are the command-line flags, which still beat the
+/// file; `running` is the configuration the daemon started with.
+pub(crate) async fn on_hangup(
+    mut hangups: Signal,
+    overrides: Overrides,
+    running: DaemonConfig,
+    log: LogHandle,
+) {
+    let mut current = running.clone();
+    while hangups.recv().await.is_some() {
+        let new = match DaemonConfig::resolve(overrides.clone()) {
+            Ok(new) => new,
+            Err(e) => {
+                warn!("SIGHUP: config not reloaded, keeping the running one: {e}");
+                continue;
+            }
+        };
+        if new.log_level != current.log_level {
+            log.set_level(new.log_level.as_deref());
+            info!(
+                log_level = new.log_level.as_deref().unwrap_or("default"),
+                "SIGHUP: log level changed"
+            );
+        }
+        // Compared with what runs, not with the last file read, so the
+        // warning repeats until the restart happens.
+        let pending = needs_restart(&running, &new);
+        if pending.is_empty() {
+            info!("SIGHUP: config reloaded");
+        } else {
+            warn!(
+                keys = %pending.join(", "),
+                "SIGHUP: config reloaded; changed, needs a restart: {}",
+                pending.join(", ")
+            );
+        }
+        current = new;
+    }
+}
