@@ -83,9 +83,18 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-/// The fingerprint of the certificate the server will present.
+/// The fingerprint of the certificate the server will present. Before the
+/// first start there is none: that is said in words (not made here: the
+/// files would belong to whoever asked, not to the server's user).
 pub(crate) fn fingerprint(source: &TlsSource, data_dir: &Path) -> Result<String> {
-    let (cert, _) = paths(source, data_dir);
+    let (cert, key) = paths(source, data_dir);
+    if matches!(source, TlsSource::SelfSigned) && needs_generating(&cert, &key)? {
+        return Err(ServerError::Config(format!(
+            "no TLS identity in {} yet: start the server once (it makes one and \
+             prints its fingerprint), then run `p2p-server fingerprint` again",
+            data_dir.display()
+        )));
+    }
     Ok(Fingerprint::of_cert(&read_certs(&cert)?[0]).to_string())
 }
 
@@ -147,6 +156,18 @@ pub(crate) fn load(source: &TlsSource, data_dir: &Path) -> Result<TlsIdentity> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Before the first start: words, not "os error 2".
+    #[test]
+    fn no_fingerprint_before_the_first_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = fingerprint(&TlsSource::SelfSigned, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("start the server once"), "{err}");
+        assert!(!err.contains("os error"), "{err}");
+        assert!(!dir.path().join(KEY_FILE).exists(), "nothing is made");
+    }
 
     #[test]
     fn generated_once_and_stable() {
