@@ -2,14 +2,18 @@
 //! while running. Never exits: without a handler, SIGHUP's default action
 //! would kill the daemon and leave its control socket behind.
 
+use std::sync::Arc;
+
 use tokio::signal::unix::Signal;
+use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::config::{DaemonConfig, Overrides};
+use crate::peer::Peers;
 use p2p_sys::logging::LogHandle;
 
-/// The keys that differ between `old` and `new`, except `log_level`
-/// (applied at once): each needs a restart to take effect.
+/// The keys that differ between `old` and `new`, except `log_level` and
+/// `auto_accept` (applied at once): each needs a restart to take effect.
 pub(crate) fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
     let mut keys = Vec::new();
     let mut check = |changed: bool, key: &'static str| {
@@ -23,7 +27,6 @@ pub(crate) fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'sta
     check(old.advertise != new.advertise, "advertise");
     check(old.reconnect_min != new.reconnect_min, "reconnect_min");
     check(old.reconnect_max != new.reconnect_max, "reconnect_max");
-    check(old.auto_accept != new.auto_accept, "auto_accept");
     check(
         old.peer_handshakes_per_source != new.peer_handshakes_per_source,
         "peer_handshakes_per_source",
@@ -33,16 +36,23 @@ pub(crate) fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'sta
 
 /// Reloads on every SIGHUP from `hangups`, forever (the task is aborted at
 /// shutdown). `overrides` are the command-line flags, which still beat the
-/// file; `running` is the configuration the daemon started with.
+/// file; `running` is the configuration the daemon started with; `peers`
+/// arrives once the daemon is ready (a SIGHUP before that applies
+/// `auto_accept` at the next one).
 pub(crate) async fn on_hangup(
     mut hangups: Signal,
     overrides: Overrides,
     running: DaemonConfig,
     log: LogHandle,
+    mut peers: oneshot::Receiver<Arc<Peers>>,
 ) {
     let mut current = running.clone();
+    let mut ready: Option<Arc<Peers>> = None;
     while hangups.recv().await.is_some() {
-        let new = match DaemonConfig::resolve(overrides.clone()) {
+        if ready.is_none() {
+            ready = peers.try_recv().ok();
+        }
+        let mut new = match DaemonConfig::resolve(overrides.clone()) {
             Ok(new) => new,
             Err(e) => {
                 warn!("SIGHUP: config not reloaded, keeping the running one: {e}");
@@ -56,6 +66,15 @@ pub(crate) async fn on_hangup(
                 "SIGHUP: log level changed"
             );
         }
+        if new.auto_accept != current.auto_accept {
+            if let Some(p) = &ready {
+                p.set_auto_accept(new.auto_accept.clone());
+                info!(
+                    users = %new.auto_accept.join(", "),
+                    "SIGHUP: auto_accept changed"
+                );
+            }
+        }
         // Compared with what runs, not with the last file read, so the
         // warning repeats until the restart happens.
         let pending = needs_restart(&running, &new);
@@ -67,6 +86,11 @@ pub(crate) async fn on_hangup(
                 "SIGHUP: config reloaded; changed, needs a restart: {}",
                 pending.join(", ")
             );
+        }
+        if ready.is_none() {
+            // Not applied yet (the daemon is still starting): the next
+            // SIGHUP tries again.
+            new.auto_accept = current.auto_accept.clone();
         }
         current = new;
     }

@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use p2p_testkit::{bin, wait_for, TestDaemon, DEADLINE, FAST_RECONNECT};
+use p2p_testkit::{bin, wait_for, TestDaemon, TestServer, DEADLINE, FAST_RECONNECT};
 
 #[test]
 fn invalid_log_level_is_a_usage_error() {
@@ -33,18 +33,16 @@ fn sighup_keeps_p2pd_serving_and_rereads_the_config() {
     assert!(d.status().is_object(), "status after SIGHUP");
 
     // A key that needs a restart is named, and the daemon keeps serving.
-    let cfg = d
-        .state_dir()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("c/p2p/p2pd.toml");
-    std::fs::write(&cfg, format!("{FAST_RECONNECT}auto_accept = [\"alice\"]\n")).unwrap();
+    let cfg = config_file(&d);
+    std::fs::write(
+        &cfg,
+        format!("{FAST_RECONNECT}peer_handshakes_per_source = 3\n"),
+    )
+    .unwrap();
     kill(pid, Signal::SIGHUP).unwrap();
     wait_for(DEADLINE, "restart-needed logged", || {
         d.log()
-            .contains("needs a restart: auto_accept")
+            .contains("needs a restart: peer_handshakes_per_source")
             .then_some(())
     });
     // A broken file keeps the running config.
@@ -63,4 +61,46 @@ fn journal_stream_mismatch_logs_to_stderr() {
     wait_for(DEADLINE, "p2pd ready on stderr", || {
         d.log().contains("p2pd ready").then_some(())
     });
+}
+
+/// The daemon's config file in its test directory.
+fn config_file(d: &TestDaemon) -> std::path::PathBuf {
+    let dir = d.state_dir();
+    dir.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("c/p2p/p2pd.toml")
+}
+
+/// A user added to `auto_accept` and a SIGHUP: that user's next invitation
+/// is accepted by itself, without a restart.
+#[test]
+fn sighup_applies_a_changed_auto_accept() {
+    let server = TestServer::start(&[]);
+    let alice = TestDaemon::online(&server, "alice");
+    let bob = TestDaemon::online(&server, "bob");
+    // Not listed: alice's invitation waits for bob's answer.
+    assert_eq!(alice.ctl_json(&["connect", "bob", "--no-wait"]).0, 0);
+    wait_for(DEADLINE, "alice's invitation pending at bob", || {
+        let (_, r) = bob.ctl_json(&["requests"]);
+        (r["requests"].as_array()?.first()?["from"] == "alice").then_some(())
+    });
+    assert_eq!(bob.ctl_json(&["reject", "alice"]).0, 0);
+
+    std::fs::write(
+        config_file(&bob),
+        format!("{FAST_RECONNECT}auto_accept = [\"alice\"]\n"),
+    )
+    .unwrap();
+    let pid = Pid::from_raw(bob.pid().expect("pid") as i32);
+    kill(pid, Signal::SIGHUP).unwrap();
+    wait_for(DEADLINE, "auto_accept applied", || {
+        bob.log()
+            .contains("SIGHUP: auto_accept changed")
+            .then_some(())
+    });
+    let (code, doc) = alice.ctl_json(&["connect", "bob", "--timeout", "20s"]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["connected"]["peer"], "bob", "{doc}");
 }

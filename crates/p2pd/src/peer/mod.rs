@@ -172,6 +172,12 @@ impl Peers {
     }
 
     /// Feeds the machine one input and carries out what it says.
+    /// Replaces the `auto_accept` list (SIGHUP); it applies to invitations
+    /// that arrive from now on.
+    pub fn set_auto_accept(&self, users: Vec<String>) {
+        lock(&self.invitations).set_auto_accept(users);
+    }
+
     fn apply(self: &Arc<Self>, input: Input<Waiter, oneshot::Sender<Verdict>>) {
         let actions = lock(&self.invitations).handle(input, now());
         // The driver recomputes its sleep (a stored permit: never missed).

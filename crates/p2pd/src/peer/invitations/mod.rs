@@ -148,6 +148,12 @@ impl<W, L> Invitations<W, L> {
         }
     }
 
+    /// Replaces the inviters accepted without asking (a config reload);
+    /// invitations already waiting for an answer keep waiting.
+    pub(crate) fn set_auto_accept(&mut self, auto_accept: impl IntoIterator<Item = String>) {
+        self.auto_accept = auto_accept.into_iter().collect();
+    }
+
     /// When [`Input::Tick`] is next due, if anything waits on a deadline.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let establishing = self.establishing.iter().map(|e| e.until);
