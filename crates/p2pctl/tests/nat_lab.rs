@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use p2p_testkit::netlab::{self, Host, Lab, Nat, WAN_IP};
+use p2p_testkit::netlab::{self, Host, Lab, Nat, Router, WAN_IP};
 use p2p_testkit::{wait_for, TestDaemon, TestServer, DEADLINE};
 use serde_json::Value;
 
@@ -32,6 +32,32 @@ fn users(server: &TestServer, a: &Host, b: &Host) -> (TestDaemon, TestDaemon) {
     let alice = TestDaemon::online_in(&a.ns, server, "alice");
     let bob = TestDaemon::online_in(&b.ns, server, "bob");
     (alice, bob)
+}
+
+/// alice behind a router of kind `a`, bob behind one of kind `b`, the
+/// server (with `server_args`) in the wan, both logged in. Fields drop in
+/// order: the processes before the lab they run in.
+struct Behind {
+    alice: TestDaemon,
+    bob: TestDaemon,
+    _server: TestServer,
+    routers: (Router, Router),
+    lab: Lab,
+}
+
+fn behind(a: Nat, b: Nat, server_args: &[&str]) -> Behind {
+    let mut lab = Lab::new();
+    let (r1, r2) = (lab.router(a), lab.router(b));
+    let (ha, hb) = (lab.host(&r1), lab.host(&r2));
+    let server = server_in(&lab, server_args);
+    let (alice, bob) = users(&server, &ha, &hb);
+    Behind {
+        alice,
+        bob,
+        _server: server,
+        routers: (r1, r2),
+        lab,
+    }
 }
 
 /// alice invites bob and bob accepts; returns both commands' exit codes and
@@ -112,13 +138,10 @@ fn two_cone_nats_are_punched_through_and_end_direct() {
     if !netlab::require_root("two_cone_nats_are_punched_through_and_end_direct") {
         return;
     }
-    let mut lab = Lab::new();
-    let (r1, r2) = (lab.router(Nat::Cone), lab.router(Nat::Cone));
-    let (a, b) = (lab.host(&r1), lab.host(&r2));
-    let server = server_in(&lab, &[]);
-    let (alice, bob) = users(&server, &a, &b);
-    assert_eq!(connect(&alice, &bob), "direct");
-    stream_both_ways(&alice, &bob);
+    let setup = behind(Nat::Cone, Nat::Cone, &[]);
+    let (alice, bob) = (&setup.alice, &setup.bob);
+    assert_eq!(connect(alice, bob), "direct");
+    stream_both_ways(alice, bob);
 }
 
 #[test]
@@ -126,12 +149,10 @@ fn two_symmetric_nats_are_relayed_and_the_relay_sees_only_ciphertext() {
     if !netlab::require_root("two_symmetric_nats_are_relayed_and_the_relay_sees_only_ciphertext") {
         return;
     }
-    let mut lab = Lab::new();
-    let (r1, r2) = (lab.router(Nat::Symmetric), lab.router(Nat::Symmetric));
-    let (a, b) = (lab.host(&r1), lab.host(&r2));
-    let server = server_in(&lab, &[]);
-    let (alice, bob) = users(&server, &a, &b);
-    assert_eq!(connect(&alice, &bob), "relayed");
+    let setup = behind(Nat::Symmetric, Nat::Symmetric, &[]);
+    let (alice, bob) = (&setup.alice, &setup.bob);
+    let lab = &setup.lab;
+    assert_eq!(connect(alice, bob), "relayed");
     let status = alice.status();
     assert_eq!(
         (status["relayed"].as_u64(), status["direct"].as_u64()),
@@ -150,7 +171,7 @@ fn two_symmetric_nats_are_relayed_and_the_relay_sees_only_ciphertext() {
         !netlab::contains(&seen, marker.as_bytes()),
         "the marker crossed the wire in clear"
     );
-    stream_both_ways(&alice, &bob);
+    stream_both_ways(alice, bob);
 }
 
 #[test]
@@ -158,13 +179,10 @@ fn a_cone_and_a_symmetric_nat_end_relayed() {
     if !netlab::require_root("a_cone_and_a_symmetric_nat_end_relayed") {
         return;
     }
-    let mut lab = Lab::new();
-    let (r1, r2) = (lab.router(Nat::Cone), lab.router(Nat::Symmetric));
-    let (a, b) = (lab.host(&r1), lab.host(&r2));
-    let server = server_in(&lab, &[]);
-    let (alice, bob) = users(&server, &a, &b);
-    assert_eq!(connect(&alice, &bob), "relayed");
-    stream_both_ways(&alice, &bob);
+    let setup = behind(Nat::Cone, Nat::Symmetric, &[]);
+    let (alice, bob) = (&setup.alice, &setup.bob);
+    assert_eq!(connect(alice, bob), "relayed");
+    stream_both_ways(alice, bob);
 }
 
 #[test]
@@ -172,13 +190,10 @@ fn without_the_relay_both_sides_are_told_why_at_the_setup_deadline() {
     if !netlab::require_root("without_the_relay_both_sides_are_told_why_at_the_setup_deadline") {
         return;
     }
-    let mut lab = Lab::new();
-    let (r1, r2) = (lab.router(Nat::Symmetric), lab.router(Nat::Symmetric));
-    let (a, b) = (lab.host(&r1), lab.host(&r2));
-    let server = server_in(&lab, &["--no-relay"]);
-    let (alice, bob) = users(&server, &a, &b);
+    let setup = behind(Nat::Symmetric, Nat::Symmetric, &["--no-relay"]);
+    let (alice, bob) = (&setup.alice, &setup.bob);
     let started = std::time::Instant::now();
-    let ((c, cdoc), (a, adoc)) = invite(&alice, &bob);
+    let ((c, cdoc), (a, adoc)) = invite(alice, bob);
     let took = started.elapsed();
     // `connect` would wait 30 s for an answer: failing well before that
     // shows the 5 s setup deadline ended it, not a wait running out.
@@ -214,12 +229,11 @@ fn a_relayed_session_goes_direct_when_it_can_and_loses_nothing() {
     if !netlab::require_root("a_relayed_session_goes_direct_when_it_can_and_loses_nothing") {
         return;
     }
-    let mut lab = Lab::new();
-    let (r1, r2) = (lab.router(Nat::Symmetric), lab.router(Nat::Symmetric));
-    let (a, b) = (lab.host(&r1), lab.host(&r2));
-    let server = server_in(&lab, &[]);
-    let (alice, bob) = users(&server, &a, &b);
-    assert_eq!(connect(&alice, &bob), "relayed");
+    let setup = behind(Nat::Symmetric, Nat::Symmetric, &[]);
+    let (alice, bob) = (&setup.alice, &setup.bob);
+    let lab = &setup.lab;
+    let (r1, r2) = (&setup.routers.0, &setup.routers.1);
+    assert_eq!(connect(alice, bob), "relayed");
     // Past the setup's own direct attempts: the session's upgrade loop has
     // offered paths once (every UPGRADE_EVERY) and it is still relayed.
     wait_for(DEADLINE, "a first upgrade attempt", || {
@@ -228,12 +242,12 @@ fn a_relayed_session_goes_direct_when_it_can_and_loses_nothing() {
             .contains("peer offered direct paths")
             .then_some(())
     });
-    assert_eq!(path(&alice, "bob"), "relayed");
+    assert_eq!(path(alice, "bob"), "relayed");
 
     // The routers relax to cone while messages flow; the session's next
     // upgrade attempt punches through and it moves to the direct link.
-    lab.set_nat(&r1, Nat::Cone);
-    lab.set_nat(&r2, Nat::Cone);
+    lab.set_nat(r1, Nat::Cone);
+    lab.set_nat(r2, Nat::Cone);
     let mut sent = Vec::new();
     let mut n = 0;
     wait_for(Duration::from_secs(60), "the session to go direct", || {
@@ -242,12 +256,12 @@ fn a_relayed_session_goes_direct_when_it_can_and_loses_nothing() {
         let (code, doc) = alice.ctl_json(&["send", "bob", &text]);
         assert_eq!(code, 0, "{doc}");
         sent.push(text);
-        (path(&alice, "bob") == "direct" && path(&bob, "alice") == "direct").then_some(())
+        (path(alice, "bob") == "direct" && path(bob, "alice") == "direct").then_some(())
     });
     assert_eq!(
         bob.inbox_texts(&["--from", "alice"]),
         sent,
         "every message once, in order, across the switch"
     );
-    stream_both_ways(&alice, &bob);
+    stream_both_ways(alice, bob);
 }
