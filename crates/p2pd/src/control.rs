@@ -186,6 +186,13 @@ async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationT
         hello: DaemonHello {
             protocol: CTL_VERSION,
             daemon: env!("CARGO_PKG_VERSION").into(),
+            pending: daemon
+                .peers
+                .requests()
+                .into_iter()
+                .map(|r| r.from)
+                .collect(),
+            key_changed: Vec::new(),
         },
     };
     if send(&mut conn, CtlOut::Greeting(hello)).await.is_err() {

@@ -152,6 +152,18 @@ impl Inbox {
         })
     }
 
+    /// Runs `f` on the database connection, under its lock, turning SQLite
+    /// errors into errors naming the file: for the other tables that live in
+    /// `inbox.db` (contacts, sent messages), so one file holds everything a
+    /// person would back up and one lock orders every write.
+    pub(crate) fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.lock();
+        f(&mut conn).map_err(self.err())
+    }
+
     fn err(&self) -> impl Fn(rusqlite::Error) -> DaemonError + '_ {
         |e| DaemonError::Format {
             path: self.path.clone(),

@@ -29,6 +29,7 @@
 pub mod backoff;
 pub mod cli;
 pub mod config;
+pub mod contacts;
 pub(crate) mod control;
 pub(crate) mod error;
 pub mod handlers;
@@ -102,6 +103,7 @@ pub async fn run(
     let state = state::StateDir::open(&cfg.state_dir)?;
     let identity = state.identity()?;
     let inbox = inbox::Inbox::open(&cfg.state_dir)?;
+    let contacts = contacts::Contacts::open(&inbox)?;
     let peer = peer::bind_listener(cfg.peer_listen).map_err(|source| DaemonError::Bind {
         what: format!("peer listener {}", cfg.peer_listen),
         source,
@@ -149,6 +151,7 @@ pub async fn run(
         local,
         state,
         inbox.clone(),
+        contacts,
         events.clone(),
         cfg.auto_accept.clone(),
         link.clone(),

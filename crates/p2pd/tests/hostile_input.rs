@@ -98,9 +98,14 @@ async fn a_peer_message_with_an_impossible_time_breaks_nothing() {
             link.send(&[switch]).await.unwrap();
         }
         let text = format!("round {round}");
-        link.send(&[PeerMsg::Message { id: 1, text, at_ms }])
-            .await
-            .unwrap();
+        link.send(&[PeerMsg::Message {
+            id: 1,
+            text,
+            at_ms,
+            mid: None,
+        }])
+        .await
+        .unwrap();
         let ok = p2p_proto::time::in_range(at_ms);
         assert_eq!(acked(&mut link).await, ok, "at_ms {at_ms}");
         drop(link);

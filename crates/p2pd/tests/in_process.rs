@@ -108,6 +108,7 @@ async fn send_without_a_session_is_refused_with_no_session() {
     let d = start().await;
     let err = d
         .handle(Command::Send {
+            now: false,
             user: "bob".into(),
             texts: vec!["hello".into()],
         })

@@ -54,6 +54,14 @@ pub struct DaemonHello {
     pub protocol: u32,
     /// The daemon's package version, for humans.
     pub daemon: String,
+    /// Users whose invitations wait for an answer, oldest first (p2pctl
+    /// prints a one-line hint for them in human mode, SPEC §11).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
+    /// Contacts whose key changed and was not yet confirmed (`verify
+    /// --confirm`) or accepted (`trust`): commands that touch them warn.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_changed: Vec<String>,
 }
 
 /// One request line.
@@ -111,13 +119,17 @@ pub enum Command {
     Sessions,
     /// What the server sees of this daemon → [`NetcheckReport`].
     Netcheck,
-    /// Send messages over a session, in order → [`SentList`] once the peer
-    /// stored and acknowledged every one.
+    /// Send messages, in order → [`SentList`]: once the peer stored and
+    /// acknowledged every one, or (to a contact without a session, unless
+    /// `now`) once they are durably queued in the outbox (SPEC §11).
     Send {
         /// The peer.
         user: String,
         /// One or more messages (UTF-8, each at most 64 KiB).
         texts: Vec<String>,
+        /// Never queue: fail (`no_session`) unless delivered now.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        now: bool,
     },
     /// Close a peer session → [`Disconnected`].
     Disconnect {
@@ -144,6 +156,55 @@ pub enum Command {
         /// Only entries with `seq` above this (to fetch the next page).
         #[serde(default)]
         after: Option<u64>,
+    },
+    /// Contacts (standing consent, SPEC §11) → [`ContactList`].
+    Contacts,
+    /// End the consent with a contact (and the session) → [`ContactDone`].
+    Forget {
+        /// The contact.
+        user: String,
+    },
+    /// Forget USER and silently ignore their invitations → [`ContactDone`].
+    Block {
+        /// The user.
+        user: String,
+    },
+    /// Stop ignoring USER's invitations → [`ContactDone`].
+    Unblock {
+        /// The user.
+        user: String,
+    },
+    /// Messages queued for contacts without a session → [`OutboxList`].
+    Outbox,
+    /// Both directions of the conversation with USER → [`HistoryList`].
+    History {
+        /// The other user.
+        user: String,
+        /// At most this many, the newest (still printed oldest first).
+        #[serde(default)]
+        limit: Option<u64>,
+    },
+    /// The safety number with USER; `confirm` marks them verified →
+    /// [`VerifyDone`].
+    Verify {
+        /// The contact.
+        user: String,
+        /// Mark the contact verified (after comparing the number).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        confirm: bool,
+    },
+    /// Tell USER's daemon that our chat with them opened or closed →
+    /// [`ChatDone`] (their chat shows it).
+    Chat {
+        /// The peer.
+        user: String,
+        /// Opened (true) or left.
+        open: bool,
+    },
+    /// Accept a contact's new key → [`TrustDone`].
+    Trust {
+        /// The contact.
+        user: String,
     },
 }
 
@@ -240,6 +301,10 @@ pub enum ErrorCode {
     PermissionDenied,
     /// The daemon failed internally.
     Internal,
+    /// A verified contact's key changed: nothing is sent until `trust`.
+    KeyChanged,
+    /// The user is not a contact.
+    NotContact,
     /// A code this client does not know yet.
     #[serde(other)]
     Other,

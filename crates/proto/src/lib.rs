@@ -13,6 +13,7 @@ pub mod fingerprint;
 pub mod limits;
 pub mod names;
 pub mod peer;
+pub mod safety;
 pub mod secret;
 pub mod time;
 pub mod wire;

@@ -157,6 +157,13 @@ pub enum PeerMsg {
         text: String,
         /// When the sender sent it, Unix ms.
         at_ms: i64,
+        /// The sender's durable id for the message (random, fixed when it
+        /// entered the outbox), the same on every resend in any session: the
+        /// receiver stores a `(sender, mid)` once and acknowledges repeats
+        /// without storing them, so an outbox resent after a crash is
+        /// delivered exactly once (SPEC §11).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mid: Option<u64>,
     },
     /// Every message up to and including `upto` is stored.
     Ack {
@@ -174,6 +181,12 @@ pub enum PeerMsg {
     Switch {
         /// Highest message id the sender has stored from the other end.
         received_upto: u64,
+    },
+    /// The sender opened (`open`) or left a `chat` with the receiver: the
+    /// receiver's chat says so (SPEC §11, "leaving tells the peer").
+    Chat {
+        /// Opened or left.
+        open: bool,
     },
     /// While relayed: the sender's current addresses; dial them.
     TryDirect {

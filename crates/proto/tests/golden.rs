@@ -178,10 +178,12 @@ fn send_inbox_broadcast() {
                 SentMessage {
                     to: "bob".into(),
                     id: 1,
+                    status: SendStatus::Delivered,
                 },
                 SentMessage {
                     to: "bob".into(),
                     id: 2,
+                    status: SendStatus::Delivered,
                 },
             ],
         },
@@ -354,6 +356,7 @@ fn errors_and_greeting() {
             sent: Some(vec![SentMessage {
                 to: "bob".into(),
                 id: 1,
+                status: SendStatus::Delivered,
             }]),
         },
     );
@@ -371,7 +374,112 @@ fn errors_and_greeting() {
             hello: DaemonHello {
                 protocol: p2p_proto::limits::CTL_VERSION,
                 daemon: "0.1.0".into(),
+                pending: vec!["carol".into()],
+                key_changed: Vec::new(),
             },
+        },
+    );
+}
+
+/// The §11 documents: contacts, outbox, history, verify, trust and the
+/// contact changes.
+#[test]
+fn contacts_outbox_history_verify() {
+    golden_reply(
+        "contacts",
+        ContactList {
+            contacts: vec![ContactInfo {
+                user: "bob".into(),
+                since: "2026-11-30T18:00:00Z".into(),
+                online: true,
+                verified: false,
+                key: "ab".repeat(32),
+                key_changed: false,
+                held: false,
+            }],
+            blocked: vec!["mallory".into()],
+        },
+    );
+    golden_reply(
+        "forget",
+        ContactDone {
+            user: "bob".into(),
+            forgotten: true,
+            blocked: false,
+            dropped: 2,
+        },
+    );
+    golden_reply(
+        "send-queued",
+        SentList {
+            sent: vec![SentMessage {
+                to: "bob".into(),
+                id: 7,
+                status: SendStatus::Queued,
+            }],
+        },
+    );
+    golden_reply(
+        "outbox",
+        OutboxList {
+            outbox: vec![OutboxEntry {
+                to: "bob".into(),
+                id: 7,
+                text: "see you at 6".into(),
+                at: "2026-11-30T18:00:00Z".into(),
+            }],
+        },
+    );
+    golden_reply(
+        "history",
+        HistoryList {
+            history: vec![
+                HistoryEntry {
+                    dir: Direction::In,
+                    text: "hi".into(),
+                    at: "2026-11-30T17:59:00Z".into(),
+                    status: SendStatus::Delivered,
+                    id: 3,
+                },
+                HistoryEntry {
+                    dir: Direction::Out,
+                    text: "see you at 6".into(),
+                    at: "2026-11-30T18:00:00Z".into(),
+                    status: SendStatus::Queued,
+                    id: 7,
+                },
+            ],
+        },
+    );
+    golden_reply(
+        "verify",
+        VerifyDone {
+            verify: VerifyInfo {
+                user: "bob".into(),
+                safety_number: p2p_proto::safety::safety_number(&[1; 32], &[2; 32]),
+                verified: true,
+            },
+        },
+    );
+    golden_reply(
+        "trust",
+        TrustDone {
+            trusted: "bob".into(),
+            key: "cd".repeat(32),
+        },
+    );
+    golden(
+        "event-queued",
+        &Event::Queued {
+            to: "bob".into(),
+            id: 7,
+        },
+    );
+    golden(
+        "event-delivered",
+        &Event::Delivered {
+            to: "bob".into(),
+            id: 7,
         },
     );
 }
@@ -430,6 +538,42 @@ fn fixtures_hold_the_fields_the_spec_requires() {
         ("event-server", &["/event", "/state"]),
         ("event-key_changed", &["/event", "/peer"]),
         ("error", &["/error/code", "/error/message"]),
+        (
+            "contacts",
+            &[
+                "/contacts/0/user",
+                "/contacts/0/since",
+                "/contacts/0/online",
+                "/contacts/0/verified",
+                "/contacts/0/key",
+            ],
+        ),
+        (
+            "send-queued",
+            &["/sent/0/to", "/sent/0/id", "/sent/0/status"],
+        ),
+        (
+            "outbox",
+            &[
+                "/outbox/0/to",
+                "/outbox/0/id",
+                "/outbox/0/text",
+                "/outbox/0/at",
+            ],
+        ),
+        (
+            "history",
+            &[
+                "/history/0/dir",
+                "/history/0/text",
+                "/history/0/at",
+                "/history/0/status",
+            ],
+        ),
+        (
+            "verify",
+            &["/verify/user", "/verify/safety_number", "/verify/verified"],
+        ),
     ];
     for (name, pointers) in required {
         let doc = load(name);

@@ -120,7 +120,7 @@ proptest! {
     #[test]
     fn out_of_range_times_do_not_panic(at_ms in any_time(), id: u64) {
         let _ = p2p_proto::time::rfc3339(at_ms);
-        let msg = PeerMsg::Message { id, text: "t".into(), at_ms };
+        let msg = PeerMsg::Message { id, text: "t".into(), at_ms, mid: None };
         harness::daemon::peer_frames(&peer_frame(&msg));
         let events = [
             ServerEvent::Broadcast {
@@ -168,7 +168,7 @@ proptest! {
         }
         let frames: Vec<u8> = batch
             .iter()
-            .flat_map(|m| peer_frame(&PeerMsg::Message { id: m.id, text: m.text.clone(), at_ms: m.at_ms }))
+            .flat_map(|m| peer_frame(&PeerMsg::Message { id: m.id, text: m.text.clone(), at_ms: m.at_ms, mid: None }))
             .collect();
         harness::daemon::peer_frames(&frames);
     }
@@ -199,7 +199,7 @@ proptest! {
         } else {
             prop_assert!(c.is_some());
         }
-        let c = code(handle(Command::Send { user: user.clone(), texts: texts.clone() }));
+        let c = code(handle(Command::Send { user: user.clone(), texts: texts.clone(), now: false }));
         if bad_name || texts.is_empty() {
             prop_assert_eq!(c, Some(ErrorCode::BadRequest));
         } else if texts.iter().any(|t| t.len() > MAX_MESSAGE_BYTES) {

@@ -93,6 +93,7 @@ impl Fixture {
                 p2pd::peer::LocalPeer::default(),
                 state,
                 inbox.clone(),
+                p2pd::contacts::Contacts::open(&inbox).expect("contacts"),
                 events.clone(),
                 vec![AUTO_ACCEPT.to_string()],
                 link.clone(),
@@ -240,7 +241,10 @@ pub fn peer_frames(data: &[u8]) {
         let Ok(msg) = serde_json::from_slice::<PeerMsg>(body) else {
             break;
         };
-        if let PeerMsg::Message { id, text, at_ms } = msg {
+        if let PeerMsg::Message {
+            id, text, at_ms, ..
+        } = msg
+        {
             if text.len() > MAX_MESSAGE_BYTES {
                 break;
             }

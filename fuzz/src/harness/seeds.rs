@@ -261,6 +261,7 @@ fn commands() -> Vec<(&'static str, Command)> {
             Command::Send {
                 user: "bob".into(),
                 texts: vec!["hello".into(), "again".into()],
+                now: false,
             },
         ),
         ("disconnect", Command::Disconnect { user: "bob".into() }),
@@ -290,6 +291,7 @@ fn peer_msgs() -> Vec<(&'static str, PeerMsg)> {
                 id: 1,
                 text: "hello".into(),
                 at_ms: NOW_MS,
+                mid: Some(42),
             },
         ),
         ("ack", PeerMsg::Ack { upto: 1 }),

@@ -213,6 +213,13 @@ fn describe(ev: &EventLine) -> String {
         Event::Disconnected { peer, reason } => {
             format!("{} disconnected: {}", safe::line(peer), safe::line(reason))
         }
+        Event::Chat { peer, open } => format!(
+            "{} {} the chat",
+            safe::line(peer),
+            if *open { "opened" } else { "left" }
+        ),
+        Event::Queued { to, id } => format!("queued for {} (message {id})", safe::line(to)),
+        Event::Delivered { to, id } => format!("delivered to {} (message {id})", safe::line(to)),
         Event::KeyChanged {
             peer,
             old_key,
@@ -291,6 +298,7 @@ pub(crate) fn chat(socket: &std::path::Path, user: String, json: bool) -> Result
     for line in std::io::stdin().lock().lines() {
         let text = line.map_err(|e| Failure::Other(format!("cannot read stdin: {e}")))?;
         c.call::<p2p_proto::ctl::SentList>(Command::Send {
+            now: false,
             user: user.clone(),
             texts: vec![text],
         })?;

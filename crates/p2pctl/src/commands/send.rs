@@ -48,6 +48,7 @@ pub(crate) fn run(
         return Err(too_large(text.len(), "the message"));
     }
     let doc = c.call::<SentList>(Command::Send {
+        now: false,
         user,
         texts: vec![text],
     })?;
@@ -178,6 +179,7 @@ fn send_lines(
             p.read += texts.len();
             p.unconfirmed = texts.len();
             let got = c.call::<SentList>(Command::Send {
+                now: false,
                 user: user.to_string(),
                 texts,
             })?;
@@ -215,6 +217,7 @@ mod tests {
                 .map(|id| SentMessage {
                     to: "bob".into(),
                     id,
+                    status: p2p_proto::ctl::SendStatus::Delivered,
                 })
                 .collect(),
             read,

@@ -43,11 +43,25 @@ pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<Reply, CtlError> {
         Command::Reject { user } => answer::run(daemon, user, false).await?.into(),
         Command::Sessions => sessions::run(daemon).into(),
         Command::Netcheck => netcheck::run(daemon).await?.into(),
-        Command::Send { user, texts } => send::run(daemon, user, texts).await?.into(),
+        Command::Send { user, texts, .. } => send::run(daemon, user, texts).await?.into(),
         Command::Disconnect { user } => disconnect::run(daemon, user).await?.into(),
         Command::Inbox {
             all, from, after, ..
         } => inbox::run(daemon, all, from, after).await?.into(),
+        Command::Contacts
+        | Command::Forget { .. }
+        | Command::Block { .. }
+        | Command::Unblock { .. }
+        | Command::Outbox
+        | Command::History { .. }
+        | Command::Verify { .. }
+        | Command::Trust { .. }
+        | Command::Chat { .. } => {
+            return Err(CtlError::new(
+                ErrorCode::BadRequest,
+                "this daemon does not support that command yet",
+            ))
+        }
         Command::Watch => {
             return Err(CtlError::new(
                 ErrorCode::BadRequest,

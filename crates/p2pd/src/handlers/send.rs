@@ -45,6 +45,7 @@ pub(crate) async fn run(
             .map(|id| SentMessage {
                 to: user.clone(),
                 id,
+                status: p2p_proto::ctl::SendStatus::Delivered,
             })
             .collect(),
     })

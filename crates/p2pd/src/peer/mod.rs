@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::contacts::Contacts;
 use crate::inbox::Inbox;
 use crate::link::{reply_error, LinkEvent, LinkHandle};
 use crate::state::StateDir;
@@ -81,6 +82,8 @@ pub struct Peers {
     state: StateDir,
     /// Where received messages go (the daemon's inbox).
     pub(crate) inbox: Inbox,
+    /// Contacts and blocked users (SPEC §11), in the inbox's database.
+    pub(crate) contacts: Contacts,
     /// The daemon's event bus (`watch`).
     pub(crate) events: broadcast::Sender<Event>,
     /// Daemon shutdown.
@@ -117,6 +120,7 @@ impl Peers {
         local: LocalPeer,
         state: StateDir,
         inbox: Inbox,
+        contacts: Contacts,
         events: broadcast::Sender<Event>,
         auto_accept: Vec<String>,
         link: LinkHandle,
@@ -131,6 +135,7 @@ impl Peers {
             listen: OnceLock::new(),
             state,
             inbox,
+            contacts,
             events,
             shutdown,
             link,
@@ -353,6 +358,13 @@ impl Peers {
             }
         };
         info!(peer = %peer, initiator, ?path, "peer session established");
+        // An accepted invitation makes the two users contacts (SPEC §11),
+        // with the key the link proved. Written before `connected` is
+        // published, so whoever sees the session also sees the contact.
+        let key = hex::encode(link.remote_key());
+        if let Err(e) = self.contacts.seen(peer, &key, time::now_ms()) {
+            warn!(peer = %peer, cause = %e, "cannot save the contact");
+        }
         let _ = self.events.send(Event::Connected(new.info.clone()));
         let env = session::SessionEnv {
             inbox: self.inbox.clone(),

@@ -33,6 +33,27 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A message to a contact without a session went into the outbox.
+    Queued {
+        /// The contact.
+        to: String,
+        /// Its id (as `send` reported it).
+        id: u64,
+    },
+    /// A queued message was stored by the peer.
+    Delivered {
+        /// The contact.
+        to: String,
+        /// Its id (as `send` reported it).
+        id: u64,
+    },
+    /// A peer opened or left a chat with us.
+    Chat {
+        /// The peer.
+        peer: String,
+        /// Opened (true) or left.
+        open: bool,
+    },
     /// The server gave a different key for a user than we saw before.
     KeyChanged {
         /// The user.

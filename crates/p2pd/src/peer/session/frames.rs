@@ -24,7 +24,9 @@ impl Task {
         let mut open = true;
         for m in msgs {
             match m {
-                PeerMsg::Message { id, text, at_ms } => {
+                PeerMsg::Message {
+                    id, text, at_ms, ..
+                } => {
                     if text.len() > MAX_MESSAGE_BYTES {
                         let limit = MAX_MESSAGE_BYTES;
                         return Err(SessionError::TooLarge { peer, limit }.to_string());
@@ -58,6 +60,10 @@ impl Task {
                     // follower's answer to the choice made at setup.
                 }
                 PeerMsg::TryDirect { paths } if from == From::Current => self.try_direct(&paths),
+                PeerMsg::Chat { open } => {
+                    let peer = peer.clone();
+                    let _ = self.env.events.send(Event::Chat { peer, open });
+                }
                 PeerMsg::Switch { .. } | PeerMsg::TryDirect { .. } => {}
             }
         }

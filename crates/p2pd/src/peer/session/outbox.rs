@@ -42,6 +42,7 @@ impl Outbox {
                     id: self.next_id,
                     text,
                     at_ms,
+                    mid: None,
                 }
             })
             .collect();

@@ -188,6 +188,7 @@ fn message(id: u64, text: &str) -> PeerMsg {
         id,
         text: text.into(),
         at_ms: time::now_ms(),
+        mid: None,
     }
 }
 
