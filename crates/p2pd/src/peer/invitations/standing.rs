@@ -115,19 +115,27 @@ impl<W, L> Invitations<W, L> {
             && !self.book.blocked.contains(user)
     }
 
-    /// Contacts to invite automatically: standing, and no invitation from
-    /// us to them is open. By name.
+    /// Contacts to invite automatically: standing, with no invitation
+    /// open between us either way and no session being set up. By name.
     pub(crate) fn to_reinvite(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .book
             .contacts
             .keys()
-            .filter(|u| self.standing(u))
-            .filter(|u| !self.outgoing.values().any(|o| &o.to == *u))
+            .filter(|u| self.standing(u) && !self.busy_with(u))
             .cloned()
             .collect();
         v.sort();
         v
+    }
+
+    /// Whether an invitation between us and `user` is open (either way) or
+    /// a session with them is being set up.
+    fn busy_with(&self, user: &str) -> bool {
+        self.outgoing.values().any(|o| o.to == user)
+            || self.requests.contains_key(user)
+            || self.answering.keys().any(|(from, _, _)| from == user)
+            || self.establishing.iter().any(|e| e.user == user)
     }
 
     /// Whether an invitation from `from` is dropped unseen (blocked).

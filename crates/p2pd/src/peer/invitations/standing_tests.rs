@@ -108,7 +108,7 @@ fn a_paused_contact_prompts_until_resumed() {
     assert_eq!(requests_emitted(&acts), 1, "an ordinary request");
     assert!(!sends_answer(&acts, 7, true));
     m.resume("bob");
-    assert_eq!(m.to_reinvite(), ["bob"]);
+    assert!(m.standing("bob"));
     let acts = m.handle(invitation("bob", 8), c.now());
     assert_eq!(requests_emitted(&acts), 0);
     assert!(sends_answer(&acts, 8, true));
@@ -151,7 +151,7 @@ fn a_verified_contact_with_a_new_key_gets_no_session() {
     let mut trusted = book(false, false);
     trusted.contacts.get_mut("bob").unwrap().key = "0d0d".into();
     m.set_contacts(trusted);
-    assert_eq!(m.to_reinvite(), ["bob"]);
+    assert!(m.standing("bob"));
 }
 
 #[test]
@@ -214,4 +214,15 @@ fn automatic_invitations_fail_quietly() {
     m.handle(auto, c.now());
     m.handle(Input::LoggedIn { clock_skew_ms: 0 }, c.now());
     assert_eq!(m.to_reinvite(), ["bob"]);
+}
+
+#[test]
+fn no_automatic_invitation_while_one_from_them_is_being_answered() {
+    let c = Clock::new();
+    let mut m = with_bob(false);
+    assert_eq!(m.to_reinvite(), ["bob"]);
+    m.handle(invitation("bob", 7), c.now());
+    assert!(m.to_reinvite().is_empty(), "answering bob's");
+    m.handle(answered(7, true), c.now());
+    assert!(m.to_reinvite().is_empty(), "setting the session up");
 }
