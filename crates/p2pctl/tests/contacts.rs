@@ -321,4 +321,23 @@ fn an_unverified_contacts_new_key_opens_the_session_and_is_marked() {
     assert_eq!(changed["key_changed"], true, "{doc}");
     assert_eq!(changed["held"], false, "{doc}");
     assert_eq!(changed["key"], bob.status()["public_key"]);
+    // Every command's greeting names bob, so p2pctl can warn about him.
+    assert_eq!(
+        greeting(&alice)["hello"]["key_changed"],
+        serde_json::json!(["bob"])
+    );
+    // Confirming the new number clears the warning.
+    let (code, doc) = alice.ctl_json(&["verify", "bob", "--confirm"]);
+    assert_eq!(code, 0, "{doc}");
+    assert!(greeting(&alice)["hello"].get("key_changed").is_none());
+}
+
+/// The daemon's first line on a new control connection.
+fn greeting(d: &TestDaemon) -> Value {
+    use std::io::BufRead;
+    let s = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap()
 }
