@@ -61,16 +61,28 @@ impl Keeper {
         self.me = me.to_string();
     }
 
-    /// Whom to invite now, at most what the budget allows (and spends it):
-    /// `candidates` are the standing contacts with no invitation from us,
-    /// `online` who the server says is online, `with_session` who we have
-    /// a session with.
-    pub(crate) fn pick(
-        &mut self,
+    /// The contacts a round is for: of `candidates` (the standing contacts
+    /// with no invitation between us), those without a session, and at a
+    /// sweep only those whose name is above ours.
+    pub(crate) fn due(
+        &self,
         round: Round,
         candidates: Vec<String>,
-        online: &HashSet<String>,
         with_session: &HashSet<String>,
+    ) -> Vec<String> {
+        candidates
+            .into_iter()
+            .filter(|u| *u != self.me && !with_session.contains(u))
+            .filter(|u| round == Round::Login || self.me.as_str() < u.as_str())
+            .collect()
+    }
+
+    /// Whom to invite now: those of `due` who are `online`, at most what
+    /// the budget allows (and spends it).
+    pub(crate) fn pick(
+        &mut self,
+        due: Vec<String>,
+        online: &HashSet<String>,
         now: Instant,
     ) -> Vec<String> {
         while self
@@ -81,11 +93,9 @@ impl Keeper {
             self.sent.pop_front();
         }
         let room = AUTO_INVITES_PER_WINDOW.saturating_sub(self.sent.len());
-        let me = self.me.clone();
-        let picked: Vec<String> = candidates
+        let picked: Vec<String> = due
             .into_iter()
-            .filter(|u| *u != me && online.contains(u) && !with_session.contains(u))
-            .filter(|u| round == Round::Login || me.as_str() < u.as_str())
+            .filter(|u| online.contains(u))
             .take(room)
             .collect();
         self.sent.extend(picked.iter().map(|_| now));
@@ -101,7 +111,10 @@ impl Peers {
             return;
         };
         let candidates = lock(&self.invitations).to_reinvite();
-        if candidates.is_empty() {
+        let with_session: HashSet<String> = self.sessions().into_iter().map(|s| s.peer).collect();
+        let due = lock(&self.keeper).due(round, candidates, &with_session);
+        if due.is_empty() {
+            // Nobody to invite: the server is not asked.
             return;
         }
         let online: HashSet<String> = match self.link.request(Request::List).await {
@@ -111,9 +124,7 @@ impl Peers {
             }
             Err(e) => return debug!(reason = %e, "contact keeper: no user list"),
         };
-        let with_session: HashSet<String> = self.sessions().into_iter().map(|s| s.peer).collect();
-        let picked =
-            lock(&self.keeper).pick(round, candidates, &online, &with_session, Instant::now());
+        let picked = lock(&self.keeper).pick(due, &online, Instant::now());
         for to in picked {
             let req = Request::Invite { to: to.clone() };
             match self.link.request(req).await {
@@ -146,31 +157,27 @@ mod tests {
     fn login_invites_online_contacts_without_a_session() {
         let mut k = Keeper::default();
         k.logged_in("bob");
-        let online = set(&["alice", "bob", "carol", "dave"]);
-        let picked = k.pick(
+        let due = k.due(
             Round::Login,
             names(&["alice", "carol", "dave", "erin"]),
-            &online,
             &set(&["carol"]),
-            Instant::now(),
         );
-        // carol has a session, erin is offline; at login names below ours count too.
-        assert_eq!(picked, ["alice", "dave"]);
+        // carol has a session; at login names below ours count too.
+        assert_eq!(due, ["alice", "dave", "erin"]);
+        let online = set(&["alice", "bob", "carol", "dave"]);
+        // erin is offline.
+        assert_eq!(k.pick(due, &online, Instant::now()), ["alice", "dave"]);
     }
 
     #[test]
     fn a_sweep_is_the_lower_names_job() {
         let mut k = Keeper::default();
         k.logged_in("bob");
-        let online = set(&["alice", "carol"]);
-        let picked = k.pick(
-            Round::Sweep,
-            names(&["alice", "carol"]),
-            &online,
-            &HashSet::new(),
-            Instant::now(),
-        );
-        assert_eq!(picked, ["carol"], "alice sweeps for the pair alice/bob");
+        let due = k.due(Round::Sweep, names(&["alice", "carol"]), &HashSet::new());
+        assert_eq!(due, ["carol"], "alice sweeps for the pair alice/bob");
+        assert!(k
+            .due(Round::Sweep, names(&["carol"]), &set(&["carol"]))
+            .is_empty());
     }
 
     #[test]
@@ -180,14 +187,15 @@ mod tests {
         k.logged_in("a");
         let many: Vec<String> = (0..20).map(|i| format!("user{i:02}")).collect();
         let online: HashSet<String> = many.iter().cloned().collect();
-        let first = k.pick(Round::Login, many.clone(), &online, &HashSet::new(), start);
+        let first = k.pick(many.clone(), &online, start);
         assert_eq!(first.len(), AUTO_INVITES_PER_WINDOW);
         assert!(2 * AUTO_INVITES_PER_WINDOW <= INVITES_PER_WINDOW as usize);
         let later = start + INVITE_WINDOW / 2;
-        let none = k.pick(Round::Sweep, many.clone(), &online, &HashSet::new(), later);
-        assert!(none.is_empty(), "the window's budget is spent");
+        assert!(
+            k.pick(many.clone(), &online, later).is_empty(),
+            "the window's budget is spent"
+        );
         let next = start + INVITE_WINDOW;
-        let again = k.pick(Round::Sweep, many, &online, &HashSet::new(), next);
-        assert_eq!(again.len(), AUTO_INVITES_PER_WINDOW);
+        assert_eq!(k.pick(many, &online, next).len(), AUTO_INVITES_PER_WINDOW);
     }
 }
