@@ -109,6 +109,15 @@ fn the_session_comes_back_after_both_daemons_and_the_server_restart_without_a_pr
     assert_eq!(bob_as_contact["key"], bob.status()["public_key"]);
     let (_, doc) = bob.ctl_json(&["contacts"]);
     assert!(contact(&doc, "alice").is_some(), "{doc}");
+    let human = String::from_utf8(alice.ctl(&["contacts"]).stdout).unwrap();
+    let row = human
+        .lines()
+        .find(|l| l.starts_with("bob "))
+        .unwrap_or_default();
+    assert!(
+        row.contains("online") && row.contains("not verified"),
+        "{human}"
+    );
 
     alice.stop();
     bob.stop();
@@ -263,6 +272,10 @@ fn safety_numbers_match_and_a_verified_contacts_new_key_is_held_until_trust() {
         "the same on both sides"
     );
     assert_eq!(number.split(' ').count(), 12);
+    let human = String::from_utf8(alice.ctl(&["verify", "bob"]).stdout).unwrap();
+    let groups: Vec<&str> = number.split(' ').collect();
+    assert!(human.contains(&groups[..4].join(" ")), "{human}");
+    assert!(human.contains("p2pctl verify bob --confirm"), "{human}");
     assert_eq!(a["verify"]["verified"], false);
     let (code, doc) = alice.ctl_json(&["verify", "bob", "--confirm"]);
     assert_eq!(code, 0, "{doc}");
