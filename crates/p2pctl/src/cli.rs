@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+use p2p_proto::ctl::Command;
+
 use crate::client::{socket_path, Client};
 use crate::{commands, Failure};
 
@@ -110,6 +112,39 @@ enum Cmd {
         /// The peer (asked for a session first if there is none).
         user: String,
     },
+    /// List contacts (sessions between contacts open by themselves) and blocked users.
+    Contacts,
+    /// End the standing consent with USER (and the session).
+    Forget {
+        /// The contact.
+        user: String,
+    },
+    /// Ignore USER's invitations without telling them (also forgets them).
+    Block {
+        /// The user.
+        user: String,
+    },
+    /// Show USER's invitations again.
+    Unblock {
+        /// The user.
+        user: String,
+    },
+    /// Show the safety number with USER (compare it with them); --confirm marks them verified.
+    Verify {
+        /// The contact.
+        user: String,
+        /// The numbers matched: mark USER verified.
+        #[arg(long)]
+        confirm: bool,
+        /// Also show the number as a QR code (on a terminal only).
+        #[arg(long)]
+        qr: bool,
+    },
+    /// Accept USER's new key after it changed (then verify it again).
+    Trust {
+        /// The contact.
+        user: String,
+    },
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         /// Target shell.
@@ -166,6 +201,20 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Cmd::Watch => commands::inbox::watch(&mut connect()?, json),
         Cmd::Broadcast { text } => commands::send::broadcast(&mut connect()?, text.join(" "), json),
+        Cmd::Contacts => commands::contacts::list(&mut connect()?, json),
+        Cmd::Forget { user } => {
+            commands::contacts::change(&mut connect()?, Command::Forget { user }, json)
+        }
+        Cmd::Block { user } => {
+            commands::contacts::change(&mut connect()?, Command::Block { user }, json)
+        }
+        Cmd::Unblock { user } => {
+            commands::contacts::change(&mut connect()?, Command::Unblock { user }, json)
+        }
+        Cmd::Verify { user, confirm, qr } => {
+            commands::contacts::verify(&mut connect()?, user, confirm, qr, json)
+        }
+        Cmd::Trust { user } => commands::contacts::trust(&mut connect()?, user, json),
         Cmd::Chat { user } => commands::inbox::chat(&socket_path(cli.socket.clone()), user, json),
     }
 }

@@ -192,7 +192,7 @@ async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationT
                 .into_iter()
                 .map(|r| r.from)
                 .collect(),
-            key_changed: Vec::new(),
+            key_changed: daemon.peers.key_changed(),
         },
     };
     if send(&mut conn, CtlOut::Greeting(hello)).await.is_err() {

@@ -458,6 +458,7 @@ fn contacts_outbox_history_verify() {
                 user: "bob".into(),
                 safety_number: p2p_proto::safety::safety_number(&[1; 32], &[2; 32]),
                 verified: true,
+                held: false,
             },
         },
     );

@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+pub(crate) mod contacts;
 pub(crate) mod inbox;
 pub(crate) mod list;
 pub(crate) mod login;

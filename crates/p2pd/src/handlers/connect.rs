@@ -20,6 +20,13 @@ pub(crate) async fn run(
     no_wait: bool,
 ) -> Result<ConnectDone, CtlError> {
     validate_username(&user).map_err(|e| CtlError::new(ErrorCode::BadRequest, e.to_string()))?;
+    // A connect typed by the user resumes automatic sessions that
+    // `disconnect` paused; a contact held for a changed key stays closed
+    // until `trust` (SPEC §11).
+    daemon.peers.resume(&user);
+    if daemon.peers.contact_view(&user).is_some_and(|c| c.held) {
+        return Err(crate::peer::PeerError::KeyChanged { user }.into());
+    }
     let wait = timeout_ms
         .map(Duration::from_millis)
         .unwrap_or(INVITATION_TTL + ANSWER_SLACK);

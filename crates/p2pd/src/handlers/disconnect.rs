@@ -8,6 +8,8 @@ use crate::Daemon;
 /// Runs `disconnect`.
 pub(crate) async fn run(daemon: &Daemon, user: String) -> Result<Disconnected, CtlError> {
     super::check_user(&user)?;
+    // No automatic session with them until `connect` or a restart.
+    daemon.peers.pause(&user);
     let (_, cmds) = daemon
         .peers
         .session(&user)

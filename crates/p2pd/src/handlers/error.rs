@@ -84,6 +84,8 @@ impl PeerError {
             PeerError::Setup(e) => e.code(),
             PeerError::WentOffline { .. } => ErrorCode::NotOnline,
             PeerError::NoRequest { .. } => ErrorCode::NoRequest,
+            PeerError::KeyChanged { .. } => ErrorCode::KeyChanged,
+            PeerError::NotContact { .. } => ErrorCode::NotContact,
             PeerError::WrongAnswer | PeerError::ShuttingDown => ErrorCode::Internal,
             PeerError::Link(e) => e.code(),
             PeerError::SessionFailed { .. } | PeerError::SessionEnded { .. } => {

@@ -5,6 +5,7 @@
 mod answer;
 mod broadcast;
 mod connect;
+mod contacts;
 mod disconnect;
 mod error;
 mod inbox;
@@ -16,6 +17,7 @@ mod requests;
 mod send;
 mod sessions;
 mod status;
+mod verify;
 
 use p2p_proto::ctl::{Command, CtlError, ErrorCode, Reply};
 
@@ -48,15 +50,13 @@ pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<Reply, CtlError> {
         Command::Inbox {
             all, from, after, ..
         } => inbox::run(daemon, all, from, after).await?.into(),
-        Command::Contacts
-        | Command::Forget { .. }
-        | Command::Block { .. }
-        | Command::Unblock { .. }
-        | Command::Outbox
-        | Command::History { .. }
-        | Command::Verify { .. }
-        | Command::Trust { .. }
-        | Command::Chat { .. } => {
+        Command::Contacts => contacts::run(daemon).await?.into(),
+        Command::Forget { user } => contacts::forget(daemon, user).await?.into(),
+        Command::Block { user } => contacts::block(daemon, user).await?.into(),
+        Command::Unblock { user } => contacts::unblock(daemon, user).await?.into(),
+        Command::Verify { user, confirm } => verify::run(daemon, user, confirm).await?.into(),
+        Command::Trust { user } => verify::trust(daemon, user).await?.into(),
+        Command::Outbox | Command::History { .. } | Command::Chat { .. } => {
             return Err(CtlError::new(
                 ErrorCode::BadRequest,
                 "this daemon does not support that command yet",

@@ -72,6 +72,21 @@ pub enum PeerError {
         /// Why it ended.
         reason: String,
     },
+    /// A verified contact's key changed: no session until `trust`.
+    #[error(
+        "{user}'s key changed since you verified it: compare the safety number with \
+         p2pctl verify {user}, then p2pctl trust {user}"
+    )]
+    KeyChanged {
+        /// The contact.
+        user: String,
+    },
+    /// The user is not a contact.
+    #[error("{user} is not a contact")]
+    NotContact {
+        /// The user.
+        user: String,
+    },
     /// The daemon is stopping.
     #[error("daemon is shutting down")]
     ShuttingDown,

@@ -13,10 +13,12 @@
 //! events. Every task it starts is in [`Peers::tasks`], which the daemon
 //! waits for (with a bound) at shutdown.
 
+mod consent;
 mod error;
 pub use error::{PeerError, SessionError, SetupError};
 pub(crate) mod invitations;
 mod invite;
+pub(crate) mod keeper;
 mod listener;
 pub mod noise;
 pub(crate) mod reach;
@@ -24,6 +26,7 @@ pub(crate) mod registry;
 pub(crate) mod session;
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use p2p_proto::ctl::{Event, PendingRequest, SessionInfo, SessionPath};
@@ -33,7 +36,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::contacts::Contacts;
 use crate::inbox::Inbox;
@@ -91,6 +94,14 @@ pub struct Peers {
     link: LinkHandle,
     invitations: Mutex<Machine>,
     sessions: Mutex<Sessions>,
+    /// The contact keeper's memory (`keeper.rs`).
+    keeper: Mutex<keeper::Keeper>,
+    /// Held while a keeper round runs (one at a time).
+    keeping: tokio::sync::Mutex<()>,
+    /// Reads of the contact store started / applied to the machine
+    /// (`consent.rs`: an older read never replaces a newer one).
+    book_read: AtomicU64,
+    book_applied: AtomicU64,
     /// Signalled whenever the invitations' expectations change (the
     /// listener's admission reads them).
     expectations: Notify,
@@ -140,6 +151,10 @@ impl Peers {
             shutdown,
             link,
             sessions: Mutex::new(Sessions::default()),
+            keeper: Mutex::new(keeper::Keeper::default()),
+            keeping: tokio::sync::Mutex::new(()),
+            book_read: AtomicU64::new(0),
+            book_applied: AtomicU64::new(0),
             expectations: Notify::new(),
             deadline: Notify::new(),
             tasks: TaskTracker::new(),
@@ -215,28 +230,7 @@ impl Peers {
                     });
                 });
             }
-            Action::CheckKey(contact) => {
-                // known_peers.json is read and written (with fsync) on the
-                // blocking pool, not on a runtime thread.
-                let peers = self.clone();
-                self.tasks.spawn(async move {
-                    let state = peers.state.clone();
-                    let (user, key) = (contact.user.clone(), contact.public_key.clone());
-                    let checked = state.blocking(move |s| check_key(s, &user, &key)).await;
-                    match checked {
-                        Ok(Some(old)) => {
-                            warn!(peer = %contact.user, %old, new = %contact.public_key, "PEER KEY CHANGED");
-                            let _ = peers.events.send(Event::KeyChanged {
-                                peer: contact.user.clone(),
-                                old_key: old,
-                                new_key: contact.public_key.clone(),
-                            });
-                        }
-                        Ok(None) => {}
-                        Err(e) => warn!(cause = %e, "cannot check the peer key"),
-                    }
-                });
-            }
+            Action::CheckKey(contact) => self.check_key(contact),
             Action::Establish {
                 contact,
                 invite,
@@ -287,7 +281,6 @@ impl Peers {
         }
     }
 
-    /// Remembers `contact`'s key; a change from what we saw before is loud.
     /// Handles one invitation event from the server, as [`Peers::run`] does
     /// for each one the link publishes (public for the fuzz targets).
     pub fn server_event(self: &Arc<Self>, event: ServerEvent) {
@@ -297,6 +290,10 @@ impl Peers {
     /// Runs the invitation machine until shutdown: server events from the
     /// link's channel, and a sleep until the machine's next deadline.
     pub async fn run(self: Arc<Self>, mut from_link: mpsc::Receiver<LinkEvent>) {
+        self.reload_contacts().await;
+        let first = Instant::now() + keeper::CONTACT_SWEEP;
+        let mut sweep = tokio::time::interval_at(first, keeper::CONTACT_SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = lock(&self.invitations).next_deadline();
             tokio::select! {
@@ -305,6 +302,9 @@ impl Peers {
                     self.apply(Input::Tick);
                 }
                 _ = self.deadline.notified() => {}
+                _ = sweep.tick() => {
+                    self.tasks.spawn(self.clone().keep_contacts(keeper::Round::Sweep));
+                }
                 event = from_link.recv() => match event {
                     None => {
                         self.shutdown.cancelled().await;
@@ -312,7 +312,9 @@ impl Peers {
                     }
                     Some(LinkEvent::LoggedIn { user, clock_skew_ms }) => {
                         lock(&self.sessions).set_me(&user);
+                        lock(&self.keeper).logged_in(&user);
                         self.apply(Input::LoggedIn { clock_skew_ms });
+                        self.tasks.spawn(self.clone().keep_contacts(keeper::Round::Login));
                     }
                     Some(LinkEvent::Server(event)) => self.server_event(event),
                 },
@@ -358,13 +360,6 @@ impl Peers {
             }
         };
         info!(peer = %peer, initiator, ?path, "peer session established");
-        // An accepted invitation makes the two users contacts (SPEC §11),
-        // with the key the link proved. Written before `connected` is
-        // published, so whoever sees the session also sees the contact.
-        let key = hex::encode(link.remote_key());
-        if let Err(e) = self.contacts.seen(peer, &key, time::now_ms()) {
-            warn!(peer = %peer, cause = %e, "cannot save the contact");
-        }
         let _ = self.events.send(Event::Connected(new.info.clone()));
         let env = session::SessionEnv {
             inbox: self.inbox.clone(),
@@ -440,24 +435,6 @@ fn public_key_of(private: &[u8]) -> Vec<u8> {
     }
     dh.set(private);
     dh.pubkey().to_vec()
-}
-
-/// Compares `key` with the one remembered for `user` and remembers it if
-/// it is new or changed. Returns the old key when it changed. Blocking.
-fn check_key(state: &StateDir, user: &str, key: &str) -> crate::error::Result<Option<String>> {
-    let old = match state.known_key(user) {
-        Ok(Some(old)) if old == key => return Ok(None),
-        Ok(old) => old,
-        Err(e) => {
-            // Unreadable: say so, and still remember the key we were given.
-            warn!(cause = %e, "cannot read known peer keys");
-            None
-        }
-    };
-    if let Err(e) = state.set_known_key(user, key) {
-        warn!(cause = %e, "cannot save peer key");
-    }
-    Ok(old)
 }
 
 #[cfg(test)]

@@ -385,6 +385,11 @@ pub struct VerifyInfo {
     pub safety_number: String,
     /// Whether the contact is verified (now, after `--confirm`).
     pub verified: bool,
+    /// The contact's key changed after it was verified: the number is the
+    /// one of the NEW key, and `trust` must accept it before anything is
+    /// sent (or it can be confirmed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 /// Result of `verify`.

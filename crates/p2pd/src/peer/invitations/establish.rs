@@ -23,19 +23,34 @@ use super::{
 };
 use crate::peer::error::{PeerError, SetupError};
 
+/// How an invitation came to be accepted.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct How {
+    /// We invited (a failure is also published as `rejected`).
+    pub(super) inviter: bool,
+    /// The contact keeper invited (a failure is only logged).
+    pub(super) auto: bool,
+}
+
 impl<W, L> Invitations<W, L> {
-    /// `contact` accepted (we invited: `inviter`) or we accepted its
+    /// `contact` accepted (we invited: `how.inviter`) or we accepted its
     /// invitation: reach it, and let its links in, until the deadline.
+    /// A contact held for a changed key is not reached (SPEC §11).
     pub(super) fn establish(
         &mut self,
         contact: Contact,
         invite: u64,
         waiter: Option<W>,
-        inviter: bool,
+        how: How,
         now: Now,
         out: &mut Vec<Action<W, L>>,
     ) {
         out.push(Action::CheckKey(contact.clone()));
+        if !self.key_allowed(&contact.user, &contact.public_key) {
+            self.settle_held(&contact.user, invite, out);
+            let user = contact.user.clone();
+            return reply(out, waiter, Err(PeerError::KeyChanged { user }));
+        }
         let Ok(key) = hex::decode(&contact.public_key) else {
             self.settle_held(&contact.user, invite, out);
             let e = SetupError::MalformedKey {
@@ -53,7 +68,8 @@ impl<W, L> Invitations<W, L> {
             invite,
             until,
             waiter,
-            inviter,
+            inviter: how.inviter,
+            auto: how.auto,
             why: None,
         });
         out.push(Action::ExpectationsChanged);
@@ -87,7 +103,7 @@ impl<W, L> Invitations<W, L> {
         let answering = self
             .answering
             .contains_key(&(user.to_string(), invite, true));
-        let ours = self.outgoing.get(&invite).is_some_and(|(to, _)| to == user);
+        let ours = self.outgoing.get(&invite).is_some_and(|o| o.to == user);
         let early = self.early.get(&invite).is_some_and(|(event, _)| {
             matches!(event, ServerEvent::Accepted { contact, .. } if contact.user == user)
         });
@@ -244,7 +260,7 @@ impl<W, L> Invitations<W, L> {
                     .unwrap_or_else(|| "no path was tried (nothing to dial, no relay)".into()),
             };
             warn!(peer = %e.user, invite = e.invite, reason = %err, "no session");
-            if e.inviter {
+            if e.inviter && !e.auto {
                 out.push(Action::Emit(Event::Rejected {
                     peer: e.user,
                     reason: err.to_string(),

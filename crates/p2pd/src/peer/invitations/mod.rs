@@ -31,7 +31,9 @@ use super::error::PeerError;
 use crate::link::LinkError;
 
 mod establish;
+mod standing;
 mod types;
+pub(crate) use standing::{ContactBook, ContactView};
 pub(crate) use types::{Action, Input, Now, PeerContact};
 
 /// From an acceptance to a session, on both sides: SPEC §10 promises a
@@ -51,6 +53,17 @@ struct Request {
     expires_ms: i64,
 }
 
+/// One of our invitations, waiting for its answer.
+struct Outgoing<W> {
+    /// The invitee.
+    to: String,
+    /// The waiting `connect`, if any.
+    waiter: Option<W>,
+    /// Sent by the contact keeper, not by a command: its failures are only
+    /// logged, never published as `rejected`.
+    auto: bool,
+}
+
 /// An accepted invitation (ours or theirs) with no session yet.
 struct Establishing<W> {
     user: String,
@@ -62,6 +75,8 @@ struct Establishing<W> {
     waiter: Option<W>,
     /// We invited (a failure is also published as `rejected`).
     inviter: bool,
+    /// Automatic (a standing contact): failures are only logged.
+    auto: bool,
     /// How reaching the peer has gone, in words (from [`Input::Tried`]).
     why: Option<String>,
 }
@@ -88,7 +103,7 @@ pub(crate) struct Invitations<W, L> {
     /// Invitations to us, by inviter (a newer one from the same user wins).
     requests: HashMap<String, Request>,
     /// Ours, by id, with the waiting `connect`.
-    outgoing: HashMap<u64, (String, Option<W>)>,
+    outgoing: HashMap<u64, Outgoing<W>>,
     /// Answers to our invitations that beat `connect`'s registration (the
     /// server's reply and event race inside p2pd).
     early: HashMap<u64, (ServerEvent, Instant)>,
@@ -104,6 +119,10 @@ pub(crate) struct Invitations<W, L> {
     /// yet (our answer, or the server's `Accepted`, is on its way).
     held: Vec<Held<L>>,
     auto_accept: HashSet<String>,
+    /// Contacts and blocked users (standing consent, `standing.rs`).
+    book: ContactBook,
+    /// Contacts whose automatic sessions `disconnect` paused.
+    paused: HashSet<String>,
     clock_skew_ms: i64,
     /// Our static public key (who leads a session, see `p2p_proto::peer::leads`).
     my_key: Vec<u8>,
@@ -143,6 +162,8 @@ impl<W, L> Invitations<W, L> {
             settled: Vec::new(),
             held: Vec::new(),
             auto_accept: auto_accept.into_iter().collect(),
+            book: ContactBook::default(),
+            paused: HashSet::new(),
             clock_skew_ms: 0,
             my_key,
         }
@@ -198,16 +219,20 @@ impl<W, L> Invitations<W, L> {
         let mut out = Vec::new();
         match input {
             Input::LoggedIn { clock_skew_ms } => {
-                // Invitation ids are per server run: old answers mean nothing.
+                // Invitation ids are per server run: old answers mean
+                // nothing, and invitations nobody waits for are gone.
                 self.early.clear();
+                self.outgoing.retain(|_, o| o.waiter.is_some());
                 self.clock_skew_ms = clock_skew_ms;
             }
             Input::Server(event) => self.server(event, now, &mut out),
             Input::Invited { invite, to, waiter } => {
-                self.outgoing.insert(invite, (to, waiter));
-                if let Some((event, _)) = self.early.remove(&invite) {
-                    self.server(event, now, &mut out);
-                }
+                let auto = false;
+                self.invited(invite, Outgoing { to, waiter, auto }, now, &mut out)
+            }
+            Input::AutoInvited { invite, to } => {
+                let (waiter, auto) = (None, true);
+                self.invited(invite, Outgoing { to, waiter, auto }, now, &mut out)
             }
             Input::ConnectGaveUp { invite } => {
                 self.outgoing.remove(&invite);
@@ -246,6 +271,9 @@ impl<W, L> Invitations<W, L> {
                 from,
                 expires_ms,
             } => {
+                if self.ignores(&from) {
+                    return;
+                }
                 info!(from = %from, invite, "invitation received");
                 let server_now = now.unix_ms + self.clock_skew_ms;
                 self.requests.retain(|_, r| r.expires_ms > server_now);
@@ -256,6 +284,10 @@ impl<W, L> Invitations<W, L> {
                 }
                 let request = Request { invite, expires_ms };
                 self.requests.insert(from.clone(), request);
+                if self.standing(&from) {
+                    info!(from = %from, "accepting a contact (standing consent)");
+                    return self.answer(from, true, None, now, out);
+                }
                 out.push(Action::Emit(Event::Request(PendingRequest {
                     from: from.clone(),
                     expires_at: rfc3339(expires_ms),
@@ -274,24 +306,31 @@ impl<W, L> Invitations<W, L> {
                 info!(invite, ?reason, "invitation to us closed");
             }
             ServerEvent::Accepted { invite, contact } => {
-                let Some((to, waiter)) = self.outgoing.remove(&invite) else {
+                let Some(o) = self.outgoing.remove(&invite) else {
                     let event = ServerEvent::Accepted { invite, contact };
                     return self.hold_early(invite, event, now);
                 };
-                if contact.user != to {
+                if contact.user != o.to {
                     warn!(
                         invite,
                         "the server's acceptance names someone we did not invite"
                     );
-                    return reply(out, waiter, Err(PeerError::WrongAnswer));
+                    return reply(out, o.waiter, Err(PeerError::WrongAnswer));
                 }
-                self.establish(contact, invite, waiter, true, now, out);
+                let how = establish::How {
+                    inviter: true,
+                    auto: o.auto,
+                };
+                self.establish(contact, invite, o.waiter, how, now, out);
             }
             ServerEvent::Declined { invite, to, reason } => {
-                let Some((_, waiter)) = self.outgoing.remove(&invite) else {
+                let Some(Outgoing { waiter, auto, .. }) = self.outgoing.remove(&invite) else {
                     let event = ServerEvent::Declined { invite, to, reason };
                     return self.hold_early(invite, event, now);
                 };
+                if auto {
+                    return info!(peer = %to, ?reason, "automatic invitation not accepted");
+                }
                 let err = decline_error(&to, reason);
                 let reason = serde_json::to_value(reason)
                     .ok()
@@ -305,6 +344,13 @@ impl<W, L> Invitations<W, L> {
                     });
                 }
             }
+        }
+    }
+
+    fn invited(&mut self, invite: u64, o: Outgoing<W>, now: Now, out: &mut Vec<Action<W, L>>) {
+        self.outgoing.insert(invite, o);
+        if let Some((event, _)) = self.early.remove(&invite) {
+            self.server(event, now, out);
         }
     }
 
@@ -325,6 +371,14 @@ impl<W, L> Invitations<W, L> {
         out: &mut Vec<Action<W, L>>,
     ) {
         let server_now = now.unix_ms + self.clock_skew_ms;
+        let waiter = if accept {
+            match self.refuse_held(&from, waiter, out) {
+                Some(waiter) => waiter,
+                None => return,
+            }
+        } else {
+            waiter
+        };
         let invite = self
             .requests
             .remove(&from)
@@ -371,7 +425,11 @@ impl<W, L> Invitations<W, L> {
             self.settle_held(&from, invite, out);
             return reply(out, waiter, Ok(()));
         };
-        self.establish(contact, invite, waiter, false, now, out);
+        let how = establish::How {
+            inviter: false,
+            auto: false,
+        };
+        self.establish(contact, invite, waiter, how, now, out);
     }
 
     fn expire(&mut self, now: Now, out: &mut Vec<Action<W, L>>) {
@@ -383,7 +441,7 @@ impl<W, L> Invitations<W, L> {
     }
 
     fn shut_down(&mut self, out: &mut Vec<Action<W, L>>) {
-        let outgoing = self.outgoing.drain().filter_map(|(_, (_, w))| w);
+        let outgoing = self.outgoing.drain().filter_map(|(_, o)| o.waiter);
         let answering = self.answering.drain().filter_map(|(_, w)| w);
         let expected = self.establishing.drain(..).filter_map(|e| e.waiter);
         let waiters: Vec<W> = outgoing.chain(answering).chain(expected).collect();
@@ -401,5 +459,7 @@ impl<W, L> Invitations<W, L> {
 
 #[cfg(test)]
 mod establish_tests;
+#[cfg(test)]
+mod standing_tests;
 #[cfg(test)]
 mod tests;

@@ -83,6 +83,14 @@ pub(crate) enum Input<W, L> {
         /// The waiting `connect`, unless `--no-wait`.
         waiter: Option<W>,
     },
+    /// The contact keeper's invitation `invite` to `to` was taken by the
+    /// server (no one waits; failures are only logged).
+    AutoInvited {
+        /// Its id.
+        invite: u64,
+        /// The contact.
+        to: String,
+    },
     /// `connect` stopped waiting for `invite`.
     ConnectGaveUp {
         /// Its id.

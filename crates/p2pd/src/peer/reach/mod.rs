@@ -324,6 +324,9 @@ impl Peers {
         inviter: bool,
         waiter: Option<Waiter>,
     ) {
+        // The accepted invitation makes a contact, durably, before the
+        // session is visible (SPEC §11).
+        self.make_contact(user, hex::encode(&about.key)).await;
         let switch = [PeerMsg::Switch { received_upto: 0 }];
         let sent = tokio::time::timeout(p2p_proto::limits::WRITE_TIMEOUT, link.send(&switch)).await;
         if !matches!(sent, Ok(Ok(()))) {

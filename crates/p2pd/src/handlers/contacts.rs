@@ -1,0 +1,108 @@
+//! `contacts`, `forget USER`, `block USER`, `unblock USER` (SPEC §11):
+//! the standing consent between users, and the users refused silently.
+
+use std::collections::HashSet;
+
+use p2p_proto::ctl::{ContactDone, ContactInfo, ContactList, CtlError, ErrorCode};
+use p2p_proto::time::{self, rfc3339};
+
+use crate::peer::session::SessionCmd;
+use crate::Daemon;
+
+fn internal(e: impl std::fmt::Display) -> CtlError {
+    CtlError::new(ErrorCode::Internal, e.to_string())
+}
+
+/// Runs `contacts`: every contact (online = a session is open now) and
+/// the blocked users.
+pub(crate) async fn run(daemon: &Daemon) -> Result<ContactList, CtlError> {
+    let store = daemon.peers.contacts.clone();
+    let (contacts, blocked) = tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::error::DaemonError>((store.list()?, store.blocked()?))
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?;
+    let online: HashSet<String> = daemon
+        .peers
+        .sessions()
+        .into_iter()
+        .map(|s| s.peer)
+        .collect();
+    let contacts = contacts
+        .into_iter()
+        .map(|c| ContactInfo {
+            online: online.contains(&c.user),
+            since: rfc3339(c.since_ms),
+            verified: c.verified,
+            key: c.key,
+            key_changed: c.key_changed,
+            held: c.held,
+            user: c.user,
+        })
+        .collect();
+    Ok(ContactList { contacts, blocked })
+}
+
+/// Ends the session with `user`, if any (both sides see `disconnected`).
+async fn close_session(daemon: &Daemon, user: &str) {
+    if let Some((_, cmds)) = daemon.peers.session(user) {
+        let _ = cmds.send(SessionCmd::Close).await;
+    }
+}
+
+/// Runs `forget USER`: the consent ends, and the session with it; the
+/// next invitation from them prompts again.
+pub(crate) async fn forget(daemon: &Daemon, user: String) -> Result<ContactDone, CtlError> {
+    super::check_user(&user)?;
+    let who = user.clone();
+    let forgotten = daemon
+        .peers
+        .with_contacts(move |c| c.forget(&who))
+        .await
+        .map_err(internal)?;
+    close_session(daemon, &user).await;
+    Ok(ContactDone {
+        user,
+        forgotten,
+        blocked: false,
+        dropped: 0,
+    })
+}
+
+/// Runs `block USER`: forget them, and drop their invitations unseen from
+/// now on (they learn nothing: the invitation expires as if unanswered).
+pub(crate) async fn block(daemon: &Daemon, user: String) -> Result<ContactDone, CtlError> {
+    super::check_user(&user)?;
+    let who = user.clone();
+    let forgotten = daemon
+        .peers
+        .with_contacts(move |c| c.block(&who, time::now_ms()))
+        .await
+        .map_err(internal)?;
+    close_session(daemon, &user).await;
+    Ok(ContactDone {
+        user,
+        forgotten,
+        blocked: true,
+        dropped: 0,
+    })
+}
+
+/// Runs `unblock USER`: their invitations are seen again (they do not
+/// become a contact again by this).
+pub(crate) async fn unblock(daemon: &Daemon, user: String) -> Result<ContactDone, CtlError> {
+    super::check_user(&user)?;
+    let who = user.clone();
+    daemon
+        .peers
+        .with_contacts(move |c| c.unblock(&who))
+        .await
+        .map_err(internal)?;
+    Ok(ContactDone {
+        user,
+        forgotten: false,
+        blocked: false,
+        dropped: 0,
+    })
+}
