@@ -45,6 +45,7 @@ impl<W, L> Invitations<W, L> {
         now: Now,
         out: &mut Vec<Action<W, L>>,
     ) {
+        self.unanswered.remove(&contact.user);
         out.push(Action::CheckKey(contact.clone()));
         if !self.key_allowed(&contact.user, &contact.public_key) {
             self.settle_held(&contact.user, invite, out);

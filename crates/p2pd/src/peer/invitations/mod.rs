@@ -123,6 +123,11 @@ pub(crate) struct Invitations<W, L> {
     book: ContactBook,
     /// Contacts whose automatic sessions `disconnect` paused.
     paused: HashSet<String>,
+    /// Contacts who let our last automatic invitation expire or declined
+    /// it (they forgot us, or their daemon holds us): sweeps leave them
+    /// alone until our next login, their invitation, or a session, so a
+    /// one-sided contact does not prompt them every sweep.
+    unanswered: HashSet<String>,
     clock_skew_ms: i64,
     /// Our static public key (who leads a session, see `p2p_proto::peer::leads`).
     my_key: Vec<u8>,
@@ -164,6 +169,7 @@ impl<W, L> Invitations<W, L> {
             auto_accept: auto_accept.into_iter().collect(),
             book: ContactBook::default(),
             paused: HashSet::new(),
+            unanswered: HashSet::new(),
             clock_skew_ms: 0,
             my_key,
         }
@@ -223,6 +229,7 @@ impl<W, L> Invitations<W, L> {
                 // nothing, and invitations nobody waits for are gone.
                 self.early.clear();
                 self.outgoing.retain(|_, o| o.waiter.is_some());
+                self.unanswered.clear();
                 self.clock_skew_ms = clock_skew_ms;
             }
             Input::Server(event) => self.server(event, now, &mut out),
@@ -282,6 +289,7 @@ impl<W, L> Invitations<W, L> {
                     warn!(invite, "too many invitations held; ignoring one more");
                     return;
                 }
+                self.unanswered.remove(&from);
                 let request = Request { invite, expires_ms };
                 self.requests.insert(from.clone(), request);
                 if self.standing(&from) {
@@ -329,6 +337,9 @@ impl<W, L> Invitations<W, L> {
                     return self.hold_early(invite, event, now);
                 };
                 if auto {
+                    if reason != InviteEnd::Offline {
+                        self.unanswered.insert(to.clone());
+                    }
                     return info!(peer = %to, ?reason, "automatic invitation not accepted");
                 }
                 let err = decline_error(&to, reason);

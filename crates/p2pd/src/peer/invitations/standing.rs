@@ -122,7 +122,7 @@ impl<W, L> Invitations<W, L> {
             .book
             .contacts
             .keys()
-            .filter(|u| self.standing(u) && !self.busy_with(u))
+            .filter(|u| self.standing(u) && !self.busy_with(u) && !self.unanswered.contains(*u))
             .cloned()
             .collect();
         v.sort();

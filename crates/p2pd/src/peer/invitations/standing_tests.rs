@@ -205,6 +205,23 @@ fn automatic_invitations_fail_quietly() {
     };
     let acts = m.handle(Input::Server(declined), c.now());
     assert!(acts.is_empty(), "no rejected event: {acts:?}");
+    // Bob let it expire (he forgot us, say): sweeps leave him alone...
+    assert!(m.to_reinvite().is_empty(), "no invitation every sweep");
+    // ...until our next login.
+    m.handle(Input::LoggedIn { clock_skew_ms: 0 }, c.now());
+    assert_eq!(m.to_reinvite(), ["bob"]);
+    // Gone offline is no answer at all: he is invited when back.
+    let auto = Input::AutoInvited {
+        invite: 9,
+        to: "bob".into(),
+    };
+    m.handle(auto, c.now());
+    let offline = ServerEvent::Declined {
+        invite: 9,
+        to: "bob".into(),
+        reason: InviteEnd::Offline,
+    };
+    m.handle(Input::Server(offline), c.now());
     assert_eq!(m.to_reinvite(), ["bob"]);
     // A new server run forgets invitations nobody waits for.
     let auto = Input::AutoInvited {
