@@ -7,11 +7,13 @@ mod broadcast;
 mod connect;
 mod disconnect;
 mod error;
+mod history;
 mod inbox;
 mod list;
 mod login;
 mod logout;
 mod netcheck;
+mod outbox;
 mod requests;
 mod send;
 mod sessions;
@@ -43,17 +45,17 @@ pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<Reply, CtlError> {
         Command::Reject { user } => answer::run(daemon, user, false).await?.into(),
         Command::Sessions => sessions::run(daemon).into(),
         Command::Netcheck => netcheck::run(daemon).await?.into(),
-        Command::Send { user, texts, .. } => send::run(daemon, user, texts).await?.into(),
+        Command::Send { user, texts, now } => send::run(daemon, user, texts, now).await?.into(),
         Command::Disconnect { user } => disconnect::run(daemon, user).await?.into(),
         Command::Inbox {
             all, from, after, ..
         } => inbox::run(daemon, all, from, after).await?.into(),
+        Command::Outbox => outbox::run(daemon).await?.into(),
+        Command::History { user, limit } => history::run(daemon, user, limit).await?.into(),
         Command::Contacts
         | Command::Forget { .. }
         | Command::Block { .. }
         | Command::Unblock { .. }
-        | Command::Outbox
-        | Command::History { .. }
         | Command::Verify { .. }
         | Command::Trust { .. }
         | Command::Chat { .. } => {
