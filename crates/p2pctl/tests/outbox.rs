@@ -338,3 +338,56 @@ fn non_contacts_are_not_queued_and_history_shows_both_directions() {
         "{human}"
     );
 }
+
+/// `send --now` whose session ends part way: it fails (exit 6) listing what
+/// was delivered, the rest is failed, not queued, and never goes out on a
+/// later session.
+#[test]
+fn a_now_send_cut_short_fails_and_its_rest_never_goes_out_late() {
+    let (_server, alice, mut bob, _carol) = trio();
+    connect(&alice, &bob);
+    let sent = lines("n", 20_000);
+    let mut child = Command::new(bin("p2pctl"))
+        .args(["--socket", alice.socket().to_str().unwrap()])
+        .args(["--json", "send", "--now", "bob", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = sent.join("\n") + "\n";
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        // p2pctl stops reading when the send fails: a broken pipe is fine.
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    wait_for(DEADLINE, "the first messages at bob", || {
+        (!bob.inbox_texts(&["--all"]).is_empty()).then_some(())
+    });
+    bob.kill9();
+    let out = p2p_testkit::read_to_end_within(child.stdout.take().unwrap(), DEADLINE, "send --now");
+    let status = child.wait().unwrap();
+    let _ = writer.join();
+    assert_eq!(status.code(), Some(6), "{}", String::from_utf8_lossy(&out));
+    let doc: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(doc["error"]["code"], "no_session", "{doc}");
+    let h = history(&alice, "bob", "10000");
+    let failed = h.iter().filter(|(_, _, s)| s == "failed").count();
+    assert!(failed > 0, "the cut-off messages failed");
+    assert!(outbox(&alice).is_empty(), "--now never queues");
+
+    bob.restart();
+    bob.wait_state("online", DEADLINE);
+    connect(&alice, &bob);
+    let (code, doc) = alice.ctl_json(&["send", "bob", "after"]);
+    assert_eq!(
+        (code, doc["sent"][0]["status"].as_str()),
+        (0, Some("delivered"))
+    );
+    let got = bob.inbox_texts(&["--all"]);
+    assert_eq!(got.last().map(String::as_str), Some("after"));
+    let before = &got[..got.len() - 1];
+    assert!(before.len() < sent.len(), "not everything went out");
+    assert_same(before, &sent[..before.len()]);
+}
