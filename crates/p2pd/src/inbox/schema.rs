@@ -5,8 +5,8 @@
 use rusqlite::Connection;
 
 /// Adds `mid` (the sender's durable message id, SPEC §11) and `recv_ms`
-/// (when it arrived, for `history`) where missing, and the index that keeps
-/// each `(peer, mid)` once. Old rows keep NULL in both: they were stored
+/// (when it arrived, for `history`) where missing, the index that keeps
+/// each `(peer, mid)` once, and one by peer. Old rows keep NULL in both: they were stored
 /// once already, and `history` orders them by their send time.
 pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let mut cols = Vec::new();
@@ -22,8 +22,11 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
             conn.execute_batch(&format!("ALTER TABLE inbox ADD COLUMN {col} {ty};"))?;
         }
     }
+    // `history USER` reads one peer's messages: without this it would scan
+    // the whole inbox.
     conn.execute_batch(
         "CREATE UNIQUE INDEX IF NOT EXISTS inbox_peer_mid
-             ON inbox(peer, mid) WHERE mid IS NOT NULL;",
+             ON inbox(peer, mid) WHERE mid IS NOT NULL;
+         CREATE INDEX IF NOT EXISTS inbox_peer ON inbox(peer, seq);",
     )
 }
