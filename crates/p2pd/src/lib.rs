@@ -20,6 +20,7 @@
 //! [`DaemonConfig`] and [`cli::main`] for the binary and xtask; for the
 //! fuzz harness, the hostile-input tests and the load generator: the
 //! pieces a `Daemon` is built from ([`state::StateDir`], [`inbox::Inbox`],
+//! [`outbox::Outbox`],
 //! [`link::spawn`], [`peer::Peers`], [`backoff::Backoff`],
 //! [`config::Overrides`]), [`handlers::handle`], the server-event and
 //! broadcast checks ([`link::check_server_event`],

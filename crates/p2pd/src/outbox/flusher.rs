@@ -168,15 +168,27 @@ impl Flusher {
         }
     }
 
-    /// The next queued messages after `cursor` this session may send.
+    /// The next queued messages after `cursor` this session may send; none
+    /// while the contact is held (its key changed after verification:
+    /// nothing goes to the new key until `trust`, SPEC §11).
     async fn read(&self, cursor: u64) -> crate::error::Result<Vec<Row>> {
         let (shared, peer, session) = (self.shared.clone(), self.peer.clone(), self.session);
-        blocking(move || {
+        let rows = blocking(move || {
+            if shared.contacts.get(&peer)?.is_some_and(|c| c.held) {
+                return Ok(None);
+            }
             shared
                 .store
                 .pending(&peer, session, cursor, FLUSH_BATCH, FLUSH_BATCH_BYTES)
+                .map(Some)
         })
-        .await
+        .await?;
+        // Held: whoever waits on this peer looks again (and sees nothing
+        // moved); `Outbox::wake` after `trust` reads again.
+        Ok(rows.unwrap_or_else(|| {
+            self.hub.progressed();
+            Vec::new()
+        }))
     }
 
     /// The oldest batch in flight was acknowledged: marks it delivered and

@@ -32,6 +32,7 @@ use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::contacts::Contacts;
 use crate::error::Result;
 use crate::inbox::Inbox;
 use crate::peer::session::SessionCmd;
@@ -57,6 +58,9 @@ pub(crate) async fn blocking<T: Send + 'static>(
 pub(crate) struct Shared {
     store: SentStore,
     events: broadcast::Sender<Event>,
+    /// A held contact (key changed after verification) gets nothing until
+    /// `trust`, queued messages included.
+    contacts: Contacts,
 }
 
 /// One peer's coordination point.
@@ -110,6 +114,7 @@ impl Outbox {
             shared: Arc::new(Shared {
                 store: SentStore::open(db)?,
                 events,
+                contacts: Contacts::open(db)?,
             }),
             hubs: Arc::default(),
         })
@@ -219,6 +224,12 @@ impl Outbox {
     pub(crate) async fn queued(&self) -> Result<Vec<Row>> {
         let shared = self.shared.clone();
         blocking(move || shared.store.queued(LIST_MAX, LIST_MAX_BYTES)).await
+    }
+
+    /// Wakes `peer`'s flusher: after `trust` releases a held contact, what
+    /// was queued for them goes out on the open session.
+    pub fn wake(&self, peer: &str) {
+        self.hub(peer).wake.notify_one();
     }
 
     /// Queued messages to `peer` are dropped (marked failed, never sent):

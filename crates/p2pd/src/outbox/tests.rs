@@ -185,3 +185,51 @@ fn history_shows_both_directions_in_order_with_statuses() {
             .is_empty()
     );
 }
+
+/// A contact whose key changed after verification (held) gets nothing from
+/// the outbox, queued messages included, until `trust`; then the flusher,
+/// woken, sends them. The session here is a plain channel.
+#[tokio::test]
+async fn a_held_contact_gets_no_queued_message_until_trusted() {
+    use crate::contacts::Contacts;
+    use crate::peer::session::SessionCmd;
+    use tokio::sync::{broadcast, mpsc};
+    use tokio::time::timeout;
+    let deadline = std::time::Duration::from_secs(30);
+    let (_dir, inbox, _) = open();
+    let contacts = Contacts::open(&inbox).unwrap();
+    contacts.seen("bob", "aa", 1).unwrap();
+    contacts.confirm("bob").unwrap();
+    contacts.seen("bob", "bb", 2).unwrap();
+    let (events, _) = broadcast::channel(16);
+    let outbox = super::Outbox::open(&inbox, events).unwrap();
+    outbox
+        .send("bob", texts(&["for the old key"]), None, false)
+        .await
+        .unwrap();
+    let mut progress = outbox.hub("bob").progress.subscribe();
+    let (cmds, mut session) = mpsc::channel(8);
+    let tasks = tokio_util::task::TaskTracker::new();
+    outbox.session_opened("bob", 1, cmds, &tasks);
+    // The flusher looked, found bob held, and sent nothing.
+    timeout(deadline, progress.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(session.try_recv().is_err(), "nothing for a held contact");
+
+    contacts.trust("bob").unwrap();
+    outbox.wake("bob");
+    let Some(SessionCmd::Send { msgs, reply }) = timeout(deadline, session.recv()).await.unwrap()
+    else {
+        panic!("the queued message goes out after trust");
+    };
+    assert_eq!(msgs[0].text, "for the old key");
+    assert!(msgs[0].mid.is_some());
+    reply.send(Ok(vec![1])).unwrap();
+    drop(session);
+    tasks.close();
+    timeout(deadline, tasks.wait()).await.unwrap();
+    let queued = outbox.queued().await.unwrap();
+    assert!(queued.is_empty(), "delivered once acknowledged");
+}
