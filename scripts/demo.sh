@@ -5,7 +5,9 @@
 # password, alice inviting bob and bob accepting, messages both ways over
 # the direct encrypted session, the inbox, the session carrying messages
 # while the server is down, both daemons coming back by themselves after the
-# server restarts, `send USER -` in a pipeline, and a broadcast: alice
+# server restarts, `send USER -` in a pipeline, a message queued in alice's
+# outbox while bob's daemon is stopped and delivered once when the session
+# opens again (`outbox`, `history`), and a broadcast: alice
 # broadcasts, bob (online) has it at once, and carol, whose daemon is
 # started only after it was sent, gets it when she logs in.
 #
@@ -82,6 +84,19 @@ has_session() { # NAME USER: NAME has a session with USER
     local out
     out=$(ctl "$1" --json sessions) || return 1
     grep -q "\"peer\":\"$2\"" <<<"$out"
+}
+no_session() { # NAME USER: `p2pctl sessions` works and has none with USER
+    local out
+    out=$(ctl "$1" --json sessions) || return 1
+    ! grep -q "\"peer\":\"$2\"" <<<"$out"
+}
+wait_for_quietly() { # SECONDS COMMAND...: like wait_for, but only says whether
+    local end=$((SECONDS + $1))
+    shift
+    until "$@"; do
+        ((SECONDS < end)) || return 1
+        sleep "$POLL"
+    done
 }
 has_unread() { # NAME: NAME's daemon holds at least one unread inbox entry.
     # `status` counts them without marking anything read (`inbox` would).
@@ -232,6 +247,37 @@ printf '%s\n' "$out"
 for n in 1 2 3; do
     grep -qF "\"text\":\"line $n\"" <<<"$out" || die "line $n is not in bob's inbox"
 done
+
+# ---------------------------------------------------------------- outbox
+step "bob: stop p2pd (SIGTERM)   (bob goes away; he is alice's contact now)"
+stop "${DAEMON_PID[bob]}"
+wait_for "$START_DEADLINE" "alice to see the session end" no_session alice bob
+
+step "alice: p2pctl send bob \"see you tomorrow\"   (no session: queued in alice's outbox, exit 0)"
+out=$(ctl alice send bob "see you tomorrow")
+printf '%s\n' "$out"
+grep -q '^queued for bob' <<<"$out" || die "the message was not queued"
+step "alice: p2pctl outbox"
+ctl alice outbox
+
+step "bob: start p2pd again   (it logs in by itself)"
+start_daemon bob
+wait_for "$RECONNECT_DEADLINE" "bob to be online again" state_is bob online
+# Between contacts the session comes back by itself; if it does not here,
+# open it as before.
+if ! wait_for_quietly 10 has_session alice bob; then
+    step "alice: p2pctl connect bob --no-wait; bob: p2pctl accept alice"
+    ctl alice connect bob --no-wait
+    wait_for "$START_DEADLINE" "alice's invitation in bob's requests" has_request bob alice
+    ctl bob accept alice
+fi
+wait_for "$START_DEADLINE" "the queued message at bob" has_unread bob
+step "bob: p2pctl inbox   (the queued message, delivered once when the session opened)"
+show_inbox bob "alice: see you tomorrow" "the queued message"
+step "alice: p2pctl history bob --limit 3   (both directions, sent ones with their status)"
+ctl alice history bob --limit 3
+out=$(ctl alice --json outbox)
+[[ $out == '{"outbox":[]}' ]] || die "alice's outbox is not empty: $out"
 
 # ---------------------------------------------------------------- broadcast
 BROADCAST="server maintenance at 18:00"

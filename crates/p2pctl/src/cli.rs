@@ -74,13 +74,27 @@ enum Cmd {
     /// Show what the server sees of this daemon: public address, whether the
     /// NAT mapping allows hole punching, whether the relay is there, round trip.
     Netcheck,
-    /// Send a message (returns once the peer stored it); `-` sends each stdin line.
+    /// Send a message (returns once the peer stored it, or once it is queued
+    /// for a contact who is not connected); `-` sends each stdin line.
     Send {
+        /// Never queue: fail (exit 6) unless delivered over a session now.
+        #[arg(long)]
+        now: bool,
         /// The peer.
         user: String,
         /// The message (words are joined with spaces), or `-`.
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
         text: Vec<String>,
+    },
+    /// List messages queued for contacts who are not connected.
+    Outbox,
+    /// Show the conversation with USER, both directions, oldest first.
+    History {
+        /// The other user.
+        user: String,
+        /// Show the newest N messages (default 50).
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
     },
     /// Close the session with USER.
     Disconnect {
@@ -194,7 +208,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Reject { user } => commands::peers::answer(&mut connect()?, user, false, json),
         Cmd::Sessions => commands::peers::sessions(&mut connect()?, json),
         Cmd::Netcheck => commands::netcheck::run(&mut connect()?, json),
-        Cmd::Send { user, text } => commands::send::run(&mut connect()?, user, text, json),
+        Cmd::Send { user, text, now } => {
+            commands::send::run(&mut connect()?, user, text, now, json)
+        }
+        Cmd::Outbox => commands::outbox::outbox(&mut connect()?, json),
+        Cmd::History { user, limit } => {
+            commands::outbox::history(&mut connect()?, user, limit, json)
+        }
         Cmd::Disconnect { user } => commands::peers::disconnect(&mut connect()?, user, json),
         Cmd::Inbox { all, from, follow } => {
             commands::inbox::inbox(&mut connect()?, all, from, follow, json)

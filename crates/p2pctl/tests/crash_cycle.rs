@@ -75,10 +75,14 @@ fn traffic(alice: &TestDaemon, stop: &AtomicBool, acked: &Mutex<Acked>, acks: &A
         }
         let text = format!("m{n}");
         let (code, doc) = alice.ctl_json(&["send", "bob", &text]);
+        // Queued (bob is a contact without a session) is as durable as
+        // delivered: it must arrive once the session is back.
+        let queued = doc["sent"][0]["status"] == "queued";
         if code == 0 {
             acked.lock().unwrap().messages.push(text);
             acks.fetch_add(1, Ordering::Relaxed);
-        } else if doc["error"]["code"] == "no_session" {
+        }
+        if queued || doc["error"]["code"] == "no_session" {
             // bob was killed: open a new session (he auto-accepts). This
             // fails while he or the server is down; the loop tries again.
             let _ = alice.ctl_json(&["connect", "bob", "--timeout", "5s"]);
@@ -158,6 +162,18 @@ fn acknowledged_messages_and_broadcasts_survive_random_kill_9() {
 
     // Broadcasts reach bob once he is online again; wait for the last one.
     bob.wait_state("online", DEADLINE);
+    // Messages still in alice's outbox go out on the next session.
+    wait_for(DEADLINE, "alice's outbox to empty", || {
+        let (_, doc) = alice.ctl_json(&["outbox"]);
+        if doc["outbox"].as_array()?.is_empty() {
+            return Some(());
+        }
+        let (_, s) = alice.ctl_json(&["sessions"]);
+        if s["sessions"].as_array()?.is_empty() {
+            let _ = alice.ctl_json(&["connect", "bob", "--timeout", "5s"]);
+        }
+        None
+    });
     let want_ids: HashSet<u64> = acked.broadcasts.iter().map(|(id, _)| *id).collect();
     let inbox: Vec<Value> = wait_for(DEADLINE, "every acknowledged broadcast at bob", || {
         let (code, doc) = bob.ctl_json(&["inbox", "--all"]);

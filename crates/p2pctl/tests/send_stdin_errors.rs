@@ -64,12 +64,13 @@ fn a_long_line_midway_reports_the_lines_delivered_before_it() {
 
 /// The session ends after the first lines were acknowledged: those are
 /// reported, and the lines sent after it are not counted as delivered.
+/// (`--now`: without it, bob being a contact, the rest would be queued.)
 #[test]
 fn a_session_that_ends_midway_reports_what_was_acknowledged() {
     let (_server, alice, bob) = pair();
     let mut send = Command::new(bin("p2pctl"))
         .args(["--socket", alice.socket().to_str().unwrap()])
-        .args(["--json", "send", "bob", "-"])
+        .args(["--json", "send", "--now", "bob", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

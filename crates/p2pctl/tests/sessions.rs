@@ -250,8 +250,11 @@ fn kill_9_keeps_every_acknowledged_message() {
         let (_, s) = alice.ctl_json(&["sessions"]);
         s["sessions"].as_array()?.is_empty().then_some(())
     });
-    let (code, e) = alice.ctl_json(&["send", "bob", "anyone?"]);
+    // bob is a contact: a plain send is queued, `--now` refuses (SPEC §11).
+    let (code, e) = alice.ctl_json(&["send", "--now", "bob", "anyone?"]);
     assert_eq!((code, e["error"]["code"].as_str()), (6, Some("no_session")));
+    let (code, q) = alice.ctl_json(&["send", "bob", "later"]);
+    assert_eq!((code, q["sent"][0]["status"].as_str()), (0, Some("queued")));
     bob.restart();
     assert_eq!(
         bob.inbox_texts(&[]),

@@ -10,9 +10,10 @@ use rusqlite::{params, Connection};
 use crate::error::{DaemonError, Result};
 
 mod checks;
+mod schema;
 mod size;
 pub use checks::refuse_broadcast;
-use checks::{fit, lossy};
+pub(crate) use checks::{fit, lossy};
 use size::wire_len;
 
 /// Database file in the state directory.
@@ -27,6 +28,10 @@ pub struct Incoming {
     pub text: String,
     /// When it was sent, Unix ms.
     pub at_ms: i64,
+    /// The sender's durable id for it (`PeerMsg::Message.mid`): a message
+    /// arriving again with the same one (resent from the sender's outbox
+    /// after a crash or a lost ack) is not stored twice.
+    pub mid: Option<u64>,
 }
 
 /// What an entry is (its `kind` column).
@@ -138,6 +143,7 @@ impl Inbox {
                  ON inbox(msg_id, peer, at_ms) WHERE kind = 'broadcast';",
         )
         .map_err(err)?;
+        schema::migrate(&conn).map_err(err)?;
         for f in [
             path.clone(),
             state_dir.join(format!("{INBOX_DB}-wal")),
@@ -182,29 +188,46 @@ impl Inbox {
     }
 
     /// Stores a batch from one peer in one transaction; returns the entries
-    /// as stored (with their inbox `seq`). Durable when this returns.
+    /// newly stored (with their inbox `seq`): a message whose `mid` is
+    /// already here from this peer is a repeat and is left out (it is still
+    /// acknowledged by the caller). Durable when this returns.
     pub fn store(&self, kind: Kind, peer: &str, batch: &[Incoming]) -> Result<Vec<Stored>> {
-        let mut seqs = Vec::with_capacity(batch.len());
+        let recv_ms = p2p_proto::time::now_ms();
+        let mut stored = Vec::with_capacity(batch.len());
         {
             let mut conn = self.lock();
             let tx = conn.transaction().map_err(self.err())?;
             {
                 let mut insert = tx
-                    .prepare_cached("INSERT INTO inbox (kind, peer, msg_id, text, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)")
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO inbox (kind, peer, msg_id, text, at_ms, mid, recv_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )
                     .map_err(self.err())?;
-                for m in batch {
-                    insert
-                        .execute(params![kind_str(kind), peer, m.id as i64, m.text, m.at_ms])
+                for (i, m) in batch.iter().enumerate() {
+                    // SQLite integers are signed: the 64 bits are kept as they are.
+                    let mid = m.mid.map(|v| v as i64);
+                    let added = insert
+                        .execute(params![
+                            kind_str(kind),
+                            peer,
+                            m.id as i64,
+                            m.text,
+                            m.at_ms,
+                            mid,
+                            recv_ms
+                        ])
                         .map_err(self.err())?;
-                    seqs.push(tx.last_insert_rowid() as u64);
+                    if added == 1 {
+                        stored.push((i, tx.last_insert_rowid() as u64));
+                    }
                 }
             }
             tx.commit().map_err(self.err())?;
         }
-        Ok(batch
-            .iter()
-            .zip(seqs)
-            .map(|(m, seq)| entry(kind, peer, m, seq))
+        Ok(stored
+            .into_iter()
+            .map(|(i, seq)| entry(kind, peer, &batch[i], seq))
             .collect())
     }
 
@@ -332,174 +355,4 @@ fn entry(kind: Kind, from: &str, m: &Incoming, seq: u64) -> Stored {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn msg(id: u64, text: &str) -> Incoming {
-        Incoming {
-            id,
-            text: text.into(),
-            at_ms: 1_000 * id as i64,
-        }
-    }
-
-    /// Reads a page and acknowledges it, as a client does.
-    fn take(inbox: &Inbox, all: bool, from: Option<&str>, after: u64) -> Vec<Stored> {
-        let (page, _) = inbox.page(all, from, after, usize::MAX).unwrap();
-        if let Some(last) = page.last() {
-            inbox.mark_read_upto(from, last.seq).unwrap();
-        }
-        page
-    }
-
-    #[test]
-    fn pages_by_size_as_sent_and_reading_marks_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let inbox = Inbox::open(dir.path()).unwrap();
-        let batch: Vec<Incoming> = (1..=10).map(|i| msg(i, "0123456789")).collect();
-        inbox.store(Kind::Message, "bob", &batch).unwrap();
-        let one = wire_len("bob", "0123456789");
-        let (page, more) = inbox.page(false, None, 0, 3 * one + 1).unwrap();
-        assert_eq!((page.len(), more), (3, true));
-        assert_eq!(
-            inbox.unread().unwrap(),
-            10,
-            "a page read is not yet received"
-        );
-        assert_eq!(inbox.mark_read_upto(None, page[2].seq).unwrap(), 3);
-        let (rest, more) = inbox.page(false, None, page[2].seq, usize::MAX).unwrap();
-        assert_eq!((rest.len(), more), (7, false));
-        // A single entry over the budget still comes (alone).
-        let (one, more) = inbox.page(true, None, 0, 1).unwrap();
-        assert_eq!((one.len(), more), (1, true));
-        // Empty texts still cost their envelope: no page of a million.
-        let empty: Vec<Incoming> = (11..=1000).map(|i| msg(i, "")).collect();
-        inbox.store(Kind::Message, "bob", &empty).unwrap();
-        let (page, more) = inbox.page(true, None, 0, 64 * 1024).unwrap();
-        assert!(more && page.len() < 1000, "{}", page.len());
-    }
-
-    #[test]
-    fn mark_read_upto_keeps_to_its_sender() {
-        let dir = tempfile::tempdir().unwrap();
-        let inbox = Inbox::open(dir.path()).unwrap();
-        inbox.store(Kind::Message, "bob", &[msg(1, "a")]).unwrap();
-        let carol = inbox.store(Kind::Message, "carol", &[msg(1, "b")]).unwrap();
-        assert_eq!(inbox.mark_read_upto(Some("bob"), carol[0].seq).unwrap(), 1);
-        assert_eq!(inbox.unread().unwrap(), 1);
-        assert_eq!(inbox.mark_read_upto(None, u64::MAX).unwrap(), 1);
-        assert_eq!(inbox.unread().unwrap(), 0);
-    }
-
-    #[test]
-    fn store_take_and_mark_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let inbox = Inbox::open(dir.path()).unwrap();
-        let stored = inbox
-            .store(Kind::Message, "bob", &[msg(1, "héllo"), msg(2, "two")])
-            .unwrap();
-        assert_eq!(stored[0].seq + 1, stored[1].seq);
-        inbox
-            .store(Kind::Message, "carol", &[msg(1, "hi")])
-            .unwrap();
-        assert_eq!(inbox.unread().unwrap(), 3);
-        let from_bob = take(&inbox, false, Some("bob"), 0);
-        assert_eq!(
-            from_bob.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(),
-            ["héllo", "two"]
-        );
-        assert_eq!(inbox.unread().unwrap(), 1);
-        assert_eq!(take(&inbox, false, None, 0).len(), 1);
-        assert!(take(&inbox, false, None, 0).is_empty());
-        assert_eq!(take(&inbox, true, None, 0).len(), 3);
-        // Broadcasts are kept once, however often they arrive.
-        let b = msg(7, "maintenance at 18:00");
-        assert!(inbox.store_broadcast("admin", &b).unwrap().is_some());
-        assert!(inbox.store_broadcast("admin", &b).unwrap().is_none());
-        // Same id, but a different broadcast (say, from a reset server).
-        let reused = Incoming {
-            at_ms: b.at_ms + 1,
-            ..b.clone()
-        };
-        assert!(inbox.store_broadcast("admin", &reused).unwrap().is_some());
-        assert_eq!(take(&inbox, false, None, 0).len(), 2);
-        // Survives reopening.
-        drop(inbox);
-        let inbox = Inbox::open(dir.path()).unwrap();
-        assert_eq!(take(&inbox, true, None, 0).len(), 5);
-    }
-
-    /// Rows an older version stored with times RFC 3339 cannot show (it
-    /// panicked on them, under the lock) are listed, and shown clamped.
-    #[test]
-    fn out_of_range_times_are_stored_and_listed_without_panic() {
-        let dir = tempfile::tempdir().unwrap();
-        let inbox = Inbox::open(dir.path()).unwrap();
-        let bad = [-1, i64::MIN, 253_402_300_800_000, i64::MAX];
-        for (i, at_ms) in bad.into_iter().enumerate() {
-            let m = Incoming {
-                id: i as u64 + 1,
-                text: "x".into(),
-                at_ms,
-            };
-            inbox
-                .store(Kind::Message, "bob", std::slice::from_ref(&m))
-                .unwrap();
-            inbox.store_broadcast("admin", &m).unwrap();
-        }
-        let all = take(&inbox, true, None, 0);
-        assert_eq!(all.len(), 8);
-        let at = |e: &Stored| p2p_proto::time::rfc3339(e.at_ms);
-        assert_eq!(at(&all[0]), "1970-01-01T00:00:00Z");
-        assert_eq!(at(&all[7]), "9999-12-31T23:59:59Z");
-        assert_eq!(inbox.unread().unwrap(), 0);
-    }
-
-    /// A panic while the lock is held (any cause) does not make the inbox
-    /// unusable for the rest of the daemon's life.
-    #[test]
-    fn a_panic_under_the_lock_does_not_poison_the_inbox() {
-        let dir = tempfile::tempdir().unwrap();
-        let inbox = Inbox::open(dir.path()).unwrap();
-        let held = inbox.clone();
-        let panicked = std::thread::spawn(move || {
-            let _guard = held.lock();
-            panic!("simulated");
-        })
-        .join();
-        assert!(panicked.is_err());
-        inbox.store(Kind::Message, "bob", &[msg(1, "a")]).unwrap();
-        assert_eq!(take(&inbox, false, None, 0).len(), 1);
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
-        /// Whatever a peer or the server sends (any time, id, text, name),
-        /// storing and listing it never panics and lists valid times.
-        #[test]
-        fn any_values_store_and_list(
-            items in proptest::collection::vec(
-                (any::<i64>(), any::<u64>(), ".{0,20}", "[a-z]{1,8}", any::<bool>()),
-                1..20,
-            ),
-        ) {
-            let dir = tempfile::tempdir().unwrap();
-            let inbox = Inbox::open(dir.path()).unwrap();
-            for (at_ms, id, text, from, broadcast) in &items {
-                let m = Incoming { id: *id, text: text.clone(), at_ms: *at_ms };
-                if *broadcast {
-                    inbox.store_broadcast(from, &m).unwrap();
-                } else {
-                    inbox.store(Kind::Message, from, std::slice::from_ref(&m)).unwrap();
-                }
-            }
-            let (page, _) = inbox.page(true, None, 0, usize::MAX).unwrap();
-            prop_assert!(!page.is_empty());
-            for e in page {
-                let at = p2p_proto::time::rfc3339(e.at_ms);
-                prop_assert!(humantime::parse_rfc3339(&at).is_ok(), "{}", at);
-            }
-        }
-    }
-}
+mod tests;

@@ -20,6 +20,7 @@
 //! [`DaemonConfig`] and [`cli::main`] for the binary and xtask; for the
 //! fuzz harness, the hostile-input tests and the load generator: the
 //! pieces a `Daemon` is built from ([`state::StateDir`], [`inbox::Inbox`],
+//! [`outbox::Outbox`],
 //! [`link::spawn`], [`peer::Peers`], [`backoff::Backoff`],
 //! [`config::Overrides`]), [`handlers::handle`], the server-event and
 //! broadcast checks ([`link::check_server_event`],
@@ -38,6 +39,7 @@ pub mod inbox;
 mod lan;
 pub mod link;
 mod liveness;
+pub mod outbox;
 pub mod peer;
 pub mod relay_client;
 mod reload;
@@ -76,6 +78,8 @@ pub struct Daemon {
     /// The durable inbox (the daemon's; the link and the peer sessions get
     /// clones to store into).
     pub inbox: inbox::Inbox,
+    /// Sent messages: the outbox and their history (SPEC §11).
+    pub outbox: outbox::Outbox,
     /// Where the peer listener is bound.
     pub peer_listen: SocketAddr,
     /// Our X25519 public key, hex.
@@ -157,11 +161,14 @@ pub async fn run(
         link.clone(),
         shutdown.clone(),
     );
+    let outbox = outbox::Outbox::open(&inbox, events.clone())?;
+    peers.set_outbox(outbox.clone());
     let invitations = tokio::spawn(peers.clone().run(from_link));
     let daemon = Arc::new(Daemon {
         link,
         peers: peers.clone(),
         inbox,
+        outbox,
         peer_listen,
         public_key: identity.public,
         events,

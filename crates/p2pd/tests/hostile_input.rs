@@ -161,6 +161,7 @@ fn sigterm_is_not_held_up_by_a_client_that_does_not_read() {
                 id,
                 text: "y".repeat(200),
                 at_ms: 1_795_000_000_000,
+                mid: None,
             })
             .collect();
         inbox.store(Kind::Message, "bob", &batch).unwrap();

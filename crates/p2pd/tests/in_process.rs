@@ -129,3 +129,59 @@ async fn watch_is_not_a_handler_command() {
     assert_eq!(err.code, ErrorCode::BadRequest);
     d.stop().await;
 }
+
+/// SPEC §11: a contact without a session gets the message queued (durable,
+/// listed by `outbox`, `queued` in `history`); `--now` and a contact whose
+/// key changed after verification (held) get nothing stored.
+#[tokio::test]
+async fn send_queues_for_a_contact_and_refuses_now_and_held_contacts() {
+    let d = start().await;
+    let contacts = p2pd::contacts::Contacts::open(&d.daemon.inbox).unwrap();
+    contacts.seen("bob", "aa", 1).unwrap();
+    contacts.seen("carol", "bb", 1).unwrap();
+    contacts.confirm("carol").unwrap();
+    contacts.seen("carol", "cc", 2).unwrap();
+    assert!(contacts.get("carol").unwrap().unwrap().held);
+    let send = |user: &str, text: &str, now: bool| Command::Send {
+        user: user.into(),
+        texts: vec![text.into()],
+        now,
+    };
+
+    let Reply::Sent(s) = d.handle(send("bob", "later", false)).await.unwrap() else {
+        panic!("send answers with a sent list");
+    };
+    assert_eq!(s.sent[0].status, p2p_proto::ctl::SendStatus::Queued);
+    let err = d.handle(send("bob", "now", true)).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::NoSession, "{err:?}");
+    let err = d.handle(send("carol", "hi", false)).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::KeyChanged, "{err:?}");
+    assert!(
+        err.message.contains("p2pctl verify carol") && err.message.contains("p2pctl trust carol"),
+        "{}",
+        err.message
+    );
+    let err = d.handle(send("bob", " \t ", false)).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::BadRequest, "{err:?}");
+
+    let Reply::Outbox(o) = d.handle(Command::Outbox).await.unwrap() else {
+        panic!("outbox answers with a list");
+    };
+    let listed: Vec<(&str, &str)> = o
+        .outbox
+        .iter()
+        .map(|m| (m.to.as_str(), m.text.as_str()))
+        .collect();
+    assert_eq!(listed, [("bob", "later")], "only the queued message");
+    for (user, n) in [("bob", 1), ("carol", 0)] {
+        let history = Command::History {
+            user: user.into(),
+            limit: None,
+        };
+        let Reply::History(h) = d.handle(history).await.unwrap() else {
+            panic!("history answers with a list");
+        };
+        assert_eq!(h.history.len(), n, "{user}: {h:?}");
+    }
+    d.stop().await;
+}

@@ -31,6 +31,7 @@ fn fill(state_dir: &Path, n: usize, text: &str) {
                     id,
                     text: text.to_string(),
                     at_ms: 1_795_000_000_000,
+                    mid: None,
                 }
             })
             .collect();

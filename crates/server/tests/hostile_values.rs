@@ -154,7 +154,7 @@ proptest! {
         let inbox = &harness::daemon::fixture().daemon.inbox;
         let batch: Vec<Incoming> = msgs
             .iter()
-            .map(|(id, text, at_ms)| Incoming { id: *id, text: text.clone(), at_ms: *at_ms })
+            .map(|(id, text, at_ms)| Incoming { id: *id, text: text.clone(), at_ms: *at_ms, mid: None })
             .collect();
         let stored = inbox.store(Kind::Message, &peer, &batch).unwrap();
         let after = stored[0].seq - 1;
@@ -200,7 +200,8 @@ proptest! {
             prop_assert!(c.is_some());
         }
         let c = code(handle(Command::Send { user: user.clone(), texts: texts.clone(), now: false }));
-        if bad_name || texts.is_empty() {
+        // Blank messages are refused before anything else (SPEC §11).
+        if bad_name || texts.is_empty() || texts.iter().any(|t| t.trim().is_empty()) {
             prop_assert_eq!(c, Some(ErrorCode::BadRequest));
         } else if texts.iter().any(|t| t.len() > MAX_MESSAGE_BYTES) {
             prop_assert_eq!(c, Some(ErrorCode::TooLarge));

@@ -100,10 +100,13 @@ impl Fixture {
                 shutdown.clone(),
             );
             tokio::spawn(peers.clone().run(from_link));
+            let outbox = p2pd::outbox::Outbox::open(&inbox, events.clone()).expect("outbox");
+            peers.set_outbox(outbox.clone());
             Arc::new(Daemon {
                 link,
                 peers,
                 inbox,
+                outbox,
                 peer_listen: "127.0.0.1:1".parse().expect("addr"),
                 public_key: identity.public,
                 events,
@@ -163,6 +166,7 @@ pub fn client_frames(data: &[u8]) {
                     id,
                     text,
                     at_ms: sent_ms,
+                    mid: None,
                 };
                 if let Ok(Some(entry)) = f.daemon.inbox.store_broadcast(&from, &m) {
                     ctl_line(Event::Broadcast(entry.into()));
@@ -242,13 +246,21 @@ pub fn peer_frames(data: &[u8]) {
             break;
         };
         if let PeerMsg::Message {
-            id, text, at_ms, ..
+            id,
+            text,
+            at_ms,
+            mid,
         } = msg
         {
             if text.len() > MAX_MESSAGE_BYTES {
                 break;
             }
-            batch.push(Incoming { id, text, at_ms });
+            batch.push(Incoming {
+                id,
+                text,
+                at_ms,
+                mid,
+            });
         }
     }
     if batch.is_empty() {

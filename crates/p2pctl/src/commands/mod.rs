@@ -6,6 +6,7 @@ pub(crate) mod list;
 pub(crate) mod login;
 pub(crate) mod logout;
 pub(crate) mod netcheck;
+pub(crate) mod outbox;
 pub(crate) mod peers;
 pub(crate) mod send;
 pub(crate) mod status;

@@ -1,4 +1,6 @@
-//! `send USER TEXT...` and `send USER -` (one message per stdin line).
+//! `send [--now] USER TEXT...` and `send USER -` (one message per stdin
+//! line). Each message is delivered, or queued for a contact who is not
+//! connected (SPEC §11); the output says which.
 //!
 //! With `-`, lines are read on a thread and sent in batches: whatever has
 //! arrived while the previous batch was being acknowledged goes next, so a
@@ -8,7 +10,7 @@
 use std::io::BufRead;
 use std::sync::mpsc;
 
-use p2p_proto::ctl::{BroadcastDone, Command, SentList, SentMessage};
+use p2p_proto::ctl::{BroadcastDone, Command, SendStatus, SentList, SentMessage};
 use p2p_proto::limits::{MAX_CTL_REQUEST, MAX_MESSAGE_BYTES};
 
 use crate::client::Client;
@@ -38,25 +40,45 @@ pub(crate) fn run(
     c: &mut Client,
     user: String,
     texts: Vec<String>,
+    now: bool,
     json: bool,
 ) -> Result<(), Failure> {
     if texts == ["-"] {
-        return stream(c, user, json);
+        return stream(c, user, now, json);
     }
     let text = texts.join(" ");
     if text.len() > MAX_MESSAGE_BYTES {
         return Err(too_large(text.len(), "the message"));
     }
     let doc = c.call::<SentList>(Command::Send {
-        now: false,
+        now,
         user,
         texts: vec![text],
     })?;
     super::print(doc, json, |s: SentList| {
         if let Some(m) = s.sent.first() {
-            println!("delivered to {} (message {})", safe::line(&m.to), m.id);
+            println!("{} (message {})", outcome(&m.to, m.status, 1), m.id);
         }
     })
+}
+
+/// What happened to `n` messages to `to`, for people.
+fn outcome(to: &str, status: SendStatus, n: usize) -> String {
+    let to = safe::line(to);
+    let what = if n == 1 {
+        "it goes".to_string()
+    } else {
+        format!("{n} messages go")
+    };
+    match status {
+        SendStatus::Delivered if n == 1 => format!("delivered to {to}"),
+        SendStatus::Delivered => format!("delivered {n} messages to {to}"),
+        SendStatus::Queued => {
+            format!("queued for {to} (not connected): {what} out when a session opens")
+        }
+        SendStatus::Failed if n == 1 => format!("not delivered to {to}"),
+        SendStatus::Failed => format!("{n} messages not delivered to {to}"),
+    }
 }
 
 /// How far a `send USER -` got before an error, for [`Failure::Partial`].
@@ -98,7 +120,7 @@ impl PartialSend {
     }
 }
 
-fn stream(c: &mut Client, user: String, json: bool) -> Result<(), Failure> {
+fn stream(c: &mut Client, user: String, now: bool, json: bool) -> Result<(), Failure> {
     let (tx, rx) = mpsc::sync_channel::<Result<String, String>>(MAX_BATCH_LINES);
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
@@ -115,7 +137,7 @@ fn stream(c: &mut Client, user: String, json: bool) -> Result<(), Failure> {
         read: 0,
         unconfirmed: 0,
     };
-    match send_lines(c, &user, &rx, &mut progress) {
+    match send_lines(c, &user, now, &rx, &mut progress) {
         Ok(()) if json => {
             super::print_json(&SentList {
                 sent: progress.sent,
@@ -123,8 +145,18 @@ fn stream(c: &mut Client, user: String, json: bool) -> Result<(), Failure> {
             Ok(())
         }
         Ok(()) => {
-            let n = progress.sent.len();
-            println!("delivered {n} messages to {}", safe::line(&user));
+            let count = |st| progress.sent.iter().filter(|m| m.status == st).count();
+            let lines: Vec<String> = [
+                SendStatus::Delivered,
+                SendStatus::Queued,
+                SendStatus::Failed,
+            ]
+            .into_iter()
+            .map(|st| (st, count(st)))
+            .filter(|&(st, n)| n > 0 || (st == SendStatus::Delivered && progress.sent.is_empty()))
+            .map(|(st, n)| outcome(&user, st, n))
+            .collect();
+            println!("{}", lines.join("; "));
             Ok(())
         }
         Err(error) => Err(Failure::Partial(Box::new(PartialSend {
@@ -141,6 +173,7 @@ fn stream(c: &mut Client, user: String, json: bool) -> Result<(), Failure> {
 fn send_lines(
     c: &mut Client,
     user: &str,
+    now: bool,
     rx: &mpsc::Receiver<Result<String, String>>,
     p: &mut PartialSend,
 ) -> Result<(), Failure> {
@@ -179,7 +212,7 @@ fn send_lines(
             p.read += texts.len();
             p.unconfirmed = texts.len();
             let got = c.call::<SentList>(Command::Send {
-                now: false,
+                now,
                 user: user.to_string(),
                 texts,
             })?;
@@ -217,12 +250,29 @@ mod tests {
                 .map(|id| SentMessage {
                     to: "bob".into(),
                     id,
-                    status: p2p_proto::ctl::SendStatus::Delivered,
+                    status: SendStatus::Delivered,
                 })
                 .collect(),
             read,
             unconfirmed,
         }
+    }
+
+    #[test]
+    fn the_outcome_says_what_happened() {
+        assert_eq!(outcome("bob", SendStatus::Delivered, 1), "delivered to bob");
+        assert_eq!(
+            outcome("bob", SendStatus::Queued, 1),
+            "queued for bob (not connected): it goes out when a session opens"
+        );
+        assert_eq!(
+            outcome("bob", SendStatus::Queued, 3),
+            "queued for bob (not connected): 3 messages go out when a session opens"
+        );
+        assert_eq!(
+            outcome("bob", SendStatus::Delivered, 500),
+            "delivered 500 messages to bob"
+        );
     }
 
     #[test]

@@ -51,6 +51,16 @@ async fn close_session(daemon: &Daemon, user: &str) {
     }
 }
 
+/// Drops the messages queued for `user` (they are no contact any more, so
+/// no session would ever carry them); how many.
+async fn drop_queued(daemon: &Daemon, user: &str) -> Result<u64, CtlError> {
+    let (outbox, user) = (daemon.outbox.clone(), user.to_string());
+    tokio::task::spawn_blocking(move || outbox.drop_queued(&user))
+        .await
+        .map_err(internal)?
+        .map_err(internal)
+}
+
 /// Runs `forget USER`: the consent ends, and the session with it; the
 /// next invitation from them prompts again.
 pub(crate) async fn forget(daemon: &Daemon, user: String) -> Result<ContactDone, CtlError> {
@@ -62,11 +72,12 @@ pub(crate) async fn forget(daemon: &Daemon, user: String) -> Result<ContactDone,
         .await
         .map_err(internal)?;
     close_session(daemon, &user).await;
+    let dropped = drop_queued(daemon, &user).await?;
     Ok(ContactDone {
         user,
         forgotten,
         blocked: false,
-        dropped: 0,
+        dropped,
     })
 }
 
@@ -81,11 +92,12 @@ pub(crate) async fn block(daemon: &Daemon, user: String) -> Result<ContactDone, 
         .await
         .map_err(internal)?;
     close_session(daemon, &user).await;
+    let dropped = drop_queued(daemon, &user).await?;
     Ok(ContactDone {
         user,
         forgotten,
         blocked: true,
-        dropped: 0,
+        dropped,
     })
 }
 

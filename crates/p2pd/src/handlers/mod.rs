@@ -8,11 +8,13 @@ mod connect;
 mod contacts;
 mod disconnect;
 mod error;
+mod history;
 mod inbox;
 mod list;
 mod login;
 mod logout;
 mod netcheck;
+mod outbox;
 mod requests;
 mod send;
 mod sessions;
@@ -45,7 +47,7 @@ pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<Reply, CtlError> {
         Command::Reject { user } => answer::run(daemon, user, false).await?.into(),
         Command::Sessions => sessions::run(daemon).into(),
         Command::Netcheck => netcheck::run(daemon).await?.into(),
-        Command::Send { user, texts, .. } => send::run(daemon, user, texts).await?.into(),
+        Command::Send { user, texts, now } => send::run(daemon, user, texts, now).await?.into(),
         Command::Disconnect { user } => disconnect::run(daemon, user).await?.into(),
         Command::Inbox {
             all, from, after, ..
@@ -56,7 +58,9 @@ pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<Reply, CtlError> {
         Command::Unblock { user } => contacts::unblock(daemon, user).await?.into(),
         Command::Verify { user, confirm } => verify::run(daemon, user, confirm).await?.into(),
         Command::Trust { user } => verify::trust(daemon, user).await?.into(),
-        Command::Outbox | Command::History { .. } | Command::Chat { .. } => {
+        Command::Outbox => outbox::run(daemon).await?.into(),
+        Command::History { user, limit } => history::run(daemon, user, limit).await?.into(),
+        Command::Chat { .. } => {
             return Err(CtlError::new(
                 ErrorCode::BadRequest,
                 "this daemon does not support that command yet",

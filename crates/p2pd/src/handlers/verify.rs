@@ -73,6 +73,8 @@ pub(crate) async fn trust(daemon: &Daemon, user: String) -> Result<TrustDone, Ct
         .map_err(internal)?
         .ok_or_else(|| not_contact(user.clone()))?;
     daemon.peers.resume(&user);
+    // A held contact's queued messages go out on the open session now.
+    daemon.outbox.wake(&user);
     Ok(TrustDone {
         trusted: user,
         key: contact.key,

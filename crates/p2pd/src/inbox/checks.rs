@@ -30,7 +30,7 @@ pub(crate) const MAX_LISTED_TEXT: usize = MAX_MESSAGE_BYTES;
 const CUT_MARK: &str = " [...cut: too long]";
 
 /// `text`, cut to [`MAX_LISTED_TEXT`] (on a character boundary) and marked.
-pub(super) fn fit(mut text: String) -> String {
+pub(crate) fn fit(mut text: String) -> String {
     if text.len() > MAX_LISTED_TEXT {
         let mut end = MAX_LISTED_TEXT - CUT_MARK.len();
         while !text.is_char_boundary(end) {
@@ -43,7 +43,7 @@ pub(super) fn fit(mut text: String) -> String {
 }
 
 /// A column as text, whatever the file holds there.
-pub(super) fn lossy(v: rusqlite::types::ValueRef<'_>) -> String {
+pub(crate) fn lossy(v: rusqlite::types::ValueRef<'_>) -> String {
     use rusqlite::types::ValueRef;
     match v {
         ValueRef::Text(b) | ValueRef::Blob(b) => String::from_utf8_lossy(b).into_owned(),

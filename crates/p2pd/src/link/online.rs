@@ -69,6 +69,7 @@ impl Link {
             text,
             // Clamped the same way every time, so a redelivery still matches.
             at_ms: p2p_proto::time::clamp_ms(sent_ms),
+            mid: None,
         };
         let who = from.clone();
         let stored = tokio::task::spawn_blocking(move || inbox.store_broadcast(&who, &m))

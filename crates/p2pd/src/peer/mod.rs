@@ -110,6 +110,9 @@ pub struct Peers {
     /// Every task started here (sessions, dials, answers, handshakes), so
     /// shutdown can wait for them.
     pub(crate) tasks: TaskTracker,
+    /// The outbox, whose flusher each new session starts (set once by
+    /// `lib.rs`; without it sessions carry nothing queued).
+    outbox: OnceLock<crate::outbox::Outbox>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -158,7 +161,18 @@ impl Peers {
             expectations: Notify::new(),
             deadline: Notify::new(),
             tasks: TaskTracker::new(),
+            outbox: OnceLock::new(),
         })
+    }
+
+    /// Gives the registry the daemon's outbox (once, before any session).
+    pub fn set_outbox(&self, outbox: crate::outbox::Outbox) {
+        let _ = self.outbox.set(outbox);
+    }
+
+    /// The session with `peer`, if any: its id and command queue.
+    pub(crate) fn session_ref(&self, peer: &str) -> Option<crate::outbox::SessionRef> {
+        lock(&self.sessions).sender(peer)
     }
 
     /// Open sessions, by peer name.
@@ -381,6 +395,13 @@ impl Peers {
             cmds: new.cmds,
             closer: new.closer,
         };
+        if let (Some(outbox), Some((id, cmds))) = (self.outbox.get(), self.session_ref(peer)) {
+            // Before the session task starts: its end then implies its
+            // flusher is known (see `Outbox::send`).
+            if id == new.id {
+                outbox.session_opened(peer, id, cmds, &self.tasks);
+            }
+        }
         let (peers, peer, id) = (self.clone(), peer.to_string(), new.id);
         self.tasks.spawn(async move {
             let reason = session::run(env, start).await;

@@ -98,6 +98,12 @@ impl Sessions {
             .map(|h| (session_info(peer, h), h.cmds.clone()))
     }
 
+    /// The session with `peer`, if any: its id and command queue (`send`
+    /// hands its messages to that session's outbox flusher).
+    pub(crate) fn sender(&self, peer: &str) -> Option<(u64, mpsc::Sender<SessionCmd>)> {
+        self.by_peer.get(peer).map(|h| (h.id, h.cmds.clone()))
+    }
+
     /// The invitation, key and path of the session with `peer`, if any.
     pub(crate) fn link_of(&self, peer: &str) -> Option<(u64, Vec<u8>, SessionPath)> {
         self.by_peer

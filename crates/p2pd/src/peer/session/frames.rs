@@ -1,6 +1,7 @@
 //! What arrives on a session's link: messages stored (once: repeats after
-//! a switch are dropped but acknowledged), acks, keepalives, the switch
-//! handshake, and `TryDirect`.
+//! a switch, and messages whose durable `mid` is already in the inbox, are
+//! dropped but acknowledged), acks, keepalives, the switch handshake, and
+//! `TryDirect`.
 
 use p2p_proto::ctl::{Event, SessionPath};
 use p2p_proto::limits::MAX_MESSAGE_BYTES;
@@ -25,7 +26,10 @@ impl Task {
         for m in msgs {
             match m {
                 PeerMsg::Message {
-                    id, text, at_ms, ..
+                    id,
+                    text,
+                    at_ms,
+                    mid,
                 } => {
                     if text.len() > MAX_MESSAGE_BYTES {
                         let limit = MAX_MESSAGE_BYTES;
@@ -36,7 +40,12 @@ impl Task {
                     if !time::in_range(at_ms) {
                         return Err(SessionError::ImpossibleTime { peer, at_ms }.to_string());
                     }
-                    batch.push(Incoming { id, text, at_ms });
+                    batch.push(Incoming {
+                        id,
+                        text,
+                        at_ms,
+                        mid,
+                    });
                 }
                 PeerMsg::Ack { upto } => self.out.ack(upto),
                 PeerMsg::Ping if from == From::Current => replies.push(PeerMsg::Pong),
@@ -146,8 +155,11 @@ impl Task {
         match stored {
             Ok(entries) => {
                 // Durable now; only now may the sender hear "stored".
+                // Messages whose durable id was stored before (a resend
+                // from the sender's outbox) are acknowledged, not shown again.
                 self.received_upto = upto;
-                debug!(peer = %self.peer, count = n, upto, "messages stored");
+                let repeats = n - entries.len();
+                debug!(peer = %self.peer, count = n, repeats, upto, "messages stored");
                 for e in entries {
                     let _ = self.env.events.send(Event::Message(e.into()));
                 }

@@ -30,7 +30,6 @@ use futures::future::BoxFuture;
 use p2p_proto::ctl::{Event, SessionPath};
 use p2p_proto::limits::{IDLE_TIMEOUT, WRITE_TIMEOUT};
 use p2p_proto::peer::PeerMsg;
-use p2p_proto::time;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::{interval_at, sleep_until, timeout, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -40,6 +39,7 @@ use super::error::{PeerError, SessionError};
 use super::noise::{NoiseError, NoiseLink};
 use crate::inbox::Inbox;
 use crate::liveness::{Liveness, Tick};
+pub use outbox::OutText;
 use outbox::Outbox;
 use reach::Reach;
 
@@ -72,11 +72,11 @@ const RESEND_CHUNK: usize = 256;
 /// What a session's owner can ask of it.
 #[derive(Debug)]
 pub enum SessionCmd {
-    /// Send these texts in order; answered with their ids once the peer
-    /// acknowledged the last one.
+    /// Send these messages in order; answered with their (per-session) ids
+    /// once the peer acknowledged the last one.
     Send {
         /// The messages.
-        texts: Vec<String>,
+        msgs: Vec<OutText>,
         /// Ids, or why not.
         reply: oneshot::Sender<Result<Vec<u64>, PeerError>>,
     },
@@ -306,8 +306,8 @@ impl Task {
                 _ = self.env.shutdown.cancelled() => return self.bye("daemon shutting down").await,
                 cmd = cmds.recv(), if self.out.commands() < SESSION_QUEUE => match cmd {
                     None | Some(SessionCmd::Close) => return self.bye("closed by this side").await,
-                    Some(SessionCmd::Send { texts, reply }) => {
-                        let msgs = self.out.push(texts, time::now_ms(), reply);
+                    Some(SessionCmd::Send { msgs, reply }) => {
+                        let msgs = self.out.push(msgs, reply);
                         if switching.is_none() {
                             if let Err(e) = send(&mut self.link, &msgs).await {
                                 return e.to_string();

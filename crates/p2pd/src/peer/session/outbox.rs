@@ -9,6 +9,18 @@ use tokio::sync::oneshot;
 
 use crate::peer::error::PeerError;
 
+/// One message for the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutText {
+    /// The text.
+    pub text: String,
+    /// When it was sent (queued), Unix ms.
+    pub at_ms: i64,
+    /// Its durable id from the sender's outbox (`PeerMsg::Message.mid`),
+    /// the same however often it is resent, so the peer stores it once.
+    pub mid: Option<u64>,
+}
+
 /// Where a `send` command's answer goes: its ids, or why not.
 pub(crate) type Reply = oneshot::Sender<Result<Vec<u64>, PeerError>>;
 
@@ -29,20 +41,20 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    /// Gives `texts` the next ids (they keep counting across link switches)
+    /// Gives `msgs` the next ids (they keep counting across link switches)
     /// and keeps them until acknowledged; returns the messages to send.
-    pub(crate) fn push(&mut self, texts: Vec<String>, at_ms: i64, reply: Reply) -> Vec<PeerMsg> {
-        let mut ids = Vec::with_capacity(texts.len());
-        let msgs: Vec<PeerMsg> = texts
+    pub(crate) fn push(&mut self, msgs: Vec<OutText>, reply: Reply) -> Vec<PeerMsg> {
+        let mut ids = Vec::with_capacity(msgs.len());
+        let msgs: Vec<PeerMsg> = msgs
             .into_iter()
-            .map(|text| {
+            .map(|m| {
                 self.next_id += 1;
                 ids.push(self.next_id);
                 PeerMsg::Message {
                     id: self.next_id,
-                    text,
-                    at_ms,
-                    mid: None,
+                    text: m.text,
+                    at_ms: m.at_ms,
+                    mid: m.mid,
                 }
             })
             .collect();
@@ -101,13 +113,23 @@ mod tests {
             .collect()
     }
 
+    fn texts(t: &[&str]) -> Vec<OutText> {
+        t.iter()
+            .map(|t| OutText {
+                text: t.to_string(),
+                at_ms: 0,
+                mid: None,
+            })
+            .collect()
+    }
+
     #[test]
     fn acks_release_texts_and_answer_whole_commands_only() {
         let mut o = Outbox::default();
         let (a, mut ra) = oneshot::channel();
         let (b, mut rb) = oneshot::channel();
-        assert_eq!(ids(&o.push(vec!["1".into(), "2".into()], 0, a)), [1, 2]);
-        assert_eq!(ids(&o.push(vec!["3".into()], 0, b)), [3]);
+        assert_eq!(ids(&o.push(texts(&["1", "2"]), a)), [1, 2]);
+        assert_eq!(ids(&o.push(texts(&["3"]), b)), [3]);
         o.ack(1);
         assert_eq!(ids(&o.unacked()), [2, 3]);
         assert!(

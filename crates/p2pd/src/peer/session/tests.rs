@@ -128,9 +128,9 @@ impl Side {
         texts: &[&str],
     ) -> oneshot::Receiver<Result<Vec<u64>, crate::peer::error::PeerError>> {
         let (reply, rx) = oneshot::channel();
-        let texts = texts.iter().map(|t| t.to_string()).collect();
+        let msgs = out(texts.iter().map(|t| t.to_string()).collect());
         self.cmds
-            .send(SessionCmd::Send { texts, reply })
+            .send(SessionCmd::Send { msgs, reply })
             .await
             .unwrap();
         rx
@@ -187,7 +187,7 @@ fn message(id: u64, text: &str) -> PeerMsg {
     PeerMsg::Message {
         id,
         text: text.into(),
-        at_ms: time::now_ms(),
+        at_ms: p2p_proto::time::now_ms(),
         mid: None,
     }
 }
@@ -210,11 +210,12 @@ fn stream(side: &Side, tag: &'static str, adopt_at: usize, new: NoiseLink) -> Jo
                 let path = SessionPath::Direct;
                 cmds.send(SessionCmd::Adopt { link, path }).await.unwrap();
             }
-            let texts = (0..TEXTS_PER_SEND)
+            let texts: Vec<String> = (0..TEXTS_PER_SEND)
                 .map(|i| format!("{tag}{:04}", c * TEXTS_PER_SEND + i))
                 .collect();
             let (reply, rx) = oneshot::channel();
-            cmds.send(SessionCmd::Send { texts, reply }).await.unwrap();
+            let msgs = out(texts);
+            cmds.send(SessionCmd::Send { msgs, reply }).await.unwrap();
             replies.push(rx);
         }
         for (c, rx) in replies.into_iter().enumerate() {
@@ -494,4 +495,16 @@ async fn frames_read_with_the_choosing_switch_are_not_lost() {
     );
     assert_eq!(leader.next().await, Some(PeerMsg::Ack { upto: 1 }));
     assert_eq!(bob.stored("alice"), [(1, "early".to_string())]);
+}
+
+/// Texts as a session sends them (now, without a durable id).
+fn out(texts: Vec<String>) -> Vec<super::OutText> {
+    texts
+        .into_iter()
+        .map(|text| super::OutText {
+            text,
+            at_ms: p2p_proto::time::now_ms(),
+            mid: None,
+        })
+        .collect()
 }

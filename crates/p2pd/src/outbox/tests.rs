@@ -1,0 +1,235 @@
+//! Unit tests of the outbox store: order, statuses, `--now` messages, and
+//! dropping for forget/block.
+
+use super::store::{SentStore, Status};
+use crate::inbox::Inbox;
+
+fn open() -> (tempfile::TempDir, Inbox, SentStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::open(dir.path()).unwrap();
+    let store = SentStore::open(&inbox).unwrap();
+    (dir, inbox, store)
+}
+
+fn texts(t: &[&str]) -> Vec<String> {
+    t.iter().map(|s| s.to_string()).collect()
+}
+
+fn seqs(rows: &[super::store::Row]) -> Vec<u64> {
+    rows.iter().map(|r| r.seq).collect()
+}
+
+#[test]
+fn queued_messages_come_out_in_order_per_peer_and_once_delivered_stay_out() {
+    let (_dir, _inbox, s) = open();
+    let a = s
+        .queue("bob", &texts(&["1", "2", "3"]), 10, 0, true)
+        .unwrap();
+    let c = s.queue("carol", &texts(&["x"]), 11, 0, false).unwrap();
+    let b = s.queue("bob", &texts(&["4"]), 12, 0, false).unwrap();
+    assert_eq!(
+        a[1].seq,
+        a[0].seq + 1,
+        "one command's messages are consecutive"
+    );
+    assert_ne!(a[0].mid, a[1].mid, "each message has its own durable id");
+    let pending = s.pending("bob", 1, 0, 10, usize::MAX).unwrap();
+    assert_eq!(
+        pending.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(),
+        ["1", "2", "3", "4"]
+    );
+    // Batches: by count, by bytes (at least one), and after a cursor.
+    assert_eq!(
+        seqs(&s.pending("bob", 1, 0, 2, usize::MAX).unwrap()),
+        seqs(&a[..2])
+    );
+    assert_eq!(s.pending("bob", 1, 0, 10, 0).unwrap().len(), 1);
+    assert_eq!(
+        seqs(&s.pending("bob", 1, a[2].seq, 10, usize::MAX).unwrap()),
+        seqs(&b)
+    );
+    // Acknowledged: only the told ones get a `delivered` event.
+    let told = s.delivered("bob", 1, 0, a[2].seq, 99).unwrap();
+    assert_eq!(told, seqs(&a));
+    assert_eq!(s.status(a[0].seq).unwrap(), Some(Status::Delivered));
+    assert_eq!(
+        seqs(&s.pending("bob", 1, 0, 10, usize::MAX).unwrap()),
+        seqs(&b)
+    );
+    // A repeated acknowledgement changes nothing.
+    assert!(s.delivered("bob", 1, 0, a[2].seq, 99).unwrap().is_empty());
+    // The outbox lists what is still queued, every peer, oldest first.
+    let queued = s.queued(100, usize::MAX).unwrap();
+    assert_eq!(seqs(&queued), [c[0].seq, b[0].seq]);
+    assert_eq!(s.still_queued(a[0].seq, b[0].seq).unwrap(), 2);
+}
+
+#[test]
+fn a_now_message_goes_only_on_its_session_and_fails_when_it_ends() {
+    let (dir, inbox, s) = open();
+    let plain = s.queue("bob", &texts(&["plain"]), 1, 0, false).unwrap();
+    let now = s.queue("bob", &texts(&["now"]), 2, 7, false).unwrap();
+    // Session 8's flusher does not send session 7's --now message.
+    assert_eq!(
+        seqs(&s.pending("bob", 8, 0, 10, usize::MAX).unwrap()),
+        seqs(&plain)
+    );
+    assert_eq!(s.pending("bob", 7, 0, 10, usize::MAX).unwrap().len(), 2);
+    // ... nor marks it delivered.
+    s.delivered("bob", 8, 0, now[0].seq, 5).unwrap();
+    assert_eq!(s.status(now[0].seq).unwrap(), Some(Status::Queued));
+    assert!(
+        s.queued(10, usize::MAX).unwrap().is_empty(),
+        "--now is not in the outbox"
+    );
+    assert_eq!(s.fail_session(7).unwrap(), 1);
+    assert_eq!(s.status(now[0].seq).unwrap(), Some(Status::Failed));
+    // After a crash, a --now message still queued fails at the next start.
+    let left = s.queue("bob", &texts(&["now2"]), 3, 9, false).unwrap();
+    drop((s, inbox));
+    let s = SentStore::open(&Inbox::open(dir.path()).unwrap()).unwrap();
+    assert_eq!(s.status(left[0].seq).unwrap(), Some(Status::Failed));
+}
+
+#[test]
+fn settling_a_command_fails_or_announces_what_is_still_queued() {
+    let (_dir, _inbox, s) = open();
+    let rows = s
+        .queue("bob", &texts(&["a", "b", "c"]), 1, 0, false)
+        .unwrap();
+    let (first, last) = (rows[0].seq, rows[2].seq);
+    s.delivered("bob", 1, 0, first, 5).unwrap();
+    let got = s.settle(first, last, false).unwrap();
+    assert_eq!(
+        got,
+        [
+            (first, Status::Delivered),
+            (first + 1, Status::Queued),
+            (last, Status::Queued)
+        ]
+    );
+    // Announced now: their delivery is told.
+    assert_eq!(
+        s.delivered("bob", 1, first, first + 1, 6).unwrap(),
+        [first + 1]
+    );
+    let got = s.settle(first, last, true).unwrap();
+    assert_eq!(got[2], (last, Status::Failed));
+}
+
+#[test]
+fn drop_queued_fails_only_that_peers_queued_messages() {
+    let (_dir, _inbox, s) = open();
+    let bob = s.queue("bob", &texts(&["1", "2"]), 1, 0, true).unwrap();
+    let carol = s.queue("carol", &texts(&["3"]), 1, 0, true).unwrap();
+    s.delivered("bob", 1, 0, bob[0].seq, 2).unwrap();
+    assert_eq!(s.drop_queued("bob").unwrap(), 1);
+    assert_eq!(s.status(bob[0].seq).unwrap(), Some(Status::Delivered));
+    assert_eq!(s.status(bob[1].seq).unwrap(), Some(Status::Failed));
+    assert_eq!(seqs(&s.queued(10, usize::MAX).unwrap()), seqs(&carol));
+}
+
+#[test]
+fn history_shows_both_directions_in_order_with_statuses() {
+    use crate::inbox::{Incoming, Kind};
+    use p2p_proto::ctl::{Direction, SendStatus};
+    let (_dir, inbox, s) = open();
+    let out = s
+        .queue("bob", &texts(&["hi bob"]), 1_000, 0, false)
+        .unwrap();
+    s.delivered("bob", 1, 0, out[0].seq, 1_001).unwrap();
+    inbox
+        .store(
+            Kind::Message,
+            "bob",
+            &[Incoming {
+                id: 1,
+                text: "hi alice".into(),
+                at_ms: 500, // their clock is behind: ordered by arrival
+                mid: Some(7),
+            }],
+        )
+        .unwrap();
+    s.queue(
+        "bob",
+        &texts(&["later"]),
+        p2p_proto::time::now_ms() + 60_000,
+        0,
+        false,
+    )
+    .unwrap();
+    s.queue("carol", &texts(&["not bob"]), 2_000, 0, false)
+        .unwrap();
+    let h: Vec<_> = super::history::conversation(&inbox, "bob", 10, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.entry())
+        .collect();
+    let got: Vec<(Direction, &str, SendStatus)> = h
+        .iter()
+        .map(|e| (e.dir, e.text.as_str(), e.status))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Direction::Out, "hi bob", SendStatus::Delivered),
+            (Direction::In, "hi alice", SendStatus::Delivered),
+            (Direction::Out, "later", SendStatus::Queued),
+        ]
+    );
+    let newest = super::history::conversation(&inbox, "bob", 1, usize::MAX).unwrap();
+    assert_eq!(newest.len(), 1);
+    assert!(
+        super::history::conversation(&inbox, "nobody", 10, usize::MAX)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A contact whose key changed after verification (held) gets nothing from
+/// the outbox, queued messages included, until `trust`; then the flusher,
+/// woken, sends them. The session here is a plain channel.
+#[tokio::test]
+async fn a_held_contact_gets_no_queued_message_until_trusted() {
+    use crate::contacts::Contacts;
+    use crate::peer::session::SessionCmd;
+    use tokio::sync::{broadcast, mpsc};
+    use tokio::time::timeout;
+    let deadline = std::time::Duration::from_secs(30);
+    let (_dir, inbox, _) = open();
+    let contacts = Contacts::open(&inbox).unwrap();
+    contacts.seen("bob", "aa", 1).unwrap();
+    contacts.confirm("bob").unwrap();
+    contacts.seen("bob", "bb", 2).unwrap();
+    let (events, _) = broadcast::channel(16);
+    let outbox = super::Outbox::open(&inbox, events).unwrap();
+    outbox
+        .send("bob", texts(&["for the old key"]), None, false)
+        .await
+        .unwrap();
+    let mut progress = outbox.hub("bob").progress.subscribe();
+    let (cmds, mut session) = mpsc::channel(8);
+    let tasks = tokio_util::task::TaskTracker::new();
+    outbox.session_opened("bob", 1, cmds, &tasks);
+    // The flusher looked, found bob held, and sent nothing.
+    timeout(deadline, progress.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(session.try_recv().is_err(), "nothing for a held contact");
+
+    contacts.trust("bob").unwrap();
+    outbox.wake("bob");
+    let Some(SessionCmd::Send { msgs, reply }) = timeout(deadline, session.recv()).await.unwrap()
+    else {
+        panic!("the queued message goes out after trust");
+    };
+    assert_eq!(msgs[0].text, "for the old key");
+    assert!(msgs[0].mid.is_some());
+    reply.send(Ok(vec![1])).unwrap();
+    drop(session);
+    tasks.close();
+    timeout(deadline, tasks.wait()).await.unwrap();
+    let queued = outbox.queued().await.unwrap();
+    assert!(queued.is_empty(), "delivered once acknowledged");
+}
