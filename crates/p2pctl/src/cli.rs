@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::client::{socket_path, Client};
+use crate::client::{socket_path, Connector};
+use crate::hints::{Hints, Keys};
 use crate::{commands, Failure};
 
 const EXIT_CODES: &str = "\
@@ -136,9 +137,34 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// What each command is told from the daemon's greeting (SPEC §11): the
+/// invitation hints everywhere but where invitations or events are the
+/// point, and key-change warnings where the command touches that user.
+fn hints(cmd: &Cmd) -> Hints {
+    let about = |user: &str| Hints {
+        pending: true,
+        keys: Keys::User(user.to_string()),
+    };
+    match cmd {
+        Cmd::Completions { .. } => Hints::NONE,
+        Cmd::Requests | Cmd::Accept { .. } | Cmd::Reject { .. } | Cmd::Watch => Hints::NONE,
+        Cmd::Chat { user } => Hints {
+            pending: false,
+            keys: Keys::User(user.clone()),
+        },
+        Cmd::Connect { user, .. } | Cmd::Send { user, .. } => about(user),
+        Cmd::Sessions | Cmd::Status => Hints {
+            pending: true,
+            keys: Keys::All,
+        },
+        _ => Hints::PENDING,
+    }
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
     let json = cli.json;
-    let connect = || Client::connect(&socket_path(cli.socket.clone()));
+    let connector = Connector::new(socket_path(cli.socket.clone()), hints(&cli.command), json);
+    let connect = || connector.connect();
     match cli.command {
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "p2pctl", &mut std::io::stdout());
@@ -166,6 +192,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Cmd::Watch => commands::inbox::watch(&mut connect()?, json),
         Cmd::Broadcast { text } => commands::send::broadcast(&mut connect()?, text.join(" "), json),
-        Cmd::Chat { user } => commands::inbox::chat(&socket_path(cli.socket.clone()), user, json),
+        Cmd::Chat { user } => commands::chat::run(&connector, user, json),
     }
 }

@@ -4,6 +4,7 @@
 
 mod answer;
 mod broadcast;
+mod chat;
 mod connect;
 mod disconnect;
 mod error;
@@ -48,6 +49,7 @@ pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<Reply, CtlError> {
         Command::Inbox {
             all, from, after, ..
         } => inbox::run(daemon, all, from, after).await?.into(),
+        Command::Chat { user, open } => chat::run(daemon, user, open).await?.into(),
         Command::Contacts
         | Command::Forget { .. }
         | Command::Block { .. }
@@ -55,8 +57,7 @@ pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<Reply, CtlError> {
         | Command::Outbox
         | Command::History { .. }
         | Command::Verify { .. }
-        | Command::Trust { .. }
-        | Command::Chat { .. } => {
+        | Command::Trust { .. } => {
             return Err(CtlError::new(
                 ErrorCode::BadRequest,
                 "this daemon does not support that command yet",
