@@ -153,10 +153,7 @@ fn hints(cmd: &Cmd) -> Hints {
             keys: Keys::User(user.clone()),
         },
         Cmd::Connect { user, .. } | Cmd::Send { user, .. } => about(user),
-        Cmd::Sessions | Cmd::Status => Hints {
-            pending: true,
-            keys: Keys::All,
-        },
+        Cmd::Sessions | Cmd::Status => Hints::EVERY_KEY,
         _ => Hints::PENDING,
     }
 }

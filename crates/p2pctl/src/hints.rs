@@ -41,6 +41,13 @@ impl Hints {
         keys: Keys::None,
     };
 
+    /// Invitation hints and every key-change warning: commands that list
+    /// people (`sessions`, `contacts`, `status`).
+    pub(crate) const EVERY_KEY: Hints = Hints {
+        pending: true,
+        keys: Keys::All,
+    };
+
     /// The stderr lines for `hello`. With `--json` no invitation hints (a
     /// script asks `requests`), but key warnings still: they are about
     /// whom the command is talking to.
@@ -119,21 +126,16 @@ mod tests {
         };
         assert_eq!(for_user("bob").lines(&h, false), [warn("bob")]);
         assert!(for_user("carol").lines(&h, false).is_empty());
-        let all = Hints {
-            pending: true,
-            keys: Keys::All,
-        };
-        assert_eq!(all.lines(&h, true), [warn("bob"), warn("dave")]);
+        assert_eq!(
+            Hints::EVERY_KEY.lines(&h, true),
+            [warn("bob"), warn("dave")]
+        );
     }
 
     #[test]
     fn names_are_escaped() {
         let h = hello(&["\u{1b}]0;x\u{7}"], &["\u{9b}2J"]);
-        let all = Hints {
-            pending: true,
-            keys: Keys::All,
-        };
-        for line in all.lines(&h, false) {
+        for line in Hints::EVERY_KEY.lines(&h, false) {
             assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
         }
     }

@@ -13,7 +13,8 @@
 use std::io::IsTerminal;
 
 use p2p_proto::ctl::{
-    ChatDone, Command, ConnectDone, Event, InboxEntry, InboxList, SessionList, Watching,
+    ChatDone, Command, ConnectDone, ContactList, Event, InboxEntry, InboxList, SessionList,
+    Watching,
 };
 
 use super::inbox::describe;
@@ -24,7 +25,7 @@ use crate::{safe, Failure};
 pub(crate) fn run(connector: &Connector, user: String, json: bool) -> Result<(), Failure> {
     let mut c = connector.connect()?;
     let sessions: SessionList = c.call(Command::Sessions)?;
-    if !sessions.sessions.iter().any(|s| s.peer == user) {
+    if !sessions.sessions.iter().any(|s| s.peer == user) && !offline_contact(&mut c, &user) {
         eprintln!("asked {}; waiting for an answer...", safe::line(&user));
         c.call::<ConnectDone>(Command::Connect {
             user: user.clone(),
@@ -58,6 +59,23 @@ pub(crate) fn run(connector: &Connector, user: String, json: bool) -> Result<(),
         );
         pipe(chat, c, events, follow, backlog.messages)
     }
+}
+
+/// Whether `user` is a contact who is offline: then chat opens without
+/// asking (there is nobody to ask), and what is typed is queued for them
+/// (SPEC §11). A daemon without contacts answers with an error: no.
+fn offline_contact(c: &mut Client, user: &str) -> bool {
+    let Ok(list) = c.call::<ContactList>(Command::Contacts) else {
+        return false;
+    };
+    let offline = list.contacts.iter().any(|k| k.user == user && !k.online);
+    if offline {
+        eprintln!(
+            "{} is offline; what you send is queued until they are back",
+            safe::line(user)
+        );
+    }
+    offline
 }
 
 /// Tells the peer our chat opened or closed; a peer without a session (or
