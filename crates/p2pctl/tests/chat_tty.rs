@@ -47,27 +47,36 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// A 120x30 session `name` running `p2pctl --socket SOCKET chat USER`
-    /// with `TZ`.
-    fn chat(&self, name: &str, socket: &Path, user: &str, tz: &str) {
+    /// A 120x30 session `name` running `p2pctl --socket SOCKET ARGS` with
+    /// `TZ`.
+    fn p2pctl(&self, name: &str, socket: &Path, args: &str, tz: &str) {
+        // The exit code goes to a file: tmux does not always learn it.
         let cmd = format!(
-            "env TZ={tz} {} --socket {} chat {user}",
+            "env TZ={tz} {} --socket {} {args}; echo $? > {}",
             bin("p2pctl").display(),
-            socket.display()
+            socket.display(),
+            self.status_file(name).display()
         );
-        self.tmux(&[
-            "new-session",
-            "-d",
-            "-s",
-            name,
-            "-x",
-            "120",
-            "-y",
-            "30",
-            &cmd,
-        ]);
+        let size = ["-x", "120", "-y", "30"];
+        self.tmux(&[&["new-session", "-d", "-s", name][..], &size, &[&cmd]].concat());
         // Keep the pane after p2pctl exits, to read its last words.
         self.tmux(&["set-option", "-t", name, "remain-on-exit", "on"]);
+    }
+
+    /// Where the exit code of session `name`'s p2pctl is written.
+    fn status_file(&self, name: &str) -> PathBuf {
+        self._dir.path().join(format!("{name}.status"))
+    }
+
+    /// The exit code of session `name`'s p2pctl, once it exited.
+    fn exit_code(&self, name: &str) -> Option<String> {
+        let code = std::fs::read_to_string(self.status_file(name)).ok()?;
+        code.ends_with('\n').then(|| code.trim().to_string())
+    }
+
+    /// `chat USER` in session `name` (see [`Tmux::p2pctl`]).
+    fn chat(&self, name: &str, socket: &Path, user: &str, tz: &str) {
+        self.p2pctl(name, socket, &format!("chat {user}"), tz);
     }
 
     /// Types `text` as it is (no key names).
@@ -232,6 +241,8 @@ fn incoming_lines_print_above_the_half_typed_line_in_local_time() {
     // Ctrl-D leaves, and tells bob.
     tmux.key("a", "C-d");
     chat_event(&events, "alice", false);
+    let code = tmux.wait("a", "chat to end at Ctrl-D", |_| tmux.exit_code("a"));
+    assert_eq!(code, "0", "chat's exit code");
     let _ = bob_watch.kill();
     let _ = bob_watch.wait();
 }
@@ -257,7 +268,8 @@ fn chat_says_when_the_peer_goes_away_and_stays_open() {
         (s.last()? == ">" && answered + 1 < s.len()).then_some(())
     });
     tmux.key("a", "C-d");
-    tmux.wait("a", "chat to end", |s| find(s, "Pane is dead").map(|_| ()));
+    let code = tmux.wait("a", "chat to end at Ctrl-D", |_| tmux.exit_code("a"));
+    assert_eq!(code, "0", "chat's exit code");
 }
 
 #[test]
@@ -270,4 +282,46 @@ fn the_chat_notice_without_a_session_tells_nobody() {
         serde_json::json!({"peer": "bob", "told": false}),
         "{r}"
     );
+}
+
+#[test]
+fn watch_rings_the_bell_for_a_request_on_a_terminal_only() {
+    let server = TestServer::start(&[]);
+    let alice = TestDaemon::online(&server, "alice");
+    let bob = TestDaemon::online(&server, "bob");
+    let tmux = Tmux::new();
+    tmux.p2pctl("w", &bob.socket(), "watch", "UTC");
+    // Everything the pane's program writes, bytes as they are (a BEL
+    // leaves no mark on the screen).
+    let raw = tmux._dir.path().join("raw");
+    let cat = format!("cat >> {}", raw.display());
+    tmux.tmux(&["pipe-pane", "-t", "w", "-o", &cat]);
+    tmux.wait("w", "watch to start", |s| {
+        find(s, "server: online").map(|_| ())
+    });
+    // The same in a pipe.
+    let mut piped = Command::new(bin("p2pctl"))
+        .arg("--socket")
+        .arg(bob.socket())
+        .arg("watch")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Lines::new(piped.stdout.take().unwrap());
+    assert!(lines
+        .next_line("the piped watch's first event")
+        .contains("server"));
+
+    assert_eq!(alice.ctl_json(&["connect", "bob", "--no-wait"]).0, 0);
+    tmux.wait("w", "the request on the terminal", |s| {
+        find(s, "alice asks to talk").map(|_| ())
+    });
+    wait_for(DEADLINE, "a BEL on the terminal", || {
+        std::fs::read(&raw).ok()?.contains(&7).then_some(())
+    });
+    let line = lines.next_line("the request in the pipe");
+    assert!(line.contains("alice asks to talk"), "{line}");
+    assert!(!line.contains('\u{7}'), "no bell in a pipe: {line:?}");
+    let _ = piped.kill();
+    let _ = piped.wait();
 }

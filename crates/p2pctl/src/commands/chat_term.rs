@@ -4,8 +4,6 @@
 //! took them (delivered or queued); the peer going away is said and chat
 //! stays open until Ctrl-D.
 
-use std::sync::{Arc, Mutex};
-
 use p2p_proto::ctl::{Command, InboxEntry, SendStatus, SentList};
 use rustyline::error::ReadlineError;
 use rustyline::{DefaultEditor, ExternalPrinter};
@@ -17,17 +15,26 @@ use crate::{localtime, safe, Failure};
 /// What is typed after; short so the line has room.
 const PROMPT: &str = "> ";
 
-/// Lines for the terminal, from any thread, printed above the prompt.
-#[derive(Clone)]
-struct Printer(Arc<Mutex<Box<dyn ExternalPrinter + Send>>>);
+/// Lines for the terminal, printed above the prompt while a line is being
+/// edited. One per thread, not one shared: rustyline's printer can block
+/// (its queue holds one line) until the editor runs again, and a printer
+/// shared under a lock would then block the thread that runs the editor.
+struct Printer(Box<dyn ExternalPrinter + Send>);
 
 impl Printer {
-    fn say(&self, line: String) {
-        // A poisoned lock only means another printing thread panicked:
-        // the printer itself is still usable.
-        let mut p = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = p.print(format!("{line}\n"));
+    /// A printer for `rl`'s lines.
+    fn new(rl: &mut DefaultEditor) -> Result<Printer, Failure> {
+        let p = rl.create_external_printer().map_err(editor_failed)?;
+        Ok(Printer(Box::new(p)))
     }
+
+    fn say(&mut self, line: String) {
+        let _ = self.0.print(format!("{line}\n"));
+    }
+}
+
+fn editor_failed(e: ReadlineError) -> Failure {
+    Failure::Other(format!("cannot edit lines: {e}"))
 }
 
 /// Runs the chat until Ctrl-D (or Ctrl-C), then tells the peer we left.
@@ -38,10 +45,8 @@ pub(super) fn run(
     mut follow: Client,
     backlog: Vec<InboxEntry>,
 ) -> Result<(), Failure> {
-    let editor_failed = |e: ReadlineError| Failure::Other(format!("cannot edit lines: {e}"));
     let mut rl = DefaultEditor::new().map_err(editor_failed)?;
-    let printer = rl.create_external_printer().map_err(editor_failed)?;
-    let out = Printer(Arc::new(Mutex::new(Box::new(printer))));
+    let mut out = Printer::new(&mut rl)?;
     let user = safe::line(&chat.user).to_string();
     out.say(format!(
         "chatting with {user}; type lines and Enter, Ctrl-D leaves"
@@ -52,22 +57,24 @@ pub(super) fn run(
     // Reader threads never exit the process: that would leave the
     // terminal in raw mode. They say what happened and stop.
     let followed = chat.clone();
-    spawn_reader(out.clone(), move |out| {
+    let mut to_screen = Printer::new(&mut rl)?;
+    std::thread::spawn(move || {
         while let Ok(ev) = follow.next_event() {
             if let Some(line) = followed.followed(&ev) {
-                out.say(line);
+                to_screen.say(line);
             }
         }
     });
     let shows = chat.clone();
-    spawn_reader(out.clone(), move |out| loop {
+    let mut to_screen = Printer::new(&mut rl)?;
+    std::thread::spawn(move || loop {
         match events.next_event() {
             Ok(ev) => match shows.watched(&ev) {
-                Seen::Show(line) | Seen::Gone(line) => out.say(line),
+                Seen::Show(line) | Seen::Gone(line) => to_screen.say(line),
                 Seen::Nothing => {}
             },
             Err(_) => {
-                out.say("p2pd closed the connection (did it stop?); Ctrl-D leaves".into());
+                to_screen.say("p2pd closed the connection (did it stop?); Ctrl-D leaves".into());
                 return;
             }
         }
@@ -106,8 +113,4 @@ pub(super) fn run(
     }
     notice(&mut c, &chat.user, false);
     Ok(())
-}
-
-fn spawn_reader(out: Printer, f: impl FnOnce(Printer) + Send + 'static) {
-    std::thread::spawn(move || f(out));
 }
