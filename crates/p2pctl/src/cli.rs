@@ -7,7 +7,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use p2p_proto::ctl::Command;
 
-use crate::client::{socket_path, Client};
+use crate::client::{socket_path, Connector};
+use crate::hints::{Hints, Keys};
 use crate::{commands, Failure};
 
 const EXIT_CODES: &str = "\
@@ -185,9 +186,31 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// What each command is told from the daemon's greeting (SPEC §11): the
+/// invitation hints everywhere but where invitations or events are the
+/// point, and key-change warnings where the command touches that user.
+fn hints(cmd: &Cmd) -> Hints {
+    let about = |user: &str| Hints {
+        pending: true,
+        keys: Keys::User(user.to_string()),
+    };
+    match cmd {
+        Cmd::Completions { .. } => Hints::NONE,
+        Cmd::Requests | Cmd::Accept { .. } | Cmd::Reject { .. } | Cmd::Watch => Hints::NONE,
+        Cmd::Chat { user } => Hints {
+            pending: false,
+            keys: Keys::User(user.clone()),
+        },
+        Cmd::Connect { user, .. } | Cmd::Send { user, .. } => about(user),
+        Cmd::Sessions | Cmd::Status | Cmd::Contacts => Hints::EVERY_KEY,
+        _ => Hints::PENDING,
+    }
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
     let json = cli.json;
-    let connect = || Client::connect(&socket_path(cli.socket.clone()));
+    let connector = Connector::new(socket_path(cli.socket.clone()), hints(&cli.command), json);
+    let connect = || connector.connect();
     match cli.command {
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "p2pctl", &mut std::io::stdout());
@@ -235,6 +258,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
             commands::contacts::verify(&mut connect()?, user, confirm, qr, json)
         }
         Cmd::Trust { user } => commands::contacts::trust(&mut connect()?, user, json),
-        Cmd::Chat { user } => commands::inbox::chat(&socket_path(cli.socket.clone()), user, json),
+        Cmd::Chat { user } => commands::chat::run(&connector, user, json),
     }
 }

@@ -5,11 +5,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use p2p_proto::ctl::{Command, CtlError, Event, Greeting, Request, Response};
+use p2p_proto::ctl::{Command, CtlError, DaemonHello, Event, Greeting, Request, Response};
 use p2p_proto::limits::{CTL_VERSION, MAX_CTL_RESPONSE};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::hints::Hints;
 use crate::Failure;
 
 /// A connection to the daemon.
@@ -17,6 +18,37 @@ pub(crate) struct Client {
     reader: BufReader<std::io::Take<UnixStream>>,
     writer: UnixStream,
     next_id: u64,
+    hello: DaemonHello,
+}
+
+/// Opens connections for one command, printing the greeting's [`Hints`]
+/// once (with the first connection) so every command tells the same way.
+pub(crate) struct Connector {
+    path: PathBuf,
+    hints: Hints,
+    json: bool,
+    shown: std::cell::Cell<bool>,
+}
+
+impl Connector {
+    /// For the socket at `path`; `hints` are the command's.
+    pub(crate) fn new(path: PathBuf, hints: Hints, json: bool) -> Self {
+        Connector {
+            path,
+            hints,
+            json,
+            shown: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Connects (see [`Client::connect`]); the first time, prints the hints.
+    pub(crate) fn connect(&self) -> Result<Client, Failure> {
+        let client = Client::connect(&self.path)?;
+        if !self.shown.replace(true) {
+            self.hints.show(&client.hello, self.json);
+        }
+        Ok(client)
+    }
 }
 
 impl Client {
@@ -31,6 +63,12 @@ impl Client {
             reader: BufReader::new(stream.take(u64::MAX)),
             writer,
             next_id: 0,
+            hello: DaemonHello {
+                protocol: 0,
+                daemon: String::new(),
+                pending: Vec::new(),
+                key_changed: Vec::new(),
+            },
         };
         let line = client.read_line()?;
         let greeting: Greeting =
@@ -47,6 +85,7 @@ impl Client {
                 greeting.hello.daemon, greeting.hello.protocol
             )));
         }
+        client.hello = greeting.hello;
         Ok(client)
     }
 

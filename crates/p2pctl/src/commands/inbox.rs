@@ -1,30 +1,21 @@
-//! `inbox`, `watch` and `chat`: reading what arrives.
+//! `inbox` and `watch`: reading what arrives (`chat` is in `chat.rs`).
 
-use std::io::{BufRead, Write};
+use std::io::{IsTerminal, Write};
 
-use p2p_proto::ctl::{
-    Command, ConnectDone, Event, InboxEntry, InboxKind, InboxList, SessionList, Watching,
-};
+use p2p_proto::ctl::{Command, Event, InboxEntry, InboxKind, InboxList, Watching};
 
 use crate::client::{Client, EventLine};
+use crate::localtime::{expires, when};
 use crate::{safe, Failure};
-
-/// `HH:MM:SS` of an RFC 3339 UTC time, for people.
-fn clock(at: &str) -> &str {
-    at.get(11..19).unwrap_or(at)
-}
 
 /// One entry for people; everything in it but our own words goes through
 /// [`safe`] (SPEC §11, terminal safety).
 fn line(e: &InboxEntry) -> String {
-    let (day, at) = (
-        safe::line(e.at.get(..10).unwrap_or("")),
-        safe::line(clock(&e.at)),
-    );
+    let at = when(&e.at);
     let (from, text) = (safe::line(&e.from), safe::text(&e.text));
     match e.kind {
-        InboxKind::Message => format!("{day} {at}  {from}: {text}"),
-        InboxKind::Broadcast => format!("{day} {at}  [broadcast] {from}: {text}"),
+        InboxKind::Message => format!("{at}  {from}: {text}"),
+        InboxKind::Broadcast => format!("{at}  [broadcast] {from}: {text}"),
     }
 }
 
@@ -166,7 +157,7 @@ fn print_entry(e: &InboxEntry, json: bool) {
 }
 
 /// Describes an event for people; every field goes through [`safe`].
-fn describe(ev: &EventLine) -> String {
+pub(super) fn describe(ev: &EventLine) -> String {
     let ev = match ev {
         EventLine::Known(ev) => ev,
         // serde_json escapes C0 controls but not C1 or bidi ones.
@@ -175,8 +166,7 @@ fn describe(ev: &EventLine) -> String {
             return format!("{}: {}", safe::line(kind), safe::line(&v.to_string()));
         }
     };
-    // Times are cut to HH:MM:SS after escaping, as they always were.
-    let at = |at: &str| clock(&safe::line(at).to_string()).to_string();
+    let at = when;
     match ev {
         Event::Server(s) => {
             let mut t = format!("server: {}", s.state.as_str());
@@ -188,7 +178,7 @@ fn describe(ev: &EventLine) -> String {
         Event::Request(r) => format!(
             "{} asks to talk (p2pctl accept {0} / reject {0}); expires {}",
             safe::line(&r.from),
-            safe::line(&r.expires_at)
+            expires(&r.expires_at)
         ),
         Event::Connected(s) => format!("connected to {}", safe::line(&s.peer)),
         Event::Rejected { peer, reason } => {
@@ -242,68 +232,29 @@ fn print_event_json(ev: &EventLine) {
     }
 }
 
+/// Whether `watch` rings the terminal bell for `ev`: for an invitation,
+/// in human mode, and only on a terminal (a BEL in a file or pipe is noise).
+fn rings(ev: &EventLine, json: bool, terminal: bool) -> bool {
+    !json && terminal && matches!(ev, EventLine::Known(Event::Request(_)))
+}
+
 /// `watch`: events until interrupted.
 pub(crate) fn watch(c: &mut Client, json: bool) -> Result<(), Failure> {
     c.call::<Watching>(Command::Watch)?;
+    let terminal = std::io::stdout().is_terminal();
     loop {
         let ev = c.next_event()?;
         if json {
             print_event_json(&ev);
         } else {
-            println!("{}", describe(&ev));
+            let bell = if rings(&ev, json, terminal) {
+                "\u{7}"
+            } else {
+                ""
+            };
+            println!("{}{bell}", describe(&ev));
         }
     }
-}
-
-/// `chat USER`: connects if needed, sends stdin lines, prints `USER`'s
-/// messages as they arrive; ends at end of input or when the session ends.
-pub(crate) fn chat(socket: &std::path::Path, user: String, json: bool) -> Result<(), Failure> {
-    let mut c = Client::connect(socket)?;
-    let sessions: SessionList = c.call(Command::Sessions)?;
-    let open = sessions.sessions.iter().any(|s| s.peer == user);
-    if !open {
-        eprintln!("asked {}; waiting for an answer...", safe::line(&user));
-        c.call::<ConnectDone>(Command::Connect {
-            user: user.clone(),
-            timeout_ms: None,
-            no_wait: false,
-        })?;
-    }
-    eprintln!(
-        "chatting with {}; type lines, end with Ctrl-D",
-        safe::line(&user)
-    );
-    let mut events = Client::connect(socket)?;
-    events.call::<Watching>(Command::Watch)?;
-    let peer = user.clone();
-    std::thread::spawn(move || loop {
-        let Ok(ev) = events.next_event() else {
-            std::process::exit(1)
-        };
-        match &ev {
-            EventLine::Known(Event::Message(e)) if e.from == peer => {
-                if json {
-                    print_event_json(&ev);
-                } else {
-                    println!("{}", describe(&ev));
-                }
-            }
-            EventLine::Known(Event::Disconnected { peer: p, .. }) if *p == peer => {
-                eprintln!("{}", describe(&ev));
-                std::process::exit(6);
-            }
-            _ => {}
-        }
-    });
-    for line in std::io::stdin().lock().lines() {
-        let text = line.map_err(|e| Failure::Other(format!("cannot read stdin: {e}")))?;
-        c.call::<p2p_proto::ctl::SentList>(Command::Send {
-            now: false,
-            user: user.clone(),
-            texts: vec![text],
-        })?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -316,6 +267,14 @@ mod tests {
 
     #[test]
     fn events_are_described_for_people() {
+        // Times are local (TZ), in the one format of `localtime::human`.
+        let t = when("2026-11-30T14:05:09Z");
+        let request = format!(
+            "alice asks to talk (p2pctl accept alice / reject alice); expires {}",
+            expires("2026-11-30T14:06:09Z")
+        );
+        let message = format!("{t} bob: hi\n    there");
+        let broadcast = format!("{t} [broadcast] carol: all");
         let cases = [
             (
                 r#"{"event":"server","state":"connecting","address":null,"user":null,"attempt":2,"next_retry_ms":1000,"last_error":"refused"}"#,
@@ -323,7 +282,7 @@ mod tests {
             ),
             (
                 r#"{"event":"request","from":"alice","expires_at":"2026-11-30T14:06:09Z"}"#,
-                "alice asks to talk (p2pctl accept alice / reject alice); expires 2026-11-30T14:06:09Z",
+                request.as_str(),
             ),
             (
                 r#"{"event":"connected","peer":"bob","since":"2026-11-30T14:05:09Z","initiator":true}"#,
@@ -335,11 +294,11 @@ mod tests {
             ),
             (
                 r#"{"event":"message","kind":"message","from":"bob","text":"hi\nthere","id":3,"at":"2026-11-30T14:05:09Z","seq":4}"#,
-                "14:05:09 bob: hi\n    there",
+                message.as_str(),
             ),
             (
                 r#"{"event":"broadcast","kind":"broadcast","from":"carol","text":"all","id":1,"at":"2026-11-30T14:05:09Z","seq":5}"#,
-                "14:05:09 [broadcast] carol: all",
+                broadcast.as_str(),
             ),
             (
                 r#"{"event":"disconnected","peer":"bob","reason":"closed by peer"}"#,
@@ -357,11 +316,36 @@ mod tests {
             ),
         ];
         for (line, want) in cases {
+            let want: &str = want;
             assert_eq!(described(line), want, "{line}");
         }
         assert!(matches!(
             EventLine::parse(r#"{"event":"server","state":"dreaming","attempt":0}"#).unwrap(),
             EventLine::Unknown(_)
         ));
+    }
+
+    #[test]
+    fn watch_rings_for_a_request_on_a_terminal_in_human_mode_only() {
+        let request = EventLine::parse(
+            r#"{"event":"request","from":"alice","expires_at":"2026-11-30T14:06:09Z"}"#,
+        )
+        .unwrap();
+        let other =
+            EventLine::parse(r#"{"event":"rejected","peer":"bob","reason":"expired"}"#).unwrap();
+        assert!(rings(&request, false, true));
+        assert!(!rings(&request, true, true), "never in JSON");
+        assert!(!rings(&request, false, false), "never in a pipe or file");
+        assert!(!rings(&other, false, true));
+    }
+
+    #[test]
+    fn times_are_local_and_expiries_say_how_long_is_left() {
+        assert_eq!(
+            when("2026-11-30T14:05:09Z"),
+            crate::localtime::human("2026-11-30T14:05:09Z")
+        );
+        assert!(expires("2000-01-01T00:00:00Z").ends_with(" (expired)"));
+        assert_eq!(expires("whenever"), "whenever");
     }
 }

@@ -15,7 +15,7 @@ pub(crate) fn run(client: &mut Client, json: bool) -> Result<(), Failure> {
             .map(|u| {
                 vec![
                     safe::line(&u.user).to_string(),
-                    safe::line(&u.since).to_string(),
+                    crate::localtime::when(&u.since),
                 ]
             })
             .collect();

@@ -1,5 +1,7 @@
 //! One file per subcommand.
 
+pub(crate) mod chat;
+mod chat_term;
 pub(crate) mod contacts;
 pub(crate) mod inbox;
 pub(crate) mod list;

@@ -35,7 +35,7 @@ pub(crate) fn connect(
         ),
         (None, Some(i)) => println!(
             "invited {user}; the invitation expires at {}",
-            safe::line(&i.expires_at)
+            crate::localtime::expires(&i.expires_at)
         ),
         (None, None) => println!("invited {user}"),
     })
@@ -51,7 +51,7 @@ pub(crate) fn requests(c: &mut Client, json: bool) -> Result<(), Failure> {
             .map(|r| {
                 vec![
                     safe::line(&r.from).to_string(),
-                    safe::line(&r.expires_at).to_string(),
+                    crate::localtime::expires(&r.expires_at),
                 ]
             })
             .collect();
@@ -100,7 +100,7 @@ pub(crate) fn sessions(c: &mut Client, json: bool) -> Result<(), Failure> {
                     SessionPath::Direct => "direct",
                     SessionPath::Relayed => "relayed",
                 };
-                vec![peer, path.to_string(), safe::line(&s.since).to_string(), by]
+                vec![peer, path.to_string(), crate::localtime::when(&s.since), by]
             })
             .collect();
         super::table(&["PEER", "PATH", "SINCE", "INVITED BY"], &rows);

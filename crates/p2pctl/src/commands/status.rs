@@ -15,7 +15,7 @@ pub(crate) fn run(client: &mut Client, json: bool) -> Result<(), Failure> {
         let line = match srv.state {
             ServerState::Online => format!(
                 "online as {user} at {at} since {}",
-                safe::line(srv.since.as_deref().unwrap_or("?"))
+                crate::localtime::when(srv.since.as_deref().unwrap_or("?"))
             ),
             ServerState::Connecting => format!(
                 "connecting to {at} as {user} (attempt {}, next try in {}s)",

@@ -4,6 +4,7 @@
 
 mod answer;
 mod broadcast;
+mod chat;
 mod connect;
 mod contacts;
 mod disconnect;
@@ -60,12 +61,7 @@ pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<Reply, CtlError> {
         Command::Trust { user } => verify::trust(daemon, user).await?.into(),
         Command::Outbox => outbox::run(daemon).await?.into(),
         Command::History { user, limit } => history::run(daemon, user, limit).await?.into(),
-        Command::Chat { .. } => {
-            return Err(CtlError::new(
-                ErrorCode::BadRequest,
-                "this daemon does not support that command yet",
-            ))
-        }
+        Command::Chat { user, open } => chat::run(daemon, user, open).await?.into(),
         Command::Watch => {
             return Err(CtlError::new(
                 ErrorCode::BadRequest,

@@ -88,6 +88,12 @@ pub enum SessionCmd {
         /// How it runs.
         path: SessionPath,
     },
+    /// Tell the peer our chat with them opened or closed (a notice their
+    /// chat shows; not stored, not acknowledged).
+    Chat {
+        /// Opened (true) or left.
+        open: bool,
+    },
     /// Say goodbye and close.
     Close,
 }
@@ -315,6 +321,14 @@ impl Task {
                         }
                     }
                     Some(SessionCmd::Adopt { link, path }) => self.adopt(*link, path).await,
+                    // While switching nothing goes out on either link; a
+                    // notice is not worth holding for the new one.
+                    Some(SessionCmd::Chat { open }) if switching.is_none() => {
+                        if let Err(e) = send(&mut self.link, &[PeerMsg::Chat { open }]).await {
+                            return e.to_string();
+                        }
+                    }
+                    Some(SessionCmd::Chat { .. }) => {}
                 },
                 tick = self.liveness.tick() => {
                     if tick == Tick::Idle {
