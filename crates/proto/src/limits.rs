@@ -65,9 +65,11 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What an over-capacity server tells clients to wait before retrying.
 pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(5);
 
-/// An unanswered invitation expires after this (SPEC §3, §5): the default
-/// for how long `p2pctl connect` waits.
-pub const INVITATION_TTL: Duration = Duration::from_secs(60);
+/// An unanswered invitation expires after this unless the server says
+/// otherwise (`p2p-server --invitation-ttl`; SPEC §3, §11): long enough to
+/// notice a notification or a hint and answer. Daemons never assume it: they
+/// go by the expiry the server sends with each invitation.
+pub const INVITATION_TTL: Duration = Duration::from_secs(5 * 60);
 
 /// Invitations one user may send per [`INVITE_WINDOW`]: enough for a busy
 /// person, too few to flood anyone with requests.

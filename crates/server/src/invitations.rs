@@ -18,6 +18,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -86,13 +87,39 @@ impl Inner {
     }
 }
 
+/// Shortest `--invitation-ttl`: a person needs time to see the
+/// notification or the hint and type `accept`; shorter only loses invitations.
+pub const MIN_INVITATION_TTL: Duration = Duration::from_secs(10);
+/// Longest `--invitation-ttl`: an invitation nobody answered within an hour
+/// is stale, and each one open holds a little server memory.
+pub const MAX_INVITATION_TTL: Duration = Duration::from_secs(60 * 60);
+
+/// Parses `--invitation-ttl`: a duration between [`MIN_INVITATION_TTL`] and
+/// [`MAX_INVITATION_TTL`].
+pub(crate) fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let ttl = time::parse_duration(s)?;
+    if !(MIN_INVITATION_TTL..=MAX_INVITATION_TTL).contains(&ttl) {
+        return Err(format!(
+            "{s} is outside {} to {}",
+            time::human_duration(MIN_INVITATION_TTL),
+            time::human_duration(MAX_INVITATION_TTL)
+        ));
+    }
+    Ok(ttl)
+}
+
 /// Open invitations.
 #[derive(Debug)]
 pub struct Invitations {
-    ttl: Duration,
+    /// Life of a new invitation, in ms (a reload changes it).
+    ttl_ms: AtomicU64,
     inner: Mutex<Inner>,
     /// Wakes the expiry driver when a new earliest deadline arrives.
     rearm: Notify,
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn event(event: ServerEvent) -> ServerMsg {
@@ -103,7 +130,7 @@ impl Invitations {
     /// Invitations that expire after `ttl`, rate-limited by `limits`.
     pub fn new(ttl: Duration, limits: InviteLimits) -> Self {
         Invitations {
-            ttl,
+            ttl_ms: AtomicU64::new(ttl_ms(ttl)),
             inner: Mutex::new(Inner {
                 next_id: 0,
                 open: HashMap::new(),
@@ -118,6 +145,12 @@ impl Invitations {
     pub(crate) fn set_limits(&self, limits: InviteLimits) {
         let mut inner = self.inner.lock().expect("invitations poisoned");
         inner.limits.set_limits(limits);
+    }
+
+    /// Applies a new invitation life (a reload) from the next invitation
+    /// on; open ones keep the expiry they were sent with.
+    pub(crate) fn set_ttl(&self, ttl: Duration) {
+        self.ttl_ms.store(ttl_ms(ttl), Ordering::Relaxed);
     }
 
     /// `from` (on session `from_session`, connected from `ip`) invites
@@ -142,7 +175,8 @@ impl Invitations {
         inner.limits.check_invitee(to, now)?;
         inner.next_id += 1;
         let id = inner.next_id;
-        let expires_ms = time::now_ms() + self.ttl.as_millis() as i64;
+        let ttl = Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed));
+        let expires_ms = time::now_ms() + ttl.as_millis() as i64;
         let msg = event(ServerEvent::Invitation {
             invite: id,
             from: from.to_string(),
@@ -158,7 +192,7 @@ impl Invitations {
             to: to.to_string(),
             to_session,
         };
-        let earliest = inner.open(id, invite, now + self.ttl);
+        let earliest = inner.open(id, invite, now + ttl);
         drop(inner);
         if earliest {
             // notify_one keeps a permit if the driver is busy: no lost wakeup.
@@ -456,5 +490,50 @@ mod tests {
         assert_eq!(Instant::now() - t0, ttl + Duration::from_secs(10));
         stop.cancel();
         driver.await.expect("driver stops");
+    }
+
+    /// A reload's new life applies to the next invitation (its expiry and
+    /// its deadline); the open one keeps its own.
+    #[tokio::test(start_paused = true)]
+    async fn a_reloaded_ttl_applies_from_the_next_invitation() {
+        let inv = Arc::new(Invitations::new(
+            Duration::from_secs(300),
+            InviteLimits::default(),
+        ));
+        let presence = Arc::new(Presence::default());
+        let _alice = online(&presence, "alice", 1);
+        let mut bob = online(&presence, "bob", 2);
+        let stop = CancellationToken::new();
+        let driver = tokio::spawn({
+            let (inv, presence, stop) = (inv.clone(), presence.clone(), stop.clone());
+            async move { inv.run_expiry(&presence, stop).await }
+        });
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let t0 = Instant::now();
+        let (first, first_expiry) = inv.invite(&presence, "alice", 1, ip, "bob").unwrap();
+        bob.recv().await.expect("first invitation");
+        inv.set_ttl(Duration::from_secs(20));
+        let (second, second_expiry) = inv.invite(&presence, "alice", 1, ip, "bob").unwrap();
+        bob.recv().await.expect("second invitation");
+        let shorter = (first_expiry - second_expiry) as u64;
+        assert!((279_000..=281_000).contains(&shorter), "{shorter} ms");
+        assert_eq!(closed(bob.recv().await), (second, InviteEnd::Expired));
+        assert_eq!(Instant::now() - t0, Duration::from_secs(20));
+        assert_eq!(closed(bob.recv().await), (first, InviteEnd::Expired));
+        assert_eq!(Instant::now() - t0, Duration::from_secs(300));
+        stop.cancel();
+        driver.await.expect("driver stops");
+    }
+
+    #[test]
+    fn the_ttl_flag_is_bounded() {
+        assert_eq!(parse_ttl("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_ttl("10s"), Ok(MIN_INVITATION_TTL));
+        assert_eq!(parse_ttl("1h"), Ok(MAX_INVITATION_TTL));
+        for bad in ["9s", "61m", "0s"] {
+            let e = parse_ttl(bad).unwrap_err();
+            assert!(e.contains("outside 10s to 1h"), "{bad}: {e}");
+        }
+        assert!(parse_ttl("five").is_err());
     }
 }
