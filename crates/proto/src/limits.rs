@@ -71,6 +71,15 @@ pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(5);
 /// go by the expiry the server sends with each invitation.
 pub const INVITATION_TTL: Duration = Duration::from_secs(5 * 60);
 
+/// Shortest `--invitation-ttl`: a person needs time to see the notification
+/// or the hint and type `accept`; shorter only loses invitations.
+pub const MIN_INVITATION_TTL: Duration = Duration::from_secs(10);
+
+/// Longest `--invitation-ttl`: an invitation nobody answered within an hour
+/// is stale, and each open one holds a little server memory. Daemons wait
+/// no longer than this for an answer, whatever expiry a server claims.
+pub const MAX_INVITATION_TTL: Duration = Duration::from_secs(60 * 60);
+
 /// Invitations one user may send per [`INVITE_WINDOW`]: enough for a busy
 /// person, too few to flood anyone with requests.
 pub const INVITES_PER_WINDOW: u32 = 10;

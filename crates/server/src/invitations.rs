@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use p2p_proto::limits::{MAX_INVITATION_TTL, MIN_INVITATION_TTL};
 use p2p_proto::time;
 use p2p_proto::wire::{Contact, InviteEnd, ServerEvent, ServerMsg};
 use tokio::sync::Notify;
@@ -86,13 +87,6 @@ impl Inner {
         self.deadlines.peek().map(|Reverse((d, _))| *d)
     }
 }
-
-/// Shortest `--invitation-ttl`: a person needs time to see the
-/// notification or the hint and type `accept`; shorter only loses invitations.
-pub const MIN_INVITATION_TTL: Duration = Duration::from_secs(10);
-/// Longest `--invitation-ttl`: an invitation nobody answered within an hour
-/// is stale, and each one open holds a little server memory.
-pub const MAX_INVITATION_TTL: Duration = Duration::from_secs(60 * 60);
 
 /// Parses `--invitation-ttl`: a duration between [`MIN_INVITATION_TTL`] and
 /// [`MAX_INVITATION_TTL`].

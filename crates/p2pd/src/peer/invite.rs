@@ -26,7 +26,7 @@ pub(crate) const ANSWER_SLACK: Duration = Duration::from_secs(5);
 /// The longest invitation life `connect` waits for by default: the largest
 /// `p2p-server --invitation-ttl`. A server that claims a later expiry is not
 /// believed (the user could not tell a hang from a wait).
-pub(crate) const MAX_INVITATION_WAIT: Duration = Duration::from_secs(60 * 60);
+pub(crate) const MAX_INVITATION_WAIT: Duration = p2p_proto::limits::MAX_INVITATION_TTL;
 
 /// `connect`'s wait without `--timeout`: the time the invitation has left
 /// (`remaining`, by the server's clock), capped, plus [`ANSWER_SLACK`].
