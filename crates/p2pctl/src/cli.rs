@@ -51,7 +51,8 @@ enum Cmd {
     Connect {
         /// Whom to ask.
         user: String,
-        /// How long to wait for the answer (default: the invitation's 60s life).
+        /// How long to wait for the answer (default: until the invitation expires
+        /// (the server's setting, 5 minutes by default)).
         #[arg(long, value_name = "DURATION", value_parser = p2p_proto::time::parse_duration)]
         timeout: Option<std::time::Duration>,
         /// Return once the invitation is sent.

@@ -5,7 +5,7 @@ use p2p_testkit::{wait_for, TestDaemon, TestServer, DEADLINE};
 
 #[test]
 fn an_unanswered_invitation_expires_on_the_server_for_both_sides() {
-    let server = TestServer::start(&["--invitation-ttl", "1s"]);
+    let server = TestServer::start(&["--invitation-ttl", "10s"]);
     let daemons: Vec<TestDaemon> = ["alice", "bob"]
         .iter()
         .map(|u| TestDaemon::online(&server, u))

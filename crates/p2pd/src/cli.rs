@@ -77,14 +77,14 @@ pub fn main() -> ExitCode {
         let signals = tokio::spawn(p2p_sys::signals::cancel_on_signal(shutdown.clone()));
         // Installed before anything else runs: SIGHUP's default action
         // would kill us and leave the control socket behind.
-        let (peers_tx, peers_rx) = tokio::sync::oneshot::channel();
+        let (daemon_tx, daemon_rx) = tokio::sync::oneshot::channel();
         let reload = match signal(SignalKind::hangup()) {
             Ok(hangups) => Some(tokio::spawn(crate::reload::on_hangup(
                 hangups,
                 overrides,
                 cfg.clone(),
                 log,
-                peers_rx,
+                daemon_rx,
             ))),
             Err(e) => {
                 tracing::error!("cannot handle SIGHUP (it would stop p2pd): {e}");
@@ -93,7 +93,7 @@ pub fn main() -> ExitCode {
         };
         // Once ready, the systemd task sends STOPPING=1 as the stop starts.
         let result = crate::run(cfg, shutdown, |d| {
-            let _ = peers_tx.send(d.peers.clone());
+            let _ = daemon_tx.send(d.clone());
             crate::systemd::announce_ready(d)
         })
         .await;

@@ -40,6 +40,8 @@ pub(crate) struct FileConfig {
     pub(crate) auto_accept: Vec<String>,
     /// Peer handshakes in progress at once from one address.
     pub(crate) peer_handshakes_per_source: Option<usize>,
+    /// Desktop notifications for invitations (default on).
+    pub(crate) notify: Option<bool>,
 }
 
 mod humantime_serde_opt {
@@ -77,6 +79,9 @@ pub struct DaemonConfig {
     /// Peer handshakes in progress at once from one address (IPv4, or IPv6
     /// /64); at least 1.
     pub(crate) peer_handshakes_per_source: usize,
+    /// Show a desktop notification for each invitation that waits for an
+    /// answer (see `notify.rs`).
+    pub(crate) notify: bool,
 }
 
 /// Flag values that override the file.
@@ -158,6 +163,7 @@ impl DaemonConfig {
             reconnect_max,
             auto_accept: file.auto_accept,
             peer_handshakes_per_source,
+            notify: file.notify.unwrap_or(true),
         })
     }
 }
@@ -225,6 +231,7 @@ mod tests {
         assert!(f.advertise.is_some() && f.log_level.is_some());
         assert!(f.reconnect_min.is_some() && f.reconnect_max.is_some());
         assert!(!f.auto_accept.is_empty() && f.peer_handshakes_per_source.is_some());
+        assert!(f.notify.is_some());
         let level = f.log_level.unwrap();
         assert!(p2p_sys::logging::parse_log_level(&level).is_ok());
     }

@@ -1,6 +1,6 @@
 //! `p2pd`, the per-user daemon (SPEC §5).
 //!
-//! [`run`] binds the peer listener and the control socket, then runs four
+//! [`run`] binds the peer listener and the control socket, then runs five
 //! tasks until the shutdown token fires:
 //!
 //! - the **link** ([`link`]): the server session, with login, keepalive and
@@ -10,7 +10,9 @@
 //!   and its deadlines to the invitation state machine;
 //! - the **control server** (`control.rs`): p2pctl connections, each handled
 //!   by [`handlers`];
-//! - the **peer listener** ([`peer`]).
+//! - the **peer listener** ([`peer`]);
+//! - **desktop notifications** (`notify.rs`): reads the event bus and shows
+//!   invitations through the session D-Bus, if there is one.
 //!
 //! The inbox and the event bus (a broadcast channel of [`ctl::Event`]s for
 //! `watch`) belong to the [`Daemon`] and are handed to the tasks that need
@@ -22,7 +24,7 @@
 //! pieces a `Daemon` is built from ([`state::StateDir`], [`inbox::Inbox`],
 //! [`outbox::Outbox`],
 //! [`link::spawn`], [`peer::Peers`], [`backoff::Backoff`],
-//! [`config::Overrides`]), [`handlers::handle`], the server-event and
+//! [`config::Overrides`], [`notify::Switch`]), [`handlers::handle`], the server-event and
 //! broadcast checks ([`link::check_server_event`],
 //! [`inbox::refuse_broadcast`]), the Noise link ([`peer::noise`]) and the
 //! pinned TLS client ([`tlsclient`]).
@@ -39,6 +41,7 @@ pub mod inbox;
 mod lan;
 pub mod link;
 mod liveness;
+pub mod notify;
 pub mod outbox;
 pub mod peer;
 pub mod relay_client;
@@ -88,9 +91,11 @@ pub struct Daemon {
     pub events: broadcast::Sender<ctl::Event>,
     /// Daemon shutdown (SIGTERM, SIGINT).
     pub shutdown: CancellationToken,
-    /// Tasks of the daemon itself (the systemd status task), waited for
-    /// with a bound at shutdown.
+    /// Tasks of the daemon itself (the systemd status task, desktop
+    /// notifications), waited for with a bound at shutdown.
     pub tasks: TaskTracker,
+    /// The `notify` setting (the SIGHUP reload flips it).
+    pub notify: notify::Switch,
 }
 
 /// Runs the daemon until `shutdown` is cancelled. `ready` is called once the
@@ -174,7 +179,14 @@ pub async fn run(
         events,
         shutdown: shutdown.clone(),
         tasks: TaskTracker::new(),
+        notify: notify::Switch::new(cfg.notify),
     });
+    daemon.tasks.spawn(notify::run(
+        peers.clone(),
+        daemon.notify.clone(),
+        daemon.events.subscribe(),
+        shutdown.clone(),
+    ));
 
     info!(socket = %cfg.socket.display(), peer = %peer_listen, "p2pd ready");
     ready(&daemon);

@@ -9,11 +9,12 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::config::{DaemonConfig, Overrides};
-use crate::peer::Peers;
+use crate::Daemon;
 use p2p_sys::logging::LogHandle;
 
-/// The keys that differ between `old` and `new`, except `log_level` and
-/// `auto_accept` (applied at once): each needs a restart to take effect.
+/// The keys that differ between `old` and `new`, except `log_level`,
+/// `auto_accept` and `notify` (applied at once): each needs a restart to
+/// take effect.
 pub(crate) fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
     let mut keys = Vec::new();
     let mut check = |changed: bool, key: &'static str| {
@@ -36,21 +37,21 @@ pub(crate) fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'sta
 
 /// Reloads on every SIGHUP from `hangups`, forever (the task is aborted at
 /// shutdown). `overrides` are the command-line flags, which still beat the
-/// file; `running` is the configuration the daemon started with; `peers`
+/// file; `running` is the configuration the daemon started with; `daemon`
 /// arrives once the daemon is ready (a SIGHUP before that applies
-/// `auto_accept` at the next one).
+/// `auto_accept` and `notify` at the next one).
 pub(crate) async fn on_hangup(
     mut hangups: Signal,
     overrides: Overrides,
     running: DaemonConfig,
     log: LogHandle,
-    mut peers: oneshot::Receiver<Arc<Peers>>,
+    mut daemon: oneshot::Receiver<Arc<Daemon>>,
 ) {
     let mut current = running.clone();
-    let mut ready: Option<Arc<Peers>> = None;
+    let mut ready: Option<Arc<Daemon>> = None;
     while hangups.recv().await.is_some() {
         if ready.is_none() {
-            ready = peers.try_recv().ok();
+            ready = daemon.try_recv().ok();
         }
         let mut new = match DaemonConfig::resolve(overrides.clone()) {
             Ok(new) => new,
@@ -67,12 +68,18 @@ pub(crate) async fn on_hangup(
             );
         }
         if new.auto_accept != current.auto_accept {
-            if let Some(p) = &ready {
-                p.set_auto_accept(new.auto_accept.clone());
+            if let Some(d) = &ready {
+                d.peers.set_auto_accept(new.auto_accept.clone());
                 info!(
                     users = %new.auto_accept.join(", "),
                     "SIGHUP: auto_accept changed"
                 );
+            }
+        }
+        if new.notify != current.notify {
+            if let Some(d) = &ready {
+                d.notify.set(new.notify);
+                info!(notify = new.notify, "SIGHUP: notify changed");
             }
         }
         // Compared with what runs, not with the last file read, so the
@@ -91,6 +98,7 @@ pub(crate) async fn on_hangup(
             // Not applied yet (the daemon is still starting): the next
             // SIGHUP tries again.
             new.auto_accept = current.auto_accept.clone();
+            new.notify = current.notify;
         }
         current = new;
     }

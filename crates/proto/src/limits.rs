@@ -65,9 +65,20 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What an over-capacity server tells clients to wait before retrying.
 pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(5);
 
-/// An unanswered invitation expires after this (SPEC §3, §5): the default
-/// for how long `p2pctl connect` waits.
-pub const INVITATION_TTL: Duration = Duration::from_secs(60);
+/// An unanswered invitation expires after this unless the server says
+/// otherwise (`p2p-server --invitation-ttl`; SPEC §3, §11): long enough to
+/// notice a notification or a hint and answer. Daemons never assume it: they
+/// go by the expiry the server sends with each invitation.
+pub const INVITATION_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// Shortest `--invitation-ttl`: a person needs time to see the notification
+/// or the hint and type `accept`; shorter only loses invitations.
+pub const MIN_INVITATION_TTL: Duration = Duration::from_secs(10);
+
+/// Longest `--invitation-ttl`: an invitation nobody answered within an hour
+/// is stale, and each open one holds a little server memory. Daemons wait
+/// no longer than this for an answer, whatever expiry a server claims.
+pub const MAX_INVITATION_TTL: Duration = Duration::from_secs(60 * 60);
 
 /// Invitations one user may send per [`INVITE_WINDOW`]: enough for a busy
 /// person, too few to flood anyone with requests.

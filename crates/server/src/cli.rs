@@ -95,8 +95,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = crate::invite_limits::DEFAULT_INVITES_PER_ADDRESS,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) invites_per_address: u32,
-    /// Unanswered invitations expire after this.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, hide = true)]
+    /// Unanswered invitations expire after this (10s to 1h); also how long
+    /// `p2pctl connect` waits by default. A reload applies it to new invitations.
+    #[arg(long, value_name = "DURATION",
+          default_value = "5m", value_parser = crate::invitations::parse_ttl)]
     pub(crate) invitation_ttl: Duration,
     /// Drop a session after this much silence (daemons ping every 15s).
     #[arg(long, value_name = "DURATION", default_value = "45s", value_parser = parse_duration, hide = true)]
@@ -421,4 +423,16 @@ pub(crate) fn server_config(cli: &Cli) -> Result<ServerConfig> {
         };
     }
     Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flag's written default is the shared constant daemons document.
+    #[test]
+    fn the_invitation_ttl_default_is_the_shared_constant() {
+        let cli = Cli::try_parse_from(["p2p-server"]).unwrap();
+        assert_eq!(cli.serve.invitation_ttl, p2p_proto::limits::INVITATION_TTL);
+    }
 }

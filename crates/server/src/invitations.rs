@@ -18,9 +18,11 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use p2p_proto::limits::{MAX_INVITATION_TTL, MIN_INVITATION_TTL};
 use p2p_proto::time;
 use p2p_proto::wire::{Contact, InviteEnd, ServerEvent, ServerMsg};
 use tokio::sync::Notify;
@@ -86,13 +88,32 @@ impl Inner {
     }
 }
 
+/// Parses `--invitation-ttl`: a duration between [`MIN_INVITATION_TTL`] and
+/// [`MAX_INVITATION_TTL`].
+pub(crate) fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let ttl = time::parse_duration(s)?;
+    if !(MIN_INVITATION_TTL..=MAX_INVITATION_TTL).contains(&ttl) {
+        return Err(format!(
+            "{s} is outside {} to {}",
+            time::human_duration(MIN_INVITATION_TTL),
+            time::human_duration(MAX_INVITATION_TTL)
+        ));
+    }
+    Ok(ttl)
+}
+
 /// Open invitations.
 #[derive(Debug)]
 pub struct Invitations {
-    ttl: Duration,
+    /// Life of a new invitation, in ms (a reload changes it).
+    ttl_ms: AtomicU64,
     inner: Mutex<Inner>,
     /// Wakes the expiry driver when a new earliest deadline arrives.
     rearm: Notify,
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn event(event: ServerEvent) -> ServerMsg {
@@ -103,7 +124,7 @@ impl Invitations {
     /// Invitations that expire after `ttl`, rate-limited by `limits`.
     pub fn new(ttl: Duration, limits: InviteLimits) -> Self {
         Invitations {
-            ttl,
+            ttl_ms: AtomicU64::new(ttl_ms(ttl)),
             inner: Mutex::new(Inner {
                 next_id: 0,
                 open: HashMap::new(),
@@ -118,6 +139,12 @@ impl Invitations {
     pub(crate) fn set_limits(&self, limits: InviteLimits) {
         let mut inner = self.inner.lock().expect("invitations poisoned");
         inner.limits.set_limits(limits);
+    }
+
+    /// Applies a new invitation life (a reload) from the next invitation
+    /// on; open ones keep the expiry they were sent with.
+    pub(crate) fn set_ttl(&self, ttl: Duration) {
+        self.ttl_ms.store(ttl_ms(ttl), Ordering::Relaxed);
     }
 
     /// `from` (on session `from_session`, connected from `ip`) invites
@@ -142,7 +169,8 @@ impl Invitations {
         inner.limits.check_invitee(to, now)?;
         inner.next_id += 1;
         let id = inner.next_id;
-        let expires_ms = time::now_ms() + self.ttl.as_millis() as i64;
+        let ttl = Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed));
+        let expires_ms = time::now_ms() + ttl.as_millis() as i64;
         let msg = event(ServerEvent::Invitation {
             invite: id,
             from: from.to_string(),
@@ -158,7 +186,7 @@ impl Invitations {
             to: to.to_string(),
             to_session,
         };
-        let earliest = inner.open(id, invite, now + self.ttl);
+        let earliest = inner.open(id, invite, now + ttl);
         drop(inner);
         if earliest {
             // notify_one keeps a permit if the driver is busy: no lost wakeup.
@@ -321,140 +349,5 @@ impl Invitations {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-
-    fn invite(to: &str) -> Invite {
-        Invite {
-            from: "alice".into(),
-            from_session: 1,
-            to: to.into(),
-            to_session: 2,
-        }
-    }
-
-    fn inner() -> Inner {
-        Inner {
-            next_id: 0,
-            open: HashMap::new(),
-            deadlines: BinaryHeap::new(),
-            limits: InviteLimiter::new(InviteLimits::default()),
-        }
-    }
-
-    fn ids(due: Vec<(u64, Invite)>) -> Vec<u64> {
-        due.into_iter().map(|(id, _)| id).collect()
-    }
-
-    #[test]
-    fn expires_exactly_at_the_deadline_not_before() {
-        let t0 = Instant::now();
-        let ttl = Duration::from_secs(60);
-        let mut i = inner();
-        assert!(i.open(1, invite("bob"), t0 + ttl));
-        assert!(i.take_expired(t0).is_empty());
-        assert!(i
-            .take_expired(t0 + ttl - Duration::from_millis(1))
-            .is_empty());
-        assert_eq!(i.next_deadline(), Some(t0 + ttl));
-        assert_eq!(ids(i.take_expired(t0 + ttl)), vec![1]);
-        assert!(i.open.is_empty());
-        assert_eq!(i.next_deadline(), None);
-    }
-
-    #[test]
-    fn answered_invitations_do_not_expire_later() {
-        let t0 = Instant::now();
-        let ttl = Duration::from_secs(60);
-        let mut i = inner();
-        i.open(1, invite("bob"), t0 + ttl);
-        i.open(2, invite("carol"), t0 + ttl + Duration::from_secs(1));
-        // Answering removes the invitation from `open` only.
-        i.open.remove(&1);
-        assert_eq!(ids(i.take_expired(t0 + ttl)), Vec::<u64>::new());
-        // The stale heap entry is gone; the other invitation still expires.
-        assert_eq!(i.next_deadline(), Some(t0 + ttl + Duration::from_secs(1)));
-        assert_eq!(ids(i.take_expired(t0 + ttl * 2)), vec![2]);
-    }
-
-    #[test]
-    fn expires_in_deadline_order_and_reports_new_earliest() {
-        let t0 = Instant::now();
-        let mut i = inner();
-        assert!(i.open(1, invite("bob"), t0 + Duration::from_secs(30)));
-        assert!(!i.open(2, invite("carol"), t0 + Duration::from_secs(40)));
-        assert!(i.open(3, invite("dave"), t0 + Duration::from_secs(10)));
-        assert_eq!(
-            ids(i.take_expired(t0 + Duration::from_secs(35))),
-            vec![3, 1]
-        );
-        assert_eq!(ids(i.take_expired(t0 + Duration::from_secs(40))), vec![2]);
-    }
-
-    fn online(p: &Presence, user: &str, session: u64) -> tokio::sync::mpsc::Receiver<ServerMsg> {
-        let (kick, _) = tokio::sync::watch::channel(None);
-        let (outbound, rx) = tokio::sync::mpsc::channel(crate::presence::OUTBOUND_QUEUE);
-        let entry = crate::presence::Online {
-            session,
-            since_ms: 0,
-            reach: crate::reach::Reach {
-                link: ([127, 0, 0, 1], 1000 + session as u16).into(),
-                listen_port: 1000 + session as u16,
-                advertise: None,
-                lan: Vec::new(),
-            },
-            public_key: String::new(),
-            kick,
-            outbound,
-        };
-        p.register(user, entry);
-        rx
-    }
-
-    fn closed(msg: Option<ServerMsg>) -> (u64, InviteEnd) {
-        match msg {
-            Some(ServerMsg::Event {
-                event: ServerEvent::InvitationClosed { invite, reason },
-            }) => (invite, reason),
-            other => panic!("expected InvitationClosed, got {other:?}"),
-        }
-    }
-
-    /// The driver ends an invitation at exactly its deadline on the (paused)
-    /// tokio clock, re-arms for invitations made while it sleeps, and stops
-    /// when told.
-    #[tokio::test(start_paused = true)]
-    async fn the_driver_expires_each_invitation_at_its_deadline() {
-        let ttl = Duration::from_secs(60);
-        let inv = Arc::new(Invitations::new(ttl, InviteLimits::default()));
-        let presence = Arc::new(Presence::default());
-        let _alice = online(&presence, "alice", 1);
-        let mut bob = online(&presence, "bob", 2);
-        let stop = CancellationToken::new();
-        let driver = tokio::spawn({
-            let (inv, presence, stop) = (inv.clone(), presence.clone(), stop.clone());
-            async move { inv.run_expiry(&presence, stop).await }
-        });
-        let ip = IpAddr::from([127, 0, 0, 1]);
-        let t0 = Instant::now();
-        let (first, _) = inv.invite(&presence, "alice", 1, ip, "bob").unwrap();
-        assert!(matches!(
-            bob.recv().await,
-            Some(ServerMsg::Event {
-                event: ServerEvent::Invitation { .. }
-            })
-        ));
-        tokio::time::advance(Duration::from_secs(10)).await;
-        let (second, _) = inv.invite(&presence, "alice", 1, ip, "bob").unwrap();
-        bob.recv().await.expect("second invitation");
-        // Paused clock: recv auto-advances to the driver's next timer.
-        assert_eq!(closed(bob.recv().await), (first, InviteEnd::Expired));
-        assert_eq!(Instant::now() - t0, ttl);
-        assert_eq!(closed(bob.recv().await), (second, InviteEnd::Expired));
-        assert_eq!(Instant::now() - t0, ttl + Duration::from_secs(10));
-        stop.cancel();
-        driver.await.expect("driver stops");
-    }
-}
+#[path = "invitations_tests.rs"]
+mod tests;

@@ -3,7 +3,8 @@
 //! stays up.
 //!
 //! Applied at once, to the next request: the broadcast limit, window and
-//! TTL; the invitation limits; the relay policy (caps, timeouts, on/off);
+//! TTL; the invitation limits and the invitation life (`invitation_ttl`,
+//! for invitations made from then on); the relay policy (caps, timeouts, on/off);
 //! the TLS identity (new connections get the new certificate); accounts
 //! (removed users are disconnected). Everything else is read at start only:
 //! a changed value is logged as "changed, needs a restart" and the running
@@ -20,6 +21,7 @@ use crate::{tls, users, ServerConfig, Shared};
 pub(crate) async fn apply(shared: &Arc<Shared>, new: &ServerConfig) -> Vec<&'static str> {
     shared.broadcasts.set_policy(new.broadcasts);
     shared.invitations.set_limits(new.invite_limits);
+    shared.invitations.set_ttl(new.invitation_ttl);
     shared.relay.set_policy(new.relay);
     reload_tls(shared, &new.tls);
     match users::refresh(&shared.users).await {
@@ -82,7 +84,6 @@ pub(crate) fn restart_only(old: &ServerConfig, new: &ServerConfig) -> Vec<&'stat
         old.sources.per_network != new.sources.per_network,
         "max_unauthenticated_per_network",
     );
-    check(old.invitation_ttl != new.invitation_ttl, "invitation_ttl");
     check(old.idle_timeout != new.idle_timeout, "idle_timeout");
     let (a, b) = (&old.limits, &new.limits);
     check(a.per_source != b.per_source, "login_failures_per_source");
@@ -121,6 +122,7 @@ mod tests {
         new.broadcasts.limit += 1;
         new.relay.sessions_per_user += 1;
         new.invite_limits.per_address += 1;
+        new.invitation_ttl *= 2;
         assert!(restart_only(&old, &new).is_empty());
         new.max_clients += 1;
         new.data_dir = "/tmp/b".into();

@@ -130,3 +130,34 @@ fn the_example_config_names_only_valid_keys() {
     let out = server(&["check-config", "--config", &path]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+/// `--invitation-ttl` (and its key) is refused outside its bounds with a
+/// usage error naming them; the default is five minutes.
+#[test]
+fn the_invitation_ttl_is_bounded_and_defaults_to_five_minutes() {
+    let dir = short_tempdir();
+    for args in [&["--invitation-ttl", "5s"][..], &["--invitation-ttl", "2h"]] {
+        // Serving flags come before the subcommand.
+        let mut all = args.to_vec();
+        all.push("check-config");
+        let out = server(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("--invitation-ttl") && err.contains("outside 10s to 1h"),
+            "{err}"
+        );
+    }
+    let file = write(dir.path(), "invitation_ttl = \"90m\"\n");
+    let out = server(&["check-config", "--config", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("outside 10s to 1h"));
+    let file = write(dir.path(), "invitation_ttl = \"30s\"\n");
+    let out = server(&["check-config", "--config", &file]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let help = text(&server(&["--help"]).stdout);
+    assert!(
+        help.contains("--invitation-ttl") && help.contains("[default: 5m]"),
+        "{help}"
+    );
+}

@@ -116,3 +116,42 @@ async fn sighup_serves_a_renewed_certificate() {
     let status = alice.status();
     assert_eq!(status["server"]["since"], since, "{status}");
 }
+
+/// The expiry `connect --no-wait` reports, as seconds from now.
+fn invitation_life_s(from: &TestDaemon, to: &str) -> i64 {
+    let (code, doc) = from.ctl_json(&["connect", to, "--no-wait"]);
+    assert_eq!(code, 0, "{doc}");
+    let at = doc["invited"]["expires_at"].as_str().expect("expires_at");
+    let at = humantime::parse_rfc3339(at).expect("RFC 3339");
+    let now = std::time::SystemTime::now();
+    match at.duration_since(now) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+/// A changed `invitation_ttl` applies to the next invitation without a
+/// restart (and is not reported as needing one).
+#[test]
+fn sighup_applies_a_changed_invitation_ttl_to_new_invitations() {
+    let dir = short_tempdir();
+    let config = dir.path().join("p2p-server.toml");
+    write(&config, "invitation_ttl = \"5m\"\n");
+    let server = TestServer::start(&["--config", config.to_str().unwrap()]);
+    let alice = TestDaemon::online(&server, "alice");
+    let _bob = TestDaemon::online(&server, "bob");
+    let first = invitation_life_s(&alice, "bob");
+    assert!((240..=300).contains(&first), "{first} s");
+
+    write(&config, "invitation_ttl = \"20s\"\n");
+    hangup(&server);
+    wait_reloads(&server, 1);
+    let log = server.log();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("invitation_ttl") && l.contains("needs a restart")),
+        "{log}"
+    );
+    let second = invitation_life_s(&alice, "bob");
+    assert!((1..=20).contains(&second), "{second} s");
+}

@@ -189,6 +189,8 @@ impl TestDaemon {
             .env("XDG_RUNTIME_DIR", p.join("r"))
             .env_remove("P2PD_SOCKET")
             .env_remove("RUST_LOG")
+            // No desktop notifications from tests unless a test gives a bus.
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     }
 

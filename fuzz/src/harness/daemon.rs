@@ -112,6 +112,7 @@ impl Fixture {
                 events,
                 shutdown,
                 tasks: tokio_util::task::TaskTracker::new(),
+                notify: p2pd::notify::Switch::new(false),
             })
         });
         Fixture { rt, daemon }

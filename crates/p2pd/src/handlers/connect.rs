@@ -3,14 +3,9 @@
 use std::time::Duration;
 
 use p2p_proto::ctl::{ConnectDone, CtlError, ErrorCode};
-use p2p_proto::limits::INVITATION_TTL;
 use p2p_proto::names::validate_username;
 
 use crate::Daemon;
-
-/// Extra wait past the invitation's life, so the server's "expired" answer
-/// (exit 5 with a reason) normally beats our own timeout.
-pub(crate) const ANSWER_SLACK: Duration = Duration::from_secs(5);
 
 /// Runs `connect`.
 pub(crate) async fn run(
@@ -27,8 +22,7 @@ pub(crate) async fn run(
     if daemon.peers.contact_view(&user).is_some_and(|c| c.held) {
         return Err(crate::peer::PeerError::KeyChanged { user }.into());
     }
-    let wait = timeout_ms
-        .map(Duration::from_millis)
-        .unwrap_or(INVITATION_TTL + ANSWER_SLACK);
+    // Without --timeout: until the invitation expires (Peers::connect).
+    let wait = timeout_ms.map(Duration::from_millis);
     Ok(daemon.peers.connect(&user, wait, no_wait).await?)
 }

@@ -19,12 +19,29 @@ use super::reach::{self, LinkSetupError};
 use super::{listener, noise, Peers};
 use crate::link::reply_error;
 
+/// Extra wait past the invitation's life, so the server's "expired" answer
+/// (exit 5 with a reason) normally beats our own timeout.
+pub(crate) const ANSWER_SLACK: Duration = Duration::from_secs(5);
+
+/// The longest invitation life `connect` waits for by default: the largest
+/// `p2p-server --invitation-ttl`. A server that claims a later expiry is not
+/// believed (the user could not tell a hang from a wait).
+pub(crate) const MAX_INVITATION_WAIT: Duration = p2p_proto::limits::MAX_INVITATION_TTL;
+
+/// `connect`'s wait without `--timeout`: the time the invitation has left
+/// (`remaining`, by the server's clock), capped, plus [`ANSWER_SLACK`].
+pub(crate) fn default_wait(remaining: Duration) -> Duration {
+    remaining.min(MAX_INVITATION_WAIT) + ANSWER_SLACK
+}
+
 impl Peers {
-    /// Invites `user`; unless `no_wait`, waits up to `wait` for the session.
+    /// Invites `user`; unless `no_wait`, waits for the session up to `wait`,
+    /// or without one until the invitation expires by the server's clock
+    /// (the server sets the life: `--invitation-ttl`).
     pub(crate) async fn connect(
         self: &Arc<Self>,
         user: &str,
-        wait: Duration,
+        wait: Option<Duration>,
         no_wait: bool,
     ) -> Result<ConnectDone, PeerError> {
         if let Some((info, _)) = self.session(user) {
@@ -54,6 +71,10 @@ impl Peers {
                 invited: Some(invited),
             });
         }
+        let wait = wait.unwrap_or_else(|| {
+            let left = super::lock(&self.invitations).until_server_time(expires_ms, super::now());
+            default_wait(left)
+        });
         let (tx, rx) = oneshot::channel();
         self.apply(Input::Invited {
             invite,
@@ -131,5 +152,46 @@ impl Peers {
             }
             Err(e) => warn!(%addr, reason = %e, "peer handshake failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_wait_follows_the_invitation_not_a_fixed_minute() {
+        let five_minutes = Duration::from_secs(300);
+        assert_eq!(default_wait(five_minutes), five_minutes + ANSWER_SLACK);
+        assert_eq!(default_wait(Duration::ZERO), ANSWER_SLACK);
+        let day = Duration::from_secs(86_400);
+        assert_eq!(default_wait(day), MAX_INVITATION_WAIT + ANSWER_SLACK);
+    }
+
+    /// The invitation's expiry is the server's time: the wait is measured
+    /// on the server's clock (the skew seen at login), never from a
+    /// fixed life.
+    #[test]
+    fn time_left_is_counted_on_the_servers_clock() {
+        let mut m = super::super::invitations::Invitations::<u32, u32>::new([], vec![1]);
+        let now = super::super::invitations::Now {
+            at: tokio::time::Instant::now(),
+            unix_ms: 1_000_000,
+        };
+        // The server's clock is 2 s ahead of ours.
+        m.handle(
+            Input::LoggedIn {
+                clock_skew_ms: 2_000,
+            },
+            now,
+        );
+        let expiry = 1_000_000 + 2_000 + 300_000;
+        assert_eq!(m.until_server_time(expiry, now), Duration::from_secs(300));
+        assert_eq!(m.until_server_time(1_000_500, now), Duration::ZERO);
+        assert_eq!(m.until_server_time(i64::MIN, now), Duration::ZERO);
+        assert_eq!(
+            m.until_server_time(i64::MAX, now),
+            Duration::from_millis((i64::MAX - 1_002_000) as u64)
+        );
     }
 }

@@ -21,7 +21,6 @@ use std::net::IpAddr;
 use p2p_proto::ctl::{Event, PendingRequest};
 use std::time::Duration;
 
-use p2p_proto::limits::INVITATION_TTL;
 use p2p_proto::time::rfc3339;
 use p2p_proto::wire::{Contact, InviteEnd, ServerEvent};
 use tokio::time::Instant;
@@ -47,6 +46,12 @@ pub(crate) const SESSION_SETUP_DEADLINE: Duration = Duration::from_secs(5);
 /// or peer reaches this, and it must not grow the daemon's memory without
 /// bound.
 pub(crate) const MAX_HELD_INVITATIONS: usize = 256;
+
+/// An answer to our invitation that arrived before `connect` registered it
+/// is held this long. The race is between the server's reply and its event
+/// inside p2pd (milliseconds apart), whatever the invitation's life; the
+/// bound only keeps answers to invitations we never made from piling up.
+pub(crate) const EARLY_ANSWER_HOLD: Duration = Duration::from_secs(30);
 
 struct Request {
     invite: u64,
@@ -187,6 +192,13 @@ impl<W, L> Invitations<W, L> {
         let settled = self.settled.iter().map(|s| s.until);
         let held = self.held.iter().map(|h| h.until);
         establishing.chain(settled).chain(held).min()
+    }
+
+    /// How long until the server's clock reads `server_ms` (zero if past):
+    /// an invitation's expiry is the server's time, not ours.
+    pub(crate) fn until_server_time(&self, server_ms: i64, now: Now) -> Duration {
+        let left = server_ms.saturating_sub(now.unix_ms.saturating_add(self.clock_skew_ms));
+        Duration::from_millis(u64::try_from(left).unwrap_or(0))
     }
 
     /// Invitations waiting for our answer, oldest first.
@@ -367,7 +379,7 @@ impl<W, L> Invitations<W, L> {
 
     fn hold_early(&mut self, invite: u64, event: ServerEvent, now: Now) {
         self.early
-            .retain(|_, (_, t)| now.at.duration_since(*t) < INVITATION_TTL);
+            .retain(|_, (_, t)| now.at.duration_since(*t) < EARLY_ANSWER_HOLD);
         if self.early.len() < MAX_HELD_INVITATIONS {
             self.early.insert(invite, (event, now.at));
         }
@@ -447,7 +459,7 @@ impl<W, L> Invitations<W, L> {
         let server_now = now.unix_ms + self.clock_skew_ms;
         self.requests.retain(|_, r| r.expires_ms > server_now);
         self.early
-            .retain(|_, (_, t)| now.at.duration_since(*t) < INVITATION_TTL);
+            .retain(|_, (_, t)| now.at.duration_since(*t) < EARLY_ANSWER_HOLD);
         self.expire_establishing(now, out);
     }
 

@@ -381,9 +381,9 @@ fn an_early_answer_is_applied_when_connect_registers() {
     let acts = m.handle(invited(3), c.now());
     assert!(acts.iter().any(|a| matches!(a, Action::Establish { .. })));
 
-    // One held past the invitation's life is forgotten.
+    // One held past the hold is forgotten.
     m.handle(Input::Server(accepted), c.now());
-    c.advance(INVITATION_TTL);
+    c.advance(super::EARLY_ANSWER_HOLD);
     m.handle(Input::Tick, c.now());
     assert!(m.handle(invited(3), c.now()).is_empty());
     // A login forgets them too (ids start over after a server restart).
