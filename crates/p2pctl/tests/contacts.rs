@@ -339,10 +339,27 @@ fn an_unverified_contacts_new_key_opens_the_session_and_is_marked() {
         greeting(&alice)["hello"]["key_changed"],
         serde_json::json!(["bob"])
     );
+    // ...and it does, on stderr, for the commands that touch him.
+    let warning = "warning: bob's key changed; compare the safety number with p2pctl verify bob";
+    let stderr = |args: &[&str]| String::from_utf8_lossy(&alice.ctl(args).stderr).into_owned();
+    for args in [
+        &["send", "bob", "still you?"][..],
+        &["connect", "bob", "--no-wait"],
+        &["sessions"],
+        &["contacts"],
+        &["status"],
+    ] {
+        assert!(stderr(args).contains(warning), "{args:?}: no warning");
+    }
+    assert!(
+        !stderr(&["list"]).contains(warning),
+        "list touches no contact"
+    );
     // Confirming the new number clears the warning.
     let (code, doc) = alice.ctl_json(&["verify", "bob", "--confirm"]);
     assert_eq!(code, 0, "{doc}");
     assert!(greeting(&alice)["hello"].get("key_changed").is_none());
+    assert!(!stderr(&["status"]).contains(warning));
 }
 
 /// The daemon's first line on a new control connection.
