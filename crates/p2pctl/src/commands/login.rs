@@ -1,6 +1,7 @@
 //! `p2pctl login` and `p2pctl register`.
 
 use clap::Args;
+use p2p_proto::address::parse_host_port;
 use p2p_proto::ctl::{Command, LoginArgs, LoginDone};
 use p2p_proto::names::validate_username;
 use p2p_sys::password::read_password;
@@ -39,6 +40,8 @@ fn go(
         fingerprint,
     } = o;
     validate_username(&user).map_err(|e| Failure::Usage(e.to_string()))?;
+    // A typo in the address is named before the password is asked for.
+    let server = parse_host_port(&server).map_err(|e| Failure::Usage(format!("--server: {e}")))?;
     // Reach the daemon before asking for a password it could not use.
     let mut client = connect()?;
     let password = read_password(password_stdin, register).map_err(Failure::Usage)?;

@@ -48,7 +48,8 @@ impl LoginError {
             | LoginError::SessionNotRemoved(_) => ErrorCode::Internal,
             LoginError::Unreachable(_)
             | LoginError::UnreachableRetrying { .. }
-            | LoginError::NotOurServer(_) => ErrorCode::ServerUnreachable,
+            | LoginError::NotOurServer(_)
+            | LoginError::FirstContact { .. } => ErrorCode::ServerUnreachable,
             LoginError::CertificateChanged { .. } => ErrorCode::CertificateChanged,
             LoginError::NoPin { .. } => ErrorCode::NotLoggedIn,
             LoginError::Refused { code, .. } => match code {

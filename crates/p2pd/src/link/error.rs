@@ -88,6 +88,19 @@ pub enum LoginError {
         /// Seconds until the next attempt (rounded up).
         next_try_s: u64,
     },
+    /// The first login of a server found nothing that answers as a
+    /// p2p-server there (no such host, refused, no preamble, TLS failed):
+    /// most likely a wrong address, so it is not retried.
+    #[error(
+        "cannot reach {server}: {cause}; is this a p2p-server? Check the address \
+         (not retrying: no login to {server} has succeeded yet)"
+    )]
+    FirstContact {
+        /// `host:port`.
+        server: String,
+        /// What went wrong.
+        cause: String,
+    },
     /// What answered is not a p2p-broadcast server.
     #[error(transparent)]
     NotOurServer(HandshakeError),

@@ -90,7 +90,7 @@ impl Link {
                     self.schedule_retry(attempt + 1, e.to_string(), None);
                 }
             }
-            Err(Failure::Retry { why, after }) => self.schedule_retry(attempt + 1, why, after),
+            Err(Failure::Retry { why, after, .. }) => self.schedule_retry(attempt + 1, why, after),
             Err(Failure::Fatal(e)) => self.fatal(&e).await,
         }
     }
