@@ -180,8 +180,8 @@ show "$P2P_BIN_DIR/p2pctl" status
 wait_until "p2pd to report READY=1" systemctl --user is-active p2pd.service
 show systemctl --user status --no-pager --lines=0 p2pd.service
 
-echo "\$ printf 'correct horse\\n' | p2pctl login --server $addr --user alice --password-stdin"
-printf 'correct horse\n' | "$P2P_BIN_DIR/p2pctl" login --server "$addr" --user alice --password-stdin
+echo "\$ printf 'correct horse\\n' | p2pctl login --server $addr --user alice --password-stdin --trust-on-first-use"
+printf 'correct horse\n' | "$P2P_BIN_DIR/p2pctl" login --server "$addr" --user alice --password-stdin --trust-on-first-use
 echo
 wait_until "STATUS=online as alice" online
 show systemctl --user status --no-pager --lines=0 p2pd.service

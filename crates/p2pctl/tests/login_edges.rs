@@ -106,3 +106,167 @@ fn a_server_that_let_us_in_before_is_still_retried_when_down() {
     assert!(msg.contains("keeps trying"), "{msg}");
     assert_eq!(d.status()["server"]["state"], "connecting");
 }
+
+/// `p2pctl ARGS` with no daemon to reach: what is refused here is refused
+/// before the daemon is asked (that would be exit 3).
+fn ctl_without_daemon(args: &[&str]) -> (Option<i32>, String) {
+    let home = short_tempdir();
+    let out = Command::new(bin("p2pctl"))
+        .env("HOME", home.path())
+        .env("XDG_RUNTIME_DIR", home.path())
+        .env_remove("P2PD_SOCKET")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_first_login_without_a_terminal_needs_a_fingerprint_or_trust_on_first_use() {
+    let server = TestServer::start(&[]);
+    server.add_user("alice", "alice-password");
+    let d = TestDaemon::start(FAST_RECONNECT);
+    let login = ["login", "--server", &server.address(), "--user", "alice"];
+    let out = d.ctl_stdin(
+        &[&login[..], &["--password-stdin"]].concat(),
+        "alice-password\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--fingerprint") && err.contains("--trust-on-first-use"),
+        "{err}"
+    );
+    assert_eq!(d.state(), "logged_out", "nothing was sent");
+    assert!(
+        !d.state_dir().join("known_servers.json").exists(),
+        "nothing pinned"
+    );
+
+    // A malformed fingerprint is refused before the daemon is even asked.
+    let (code, err) = ctl_without_daemon(
+        &[
+            &login[..],
+            &["--password-stdin", "--fingerprint", "SHA256:abc"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("SHA256:<64 hex digits>"), "{err}");
+
+    // A well-formed one that does not match: not called pinned, and the
+    // server's certificate is not offered as the thing to pin.
+    let wrong = format!("SHA256:{}", "ab".repeat(32));
+    let (code, e) = d.authenticate(
+        "login",
+        &server.address(),
+        "alice",
+        "alice-password",
+        &["--fingerprint", &wrong],
+    );
+    assert_ne!(code, 0, "{e}");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("not the --fingerprint given"), "{msg}");
+    assert!(
+        !msg.contains("pinned:") && !msg.contains("is pinned"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains(&format!("--fingerprint {}", server.fingerprint)),
+        "{msg}"
+    );
+    assert_eq!(d.state(), "logged_out");
+
+    // Deciding explicitly works; from then on the pin is on file and no
+    // flag is needed.
+    let (code, e) = d.login(&server, "alice", "alice-password");
+    assert_eq!(code, 0, "{e}");
+    assert_eq!(d.ctl(&["logout"]).status.code(), Some(0));
+    let out = d.ctl_stdin(
+        &[&login[..], &["--password-stdin"]].concat(),
+        "alice-password\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+/// A tmux server of its own (socket in a temp dir kept while it runs),
+/// killed when dropped.
+struct Tmux(std::path::PathBuf, #[allow(dead_code)] tempfile::TempDir);
+
+impl Tmux {
+    fn new() -> Tmux {
+        let dir = short_tempdir();
+        Tmux(dir.path().join("tmux.sock"), dir)
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.0)
+            .args(args)
+            .output()
+            .expect("tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "t"])
+    }
+
+    fn wait_screen(&self, what: &str) -> String {
+        p2p_testkit::wait_for(p2p_testkit::DEADLINE, what, || {
+            let s = self.screen();
+            s.contains(what).then_some(s)
+        })
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.run(&["kill-server"]);
+    }
+}
+
+#[test]
+fn on_a_terminal_the_fingerprint_is_shown_and_confirmed_before_the_password() {
+    let server = TestServer::start(&[]);
+    server.add_user("alice", "alice-password");
+    let d = TestDaemon::start(FAST_RECONNECT);
+    let tmux = Tmux::new();
+    let cmd = format!(
+        "{} --socket {} login --server {} --user alice; echo EXIT=$?; sleep 600",
+        bin("p2pctl").display(),
+        d.socket().display(),
+        server.address()
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "200",
+        "-y",
+        "40",
+        &cmd,
+    ]);
+    let screen = tmux.wait_screen("[y/N]");
+    assert!(screen.contains(&server.fingerprint), "{screen}");
+    assert!(
+        !screen.contains("Password"),
+        "asked before the password: {screen}"
+    );
+    assert_eq!(d.state(), "logged_out", "nothing sent yet");
+    tmux.run(&["send-keys", "-t", "t", "y", "Enter"]);
+    tmux.wait_screen("Password:");
+    tmux.run(&["send-keys", "-t", "t", "alice-password", "Enter"]);
+    let screen = tmux.wait_screen("EXIT=");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert_eq!(d.state(), "online");
+    let pins = std::fs::read_to_string(d.state_dir().join("known_servers.json")).unwrap();
+    assert!(pins.contains(&server.fingerprint), "{pins}");
+}

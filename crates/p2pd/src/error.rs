@@ -26,7 +26,7 @@ pub enum DaemonError {
     AlreadyRunning(PathBuf),
     /// Another daemon holds the state directory (it would share our
     /// identity and saved session and take the account over).
-    #[error("{0}: another p2pd uses this state directory; stop it first, or give this one its own --state-dir")]
+    #[error("{0}: another p2pd is already running with this state directory; stop it first, or give this one its own --state-dir")]
     StateInUse(#[from] p2p_sys::dirlock::LockError),
     /// The control socket directory is not safe to use.
     #[error("{0}")]

@@ -2,8 +2,11 @@
 
 use clap::Args;
 use p2p_proto::address::parse_host_port;
-use p2p_proto::ctl::{Command, LoginArgs, LoginDone};
+use std::io::{BufRead, IsTerminal, Write};
+
+use p2p_proto::ctl::{Command, LoginArgs, LoginDone, ProbeReport};
 use p2p_proto::names::validate_username;
+use p2p_proto::Fingerprint;
 use p2p_sys::password::read_password;
 
 use crate::client::Client;
@@ -22,9 +25,13 @@ pub(crate) struct LoginOpts {
     #[arg(long)]
     password_stdin: bool,
     /// Pin this certificate fingerprint (SHA256:HEX, from `p2p-server fingerprint`)
-    /// instead of trusting the first one seen.
+    /// instead of being asked about the one the server presents.
     #[arg(long, value_name = "SHA256:HEX")]
     fingerprint: Option<String>,
+    /// Without a terminal, at the first login to a server: pin whatever
+    /// certificate it presents (instead of --fingerprint).
+    #[arg(long, conflicts_with = "fingerprint")]
+    trust_on_first_use: bool,
 }
 
 fn go(
@@ -38,12 +45,26 @@ fn go(
         user,
         password_stdin,
         fingerprint,
+        trust_on_first_use,
     } = o;
     validate_username(&user).map_err(|e| Failure::Usage(e.to_string()))?;
     // A typo in the address is named before the password is asked for.
     let server = parse_host_port(&server).map_err(|e| Failure::Usage(format!("--server: {e}")))?;
+    if let Some(fp) = &fingerprint {
+        if Fingerprint::parse(fp).is_none() {
+            return Err(Failure::Usage(format!(
+                "--fingerprint {}: must look like SHA256:<64 hex digits> (from `p2p-server fingerprint`)",
+                safe::line(fp)
+            )));
+        }
+    }
     // Reach the daemon before asking for a password it could not use.
     let mut client = connect()?;
+    let fingerprint = match (fingerprint, trust_on_first_use) {
+        (Some(fp), _) => Some(fp),
+        (None, true) => None,
+        (None, false) => first_use(&mut client, &server, password_stdin)?,
+    };
     let password = read_password(password_stdin, register).map_err(Failure::Usage)?;
     let args = LoginArgs {
         server,
@@ -65,6 +86,53 @@ fn go(
             safe::line(&d.fingerprint)
         )
     })
+}
+
+/// Before the password of a first login to `server` goes anywhere: the
+/// certificate it presents, shown and confirmed on a terminal (and then
+/// required, as if given with --fingerprint); without a terminal, a usage
+/// error naming both ways to decide. `None`: the server is pinned already.
+fn first_use(
+    client: &mut Client,
+    server: &str,
+    password_stdin: bool,
+) -> Result<Option<String>, Failure> {
+    let probe = client.call::<ProbeReport>(Command::Probe {
+        server: server.to_string(),
+    })?;
+    if probe.pinned.is_some() {
+        return Ok(None);
+    }
+    let fingerprint = probe.fingerprint.unwrap_or_default();
+    let (seen, server) = (safe::line(&fingerprint), safe::line(server));
+    let terminal = !password_stdin && std::io::stdin().is_terminal();
+    if !terminal {
+        return Err(Failure::Usage(format!(
+            "first login to {server}: no certificate is pinned for it yet and there is no terminal \
+             to ask. Give --fingerprint SHA256:... (from `p2p-server fingerprint` on the server), \
+             or --trust-on-first-use to pin whatever it presents"
+        )));
+    }
+    let mut err = std::io::stderr();
+    let _ = write!(
+        err,
+        "{server} presents the certificate\n  {seen}\n\
+         Compare it with what `p2p-server fingerprint` prints on the server.\n\
+         Pin it and send your password? [y/N] "
+    );
+    let _ = err.flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Failure::Other(format!("cannot read the answer: {e}")))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(Some(fingerprint))
+    } else {
+        Err(Failure::Other(
+            "not pinned; nothing was sent to the server".into(),
+        ))
+    }
 }
 
 /// `login`: 0 once online; 4 if the server is busy or unreachable (p2pd

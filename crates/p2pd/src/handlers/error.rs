@@ -50,7 +50,9 @@ impl LoginError {
             | LoginError::UnreachableRetrying { .. }
             | LoginError::NotOurServer(_)
             | LoginError::FirstContact { .. } => ErrorCode::ServerUnreachable,
-            LoginError::CertificateChanged { .. } => ErrorCode::CertificateChanged,
+            LoginError::CertificateChanged { .. } | LoginError::FingerprintMismatch { .. } => {
+                ErrorCode::CertificateChanged
+            }
             LoginError::NoPin { .. } => ErrorCode::NotLoggedIn,
             LoginError::Refused { code, .. } => match code {
                 wire::LoginError::BadCredentials => ErrorCode::AuthFailed,

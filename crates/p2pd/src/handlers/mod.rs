@@ -12,6 +12,7 @@ mod list;
 mod login;
 mod logout;
 mod netcheck;
+mod probe;
 mod requests;
 mod send;
 mod sessions;
@@ -43,6 +44,7 @@ pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<Reply, CtlError> {
         Command::Reject { user } => answer::run(daemon, user, false).await?.into(),
         Command::Sessions => sessions::run(daemon).into(),
         Command::Netcheck => netcheck::run(daemon).await?.into(),
+        Command::Probe { server } => probe::run(daemon, server).await?.into(),
         Command::Send { user, texts, .. } => send::run(daemon, user, texts).await?.into(),
         Command::Disconnect { user } => disconnect::run(daemon, user).await?.into(),
         Command::Inbox {

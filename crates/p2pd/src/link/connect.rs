@@ -129,6 +129,17 @@ pub(crate) async fn attempt(
         Err(e @ HandshakeError::NotOurServer(_)) => {
             return Err(Failure::Fatal(LoginError::NotOurServer(e)))
         }
+        Err(HandshakeError::Tls(_)) if verifier.mismatch() && trust.saves_pin() => {
+            // The --fingerprint just typed, not a pin: a typo or the wrong
+            // server, and nothing to advise pinning.
+            let seen = verifier.seen().unwrap_or_default();
+            tracing::warn!(server = %creds.server, %seen, "server certificate is not the --fingerprint given; not logging in");
+            return Err(Failure::Fatal(LoginError::FingerprintMismatch {
+                server: creds.server.clone(),
+                seen,
+                given: trust.pin().unwrap_or_default().to_string(),
+            }));
+        }
         Err(HandshakeError::Tls(_)) if verifier.mismatch() => {
             let (seen, pinned) = (
                 verifier.seen().unwrap_or_default(),

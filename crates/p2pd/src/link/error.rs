@@ -117,6 +117,21 @@ pub enum LoginError {
         /// The pinned fingerprint.
         pinned: String,
     },
+    /// The server presented another certificate than the `--fingerprint`
+    /// given with this login (not pinned yet): nothing was sent.
+    #[error(
+        "server {server} presented certificate {seen}, not the --fingerprint given ({given}); \
+         nothing was sent and nothing pinned. Check the fingerprint with the server's operator \
+         (`p2p-server fingerprint`) and the address"
+    )]
+    FingerprintMismatch {
+        /// `host:port`.
+        server: String,
+        /// The fingerprint presented.
+        seen: String,
+        /// The fingerprint given.
+        given: String,
+    },
     /// The server refused the login (its message is shown as sent).
     #[error("{message}")]
     Refused {
