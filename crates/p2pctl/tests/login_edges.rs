@@ -270,3 +270,25 @@ fn on_a_terminal_the_fingerprint_is_shown_and_confirmed_before_the_password() {
     let pins = std::fs::read_to_string(d.state_dir().join("known_servers.json")).unwrap();
     assert!(pins.contains(&server.fingerprint), "{pins}");
 }
+
+#[test]
+fn login_without_server_and_user_reuses_the_last_ones_and_says_so() {
+    let fresh = TestDaemon::start(FAST_RECONNECT);
+    let out = fresh.ctl_stdin(&["login", "--password-stdin"], "pw\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--server") && err.contains("--user"), "{err}");
+
+    let server = TestServer::start(&[]);
+    let mut d = TestDaemon::online(&server, "alice");
+    // After a restart the saved session names them.
+    d.restart();
+    let out = d.ctl_stdin(&["login", "--password-stdin"], "alice-password\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("logging in to {} as alice", server.address())),
+        "{err}"
+    );
+    assert_eq!(d.state(), "online");
+}

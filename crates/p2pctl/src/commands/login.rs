@@ -4,7 +4,7 @@ use clap::Args;
 use p2p_proto::address::parse_host_port;
 use std::io::{BufRead, IsTerminal, Write};
 
-use p2p_proto::ctl::{Command, LoginArgs, LoginDone, ProbeReport};
+use p2p_proto::ctl::{Command, LoginArgs, LoginDone, ProbeReport, StatusReport};
 use p2p_proto::names::validate_username;
 use p2p_proto::Fingerprint;
 use p2p_sys::password::read_password;
@@ -15,12 +15,13 @@ use crate::{safe, Failure};
 /// Options of `login` and `register`.
 #[derive(Debug, Args)]
 pub(crate) struct LoginOpts {
-    /// Rendezvous server, HOST or HOST:PORT (default port 4400).
+    /// Rendezvous server, HOST or HOST:PORT (default port 4400); default:
+    /// the daemon's last one.
     #[arg(long, value_name = "HOST[:PORT]")]
-    server: String,
-    /// Account name.
+    server: Option<String>,
+    /// Account name; default: the daemon's last one.
     #[arg(long, value_name = "NAME")]
-    user: String,
+    user: Option<String>,
     /// Read the password from the first line of stdin.
     #[arg(long)]
     password_stdin: bool,
@@ -47,9 +48,13 @@ fn go(
         fingerprint,
         trust_on_first_use,
     } = o;
-    validate_username(&user).map_err(|e| Failure::Usage(e.to_string()))?;
+    if let Some(user) = &user {
+        validate_username(user).map_err(|e| Failure::Usage(e.to_string()))?;
+    }
     // A typo in the address is named before the password is asked for.
-    let server = parse_host_port(&server).map_err(|e| Failure::Usage(format!("--server: {e}")))?;
+    let server = server
+        .map(|s| parse_host_port(&s).map_err(|e| Failure::Usage(format!("--server: {e}"))))
+        .transpose()?;
     if let Some(fp) = &fingerprint {
         if Fingerprint::parse(fp).is_none() {
             return Err(Failure::Usage(format!(
@@ -60,6 +65,7 @@ fn go(
     }
     // Reach the daemon before asking for a password it could not use.
     let mut client = connect()?;
+    let (server, user) = last_login(&mut client, server, user)?;
     let fingerprint = match (fingerprint, trust_on_first_use) {
         (Some(fp), _) => Some(fp),
         (None, true) => None,
@@ -86,6 +92,31 @@ fn go(
             safe::line(&d.fingerprint)
         )
     })
+}
+
+/// `--server` and `--user`, each defaulting to the daemon's last login
+/// (its saved session, or what its status still names), saying so on
+/// stderr; a usage error when there is none.
+fn last_login(
+    client: &mut Client,
+    server: Option<String>,
+    user: Option<String>,
+) -> Result<(String, String), Failure> {
+    if let (Some(server), Some(user)) = (&server, &user) {
+        return Ok((server.clone(), user.clone()));
+    }
+    let last = client.call::<StatusReport>(Command::Status)?.server;
+    let (Some(server), Some(user)) = (server.or(last.address), user.or(last.user)) else {
+        return Err(Failure::Usage(
+            "no earlier login to reuse: give --server HOST[:PORT] and --user NAME".into(),
+        ));
+    };
+    eprintln!(
+        "logging in to {} as {} (the last login)",
+        safe::line(&server),
+        safe::line(&user)
+    );
+    Ok((server, user))
 }
 
 /// Before the password of a first login to `server` goes anywhere: the
