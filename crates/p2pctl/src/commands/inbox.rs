@@ -2,9 +2,7 @@
 
 use std::io::{BufRead, Write};
 
-use p2p_proto::ctl::{
-    Command, ConnectDone, Event, InboxEntry, InboxKind, InboxList, SessionList, Watching,
-};
+use p2p_proto::ctl::{Command, ConnectDone, Event, InboxEntry, InboxKind, InboxList, Watching};
 
 use crate::client::{Client, EventLine};
 use crate::{safe, Failure};
@@ -259,8 +257,7 @@ pub(crate) fn watch(c: &mut Client, json: bool) -> Result<(), Failure> {
 /// messages as they arrive; ends at end of input or when the session ends.
 pub(crate) fn chat(socket: &std::path::Path, user: String, json: bool) -> Result<(), Failure> {
     let mut c = Client::connect(socket)?;
-    let sessions: SessionList = c.call(Command::Sessions)?;
-    let open = sessions.sessions.iter().any(|s| s.peer == user);
+    let open = super::peers::before_asking(&mut c, &user)?;
     if !open {
         eprintln!("asked {}; waiting for an answer...", safe::line(&user));
         c.call::<ConnectDone>(Command::Connect {

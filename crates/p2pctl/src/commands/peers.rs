@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use p2p_proto::ctl::{
     Answered, Command, ConnectDone, Disconnected, RequestList, SessionList, SessionPath,
+    StatusReport,
 };
+use p2p_proto::names::validate_username;
 
 use crate::client::Client;
 use crate::{safe, Failure};
@@ -18,6 +20,11 @@ pub(crate) fn connect(
     no_wait: bool,
     json: bool,
 ) -> Result<(), Failure> {
+    let already = before_asking(c, &user)?;
+    if already && !json {
+        println!("already connected to {}", safe::line(&user));
+        return Ok(());
+    }
     if !json && !no_wait {
         eprintln!("asked {}; waiting for an answer...", safe::line(&user));
     }
@@ -39,6 +46,22 @@ pub(crate) fn connect(
         ),
         (None, None) => println!("invited {user}"),
     })
+}
+
+/// What `connect` and `chat` check before saying anyone was asked: the
+/// name is one an account can have (else exit 2), it is not our own (exit
+/// 2). `true` when a session with `user` is already up.
+pub(crate) fn before_asking(c: &mut Client, user: &str) -> Result<bool, Failure> {
+    validate_username(user).map_err(|e| Failure::Usage(format!("{}: {e}", safe::line(user))))?;
+    let status = c.call::<StatusReport>(Command::Status)?;
+    if status.server.user.as_deref() == Some(user) {
+        return Err(Failure::Usage(format!(
+            "{} is you; connect to someone else (see p2pctl list)",
+            safe::line(user)
+        )));
+    }
+    let sessions = c.call::<SessionList>(Command::Sessions)?;
+    Ok(sessions.sessions.iter().any(|s| s.peer == user))
 }
 
 /// `requests`.
@@ -66,6 +89,16 @@ pub(crate) fn answer(
     accept: bool,
     json: bool,
 ) -> Result<(), Failure> {
+    validate_username(&user).map_err(|e| Failure::Usage(format!("{}: {e}", safe::line(&user))))?;
+    if accept && !json {
+        // Progress only for an invitation that is there: otherwise the
+        // daemon's refusal is the only line.
+        let waiting = c.call::<RequestList>(Command::Requests)?;
+        if waiting.requests.iter().any(|r| r.from == user) {
+            let u = safe::line(&user);
+            eprintln!("accepting {u}'s invitation; waiting for {u}'s daemon to connect...");
+        }
+    }
     let cmd = if accept {
         Command::Accept { user }
     } else {
