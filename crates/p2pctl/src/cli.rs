@@ -124,7 +124,19 @@ pub fn main() -> ExitCode {
         Err(e) => {
             let json = std::env::args().any(|a| a == "--json");
             if json && e.use_stderr() {
-                return Failure::Usage(e.kind().to_string()).report(true);
+                // clap's own first line ("unexpected argument '--x'
+                // found"), not just its kind: the detail is the useful part.
+                // Its first paragraph, on one line (the usage and help
+                // hints after it are for people at a terminal).
+                let text = e.render().to_string();
+                let first: Vec<&str> = text
+                    .lines()
+                    .take_while(|l| !l.trim().is_empty())
+                    .map(str::trim)
+                    .collect();
+                let line = first.join(" ");
+                let line = line.strip_prefix("error: ").unwrap_or(&line);
+                return Failure::Usage(line.to_string()).report(true);
             }
             e.exit();
         }

@@ -286,7 +286,7 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprintln!("p2p-server: {e}");
             // check-config's whole answer is "usable or not".
-            if checking {
+            if checking || matches!(e, ServerError::Usage(_)) {
                 ExitCode::from(USAGE_EXIT)
             } else {
                 ExitCode::FAILURE
@@ -324,7 +324,7 @@ fn dispatch(cli: Cli, argv: Vec<OsString>) -> Result<()> {
                     password_stdin,
                 } => {
                     p2p_proto::names::validate_username(&name)?;
-                    let pw = read_password(password_stdin, true).map_err(ServerError::Config)?;
+                    let pw = read_password(password_stdin, true).map_err(ServerError::Usage)?;
                     ensure_dir()?;
                     file().add(&name, pw.expose())?;
                     println!("added user {name}");
@@ -339,7 +339,7 @@ fn dispatch(cli: Cli, argv: Vec<OsString>) -> Result<()> {
                     name,
                     password_stdin,
                 } => {
-                    let pw = read_password(password_stdin, true).map_err(ServerError::Config)?;
+                    let pw = read_password(password_stdin, true).map_err(ServerError::Usage)?;
                     file().passwd(&name, pw.expose())?;
                     println!("password changed for {name}; its saved sessions must log in again");
                     Ok(())

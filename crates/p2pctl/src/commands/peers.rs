@@ -68,6 +68,10 @@ pub(crate) fn before_asking(c: &mut Client, user: &str) -> Result<bool, Failure>
 pub(crate) fn requests(c: &mut Client, json: bool) -> Result<(), Failure> {
     let doc = c.call::<RequestList>(Command::Requests)?;
     super::print(doc, json, |l: RequestList| {
+        if l.requests.is_empty() {
+            println!("no invitations waiting");
+            return;
+        }
         let rows: Vec<Vec<String>> = l
             .requests
             .iter()
@@ -119,6 +123,10 @@ pub(crate) fn answer(
 pub(crate) fn sessions(c: &mut Client, json: bool) -> Result<(), Failure> {
     let doc = c.call::<SessionList>(Command::Sessions)?;
     super::print(doc, json, |l: SessionList| {
+        if l.sessions.is_empty() {
+            println!("no sessions");
+            return;
+        }
         let rows: Vec<Vec<String>> = l
             .sessions
             .iter()

@@ -24,7 +24,8 @@ pub enum LinkError {
     Lost,
     /// Not online yet; the link keeps retrying.
     #[error(
-        "not connected to the server yet (attempt {attempt}, next try in {next_try_s}s); p2pd keeps trying"
+        "not connected to the server yet (attempt {attempt}, next try in {}); p2pd keeps trying",
+        p2p_proto::time::wait_text(std::time::Duration::from_secs(*.next_try_s))
     )]
     Connecting {
         /// Failed attempts so far.
@@ -80,7 +81,8 @@ pub enum LoginError {
     /// Like [`LoginError::Unreachable`], for the `login` command itself:
     /// the link keeps trying in the background.
     #[error(
-        "{why}; p2pd keeps trying in the background (next try in {next_try_s}s; see p2pctl status)"
+        "{why}; p2pd keeps trying in the background (next try in {}; see p2pctl status)",
+        p2p_proto::time::wait_text(std::time::Duration::from_secs(*.next_try_s))
     )]
     UnreachableRetrying {
         /// Why the attempt failed.
