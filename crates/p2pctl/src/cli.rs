@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use crate::client::{socket_path, Client};
 use crate::{commands, Failure};
@@ -115,6 +115,10 @@ enum Cmd {
         /// Target shell.
         shell: clap_complete::Shell,
     },
+    /// User names for completion scripts: online users, session peers and
+    /// inviters, one per line; nothing (exit 0) when p2pd does not answer.
+    #[command(name = "__users", hide = true)]
+    Users,
 }
 
 /// Entry point of the binary.
@@ -153,7 +157,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let connect = || Client::connect(&socket_path(cli.socket.clone()));
     match cli.command {
         Cmd::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "p2pctl", &mut std::io::stdout());
+            // A closed pipe (`| head`) is not worth a panic.
+            let _ =
+                std::io::Write::write_all(&mut std::io::stdout(), &crate::complete::script(shell));
+            Ok(())
+        }
+        Cmd::Users => {
+            if let Ok(mut c) = connect() {
+                commands::peers::user_names(&mut c);
+            }
             Ok(())
         }
         Cmd::Status => commands::status::run(&mut connect()?, json),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use p2p_proto::ctl::{
     Answered, Command, ConnectDone, Disconnected, RequestList, SessionList, SessionPath,
-    StatusReport,
+    StatusReport, UserList,
 };
 use p2p_proto::names::validate_username;
 
@@ -154,4 +154,28 @@ pub(crate) fn disconnect(c: &mut Client, user: String, json: bool) -> Result<(),
     super::print(doc, json, |d: Disconnected| {
         println!("disconnected from {}", safe::line(&d.disconnected))
     })
+}
+
+/// `__users`: the names a completion script offers (online users, session
+/// peers, inviters), sorted, one per line. Only valid user names are
+/// printed, so nothing a shell would act on gets into its completions.
+pub(crate) fn user_names(c: &mut Client) {
+    let mut names = std::collections::BTreeSet::new();
+    if let Ok(l) = c.call::<UserList>(Command::List) {
+        names.extend(l.users.into_iter().map(|u| u.user));
+    }
+    if let Ok(l) = c.call::<SessionList>(Command::Sessions) {
+        names.extend(l.sessions.into_iter().map(|s| s.peer));
+    }
+    if let Ok(l) = c.call::<RequestList>(Command::Requests) {
+        names.extend(l.requests.into_iter().map(|r| r.from));
+    }
+    if let Ok(s) = c.call::<StatusReport>(Command::Status) {
+        if let Some(me) = s.server.user {
+            names.remove(&me);
+        }
+    }
+    for n in names.iter().filter(|n| validate_username(n).is_ok()) {
+        println!("{n}");
+    }
 }
