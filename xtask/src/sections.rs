@@ -135,7 +135,7 @@ static SERVER: Sections = Sections {
         ),
     ],
     files: &[
-        ("/etc/p2p/p2p-server.toml", "a configuration file, read with --config"),
+        ("/etc/p2p-server/p2p-server.toml", "a configuration file, read with --config"),
         (
             "$STATE_DIRECTORY or $XDG_DATA_HOME/p2p-server/",
             "data directory (--data-dir): users.csv, state.db, tls-cert.pem, tls-key.pem, the admin socket",
@@ -160,7 +160,7 @@ static SERVER: Sections = Sections {
         ("add an account", "p2p-server user add alice"),
         ("what clients pin", "p2p-server fingerprint"),
         ("who is online", "p2p-server sessions"),
-        ("validate a config file", "p2p-server --config /etc/p2p/p2p-server.toml check-config"),
+        ("validate a config file", "p2p-server --config /etc/p2p-server/p2p-server.toml check-config"),
     ],
 };
 
