@@ -1,5 +1,5 @@
 # Build and install p2p-broadcast: the three programs, their man pages,
-# p2pctl shell completions and the systemd units. See docs/systemd.md.
+# shell completions and the systemd units. See docs/systemd.md.
 #
 #   make                        # release build + man pages and completions
 #   sudo make install           # into /usr/local
@@ -58,9 +58,9 @@ install:
 	install -m 0644 packaging/p2p-server.toml.example packaging/p2pd.toml.example $(DESTDIR)$(DOCDIR)/
 	install -m 0755 $(addprefix $(RELEASE)/,$(PROGRAMS)) $(DESTDIR)$(BINDIR)/
 	install -m 0644 $(DIST)/man/man1/*.1 $(DESTDIR)$(MANDIR)/
-	install -m 0644 $(DIST)/completions/bash/p2pctl $(DESTDIR)$(BASHCOMPDIR)/p2pctl
-	install -m 0644 $(DIST)/completions/zsh/_p2pctl $(DESTDIR)$(ZSHCOMPDIR)/_p2pctl
-	install -m 0644 $(DIST)/completions/fish/p2pctl.fish $(DESTDIR)$(FISHCOMPDIR)/p2pctl.fish
+	install -m 0644 $(addprefix $(DIST)/completions/bash/,$(PROGRAMS)) $(DESTDIR)$(BASHCOMPDIR)/
+	install -m 0644 $(addprefix $(DIST)/completions/zsh/_,$(PROGRAMS)) $(DESTDIR)$(ZSHCOMPDIR)/
+	install -m 0644 $(addsuffix .fish,$(addprefix $(DIST)/completions/fish/,$(PROGRAMS))) $(DESTDIR)$(FISHCOMPDIR)/
 	for u in $(USER_UNITS); do \
 	  sed 's|$(UNIT_BINDIR)/|$(BINDIR)/|g' packaging/systemd/$$u \
 	    >$(DESTDIR)$(USERUNITDIR)/$$u && chmod 0644 $(DESTDIR)$(USERUNITDIR)/$$u || exit 1; \
@@ -75,8 +75,9 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(PROGRAMS))
 	rm -f $(DESTDIR)$(MANDIR)/p2p-server.1 $(DESTDIR)$(MANDIR)/p2p-server-*.1 \
 	  $(DESTDIR)$(MANDIR)/p2pd.1 $(DESTDIR)$(MANDIR)/p2pctl.1 $(DESTDIR)$(MANDIR)/p2pctl-*.1
-	rm -f $(DESTDIR)$(BASHCOMPDIR)/p2pctl $(DESTDIR)$(ZSHCOMPDIR)/_p2pctl \
-	  $(DESTDIR)$(FISHCOMPDIR)/p2pctl.fish
+	rm -f $(addprefix $(DESTDIR)$(BASHCOMPDIR)/,$(PROGRAMS)) \
+	  $(addprefix $(DESTDIR)$(ZSHCOMPDIR)/_,$(PROGRAMS)) \
+	  $(addsuffix .fish,$(addprefix $(DESTDIR)$(FISHCOMPDIR)/,$(PROGRAMS)))
 	rm -f $(addprefix $(DESTDIR)$(USERUNITDIR)/,$(USER_UNITS))
 	rm -f $(addprefix $(DESTDIR)$(SYSTEMUNITDIR)/,$(SYSTEM_UNITS))
 	rm -f $(DESTDIR)$(DOCDIR)/p2p-server.toml.example $(DESTDIR)$(DOCDIR)/p2pd.toml.example

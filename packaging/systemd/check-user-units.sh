@@ -31,14 +31,35 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 deadline=30 # seconds for anything this script waits for
 
+# p2p-server.service has DynamicUser=, which implies PrivateTmp=: the
+# service sees an empty /tmp (and /var/tmp), so binaries there cannot be
+# started and the unit exits 203/EXEC without a word of why.
+refuse_private_tmp() {
+  local real
+  real="$(realpath -m "$1")"
+  case "$real/" in
+    /tmp/* | /var/tmp/*)
+      echo "check-user-units.sh: the binaries are in $real, under /tmp or /var/tmp;" \
+        "p2p-server.service has DynamicUser= (so PrivateTmp=) and would see an empty" \
+        "directory there and exit 203/EXEC. Build or copy them elsewhere" \
+        "(e.g. CARGO_TARGET_DIR=/var/cache/p2p-target) and set P2P_BIN_DIR." >&2
+      exit 1
+      ;;
+  esac
+}
+if [ -n "${P2P_BIN_DIR:-}" ]; then
+  refuse_private_tmp "$P2P_BIN_DIR"
+fi
+
 if [ "$(id -u)" -ne 0 ]; then
   echo "check-user-units.sh needs root (see the top of the file)" >&2
   exit 1
 fi
 if [ -z "${P2P_CHECK_IN_NAMESPACE:-}" ]; then
   if [ -z "${P2P_BIN_DIR:-}" ]; then
-    (cd "$repo" && cargo build --quiet --workspace --bins)
     P2P_BIN_DIR="${CARGO_TARGET_DIR:-$repo/target}/debug"
+    refuse_private_tmp "$P2P_BIN_DIR"
+    (cd "$repo" && cargo build --quiet --workspace --bins)
   fi
   P2P_BIN_DIR="$(cd "$P2P_BIN_DIR" && pwd)"
   export P2P_BIN_DIR P2P_CHECK_IN_NAMESPACE=1
@@ -180,8 +201,8 @@ show "$P2P_BIN_DIR/p2pctl" status
 wait_until "p2pd to report READY=1" systemctl --user is-active p2pd.service
 show systemctl --user status --no-pager --lines=0 p2pd.service
 
-echo "\$ printf 'correct horse\\n' | p2pctl login --server $addr --user alice --password-stdin"
-printf 'correct horse\n' | "$P2P_BIN_DIR/p2pctl" login --server "$addr" --user alice --password-stdin
+echo "\$ printf 'correct horse\\n' | p2pctl login --server $addr --user alice --password-stdin --trust-on-first-use"
+printf 'correct horse\n' | "$P2P_BIN_DIR/p2pctl" login --server "$addr" --user alice --password-stdin --trust-on-first-use
 echo
 wait_until "STATUS=online as alice" online
 show systemctl --user status --no-pager --lines=0 p2pd.service

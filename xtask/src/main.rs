@@ -9,10 +9,14 @@
 //! OUTDIR/man/man1/p2p-server.1, p2p-server-user.1, ... (one per subcommand)
 //! OUTDIR/man/man1/p2pd.1
 //! OUTDIR/man/man1/p2pctl.1, p2pctl-login.1, ...
-//! OUTDIR/completions/bash/p2pctl
-//! OUTDIR/completions/zsh/_p2pctl
-//! OUTDIR/completions/fish/p2pctl.fish
+//! OUTDIR/completions/bash/p2pctl, p2pd, p2p-server
+//! OUTDIR/completions/zsh/_p2pctl, _p2pd, _p2p-server
+//! OUTDIR/completions/fish/p2pctl.fish, p2pd.fish, p2p-server.fish
 //! ```
+//!
+//! Each program's main page also has EXIT STATUS, FILES, ENVIRONMENT,
+//! SIGNALS and EXAMPLES ([`sections`]); p2pctl's completions offer user
+//! names from the daemon ([`p2pctl::complete`]).
 //!
 //! The file names are the ones each shell looks up on its own, so
 //! `make install` copies the directories as they are.
@@ -24,24 +28,26 @@ use anyhow::{Context, Result};
 use clap::CommandFactory;
 use clap_complete::Shell;
 
+mod sections;
+
 /// Name of the manual the pages belong to (the centre of their header line).
 pub const MANUAL: &str = "p2p-broadcast manual";
 
 /// Set by reproducible-build tooling: the date to stamp instead of today.
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
-/// The shells completions are written for, with the file name each one
-/// loads for `p2pctl` from its completion directory.
+/// The shells completions are written for: the directory, and the file
+/// name each one loads for PROGRAM from it.
 pub const COMPLETIONS: [(Shell, &str, &str); 3] = [
-    (Shell::Bash, "bash", "p2pctl"),
-    (Shell::Zsh, "zsh", "_p2pctl"),
-    (Shell::Fish, "fish", "p2pctl.fish"),
+    (Shell::Bash, "bash", "PROGRAM"),
+    (Shell::Zsh, "zsh", "_PROGRAM"),
+    (Shell::Fish, "fish", "PROGRAM.fish"),
 ];
 
 const USAGE: &str = "usage: cargo run -p xtask -- dist OUTDIR
 
   dist OUTDIR   write man pages (OUTDIR/man/man1) for p2p-server, p2pd and
-                p2pctl, and p2pctl completions (OUTDIR/completions/{bash,zsh,fish})";
+                p2pctl, and their completions (OUTDIR/completions/{bash,zsh,fish})";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -85,11 +91,22 @@ pub fn dist(out: &Path) -> Result<Vec<PathBuf>> {
     for (shell, dir, file) in COMPLETIONS {
         let dir = out.join("completions").join(dir);
         create_dir(&dir)?;
-        let path = dir.join(file);
-        let mut buf = Vec::new();
-        clap_complete::generate(shell, &mut p2pctl::cli::Cli::command(), "p2pctl", &mut buf);
-        std::fs::write(&path, buf).with_context(|| format!("writing {}", path.display()))?;
-        written.push(path);
+        for (program, mut cmd) in [
+            ("p2pctl", p2pctl::cli::Cli::command()),
+            ("p2pd", p2pd::cli::Cli::command()),
+            ("p2p-server", p2p_server::cli::Cli::command()),
+        ] {
+            let path = dir.join(file.replace("PROGRAM", program));
+            let buf = if program == "p2pctl" {
+                p2pctl::complete::script(shell)
+            } else {
+                let mut buf = Vec::new();
+                clap_complete::generate(shell, &mut cmd, program, &mut buf);
+                buf
+            };
+            std::fs::write(&path, buf).with_context(|| format!("writing {}", path.display()))?;
+            written.push(path);
+        }
     }
     Ok(written)
 }
@@ -101,10 +118,17 @@ fn man_pages(cmd: clap::Command, dir: &Path, date: &str, written: &mut Vec<PathB
     }
     // A date is needed, not only nice: clap_mangen writes an empty one
     // unquoted, which shifts the manual name out of the header.
+    let extra = sections::for_program(cmd.get_name()).map(sections::render);
     let page = clap_mangen::Man::new(cmd).date(date).manual(MANUAL);
-    let path = page
-        .generate_to(dir)
-        .with_context(|| format!("writing {}", dir.join(page.get_filename()).display()))?;
+    let path = dir.join(page.get_filename());
+    let mut roff = Vec::new();
+    page.render(&mut roff)
+        .with_context(|| format!("rendering {}", path.display()))?;
+    let mut text = String::from_utf8(roff).context("man page is not UTF-8")?;
+    if let Some(extra) = extra {
+        text = sections::splice(&text, &extra);
+    }
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     written.push(path);
     Ok(())
 }
@@ -163,7 +187,32 @@ mod tests {
         assert!(read(&man1.join("p2pctl-login.1")).contains("\\-\\-password\\-stdin"));
         assert!(!man1.join("p2pctl-help.1").exists());
 
+        for program in ["p2p-server", "p2pd", "p2pctl"] {
+            let page = read(&man1.join(format!("{program}.1")));
+            for section in ["EXIT STATUS", "FILES", "ENVIRONMENT", "SIGNALS", "EXAMPLES"] {
+                assert!(
+                    page.contains(&format!(".SH \"{section}\"")),
+                    "{program}.1 lacks {section}"
+                );
+            }
+            assert!(!page.contains(".SH EXTRA"), "{program}.1");
+            for (dir, file) in [
+                ("bash", program.to_string()),
+                ("zsh", format!("_{program}")),
+                ("fish", format!("{program}.fish")),
+            ] {
+                let script = read(&out.path().join("completions").join(dir).join(file));
+                assert!(script.contains(program), "{dir} {program}");
+            }
+        }
+        let ctl = read(&man1.join("p2pctl.1"));
+        assert!(ctl.contains("p2pd is not running"), "exit codes kept");
+        assert!(!man1.join("p2pctl-__users.1").exists(), "hidden command");
         let bash = read(&out.path().join("completions/bash/p2pctl"));
+        assert!(
+            bash.contains("p2pctl __users"),
+            "user names from the daemon"
+        );
         assert!(bash.contains("complete -F _p2pctl"), "{bash}");
         assert!(bash.contains("login"), "{bash}");
         assert!(read(&out.path().join("completions/zsh/_p2pctl")).starts_with("#compdef p2pctl"));

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use p2p_proto::ctl::Command;
 
@@ -166,6 +166,10 @@ enum Cmd {
         /// Target shell.
         shell: clap_complete::Shell,
     },
+    /// User names for completion scripts: online users, session peers and
+    /// inviters, one per line; nothing (exit 0) when p2pd does not answer.
+    #[command(name = "__users", hide = true)]
+    Users,
 }
 
 /// Entry point of the binary.
@@ -175,7 +179,19 @@ pub fn main() -> ExitCode {
         Err(e) => {
             let json = std::env::args().any(|a| a == "--json");
             if json && e.use_stderr() {
-                return Failure::Usage(e.kind().to_string()).report(true);
+                // clap's own first line ("unexpected argument '--x'
+                // found"), not just its kind: the detail is the useful part.
+                // Its first paragraph, on one line (the usage and help
+                // hints after it are for people at a terminal).
+                let text = e.render().to_string();
+                let first: Vec<&str> = text
+                    .lines()
+                    .take_while(|l| !l.trim().is_empty())
+                    .map(str::trim)
+                    .collect();
+                let line = first.join(" ");
+                let line = line.strip_prefix("error: ").unwrap_or(&line);
+                return Failure::Usage(line.to_string()).report(true);
             }
             e.exit();
         }
@@ -214,7 +230,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let connect = || connector.connect();
     match cli.command {
         Cmd::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "p2pctl", &mut std::io::stdout());
+            // A closed pipe (`| head`) is not worth a panic.
+            let _ =
+                std::io::Write::write_all(&mut std::io::stdout(), &crate::complete::script(shell));
+            Ok(())
+        }
+        Cmd::Users => {
+            if let Ok(mut c) = connect() {
+                commands::peers::user_names(&mut c);
+            }
             Ok(())
         }
         Cmd::Status => commands::status::run(&mut connect()?, json),

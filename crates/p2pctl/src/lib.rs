@@ -15,6 +15,7 @@
 pub mod cli;
 pub(crate) mod client;
 pub(crate) mod commands;
+pub mod complete;
 pub(crate) mod hints;
 pub(crate) mod localtime;
 pub(crate) mod safe;

@@ -87,6 +87,7 @@ fn wrong_password_is_refused_then_slowed_down() {
             "--user",
             "alice",
             "--password-stdin",
+            "--trust-on-first-use",
         ],
         "not-her-password\n",
     );

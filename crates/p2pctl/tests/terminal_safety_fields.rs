@@ -189,6 +189,7 @@ fn every_field_of_every_command_is_escaped() {
                 "--user",
                 "bob",
                 "--password-stdin",
+                "--trust-on-first-use",
             ],
             "password\n",
         ),

@@ -24,6 +24,10 @@ pub enum DaemonError {
     /// Another daemon already serves the control socket.
     #[error("another p2pd is already running on {0} (stop it first, or use --socket)")]
     AlreadyRunning(PathBuf),
+    /// Another daemon holds the state directory (it would share our
+    /// identity and saved session and take the account over).
+    #[error("{0}: another p2pd is already running with this state directory; stop it first, or give this one its own --state-dir")]
+    StateInUse(#[from] p2p_sys::dirlock::LockError),
     /// The control socket directory is not safe to use.
     #[error("{0}")]
     Unsafe(String),

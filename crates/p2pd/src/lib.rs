@@ -110,6 +110,9 @@ pub async fn run(
     // Damaged state (a bad identity key, an emptied inbox) stops the start
     // here, naming the file, before anything listens.
     let state = state::StateDir::open(&cfg.state_dir)?;
+    // Held until `run` returns (the kernel drops it if we crash): before the
+    // identity is read or made, so a second daemon changes nothing.
+    let _lock = p2p_sys::dirlock::DirLock::acquire(&cfg.state_dir)?;
     let identity = state.identity()?;
     let inbox = inbox::Inbox::open(&cfg.state_dir)?;
     let contacts = contacts::Contacts::open(&inbox)?;

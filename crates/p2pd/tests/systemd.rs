@@ -343,7 +343,7 @@ fn status_follows_the_server_session() {
 
     let mut login = Daemon::command(&home, &bin("p2pctl"))
         .args(["login", "--server", &server.address(), "--user", "alice"])
-        .arg("--password-stdin")
+        .args(["--password-stdin", "--trust-on-first-use"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

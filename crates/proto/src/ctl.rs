@@ -119,6 +119,13 @@ pub enum Command {
     Sessions,
     /// What the server sees of this daemon → [`NetcheckReport`].
     Netcheck,
+    /// The certificate a server presents, before a first login, so a
+    /// person can check it before sending the password → [`ProbeReport`].
+    /// Only a TLS handshake: nothing is sent, nothing is pinned.
+    Probe {
+        /// `HOST[:PORT]`.
+        server: String,
+    },
     /// Send messages, in order → [`SentList`]: once the peer stored and
     /// acknowledged every one, or (to a contact without a session, unless
     /// `now`) once they are durably queued in the outbox (SPEC §11).

@@ -7,6 +7,7 @@
 //! the system helpers (paths, durable writes, logging, signals, password
 //! input) live in `p2p-sys`.
 
+pub mod address;
 pub mod codec;
 pub mod ctl;
 pub mod fingerprint;

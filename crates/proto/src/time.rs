@@ -71,9 +71,27 @@ pub fn human_duration(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
+/// A wait for people, as in "try again in 58m 10s": whole seconds rounded
+/// up and at least one (never "in 0s"), in hours, minutes and seconds
+/// rather than a count of seconds nobody can read at a glance.
+pub fn wait_text(d: Duration) -> String {
+    let secs = (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1);
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_read_as_people_say_them() {
+        assert_eq!(wait_text(Duration::from_secs(3490)), "58m 10s");
+        assert_eq!(wait_text(Duration::from_secs(30)), "30s");
+        assert_eq!(wait_text(Duration::from_millis(200)), "1s");
+        assert_eq!(wait_text(Duration::ZERO), "1s");
+        assert_eq!(wait_text(Duration::from_millis(59_001)), "1m");
+        assert_eq!(wait_text(Duration::from_secs(2 * 3600 + 5)), "2h 5s");
+    }
 
     #[test]
     fn unix_ms_round_trips() {

@@ -247,6 +247,14 @@ fn other_results() {
         },
     );
     golden_reply(
+        "probe",
+        ProbeReport {
+            server: "rendezvous.example:4400".into(),
+            pinned: None,
+            fingerprint: Some(format!("SHA256:{}", "0f".repeat(32))),
+        },
+    );
+    golden_reply(
         "connect",
         ConnectDone {
             connected: Some(session()),

@@ -61,8 +61,10 @@ pub struct Cli {
 /// The flags of the server itself (every one also a config-file key).
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, value_name = "ADDR", default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_SERVER_PORT)))]
+    /// Address to listen on: HOST, HOST:PORT, IP:PORT or [IPv6]:PORT, as
+    /// `p2pctl login --server` takes them (default port 4400).
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen,
+          default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_SERVER_PORT)))]
     pub(crate) listen: SocketAddr,
     /// Most concurrent connections; more are told "busy, retry after" and closed.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CLIENTS,
@@ -219,6 +221,20 @@ enum UserCommand {
     },
 }
 
+/// `--listen`: an `IP:PORT` as is (port 0 included: any free port), else
+/// the forms [`p2p_proto::address::parse_host_port`] takes, a host name
+/// resolved to its first address.
+fn parse_listen(s: &str) -> std::result::Result<SocketAddr, String> {
+    if let Ok(a) = s.trim().parse() {
+        return Ok(a);
+    }
+    let hp = p2p_proto::address::parse_host_port(s).map_err(|e| e.to_string())?;
+    std::net::ToSocketAddrs::to_socket_addrs(hp.as_str())
+        .map_err(|e| format!("{hp}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{hp}: the name has no address"))
+}
+
 /// `--metrics-listen`: an address, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MetricsListen(pub(crate) Option<SocketAddr>);
@@ -272,7 +288,7 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprintln!("p2p-server: {e}");
             // check-config's whole answer is "usable or not".
-            if checking {
+            if checking || matches!(e, ServerError::Usage(_)) {
                 ExitCode::from(USAGE_EXIT)
             } else {
                 ExitCode::FAILURE
@@ -310,7 +326,7 @@ fn dispatch(cli: Cli, argv: Vec<OsString>) -> Result<()> {
                     password_stdin,
                 } => {
                     p2p_proto::names::validate_username(&name)?;
-                    let pw = read_password(password_stdin, true).map_err(ServerError::Config)?;
+                    let pw = read_password(password_stdin, true).map_err(ServerError::Usage)?;
                     ensure_dir()?;
                     file().add(&name, pw.expose())?;
                     println!("added user {name}");
@@ -325,7 +341,7 @@ fn dispatch(cli: Cli, argv: Vec<OsString>) -> Result<()> {
                     name,
                     password_stdin,
                 } => {
-                    let pw = read_password(password_stdin, true).map_err(ServerError::Config)?;
+                    let pw = read_password(password_stdin, true).map_err(ServerError::Usage)?;
                     file().passwd(&name, pw.expose())?;
                     println!("password changed for {name}; its saved sessions must log in again");
                     Ok(())
@@ -434,5 +450,27 @@ mod tests {
     fn the_invitation_ttl_default_is_the_shared_constant() {
         let cli = Cli::try_parse_from(["p2p-server"]).unwrap();
         assert_eq!(cli.serve.invitation_ttl, p2p_proto::limits::INVITATION_TTL);
+    }
+
+    fn listen(value: &str) -> std::result::Result<SocketAddr, String> {
+        let argv = ["p2p-server", "--listen", value].map(OsString::from);
+        crate::config_file::parse(&argv)
+            .map(|cli| cli.serve.listen)
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    #[test]
+    fn listen_takes_the_forms_login_takes() {
+        assert_eq!(listen("127.0.0.1:0").unwrap().to_string(), "127.0.0.1:0");
+        assert_eq!(listen("127.0.0.1").unwrap().to_string(), "127.0.0.1:4400");
+        assert_eq!(listen("[::1]:4401").unwrap().to_string(), "[::1]:4401");
+        assert_eq!(listen("[::1]").unwrap().to_string(), "[::1]:4400");
+        let local = listen("localhost:4402").unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 4402, "{local}");
+        let bare = listen("localhost").unwrap();
+        assert!(bare.ip().is_loopback() && bare.port() == 4400, "{bare}");
+        let e = listen("127.0.0.1:99999").unwrap_err();
+        assert!(e.contains("99999"), "{e}");
+        assert!(listen("h:1:2").is_err());
     }
 }

@@ -5,6 +5,10 @@ use std::path::PathBuf;
 /// Everything that can go wrong in the server and its admin commands.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// Bad input on the command line or stdin (no terminal to ask a
+    /// password on, passwords that differ): exit 2, like p2pctl.
+    #[error("{0}")]
+    Usage(String),
     /// A file or directory could not be read or written.
     #[error("{path}: {source}")]
     File {

@@ -22,7 +22,7 @@ pub enum Refused {
     #[error("no open invitation {0} for you")]
     NoInvitation(u64),
     /// An invitation limit; `what` says which.
-    #[error("{what}; try again in {}s", round_up_secs(*.wait))]
+    #[error("{what}; try again in {}", p2p_proto::time::wait_text(*.wait))]
     InviteRate {
         /// Which limit, for people.
         what: String,
@@ -39,9 +39,9 @@ pub enum Refused {
     },
     /// The per-user broadcast limit.
     #[error(
-        "at most {limit} broadcasts per {}; try again in {}s. Nothing was stored",
+        "at most {limit} broadcasts per {}; try again in {}. Nothing was stored",
         p2p_proto::time::human_duration(*.window),
-        .wait.as_secs().max(1)
+        p2p_proto::time::wait_text(*.wait)
     )]
     BroadcastRate {
         /// Broadcasts per window.
@@ -54,11 +54,6 @@ pub enum Refused {
     /// The store failed; the cause is logged, not sent.
     #[error("the server could not store the broadcast; try again")]
     StoreFailed,
-}
-
-/// Whole seconds, rounded up, at least one: "try again in 0s" is never said.
-fn round_up_secs(wait: Duration) -> u64 {
-    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 impl Refused {
@@ -121,7 +116,7 @@ mod tests {
                     wait: Duration::from_millis(1_234_900),
                 },
                 "rate_limited",
-                "at most 10 broadcasts per 1h; try again in 1234s. Nothing was stored",
+                "at most 10 broadcasts per 1h; try again in 20m 35s. Nothing was stored",
             ),
             (
                 Refused::TooLarge {

@@ -7,6 +7,7 @@
 //! This is the I/O policy that `p2p-proto` (types, codecs, limits, names)
 //! keeps out of itself.
 
+pub mod dirlock;
 pub mod fsutil;
 #[cfg(feature = "service")]
 pub mod logging;

@@ -316,6 +316,11 @@ impl TestDaemon {
             user,
             "--password-stdin",
         ];
+        // No terminal to confirm a first-use pin on: tests that do not pin
+        // explicitly trust what their own test server presents.
+        if !extra.contains(&"--fingerprint") {
+            args.push("--trust-on-first-use");
+        }
         args.extend_from_slice(extra);
         let out = self.ctl_stdin(&args, &format!("{password}\n"));
         (out.status.code().unwrap_or(-1), parse_json(&out))

@@ -330,6 +330,9 @@ pub fn run_command(r: ctl::Request) {
             a.server = CLOSED_SERVER.into();
             Command::Register(a)
         }
+        Command::Probe { .. } => Command::Probe {
+            server: CLOSED_SERVER.into(),
+        },
         other => other,
     };
     let f = fixture();

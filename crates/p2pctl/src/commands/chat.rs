@@ -13,8 +13,7 @@
 use std::io::IsTerminal;
 
 use p2p_proto::ctl::{
-    ChatDone, Command, ConnectDone, ContactList, Event, InboxEntry, InboxList, SessionList,
-    Watching,
+    ChatDone, Command, ConnectDone, ContactList, Event, InboxEntry, InboxList, Watching,
 };
 
 use super::inbox::describe;
@@ -24,8 +23,9 @@ use crate::{safe, Failure};
 /// `chat USER`.
 pub(crate) fn run(connector: &Connector, user: String, json: bool) -> Result<(), Failure> {
     let mut c = connector.connect()?;
-    let sessions: SessionList = c.call(Command::Sessions)?;
-    if !sessions.sessions.iter().any(|s| s.peer == user) && !offline_contact(&mut c, &user) {
+    // The name, and that it is not ours, are checked before anyone is asked.
+    let open = super::peers::before_asking(&mut c, &user)?;
+    if !open && !offline_contact(&mut c, &user) {
         eprintln!("asked {}; waiting for an answer...", safe::line(&user));
         c.call::<ConnectDone>(Command::Connect {
             user: user.clone(),

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use p2p_proto::ctl::{
     Answered, Command, ConnectDone, Disconnected, RequestList, SessionList, SessionPath,
+    StatusReport, UserList,
 };
+use p2p_proto::names::validate_username;
 
 use crate::client::Client;
 use crate::{safe, Failure};
@@ -18,6 +20,11 @@ pub(crate) fn connect(
     no_wait: bool,
     json: bool,
 ) -> Result<(), Failure> {
+    let already = before_asking(c, &user)?;
+    if already && !json {
+        println!("already connected to {}", safe::line(&user));
+        return Ok(());
+    }
     if !json && !no_wait {
         eprintln!("asked {}; waiting for an answer...", safe::line(&user));
     }
@@ -41,10 +48,30 @@ pub(crate) fn connect(
     })
 }
 
+/// What `connect` and `chat` check before saying anyone was asked: the
+/// name is one an account can have (else exit 2), it is not our own (exit
+/// 2). `true` when a session with `user` is already up.
+pub(crate) fn before_asking(c: &mut Client, user: &str) -> Result<bool, Failure> {
+    validate_username(user).map_err(|e| Failure::Usage(format!("{}: {e}", safe::line(user))))?;
+    let status = c.call::<StatusReport>(Command::Status)?;
+    if status.server.user.as_deref() == Some(user) {
+        return Err(Failure::Usage(format!(
+            "{} is you; connect to someone else (see p2pctl list)",
+            safe::line(user)
+        )));
+    }
+    let sessions = c.call::<SessionList>(Command::Sessions)?;
+    Ok(sessions.sessions.iter().any(|s| s.peer == user))
+}
+
 /// `requests`.
 pub(crate) fn requests(c: &mut Client, json: bool) -> Result<(), Failure> {
     let doc = c.call::<RequestList>(Command::Requests)?;
     super::print(doc, json, |l: RequestList| {
+        if l.requests.is_empty() {
+            println!("no invitations waiting");
+            return;
+        }
         let rows: Vec<Vec<String>> = l
             .requests
             .iter()
@@ -66,6 +93,16 @@ pub(crate) fn answer(
     accept: bool,
     json: bool,
 ) -> Result<(), Failure> {
+    validate_username(&user).map_err(|e| Failure::Usage(format!("{}: {e}", safe::line(&user))))?;
+    if accept && !json {
+        // Progress only for an invitation that is there: otherwise the
+        // daemon's refusal is the only line.
+        let waiting = c.call::<RequestList>(Command::Requests)?;
+        if waiting.requests.iter().any(|r| r.from == user) {
+            let u = safe::line(&user);
+            eprintln!("accepting {u}'s invitation; waiting for {u}'s daemon to connect...");
+        }
+    }
     let cmd = if accept {
         Command::Accept { user }
     } else {
@@ -86,6 +123,10 @@ pub(crate) fn answer(
 pub(crate) fn sessions(c: &mut Client, json: bool) -> Result<(), Failure> {
     let doc = c.call::<SessionList>(Command::Sessions)?;
     super::print(doc, json, |l: SessionList| {
+        if l.sessions.is_empty() {
+            println!("no sessions");
+            return;
+        }
         let rows: Vec<Vec<String>> = l
             .sessions
             .iter()
@@ -113,4 +154,28 @@ pub(crate) fn disconnect(c: &mut Client, user: String, json: bool) -> Result<(),
     super::print(doc, json, |d: Disconnected| {
         println!("disconnected from {}", safe::line(&d.disconnected))
     })
+}
+
+/// `__users`: the names a completion script offers (online users, session
+/// peers, inviters), sorted, one per line. Only valid user names are
+/// printed, so nothing a shell would act on gets into its completions.
+pub(crate) fn user_names(c: &mut Client) {
+    let mut names = std::collections::BTreeSet::new();
+    if let Ok(l) = c.call::<UserList>(Command::List) {
+        names.extend(l.users.into_iter().map(|u| u.user));
+    }
+    if let Ok(l) = c.call::<SessionList>(Command::Sessions) {
+        names.extend(l.sessions.into_iter().map(|s| s.peer));
+    }
+    if let Ok(l) = c.call::<RequestList>(Command::Requests) {
+        names.extend(l.requests.into_iter().map(|r| r.from));
+    }
+    if let Ok(s) = c.call::<StatusReport>(Command::Status) {
+        if let Some(me) = s.server.user {
+            names.remove(&me);
+        }
+    }
+    for n in names.iter().filter(|n| validate_username(n).is_ok()) {
+        println!("{n}");
+    }
 }

@@ -8,7 +8,8 @@
 //! peer) and a slow one gets each line sent at once.
 
 use std::io::BufRead;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 
 use p2p_proto::ctl::{BroadcastDone, Command, SendStatus, SentList, SentMessage};
 use p2p_proto::limits::{MAX_CTL_REQUEST, MAX_MESSAGE_BYTES};
@@ -47,6 +48,11 @@ pub(crate) fn run(
         return stream(c, user, now, json);
     }
     let text = texts.join(" ");
+    if text.trim().is_empty() {
+        return Err(Failure::Usage(
+            "the message is empty (or only blanks); nothing was sent".into(),
+        ));
+    }
     if text.len() > MAX_MESSAGE_BYTES {
         return Err(too_large(text.len(), "the message"));
     }
@@ -122,8 +128,16 @@ impl PartialSend {
 
 fn stream(c: &mut Client, user: String, now: bool, json: bool) -> Result<(), Failure> {
     let (tx, rx) = mpsc::sync_channel::<Result<String, String>>(MAX_BATCH_LINES);
+    // Empty and blank lines are not messages (the daemon refuses them):
+    // skipped, counted, and reported at the end.
+    let skipped = Arc::new(AtomicUsize::new(0));
+    let skips = skipped.clone();
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
+            if line.as_ref().is_ok_and(|l| l.trim().is_empty()) {
+                skips.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             let item = line.map_err(|e| format!("cannot read stdin: {e} (it must be UTF-8 text)"));
             let stop = item.is_err();
             if tx.send(item).is_err() || stop {
@@ -137,7 +151,13 @@ fn stream(c: &mut Client, user: String, now: bool, json: bool) -> Result<(), Fai
         read: 0,
         unconfirmed: 0,
     };
-    match send_lines(c, &user, now, &rx, &mut progress) {
+    let result = send_lines(c, &user, now, &rx, &mut progress);
+    match skipped.load(Ordering::Relaxed) {
+        0 => {}
+        1 => eprintln!("skipped 1 empty line"),
+        n => eprintln!("skipped {n} empty lines"),
+    }
+    match result {
         Ok(()) if json => {
             super::print_json(&SentList {
                 sent: progress.sent,

@@ -18,9 +18,11 @@ pub(crate) fn run(client: &mut Client, json: bool) -> Result<(), Failure> {
                 crate::localtime::when(srv.since.as_deref().unwrap_or("?"))
             ),
             ServerState::Connecting => format!(
-                "connecting to {at} as {user} (attempt {}, next try in {}s)",
+                "connecting to {at} as {user} (attempt {}, next try in {})",
                 srv.attempt,
-                srv.next_retry_ms.unwrap_or(0).div_ceil(1000)
+                p2p_proto::time::wait_text(std::time::Duration::from_millis(
+                    srv.next_retry_ms.unwrap_or(0)
+                ))
             ),
             ServerState::LoggedOut => "logged out".to_string(),
             ServerState::Replaced => format!("replaced: {user} logged in from elsewhere"),

@@ -48,8 +48,11 @@ impl LoginError {
             | LoginError::SessionNotRemoved(_) => ErrorCode::Internal,
             LoginError::Unreachable(_)
             | LoginError::UnreachableRetrying { .. }
-            | LoginError::NotOurServer(_) => ErrorCode::ServerUnreachable,
-            LoginError::CertificateChanged { .. } => ErrorCode::CertificateChanged,
+            | LoginError::NotOurServer(_)
+            | LoginError::FirstContact { .. } => ErrorCode::ServerUnreachable,
+            LoginError::CertificateChanged { .. } | LoginError::FingerprintMismatch { .. } => {
+                ErrorCode::CertificateChanged
+            }
             LoginError::NoPin { .. } => ErrorCode::NotLoggedIn,
             LoginError::Refused { code, .. } => match code {
                 wire::LoginError::BadCredentials => ErrorCode::AuthFailed,

@@ -12,9 +12,11 @@ use crate::Daemon;
 /// Logs in (or registers) and waits for the first attempt's outcome.
 pub(crate) async fn run(
     daemon: &Daemon,
-    args: LoginArgs,
+    mut args: LoginArgs,
     register: bool,
 ) -> Result<LoginDone, CtlError> {
+    args.server = p2p_proto::address::parse_host_port(&args.server)
+        .map_err(|e| CtlError::new(ErrorCode::BadRequest, format!("server: {e}")))?;
     validate_username(&args.user)
         .map_err(|e| CtlError::new(ErrorCode::BadRequest, e.to_string()))?;
     if register {

@@ -16,6 +16,7 @@ mod login;
 mod logout;
 mod netcheck;
 mod outbox;
+mod probe;
 mod requests;
 mod send;
 mod sessions;
@@ -48,6 +49,7 @@ pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<Reply, CtlError> {
         Command::Reject { user } => answer::run(daemon, user, false).await?.into(),
         Command::Sessions => sessions::run(daemon).into(),
         Command::Netcheck => netcheck::run(daemon).await?.into(),
+        Command::Probe { server } => probe::run(daemon, server).await?.into(),
         Command::Send { user, texts, now } => send::run(daemon, user, texts, now).await?.into(),
         Command::Disconnect { user } => disconnect::run(daemon, user).await?.into(),
         Command::Inbox {

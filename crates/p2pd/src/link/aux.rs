@@ -3,8 +3,9 @@
 
 use std::net::SocketAddr;
 
-use p2p_proto::ctl::ServerState;
+use p2p_proto::ctl::{ProbeReport, ServerState};
 
+use super::error::LoginError;
 use super::LinkHandle;
 use crate::handshake::{self, HandshakeError, ServerConn};
 use crate::tlsclient::PinVerifier;
@@ -33,5 +34,46 @@ impl LinkHandle {
         };
         let verifier = PinVerifier::new(Some(fingerprint));
         Ok(handshake::connect(&server, from, verifier).await?)
+    }
+}
+
+impl LinkHandle {
+    /// The pin on file for `server` (`host:port`), or, when there is none,
+    /// the certificate it presents now (TCP, preamble and TLS only: no
+    /// login is sent, nothing is pinned). Nothing there that answers as a
+    /// p2p-server is [`LoginError::FirstContact`], as for a first login.
+    pub(crate) async fn probe(&self, server: &str) -> Result<ProbeReport, LoginError> {
+        let name = server.to_string();
+        let pinned = self
+            .state
+            .blocking(move |s| s.pin(&name))
+            .await
+            .map_err(LoginError::PinFileDamaged)?;
+        if pinned.is_some() {
+            return Ok(ProbeReport {
+                server: server.to_string(),
+                pinned,
+                fingerprint: None,
+            });
+        }
+        let verifier = PinVerifier::new(None);
+        match handshake::connect(server, None, verifier.clone()).await {
+            Ok(_conn) => Ok(ProbeReport {
+                server: server.to_string(),
+                pinned: None,
+                fingerprint: verifier.seen(),
+            }),
+            Err(e @ HandshakeError::NotOurServer(_)) => Err(LoginError::NotOurServer(e)),
+            Err(e @ HandshakeError::Busy { .. }) => Err(LoginError::Unreachable(format!(
+                "{e}; try again in a moment"
+            ))),
+            Err(e) => Err(LoginError::FirstContact {
+                server: server.to_string(),
+                cause: match e {
+                    HandshakeError::Connect { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                },
+            }),
+        }
     }
 }

@@ -54,6 +54,10 @@ pub enum Failure {
         why: String,
         /// The server's own retry-after, if it gave one.
         after: Option<Duration>,
+        /// Nothing answered as a p2p-server (no such host, refused, no
+        /// preamble, TLS failed), with the cause: on the first login of a
+        /// server this is a wrong address, not an outage to wait out.
+        unreached: Option<String>,
     },
     /// Trying again with the same credentials cannot help.
     Fatal(LoginError),
@@ -63,6 +67,20 @@ fn retry(why: impl Into<String>) -> Failure {
     Failure::Retry {
         why: why.into(),
         after: None,
+        unreached: None,
+    }
+}
+
+/// A handshake that failed before anything answered as a p2p-server.
+fn unreached(e: HandshakeError) -> Failure {
+    let cause = match &e {
+        HandshakeError::Connect { source, .. } => source.to_string(),
+        other => other.to_string(),
+    };
+    Failure::Retry {
+        why: e.to_string(),
+        after: None,
+        unreached: Some(cause),
     }
 }
 
@@ -105,10 +123,22 @@ pub(crate) async fn attempt(
             return Err(Failure::Retry {
                 why: format!("server {} is busy (at its connection limit)", creds.server),
                 after: Some(retry_after),
+                unreached: None,
             })
         }
         Err(e @ HandshakeError::NotOurServer(_)) => {
             return Err(Failure::Fatal(LoginError::NotOurServer(e)))
+        }
+        Err(HandshakeError::Tls(_)) if verifier.mismatch() && trust.saves_pin() => {
+            // The --fingerprint just typed, not a pin: a typo or the wrong
+            // server, and nothing to advise pinning.
+            let seen = verifier.seen().unwrap_or_default();
+            tracing::warn!(server = %creds.server, %seen, "server certificate is not the --fingerprint given; not logging in");
+            return Err(Failure::Fatal(LoginError::FingerprintMismatch {
+                server: creds.server.clone(),
+                seen,
+                given: trust.pin().unwrap_or_default().to_string(),
+            }));
         }
         Err(HandshakeError::Tls(_)) if verifier.mismatch() => {
             let (seen, pinned) = (
@@ -122,6 +152,14 @@ pub(crate) async fn attempt(
                 pinned,
             }));
         }
+        Err(
+            e @ (HandshakeError::ConnectTimeout(_)
+            | HandshakeError::Connect { .. }
+            | HandshakeError::GreetTimeout(_)
+            | HandshakeError::Greet { .. }
+            | HandshakeError::TlsTimeout
+            | HandshakeError::Tls(_)),
+        ) => return Err(unreached(e)),
         Err(e) => return Err(retry(e.to_string())),
     };
     let fingerprint = verifier.seen().unwrap_or_default();
@@ -171,6 +209,7 @@ fn refused(code: wire::LoginError, message: String, retry_after_ms: Option<u64>)
         wire::LoginError::Busy | wire::LoginError::Internal => Failure::Retry {
             why: message,
             after: retry_after_ms.map(Duration::from_millis),
+            unreached: None,
         },
         code => Failure::Fatal(LoginError::Refused { code, message }),
     }

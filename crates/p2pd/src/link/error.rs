@@ -24,7 +24,8 @@ pub enum LinkError {
     Lost,
     /// Not online yet; the link keeps retrying.
     #[error(
-        "not connected to the server yet (attempt {attempt}, next try in {next_try_s}s); p2pd keeps trying"
+        "not connected to the server yet (attempt {attempt}, next try in {}); p2pd keeps trying",
+        p2p_proto::time::wait_text(std::time::Duration::from_secs(*.next_try_s))
     )]
     Connecting {
         /// Failed attempts so far.
@@ -80,13 +81,27 @@ pub enum LoginError {
     /// Like [`LoginError::Unreachable`], for the `login` command itself:
     /// the link keeps trying in the background.
     #[error(
-        "{why}; p2pd keeps trying in the background (next try in {next_try_s}s; see p2pctl status)"
+        "{why}; p2pd keeps trying in the background (next try in {}; see p2pctl status)",
+        p2p_proto::time::wait_text(std::time::Duration::from_secs(*.next_try_s))
     )]
     UnreachableRetrying {
         /// Why the attempt failed.
         why: String,
         /// Seconds until the next attempt (rounded up).
         next_try_s: u64,
+    },
+    /// The first login of a server found nothing that answers as a
+    /// p2p-server there (no such host, refused, no preamble, TLS failed):
+    /// most likely a wrong address, so it is not retried.
+    #[error(
+        "cannot reach {server}: {cause}; is this a p2p-server? Check the address \
+         (not retrying: no login to {server} has succeeded yet)"
+    )]
+    FirstContact {
+        /// `host:port`.
+        server: String,
+        /// What went wrong.
+        cause: String,
     },
     /// What answered is not a p2p-broadcast server.
     #[error(transparent)]
@@ -103,6 +118,21 @@ pub enum LoginError {
         seen: String,
         /// The pinned fingerprint.
         pinned: String,
+    },
+    /// The server presented another certificate than the `--fingerprint`
+    /// given with this login (not pinned yet): nothing was sent.
+    #[error(
+        "server {server} presented certificate {seen}, not the --fingerprint given ({given}); \
+         nothing was sent and nothing pinned. Check the fingerprint with the server's operator \
+         (`p2p-server fingerprint`) and the address"
+    )]
+    FingerprintMismatch {
+        /// `host:port`.
+        server: String,
+        /// The fingerprint presented.
+        seen: String,
+        /// The fingerprint given.
+        given: String,
     },
     /// The server refused the login (its message is shown as sent).
     #[error("{message}")]

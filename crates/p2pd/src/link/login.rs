@@ -181,7 +181,18 @@ impl Link {
                     }
                 }
             }
-            Err(Failure::Retry { why, after }) => {
+            Err(Failure::Retry {
+                unreached: Some(cause),
+                ..
+            }) if self.never_logged_in(&server).await => {
+                let e = LoginError::FirstContact {
+                    server: server.clone(),
+                    cause,
+                };
+                self.fatal(&e).await;
+                Err(e)
+            }
+            Err(Failure::Retry { why, after, .. }) => {
                 self.schedule_retry(2, why.clone(), after);
                 let s = self.status.borrow().report();
                 Err(LoginError::UnreachableRetrying {
@@ -195,6 +206,14 @@ impl Link {
             }
         };
         let _ = reply.send(result);
+    }
+
+    /// No login to `server` has succeeded yet: it has no pin (a pin is
+    /// saved by the first login that gets through). A pin file that cannot
+    /// be read counts as "has logged in", keeping the retries.
+    async fn never_logged_in(&self, server: &str) -> bool {
+        let server = server.to_string();
+        matches!(self.state.blocking(move |s| s.pin(&server)).await, Ok(None))
     }
 
     pub(super) async fn logged_out(

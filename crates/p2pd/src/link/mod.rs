@@ -140,6 +140,8 @@ impl LinkStatus {
 pub struct LinkHandle {
     cmds: mpsc::Sender<LinkCmd>,
     status: watch::Receiver<LinkStatus>,
+    /// For reading pins outside the link task (`probe`).
+    state: StateDir,
 }
 
 impl LinkHandle {
@@ -180,7 +182,16 @@ impl LinkHandle {
             fingerprint: None,
             observed: None,
         });
-        (LinkHandle { cmds, status }, rx)
+        let state = StateDir::open(&std::env::temp_dir().join("p2pd-detached-link"))
+            .expect("temp state dir");
+        (
+            LinkHandle {
+                cmds,
+                status,
+                state,
+            },
+            rx,
+        )
     }
 }
 
@@ -245,6 +256,7 @@ pub fn spawn(
     let handle = LinkHandle {
         cmds: cmd_tx,
         status: status_rx,
+        state: state.clone(),
     };
     let task = Link {
         cfg,

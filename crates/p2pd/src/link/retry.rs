@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use p2p_proto::ctl::ServerState;
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::connect::{self, Creds, Failure, LoggedIn};
 use super::error::LoginError;
@@ -90,7 +90,7 @@ impl Link {
                     self.schedule_retry(attempt + 1, e.to_string(), None);
                 }
             }
-            Err(Failure::Retry { why, after }) => self.schedule_retry(attempt + 1, why, after),
+            Err(Failure::Retry { why, after, .. }) => self.schedule_retry(attempt + 1, why, after),
             Err(Failure::Fatal(e)) => self.fatal(&e).await,
         }
     }
@@ -127,6 +127,12 @@ impl Link {
                 rand::random::<f64>(),
             )
             .max(server_wait(after, self.cfg.backoff.max));
+        info!(
+            attempt = next_attempt,
+            reason = %why,
+            "retrying in {}: {why}",
+            p2p_proto::time::wait_text(delay)
+        );
         self.set(|s| {
             s.state = ServerState::Connecting;
             s.attempt = next_attempt - 1;
@@ -137,7 +143,13 @@ impl Link {
     }
 
     pub(super) async fn fatal(&mut self, e: &LoginError) {
-        warn!(reason = %e, "login refused; not retrying");
+        let user = self
+            .creds
+            .as_ref()
+            .map(|c| c.user.clone())
+            .unwrap_or_default();
+        // What and why in the message itself (journald shows MESSAGE).
+        warn!(%user, reason = %e, "login refused for {user}: {e}; not retrying");
         // Whatever was saved must not log in by itself after a restart:
         // the user has to decide (and log in) again.
         self.forget_token().await;

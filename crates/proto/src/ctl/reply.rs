@@ -150,6 +150,19 @@ pub enum SessionPath {
     Relayed,
 }
 
+/// Result of `probe`: the pin on file for a server, or (when there is
+/// none) the certificate it presents now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ProbeReport {
+    /// The server, `host:port`.
+    pub server: String,
+    /// The pinned fingerprint (a login to it got through before).
+    pub pinned: Option<String>,
+    /// The fingerprint it presented now; `None` when pinned (not asked).
+    pub fingerprint: Option<String>,
+}
+
 /// Result of `netcheck`: what the server sees of this daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
@@ -531,6 +544,8 @@ pub enum Reply {
     Inbox(InboxList),
     /// `netcheck`.
     Netcheck(NetcheckReport),
+    /// `probe`.
+    Probe(ProbeReport),
     /// `contacts`.
     Contacts(ContactList),
     /// `forget`, `block`, `unblock`.
@@ -572,6 +587,7 @@ reply_from!(
     Broadcast(BroadcastDone),
     Inbox(InboxList),
     Netcheck(NetcheckReport),
+    Probe(ProbeReport),
     Contacts(ContactList),
     ContactDone(ContactDone),
     Outbox(OutboxList),

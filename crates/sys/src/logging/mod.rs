@@ -13,6 +13,8 @@ use std::os::unix::fs::MetadataExt;
 
 use tracing_subscriber::{fmt, prelude::*, reload, EnvFilter, Registry};
 
+pub mod journal;
+
 /// The levels `--log-level` accepts, alone or after `target=`.
 pub const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 
@@ -104,7 +106,7 @@ impl LogHandle {
 pub fn init(level: Option<&str>) -> LogHandle {
     let (filter, handle) = reload::Layer::new(filter_for(level));
     let journald = if stderr_is_journal() {
-        tracing_journald::layer().ok()
+        journal::JournalLayer::new().ok()
     } else {
         None
     };
