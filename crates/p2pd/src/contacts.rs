@@ -77,6 +77,16 @@ fn contact(r: &Row<'_>) -> rusqlite::Result<Contact> {
     })
 }
 
+/// One contact's row, if any.
+fn fetch(c: &rusqlite::Connection, user: &str) -> rusqlite::Result<Option<Contact>> {
+    c.query_row(
+        &format!("SELECT {COLUMNS} FROM contacts WHERE user = ?1"),
+        [user],
+        contact,
+    )
+    .optional()
+}
+
 impl Contacts {
     /// The contact tables in `db`'s file, created if missing.
     pub fn open(db: &Inbox) -> Result<Self> {
@@ -102,14 +112,7 @@ impl Contacts {
 
     /// One contact.
     pub fn get(&self, user: &str) -> Result<Option<Contact>> {
-        self.db.with_conn(|c| {
-            c.query_row(
-                &format!("SELECT {COLUMNS} FROM contacts WHERE user = ?1"),
-                [user],
-                contact,
-            )
-            .optional()
-        })
+        self.db.with_conn(|c| fetch(c, user))
     }
 
     /// Every contact, by name.
@@ -145,13 +148,7 @@ impl Contacts {
     pub fn seen(&self, user: &str, key: &str, now_ms: i64) -> Result<Seen> {
         self.db.with_conn(|c| {
             let tx = c.transaction()?;
-            let old = tx
-                .query_row(
-                    &format!("SELECT {COLUMNS} FROM contacts WHERE user = ?1"),
-                    [user],
-                    contact,
-                )
-                .optional()?;
+            let old = fetch(&tx, user)?;
             let seen = match old {
                 None => {
                     tx.execute(
@@ -234,12 +231,7 @@ impl Contacts {
                 "UPDATE contacts SET verified = 1, key_changed = 0 WHERE user = ?1 AND held = 0",
                 [user],
             )?;
-            c.query_row(
-                &format!("SELECT {COLUMNS} FROM contacts WHERE user = ?1"),
-                [user],
-                contact,
-            )
-            .optional()
+            fetch(c, user)
         })
     }
 
@@ -254,12 +246,7 @@ impl Contacts {
                  WHERE user = ?1",
                 [user],
             )?;
-            c.query_row(
-                &format!("SELECT {COLUMNS} FROM contacts WHERE user = ?1"),
-                [user],
-                contact,
-            )
-            .optional()
+            fetch(c, user)
         })
     }
 }

@@ -64,31 +64,29 @@ async fn drop_queued(daemon: &Daemon, user: &str) -> Result<u64, CtlError> {
 /// Runs `forget USER`: the consent ends, and the session with it; the
 /// next invitation from them prompts again.
 pub(crate) async fn forget(daemon: &Daemon, user: String) -> Result<ContactDone, CtlError> {
-    super::check_user(&user)?;
-    let who = user.clone();
-    let forgotten = daemon
-        .peers
-        .with_contacts(move |c| c.forget(&who))
-        .await
-        .map_err(internal)?;
-    close_session(daemon, &user).await;
-    let dropped = drop_queued(daemon, &user).await?;
-    Ok(ContactDone {
-        user,
-        forgotten,
-        blocked: false,
-        dropped,
-    })
+    end_contact(daemon, user, false).await
 }
 
 /// Runs `block USER`: forget them, and drop their invitations unseen from
 /// now on (they learn nothing: the invitation expires as if unanswered).
 pub(crate) async fn block(daemon: &Daemon, user: String) -> Result<ContactDone, CtlError> {
+    end_contact(daemon, user, true).await
+}
+
+/// `forget` and (with `block`) `block`: the contact goes, the session
+/// closes, and what was queued for them is dropped.
+async fn end_contact(daemon: &Daemon, user: String, block: bool) -> Result<ContactDone, CtlError> {
     super::check_user(&user)?;
     let who = user.clone();
     let forgotten = daemon
         .peers
-        .with_contacts(move |c| c.block(&who, time::now_ms()))
+        .with_contacts(move |c| {
+            if block {
+                c.block(&who, time::now_ms())
+            } else {
+                c.forget(&who)
+            }
+        })
         .await
         .map_err(internal)?;
     close_session(daemon, &user).await;
@@ -96,7 +94,7 @@ pub(crate) async fn block(daemon: &Daemon, user: String) -> Result<ContactDone, 
     Ok(ContactDone {
         user,
         forgotten,
-        blocked: true,
+        blocked: block,
         dropped,
     })
 }

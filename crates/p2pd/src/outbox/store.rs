@@ -155,16 +155,7 @@ impl SentStore {
                  AND (now = 0 OR now = ?3) ORDER BY seq LIMIT ?4"
             ))?;
             let mut found = q.query(params![peer, i(after), i(session), max as i64])?;
-            let (mut rows, mut bytes) = (Vec::new(), 0usize);
-            while let Some(r) = found.next()? {
-                let r = row(r)?;
-                bytes = bytes.saturating_add(r.text.len());
-                if !rows.is_empty() && bytes > max_bytes {
-                    break;
-                }
-                rows.push(r);
-            }
-            Ok(rows)
+            up_to_bytes(&mut found, max_bytes)
         })
     }
 
@@ -261,16 +252,7 @@ impl SentStore {
                 "SELECT {ROW} FROM sent WHERE status = 'queued' AND now = 0 ORDER BY seq LIMIT ?1"
             ))?;
             let mut found = q.query(params![max as i64])?;
-            let (mut rows, mut bytes) = (Vec::new(), 0usize);
-            while let Some(r) = found.next()? {
-                let r = row(r)?;
-                bytes = bytes.saturating_add(r.text.len());
-                if !rows.is_empty() && bytes > max_bytes {
-                    break;
-                }
-                rows.push(r);
-            }
-            Ok(rows)
+            up_to_bytes(&mut found, max_bytes)
         })
     }
 
@@ -303,4 +285,19 @@ impl SentStore {
 /// Parses a `status` column (for `history`).
 pub(crate) fn parse_status(s: &str) -> Status {
     Status::parse(s)
+}
+
+/// The rows `found` yields until their texts pass `max_bytes` (at least
+/// one row, however long).
+fn up_to_bytes(found: &mut rusqlite::Rows<'_>, max_bytes: usize) -> rusqlite::Result<Vec<Row>> {
+    let (mut rows, mut bytes) = (Vec::new(), 0usize);
+    while let Some(r) = found.next()? {
+        let r = row(r)?;
+        bytes = bytes.saturating_add(r.text.len());
+        if !rows.is_empty() && bytes > max_bytes {
+            break;
+        }
+        rows.push(r);
+    }
+    Ok(rows)
 }
