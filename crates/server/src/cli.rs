@@ -363,7 +363,11 @@ fn dispatch(cli: Cli, argv: Vec<OsString>) -> Result<()> {
                             .max(4);
                         println!("{:w$}  CREATED", "USER");
                         for u in &users {
-                            println!("{:w$}  {}", u.username, u.created_at);
+                            println!(
+                                "{:w$}  {}",
+                                u.username,
+                                p2p_sys::localtime::human(&u.created_at)
+                            );
                         }
                     }
                     Ok(())

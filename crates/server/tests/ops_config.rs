@@ -161,3 +161,32 @@ fn the_invitation_ttl_is_bounded_and_defaults_to_five_minutes() {
         "{help}"
     );
 }
+
+/// `user list` shows when each account was made in local time (TZ
+/// honoured, one format with p2pctl); `--json` keeps RFC 3339 UTC.
+#[test]
+fn user_list_shows_local_time_and_json_stays_utc() {
+    let dir = short_tempdir();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    p2p_server::users::UserFile::in_dir(&data)
+        .add("alice", "correct horse battery")
+        .unwrap();
+    let list = |json: bool| {
+        let mut args = vec!["user", "list", "--data-dir", data.to_str().unwrap()];
+        if json {
+            args.push("--json");
+        }
+        let out = Command::new(bin("p2p-server"))
+            .args(&args)
+            .env("TZ", "America/New_York")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let human = list(false);
+    assert!(human.contains(" EST") || human.contains(" EDT"), "{human}");
+    let json = list(true);
+    assert!(json.contains("Z\""), "{json}");
+}

@@ -9,6 +9,7 @@
 
 pub mod dirlock;
 pub mod fsutil;
+pub mod localtime;
 #[cfg(feature = "service")]
 pub mod logging;
 #[cfg(feature = "prompt")]

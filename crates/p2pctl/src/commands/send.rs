@@ -254,7 +254,7 @@ pub(crate) fn broadcast(c: &mut Client, text: String, json: bool) -> Result<(), 
         println!(
             "broadcast {} stored; delivered to everyone who is online until {}",
             d.broadcast.id,
-            safe::line(&d.broadcast.expires_at)
+            crate::localtime::expires(&d.broadcast.expires_at)
         )
     })
 }

@@ -85,12 +85,12 @@ pub(crate) fn sessions(socket: &Path, as_json: bool) -> Result<()> {
         .max()
         .unwrap_or(4)
         .max(4);
-    println!("{:w$}  {:20}  FROM", "USER", "SINCE");
+    println!("{:w$}  {:23}  FROM", "USER", "SINCE");
     for v in &list {
         println!(
-            "{:w$}  {:20}  {}",
+            "{:w$}  {:23}  {}",
             field(v, "user"),
-            field(v, "since"),
+            p2p_sys::localtime::human(&field(v, "since")),
             field(v, "address")
         );
     }
