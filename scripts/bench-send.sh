@@ -86,7 +86,7 @@ start_server 127.0.0.1:0
 for name in alice bob; do
     start_daemon "$name"
     printf '%s\n' "${PASSWORD[$name]}" |
-        ctl "$name" login --server "127.0.0.1:$PORT" --user "$name" --password-stdin >/dev/null
+        ctl "$name" login --server "127.0.0.1:$PORT" --user "$name" --password-stdin --trust-on-first-use >/dev/null
 done
 
 # A plain command, not a function, so that $! is p2pctl itself.
