@@ -62,7 +62,7 @@ show_inbox() {
 login() {
     local name=$1
     printf '%s\n' "${PASSWORD[$name]}" |
-        ctl "$name" login --server "127.0.0.1:$PORT" --user "$name" --password-stdin --trust-on-first-use
+        ctl "$name" login --server "127.0.0.1:$PORT" --user "$name" --password-stdin --fingerprint "$FINGERPRINT"
 }
 
 # Readiness checks. Output is captured first (no `| grep -q`), so a failed
@@ -110,8 +110,9 @@ step "operator: p2p-server --listen 127.0.0.1:0 (self-signed TLS certificate mad
 start_server 127.0.0.1:0
 cat "$DEMO/server.out"
 
-step "operator: p2p-server fingerprint (what users may pass to --fingerprint)"
-server fingerprint
+step "operator: p2p-server fingerprint (what users pass to --fingerprint)"
+FINGERPRINT=$(server fingerprint)
+echo "$FINGERPRINT"
 
 # ---------------------------------------------------------------- users
 step "users: start p2pd for alice and bob (--peer-listen 127.0.0.1:0)"
@@ -123,14 +124,14 @@ echo "bob's p2pd is up (socket $DEMO/bob/run/p2p/p2pd.sock)"
 step "bob: p2pctl login with a wrong password (must be refused)"
 set +e
 printf 'not-my-password\n' |
-    ctl bob login --server "127.0.0.1:$PORT" --user bob --password-stdin --trust-on-first-use 2>&1
+    ctl bob login --server "127.0.0.1:$PORT" --user bob --password-stdin --fingerprint "$FINGERPRINT" 2>&1
 rc=$?
 set -e
 echo "exit code: $rc"
 ((rc != 0)) || die "a wrong password was accepted"
 
 for name in alice bob; do
-    step "$name: p2pctl login --server 127.0.0.1:$PORT --user $name --password-stdin --trust-on-first-use"
+    step "$name: p2pctl login --server 127.0.0.1:$PORT --user $name --password-stdin --fingerprint $FINGERPRINT"
     login "$name"
 done
 
@@ -311,7 +312,7 @@ step "carol: start p2pd now, after the broadcast was sent"
 start_daemon carol
 echo "carol's p2pd is up (socket $DEMO/carol/run/p2p/p2pd.sock)"
 
-step "carol: p2pctl login --server 127.0.0.1:$PORT --user carol --password-stdin --trust-on-first-use"
+step "carol: p2pctl login --server 127.0.0.1:$PORT --user carol --password-stdin --fingerprint $FINGERPRINT"
 login carol
 
 # At login the server sends carol every unexpired broadcast she has not
