@@ -125,6 +125,12 @@ fn run(cmd: &Cmd, sessions: usize, broadcasts: u32, c: &Common) -> Result<(), St
         .map_err(|e| e.to_string())?;
     // Dropped at the end of this function, on error and on panic alike.
     let server = ServerProc::start(&opts).map_err(|e| e.to_string())?;
+    eprintln!(
+        "p2p-load: p2p-server pid {} on {} (max clients {})",
+        server.pid(),
+        server.addr,
+        opts.max_clients
+    );
     let out = rt.block_on(async {
         tokio::select! {
             r = scenario(cmd, &server) => r,
