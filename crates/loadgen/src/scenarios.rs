@@ -21,6 +21,11 @@ pub const HANDSHAKES_IN_FLIGHT: usize = 100;
 /// same 1 s). A measurement settle time, not a synchronisation.
 pub const RSS_SETTLE: Duration = Duration::from_secs(1);
 
+/// Pause after the last fan-out round before reading the server's CPU, so
+/// the acknowledgements of that round are counted too (the anchor tool
+/// waits the same 500 ms for its PUBACKs).
+pub const ACK_SETTLE: Duration = Duration::from_millis(500);
+
 /// What [`fanout`] measured.
 #[derive(Debug, Clone)]
 pub struct FanoutReport {
@@ -189,6 +194,7 @@ pub async fn fanout(
             store.push(ms(stored));
         }
     }
+    tokio::time::sleep(ACK_SETTLE).await;
     let cpu_used = cpu(server)?.saturating_sub(cpu_start);
     let mut deliveries = 0;
     let mut keep = Vec::with_capacity(online);
