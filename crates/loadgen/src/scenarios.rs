@@ -87,7 +87,7 @@ fn rss_bytes(server: &ServerProc) -> Result<u64, String> {
 }
 
 fn cpu(server: &ServerProc) -> Result<Duration, String> {
-    Ok(server.stats().map_err(|e| e.to_string())?.cpu)
+    server.cpu().map_err(|e| e.to_string())
 }
 
 /// Logs `names` in by password, [`HANDSHAKES_IN_FLIGHT`] at a time; one

@@ -180,6 +180,25 @@ impl ServerProc {
         crate::spray::proc_stats(self.pid())
     }
 
+    /// CPU time the server used so far: the larger of the sum of its
+    /// threads' `/proc/PID/task/*/schedstat` (nanoseconds, as the anchor
+    /// tool reads mosquitto's) and `/proc/PID/stat` utime + stime (10 ms
+    /// ticks, but it keeps the time of threads that already exited).
+    pub fn cpu(&self) -> std::io::Result<Duration> {
+        let stat = self.stats()?.cpu;
+        let mut ns = 0u64;
+        for task in std::fs::read_dir(format!("/proc/{}/task", self.pid()))?.flatten() {
+            if let Ok(s) = std::fs::read_to_string(task.path().join("schedstat")) {
+                ns += s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        Ok(stat.max(Duration::from_nanos(ns)))
+    }
+
     /// Open file descriptors of the server (its sessions, listener, files).
     pub fn fds(&self) -> std::io::Result<usize> {
         Ok(std::fs::read_dir(format!("/proc/{}/fd", self.pid()))?.count())
@@ -237,16 +256,44 @@ pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
 pub fn pin_self(list: &str) -> Result<(), String> {
     use nix::sched::{sched_setaffinity, CpuSet};
     let mut set = CpuSet::new();
-    for part in list.split(',') {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let parse = |s: &str| {
-            s.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("bad CPU list {list:?}"))
-        };
-        for cpu in parse(a)?..=parse(b)? {
-            set.set(cpu).map_err(|e| format!("CPU {cpu}: {e}"))?;
-        }
+    for cpu in parse_cpu_list(list)? {
+        set.set(cpu).map_err(|e| format!("CPU {cpu}: {e}"))?;
     }
     sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|e| e.to_string())
+}
+
+/// The CPUs of a `taskset -c` style list.
+fn parse_cpu_list(list: &str) -> Result<Vec<usize>, String> {
+    let bad = || format!("bad CPU list {list:?}");
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let a: usize = a.trim().parse().map_err(|_| bad())?;
+        let b: usize = b.trim().parse().map_err(|_| bad())?;
+        if a > b {
+            return Err(bad());
+        }
+        cpus.extend(a..=b);
+    }
+    Ok(cpus)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_parse_like_taskset() {
+        assert_eq!(parse_cpu_list("1"), Ok(vec![1]));
+        assert_eq!(parse_cpu_list("0,2-4"), Ok(vec![0, 2, 3, 4]));
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("x").is_err());
+    }
+
+    /// The issue: the tool's server cap was a constant 4096.
+    #[test]
+    fn max_clients_follows_the_sessions() {
+        assert!(ServerOpts::for_sessions(19_000, 1).max_clients >= 19_001);
+        assert!(ServerOpts::for_sessions(10, 1).max_clients >= 50);
+    }
 }

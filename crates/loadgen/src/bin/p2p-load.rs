@@ -131,10 +131,14 @@ fn run(cmd: &Cmd, sessions: usize, broadcasts: u32, c: &Common) -> Result<(), St
         server.addr,
         opts.max_clients
     );
+    // On SIGINT or SIGTERM the scenario is abandoned and `server` dropped.
     let out = rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| e.to_string())?;
         tokio::select! {
             r = scenario(cmd, &server) => r,
             _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
+            _ = term.recv() => Err("terminated".to_string()),
         }
     })?;
     if c.json {
