@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
 use futures::{SinkExt, StreamExt};
-use p2p_proto::wire::{ClientMsg, Reply, Request, ServerEvent, ServerMsg};
+use p2p_proto::wire::{Auth, ClientMsg, Reply, Request, ServerEvent, ServerMsg};
 use p2p_testkit::TestServer;
 
+pub mod scenarios;
+pub mod server_proc;
 pub mod spray;
 
 /// Every wait in a scenario gives up after this.
@@ -26,6 +28,7 @@ pub const PASSWORD: &str = "load-test-password";
 pub struct Client {
     conn: spray::Conn,
     next_id: u64,
+    token: p2p_proto::Secret,
 }
 
 impl Client {
@@ -51,11 +54,41 @@ impl Client {
         fingerprint: &str,
         user: &str,
     ) -> Result<Client, String> {
+        Self::login_with(addr, from, fingerprint, user, spray::password(PASSWORD)).await
+    }
+
+    /// Reconnects as `user` with the resume token a previous login gave
+    /// (no password check), as a daemon does.
+    pub async fn resume(
+        addr: SocketAddr,
+        fingerprint: &str,
+        user: &str,
+        token: p2p_proto::Secret,
+    ) -> Result<Client, String> {
+        Self::login_with(addr, None, fingerprint, user, Auth::Token { token }).await
+    }
+
+    async fn login_with(
+        addr: SocketAddr,
+        from: Option<IpAddr>,
+        fingerprint: &str,
+        user: &str,
+        auth: Auth,
+    ) -> Result<Client, String> {
         let mut conn = spray::connect_from(addr, fingerprint, from).await?;
-        match spray::send_login(&mut conn, user, spray::password(PASSWORD)).await {
-            Ok(ServerMsg::LoginOk { .. }) => Ok(Client { conn, next_id: 0 }),
+        match spray::send_login(&mut conn, user, auth).await {
+            Ok(ServerMsg::LoginOk { token, .. }) => Ok(Client {
+                conn,
+                next_id: 0,
+                token,
+            }),
             other => Err(format!("{user}: login failed: {other:?}")),
         }
+    }
+
+    /// The resume token this session's login gave.
+    pub fn token(&self) -> &p2p_proto::Secret {
+        &self.token
     }
 
     /// Sends a request and returns the server's reply to it (skipping

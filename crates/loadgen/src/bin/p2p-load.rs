@@ -1,57 +1,192 @@
-//! `p2p-load`: runs the broadcast scale scenario against a real server and
-//! prints the timings (see docs/BENCHMARKS.md).
+//! `p2p-load`: the broadcast benchmarks of issue 12, side by side with the
+//! mosquitto anchor tool (see docs/BENCHMARKS.md, "Against mosquitto").
+//! Starts its own `p2p-server` (pinned with `--server-cpus`), runs the
+//! clients in this process (pinned with `--client-cpus`), and always kills
+//! the server when it ends.
 //!
-//! `cargo run --release -p p2p-loadgen --bin p2p-load -- --users 1000 --online 100`
+//! `p2p-load fanout --online 1000 --rounds 5 --server-cpus 0 --client-cpus 1 --json`
 
-use clap::Parser;
-use p2p_testkit::TestServer;
+use std::path::PathBuf;
 
-/// Broadcast fan-out and catch-up benchmark.
+use clap::{Args, Parser, Subcommand};
+use p2p_loadgen::scenarios::{self, median};
+use p2p_loadgen::server_proc::{self, ServerOpts, ServerProc, FD_MARGIN};
+use serde_json::json;
+
+/// Broadcast benchmarks against a real p2p-server.
 #[derive(Parser)]
-struct Args {
-    /// Registered users.
-    #[arg(long, default_value_t = 1000)]
-    users: usize,
-    /// Of which online when the broadcast is sent (the sender included).
-    #[arg(long, default_value_t = 100)]
-    online: usize,
-    /// Concurrent catch-up logins.
-    #[arg(long, default_value_t = 50)]
-    parallel: usize,
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
 }
 
-#[tokio::main]
-async fn main() {
-    let args = Args::parse();
-    // Every client comes from 127.0.0.1: lift the per-source caps.
-    let mut flags = vec!["--max-clients", "4096"];
-    flags.extend(p2p_testkit::ONE_ADDRESS_CROWD);
-    let server = TestServer::start(&flags);
-    match p2p_loadgen::broadcast_scale(&server, args.users, args.online, args.parallel).await {
-        Ok(r) => {
-            println!(
-                "users {} online {} parallel {}",
-                args.users, args.online, args.parallel
-            );
-            println!(
-                "stored (sender's wait)      {:>8.1} ms",
-                r.store_latency.as_secs_f64() * 1e3
-            );
-            println!(
-                "send -> all {:>5} online have it {:>8.1} ms",
-                r.live_delivered,
-                r.live_fanout.as_secs_f64() * 1e3
-            );
-            println!(
-                "catch-up of {:>5} logins    {:>8.1} ms ({:.0} logins+deliveries/s)",
-                r.caught_up,
-                r.catch_up_total.as_secs_f64() * 1e3,
-                r.caught_up as f64 / r.catch_up_total.as_secs_f64()
-            );
+#[derive(Subcommand)]
+enum Cmd {
+    /// Send → all N online sessions have it; sender's answer; server CPU and RSS.
+    Fanout {
+        /// Online receiving sessions (the sender is one more).
+        #[arg(long)]
+        online: usize,
+        /// Measured rounds (after one warm-up round).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// N sessions drop, one broadcast is stored, all resume with their tokens.
+    Catchup {
+        /// Sessions.
+        #[arg(long)]
+        sessions: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// N sessions log in and stay: how many are held, RSS per session.
+    Hold {
+        /// Sessions.
+        #[arg(long)]
+        sessions: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Args)]
+struct Common {
+    /// taskset CPU list for the server (e.g. 0).
+    #[arg(long)]
+    server_cpus: Option<String>,
+    /// CPU list for this tool's clients (e.g. 1).
+    #[arg(long)]
+    client_cpus: Option<String>,
+    /// The p2p-server binary (default: the one next to p2p-load).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// The server's --max-clients (default: the sessions plus a margin).
+    #[arg(long)]
+    max_clients: Option<usize>,
+    /// More flags for the server, e.g. --server-arg=--broadcast-ttl=1h.
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let (sessions, broadcasts, common) = match &cli.cmd {
+        Cmd::Fanout {
+            online,
+            rounds,
+            common,
+        } => (*online + 1, *rounds as u32 + 1, common),
+        Cmd::Catchup { sessions, common } => (*sessions + 1, 1, common),
+        Cmd::Hold { sessions, common } => (*sessions, 1, common),
+    };
+    if let Err(e) = run(&cli.cmd, sessions, broadcasts, common) {
+        eprintln!("p2p-load: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cmd: &Cmd, sessions: usize, broadcasts: u32, c: &Common) -> Result<(), String> {
+    let (soft, hard) = server_proc::raise_fd_limit().map_err(|e| format!("fd limit: {e}"))?;
+    // The server holds one fd per session, and so does this tool.
+    let need = sessions as u64 + FD_MARGIN;
+    if need > soft {
+        eprintln!(
+            "p2p-load: warning: {sessions} sessions need about {need} file descriptors per \
+             process, but the limit is {soft} (hard {hard}); raise the hard limit (ulimit -Hn)"
+        );
+    }
+    if let Some(cpus) = &c.client_cpus {
+        server_proc::pin_self(cpus)?;
+    }
+    let mut opts = ServerOpts::for_sessions(sessions, broadcasts);
+    opts.bin = c.server_bin.clone();
+    opts.cpus = c.server_cpus.clone();
+    opts.extra = c.server_args.clone();
+    if let Some(m) = c.max_clients {
+        opts.max_clients = m;
+    }
+    let workers = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+        .map(|set| {
+            (0..nix::sched::CpuSet::count())
+                .filter(|&i| set.is_set(i).unwrap_or(false))
+                .count()
+        })
+        .unwrap_or(1)
+        .max(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    // Dropped at the end of this function, on error and on panic alike.
+    let server = ServerProc::start(&opts).map_err(|e| e.to_string())?;
+    eprintln!(
+        "p2p-load: p2p-server pid {} on {} (max clients {})",
+        server.pid(),
+        server.addr,
+        opts.max_clients
+    );
+    // On SIGINT or SIGTERM the scenario is abandoned and `server` dropped.
+    let out = rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| e.to_string())?;
+        tokio::select! {
+            r = scenario(cmd, &server) => r,
+            _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
+            _ = term.recv() => Err("terminated".to_string()),
         }
-        Err(e) => {
-            eprintln!("p2p-load: {e}");
-            std::process::exit(1);
+    })?;
+    if c.json {
+        println!("{out}");
+    } else {
+        for (k, v) in out.as_object().into_iter().flatten() {
+            println!("{k:<32} {v}");
         }
     }
+    Ok(())
+}
+
+async fn scenario(cmd: &Cmd, server: &ServerProc) -> Result<serde_json::Value, String> {
+    Ok(match cmd {
+        Cmd::Fanout { online, rounds, .. } => {
+            let r = scenarios::fanout(server, *online, *rounds).await?;
+            json!({
+                "scenario": "fanout",
+                "online": r.online,
+                "rounds": r.fanout_all_ms.len(),
+                "fanout_all_ms_median": median(&r.fanout_all_ms),
+                "store_ms_median": median(&r.store_ms),
+                "server_cpu_us_per_delivery": r.server_cpu_us_per_delivery,
+                "server_rss_bytes_per_session": r.server_rss_bytes_per_session,
+                "fanout_all_ms": r.fanout_all_ms,
+                "store_ms": r.store_ms,
+                "deliveries_checked": r.deliveries,
+            })
+        }
+        Cmd::Catchup { sessions, .. } => {
+            let r = scenarios::catchup(server, *sessions).await?;
+            json!({
+                "scenario": "catchup",
+                "sessions": sessions,
+                "caught_up": r.caught_up,
+                "catchup_all_ms": r.catchup_all_ms,
+                "server_cpu_ms": r.server_cpu_ms,
+            })
+        }
+        Cmd::Hold { sessions, .. } => {
+            let r = scenarios::hold(server, *sessions).await?;
+            json!({
+                "scenario": "hold",
+                "sessions": sessions,
+                "held": r.held,
+                "server_rss_bytes_per_session": r.server_rss_bytes_per_session,
+                "first_error": r.first_error,
+            })
+        }
+    })
 }

@@ -1,0 +1,302 @@
+//! The three benchmark scenarios of `p2p-load` (issue 12), matching what
+//! the mosquitto anchor tool (`../shared/bench/mqtt-anchor`) measures:
+//! fan-out to N online sessions, catch-up of N sessions resuming with their
+//! tokens, and N sessions held. Every delivery is checked (the right id,
+//! exactly once), so the same code is the small tests in `tests/bench.rs`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+use crate::server_proc::ServerProc;
+use crate::{Client, STEP_DEADLINE};
+
+/// Connection handshakes (TCP + TLS + login) in flight at once, as the
+/// mosquitto tool does (and as a listen backlog of 100 tolerates).
+pub const HANDSHAKES_IN_FLIGHT: usize = 100;
+
+/// Pause after the last login before reading the server's RSS, so frees and
+/// buffer shrinks that follow a login are counted (the anchor tool waits the
+/// same 1 s). A measurement settle time, not a synchronisation.
+pub const RSS_SETTLE: Duration = Duration::from_secs(1);
+
+/// Pause after the last fan-out round before reading the server's CPU, so
+/// the acknowledgements of that round are counted too (the anchor tool
+/// waits the same 500 ms for its PUBACKs).
+pub const ACK_SETTLE: Duration = Duration::from_millis(500);
+
+/// What [`fanout`] measured.
+#[derive(Debug, Clone)]
+pub struct FanoutReport {
+    /// Online receiving sessions (the sender is one more).
+    pub online: usize,
+    /// Per measured round: send → every session has it, ms.
+    pub fanout_all_ms: Vec<f64>,
+    /// Per measured round: the sender's wait for "stored", ms.
+    pub store_ms: Vec<f64>,
+    /// Server CPU (user + system) over the measured rounds / deliveries.
+    pub server_cpu_us_per_delivery: f64,
+    /// (RSS with the sessions logged in − RSS before) / sessions.
+    pub server_rss_bytes_per_session: f64,
+    /// Deliveries received and checked, the warm-up round included.
+    pub deliveries: usize,
+    /// Broadcasts sent, the warm-up round included.
+    pub broadcasts: usize,
+}
+
+/// What [`catchup`] measured.
+#[derive(Debug, Clone)]
+pub struct CatchupReport {
+    /// Sessions that reconnected with their token and got the broadcast.
+    pub caught_up: usize,
+    /// First reconnect started → the last session has the broadcast, ms.
+    pub catchup_all_ms: f64,
+    /// Server CPU over that phase, ms.
+    pub server_cpu_ms: f64,
+}
+
+/// What [`hold`] measured.
+#[derive(Debug, Clone)]
+pub struct HoldReport {
+    /// Sessions logged in and still open (per the server's fd count).
+    pub held: usize,
+    /// (RSS with the sessions − RSS before) / sessions held.
+    pub server_rss_bytes_per_session: f64,
+    /// The first login that failed, if any (e.g. out of file descriptors).
+    pub first_error: Option<String>,
+}
+
+/// The median of `v` (0 when empty).
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn rss_bytes(server: &ServerProc) -> Result<u64, String> {
+    Ok(server.stats().map_err(|e| e.to_string())?.rss_kib * 1024)
+}
+
+fn cpu(server: &ServerProc) -> Result<Duration, String> {
+    server.cpu().map_err(|e| e.to_string())
+}
+
+/// Logs `names` in by password, [`HANDSHAKES_IN_FLIGHT`] at a time; one
+/// result per name, in order.
+async fn login_all(server: &ServerProc, names: &[String]) -> Vec<Result<Client, String>> {
+    let sem = Arc::new(Semaphore::new(HANDSHAKES_IN_FLIGHT));
+    let tasks: Vec<_> = names
+        .iter()
+        .cloned()
+        .map(|name| {
+            let (addr, fp, sem) = (server.addr, server.fingerprint.clone(), sem.clone());
+            tokio::spawn(async move {
+                let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
+                Client::login(addr, &fp, &name).await
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(names.len());
+    for t in tasks {
+        out.push(t.await.unwrap_or_else(|e| Err(e.to_string())));
+    }
+    out
+}
+
+async fn login_all_ok(server: &ServerProc, names: &[String]) -> Result<Vec<Client>, String> {
+    login_all(server, names).await.into_iter().collect()
+}
+
+/// Waits (polling, up to [`STEP_DEADLINE`]) until the server holds at most
+/// `fds` descriptors: the sessions just closed are gone on its side too.
+async fn wait_fds_at_most(server: &ServerProc, fds: usize) -> Result<(), String> {
+    let end = Instant::now() + STEP_DEADLINE;
+    loop {
+        let now = server.fds().map_err(|e| e.to_string())?;
+        if now <= fds {
+            return Ok(());
+        }
+        if Instant::now() >= end {
+            return Err(format!("server still has {now} fds, expected ≤ {fds}"));
+        }
+        tokio::time::sleep(p2p_testkit::POLL).await;
+    }
+}
+
+/// `online` sessions logged in; one more sends `1 + rounds` broadcasts (the
+/// first a warm-up, not counted), waiting each time until every session has
+/// it. Each session must get every broadcast exactly once, in order.
+pub async fn fanout(
+    server: &ServerProc,
+    online: usize,
+    rounds: usize,
+) -> Result<FanoutReport, String> {
+    let names = server.register(online + 1).map_err(|e| e.to_string())?;
+    let mut sender = Client::login(server.addr, &server.fingerprint, &names[0]).await?;
+    let rss_before = rss_bytes(server)?;
+    let clients = login_all_ok(server, &names[1..]).await?;
+    tokio::time::sleep(RSS_SETTLE).await;
+    let rss_with = rss_bytes(server)?;
+
+    let total = rounds + 1;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(idx, mut c)| {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::with_capacity(total);
+                for _ in 0..total {
+                    let id = c.next_broadcast().await?;
+                    got.push(id);
+                    let _ = tx.send((idx, id, Instant::now()));
+                }
+                // The client stays connected until every round is over.
+                Ok::<_, String>((got, c))
+            })
+        })
+        .collect();
+    drop(tx);
+
+    let (mut fan, mut store, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+    let mut cpu_start = Duration::ZERO;
+    for round in 0..total {
+        if round == 1 {
+            cpu_start = cpu(server)?;
+        }
+        let t0 = Instant::now();
+        let id = sender.broadcast("load test broadcast").await?;
+        let stored = t0.elapsed();
+        ids.push(id);
+        let mut last = t0;
+        for _ in 0..online {
+            let (idx, got, at) = tokio::time::timeout(STEP_DEADLINE, rx.recv())
+                .await
+                .map_err(|_| format!("round {round}: not every session got broadcast {id}"))?
+                .ok_or_else(|| format!("round {round}: a session ended early"))?;
+            if got != id {
+                return Err(format!("session {idx} got broadcast {got}, expected {id}"));
+            }
+            last = last.max(at);
+        }
+        if round > 0 {
+            fan.push(ms(last - t0));
+            store.push(ms(stored));
+        }
+    }
+    tokio::time::sleep(ACK_SETTLE).await;
+    let cpu_used = cpu(server)?.saturating_sub(cpu_start);
+    let mut deliveries = 0;
+    let mut keep = Vec::with_capacity(online);
+    for t in tasks {
+        let (got, c) = t.await.map_err(|e| e.to_string())??;
+        if got != ids {
+            return Err(format!("a session got {got:?}, expected {ids:?}"));
+        }
+        deliveries += got.len();
+        keep.push(c);
+    }
+    let measured = (online * rounds).max(1) as f64;
+    Ok(FanoutReport {
+        online,
+        server_cpu_us_per_delivery: cpu_used.as_secs_f64() * 1e6 / measured,
+        server_rss_bytes_per_session: rss_with.saturating_sub(rss_before) as f64
+            / online.max(1) as f64,
+        fanout_all_ms: fan,
+        store_ms: store,
+        deliveries,
+        broadcasts: ids.len(),
+    })
+}
+
+/// `sessions` sessions log in and drop; one broadcast is stored while they
+/// are away; all reconnect with their resume tokens
+/// ([`HANDSHAKES_IN_FLIGHT`] at a time) and must each get it.
+pub async fn catchup(server: &ServerProc, sessions: usize) -> Result<CatchupReport, String> {
+    let names = server.register(sessions + 1).map_err(|e| e.to_string())?;
+    let (addr, fp) = (server.addr, server.fingerprint.clone());
+    let mut sender = Client::login(addr, &fp, &names[0]).await?;
+    let fds_base = server.fds().map_err(|e| e.to_string())?;
+    let clients = login_all_ok(server, &names[1..]).await?;
+    let tokens: Vec<_> = clients.iter().map(|c| c.token().clone()).collect();
+    drop(clients);
+    wait_fds_at_most(server, fds_base).await?;
+    let id = sender.broadcast("load test broadcast").await?;
+
+    let cpu0 = cpu(server)?;
+    let t0 = Instant::now();
+    let sem = Arc::new(Semaphore::new(HANDSHAKES_IN_FLIGHT));
+    let tasks: Vec<_> = names[1..]
+        .iter()
+        .cloned()
+        .zip(tokens)
+        .map(|(name, token)| {
+            let (fp, sem) = (fp.clone(), sem.clone());
+            tokio::spawn(async move {
+                let permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
+                let mut c = Client::resume(addr, &fp, &name, token).await?;
+                drop(permit);
+                let got = c.next_broadcast().await?;
+                Ok::<_, String>((got, Instant::now(), c))
+            })
+        })
+        .collect();
+    let mut last = t0;
+    let mut keep = Vec::with_capacity(sessions);
+    for t in tasks {
+        let (got, at, c) = t.await.map_err(|e| e.to_string())??;
+        if got != id {
+            return Err(format!("a resumed session got {got}, expected {id}"));
+        }
+        last = last.max(at);
+        keep.push(c);
+    }
+    let cpu_used = cpu(server)?.saturating_sub(cpu0);
+    Ok(CatchupReport {
+        caught_up: keep.len(),
+        catchup_all_ms: ms(last - t0),
+        server_cpu_ms: ms(cpu_used),
+    })
+}
+
+/// `sessions` sessions log in and stay; how many the server holds and its
+/// RSS per session. Failed logins are counted, not fatal: the point is how
+/// far it goes.
+pub async fn hold(server: &ServerProc, sessions: usize) -> Result<HoldReport, String> {
+    let names = server.register(sessions).map_err(|e| e.to_string())?;
+    let rss_before = rss_bytes(server)?;
+    let fds_base = server.fds().map_err(|e| e.to_string())?;
+    let mut first_error = None;
+    let mut keep = Vec::with_capacity(sessions);
+    for r in login_all(server, &names).await {
+        match r {
+            Ok(c) => keep.push(c),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    tokio::time::sleep(RSS_SETTLE).await;
+    let rss_with = rss_bytes(server)?;
+    let open = server
+        .fds()
+        .map_err(|e| e.to_string())?
+        .saturating_sub(fds_base);
+    let held = keep.len().min(open);
+    Ok(HoldReport {
+        held,
+        server_rss_bytes_per_session: rss_with.saturating_sub(rss_before) as f64
+            / held.max(1) as f64,
+        first_error,
+    })
+}
