@@ -87,16 +87,22 @@ fn a_flag_on_the_command_line_beats_the_file() {
     assert_ne!(server.addr, taken.local_addr().unwrap());
 }
 
-/// The file applies to the subcommands too: `data_dir` in it is where
-/// `user list` looks.
-#[test]
-fn the_file_applies_to_subcommands() {
+/// A temp dir holding a data dir (`data`) with one account, alice.
+fn data_dir_with_alice() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = short_tempdir();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     p2p_server::users::UserFile::in_dir(&data)
         .add("alice", "correct horse battery")
         .unwrap();
+    (dir, data)
+}
+
+/// The file applies to the subcommands too: `data_dir` in it is where
+/// `user list` looks.
+#[test]
+fn the_file_applies_to_subcommands() {
+    let (dir, data) = data_dir_with_alice();
     let path = write(
         dir.path(),
         &format!("data_dir = \"{}\"\n", data.to_str().unwrap()),
@@ -166,12 +172,7 @@ fn the_invitation_ttl_is_bounded_and_defaults_to_five_minutes() {
 /// honoured, one format with p2pctl); `--json` keeps RFC 3339 UTC.
 #[test]
 fn user_list_shows_local_time_and_json_stays_utc() {
-    let dir = short_tempdir();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    p2p_server::users::UserFile::in_dir(&data)
-        .add("alice", "correct horse battery")
-        .unwrap();
+    let (_dir, data) = data_dir_with_alice();
     let list = |json: bool| {
         let mut args = vec!["user", "list", "--data-dir", data.to_str().unwrap()];
         if json {
