@@ -163,13 +163,13 @@ pub async fn run(
         local,
         state,
         inbox.clone(),
-        contacts,
+        contacts.clone(),
         events.clone(),
         cfg.auto_accept.clone(),
         link.clone(),
         shutdown.clone(),
     );
-    let outbox = outbox::Outbox::open(&inbox, events.clone())?;
+    let outbox = outbox::Outbox::open(&inbox, contacts, events.clone())?;
     peers.set_outbox(outbox.clone());
     let invitations = tokio::spawn(peers.clone().run(from_link));
     let daemon = Arc::new(Daemon {

@@ -88,19 +88,21 @@ impl Fixture {
                 listen: None,
             };
             let (link, _task) = link::spawn(cfg, state.clone(), events.clone(), shutdown.clone());
+            let contacts = p2pd::contacts::Contacts::open(&inbox).expect("contacts");
             let peers = Peers::new(
                 private,
                 p2pd::peer::LocalPeer::default(),
                 state,
                 inbox.clone(),
-                p2pd::contacts::Contacts::open(&inbox).expect("contacts"),
+                contacts.clone(),
                 events.clone(),
                 vec![AUTO_ACCEPT.to_string()],
                 link.clone(),
                 shutdown.clone(),
             );
             tokio::spawn(peers.clone().run(from_link));
-            let outbox = p2pd::outbox::Outbox::open(&inbox, events.clone()).expect("outbox");
+            let outbox =
+                p2pd::outbox::Outbox::open(&inbox, contacts, events.clone()).expect("outbox");
             peers.set_outbox(outbox.clone());
             Arc::new(Daemon {
                 link,

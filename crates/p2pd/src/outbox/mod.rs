@@ -108,13 +108,13 @@ pub struct Outbox {
 
 impl Outbox {
     /// The outbox in `db`'s file (table `sent`, created if missing);
-    /// `delivered` events go to `events`.
-    pub fn open(db: &Inbox, events: broadcast::Sender<Event>) -> Result<Self> {
+    /// `contacts` says who is held; `delivered` events go to `events`.
+    pub fn open(db: &Inbox, contacts: Contacts, events: broadcast::Sender<Event>) -> Result<Self> {
         Ok(Outbox {
             shared: Arc::new(Shared {
                 store: SentStore::open(db)?,
                 events,
-                contacts: Contacts::open(db)?,
+                contacts,
             }),
             hubs: Arc::default(),
         })

@@ -202,7 +202,7 @@ async fn a_held_contact_gets_no_queued_message_until_trusted() {
     contacts.confirm("bob").unwrap();
     contacts.seen("bob", "bb", 2).unwrap();
     let (events, _) = broadcast::channel(16);
-    let outbox = super::Outbox::open(&inbox, events).unwrap();
+    let outbox = super::Outbox::open(&inbox, contacts.clone(), events).unwrap();
     outbox
         .send("bob", texts(&["for the old key"]), None, false)
         .await
