@@ -10,7 +10,7 @@
 
 use std::marker::PhantomData;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec, LinesCodec, LinesCodecError};
@@ -23,8 +23,8 @@ use crate::ProtoError;
 #[derive(Debug)]
 pub struct FrameCodec<In, Out> {
     decode: LengthDelimitedCodec,
-    encode: LengthDelimitedCodec,
     max_in: usize,
+    max_out: usize,
     _types: PhantomData<fn(Out) -> In>,
 }
 
@@ -32,24 +32,64 @@ impl<In, Out> FrameCodec<In, Out> {
     /// A codec that refuses incoming frames over `max_in` bytes and will not
     /// send frames over `max_out`.
     pub fn new(max_in: usize, max_out: usize) -> Self {
-        let build = |max| {
-            LengthDelimitedCodec::builder()
-                .length_field_type::<u32>()
-                .max_frame_length(max)
-                .new_codec()
-        };
         FrameCodec {
-            decode: build(max_in),
-            encode: build(max_out),
+            decode: LengthDelimitedCodec::builder()
+                .length_field_type::<u32>()
+                .max_frame_length(max_in)
+                .new_codec(),
             max_in,
+            max_out,
             _types: PhantomData,
         }
+    }
+
+    /// Appends one frame (length, then `body`) to `dst`.
+    fn put_frame(&self, body: &[u8], dst: &mut BytesMut) -> Result<(), ProtoError> {
+        if body.len() > self.max_out {
+            return Err(ProtoError::TooLarge {
+                limit: self.max_out,
+            });
+        }
+        dst.reserve(FRAME_HEADER + body.len());
+        dst.put_u32(body.len() as u32);
+        dst.put_slice(body);
+        Ok(())
+    }
+}
+
+/// Bytes of the length in front of every frame.
+const FRAME_HEADER: usize = 4;
+
+/// A message serialised once, to be sent as it is on many connections (a
+/// broadcast goes to every online session with the same bytes; only the
+/// encryption differs per session).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared<Out> {
+    body: Bytes,
+    _type: PhantomData<fn(Out)>,
+}
+
+impl<Out: Serialize> Prepared<Out> {
+    /// Serialises `msg` once.
+    pub fn new(msg: &Out) -> Result<Self, ProtoError> {
+        let body = serde_json::to_vec(msg).map_err(|e| ProtoError::Malformed(e.to_string()))?;
+        Ok(Prepared {
+            body: Bytes::from(body),
+            _type: PhantomData,
+        })
+    }
+}
+
+impl<Out> Prepared<Out> {
+    /// The frame's body (the message's JSON).
+    pub fn body(&self) -> &[u8] {
+        &self.body
     }
 }
 
 /// The server's side of a client connection.
-pub fn server_side() -> FrameCodec<ClientMsg, ServerMsg> {
-    FrameCodec::new(MAX_CLIENT_FRAME, MAX_SERVER_FRAME)
+pub fn server_side() -> FanoutCodec<ClientMsg, ServerMsg> {
+    FanoutCodec(FrameCodec::new(MAX_CLIENT_FRAME, MAX_SERVER_FRAME))
 }
 
 /// The daemon's side of its server connection.
@@ -81,19 +121,56 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
 impl<In, Out: Serialize> Encoder<Out> for FrameCodec<In, Out> {
     type Error = ProtoError;
 
+    /// Serialises straight into `dst` behind a length filled in afterwards:
+    /// no intermediate buffer per frame.
     fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), ProtoError> {
-        let body = serde_json::to_vec(&item).map_err(|e| ProtoError::Malformed(e.to_string()))?;
-        self.encode
-            .encode(bytes::Bytes::from(body), dst)
-            .map_err(|e: std::io::Error| {
-                if e.kind() == std::io::ErrorKind::InvalidInput {
-                    ProtoError::TooLarge {
-                        limit: MAX_SERVER_FRAME,
-                    }
-                } else {
-                    ProtoError::Io(e)
-                }
-            })
+        let start = dst.len();
+        dst.put_u32(0);
+        let written = serde_json::to_writer((&mut *dst).writer(), &item);
+        let len = dst.len() - start - FRAME_HEADER;
+        if let Err(e) = written {
+            dst.truncate(start);
+            return Err(ProtoError::Malformed(e.to_string()));
+        }
+        if len > self.max_out {
+            dst.truncate(start);
+            return Err(ProtoError::TooLarge {
+                limit: self.max_out,
+            });
+        }
+        dst[start..start + FRAME_HEADER].copy_from_slice(&(len as u32).to_be_bytes());
+        Ok(())
+    }
+}
+
+/// The server's codec: a [`FrameCodec`] that can also send [`Prepared`]
+/// frames. A separate type, so that code sending only messages (the
+/// daemon) never has two encoders to choose from.
+#[derive(Debug)]
+pub struct FanoutCodec<In, Out>(FrameCodec<In, Out>);
+
+impl<In: DeserializeOwned, Out> Decoder for FanoutCodec<In, Out> {
+    type Item = In;
+    type Error = ProtoError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, ProtoError> {
+        self.0.decode(src)
+    }
+}
+
+impl<In, Out: Serialize> Encoder<Out> for FanoutCodec<In, Out> {
+    type Error = ProtoError;
+
+    fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), ProtoError> {
+        self.0.encode(item, dst)
+    }
+}
+
+impl<In, Out> Encoder<Prepared<Out>> for FanoutCodec<In, Out> {
+    type Error = ProtoError;
+
+    fn encode(&mut self, item: Prepared<Out>, dst: &mut BytesMut) -> Result<(), ProtoError> {
+        self.0.put_frame(&item.body, dst)
     }
 }
 
@@ -231,6 +308,29 @@ mod tests {
             let mut rx = daemon_side::<ctl::Request, ()>();
             prop_assert_eq!(rx.decode(&mut buf).unwrap().unwrap().unwrap(), r);
         }
+    }
+
+    /// A prepared message goes out as the same bytes as the message itself,
+    /// and a frame over the sending limit is refused, leaving `dst` as it was.
+    #[test]
+    fn prepared_frames_match_and_oversize_is_refused() {
+        let msg = ServerMsg::Pong { nonce: 9 };
+        let (mut direct, mut prepared) = (BytesMut::new(), BytesMut::new());
+        server_side().encode(msg.clone(), &mut direct).unwrap();
+        let p = Prepared::new(&msg).unwrap();
+        server_side().encode(p.clone(), &mut prepared).unwrap();
+        assert_eq!(direct, prepared);
+        assert_eq!(client_side().decode(&mut prepared).unwrap(), Some(msg));
+
+        let mut small = FanoutCodec(FrameCodec::<ClientMsg, ServerMsg>::new(16, 8));
+        let mut dst = BytesMut::from(&b"kept"[..]);
+        let err = small
+            .encode(ServerMsg::Pong { nonce: 1 }, &mut dst)
+            .unwrap_err();
+        assert!(matches!(err, ProtoError::TooLarge { limit: 8 }), "{err:?}");
+        let err = small.encode(p, &mut dst).unwrap_err();
+        assert!(matches!(err, ProtoError::TooLarge { limit: 8 }), "{err:?}");
+        assert_eq!(&dst[..], b"kept");
     }
 
     #[test]

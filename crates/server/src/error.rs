@@ -56,6 +56,9 @@ pub enum ServerError {
         /// What is wrong and what to do about it.
         problem: String,
     },
+    /// A message could not be encoded (should not happen: our own types).
+    #[error("cannot encode a message: {0}")]
+    Encode(#[from] p2p_proto::ProtoError),
     /// Bad command-line or configuration value.
     #[error("{0}")]
     Config(String),

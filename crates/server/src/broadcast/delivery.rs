@@ -14,8 +14,9 @@
 
 use std::sync::Arc;
 
+use p2p_proto::codec::Prepared;
 use p2p_proto::time;
-use p2p_proto::wire::ServerEvent;
+use p2p_proto::wire::ServerMsg;
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::{Broadcast, BroadcastHub, Result};
@@ -23,8 +24,8 @@ use super::{Broadcast, BroadcastHub, Result};
 /// What the live channel brought.
 #[derive(Debug)]
 pub enum Live {
-    /// Send this event.
-    Send(ServerEvent),
+    /// Send this broadcast's frame (shared by every recipient).
+    Send(Prepared<ServerMsg>),
     /// Nothing to send (own, expired, or already sent).
     Skip,
     /// Live messages were lost; call [`Delivery::backlog`] until it is
@@ -56,9 +57,9 @@ impl Delivery {
         })
     }
 
-    /// The next batch from the store above the cursor, as events to send
-    /// (possibly empty if all were skipped); `None` once caught up.
-    pub(crate) async fn backlog(&mut self) -> Result<Option<Vec<ServerEvent>>> {
+    /// The next batch above the cursor (from memory or the store), as frames
+    /// to send (possibly empty if all were skipped); `None` once caught up.
+    pub(crate) async fn backlog(&mut self) -> Result<Option<Vec<Prepared<ServerMsg>>>> {
         let batch = self.hub.pending(&self.user, self.cursor).await?;
         if batch.is_empty() {
             return Ok(None);
@@ -75,8 +76,8 @@ impl Delivery {
         }
     }
 
-    /// Moves the cursor past `b`; the event to send if this session should.
-    fn pass(&mut self, b: &Broadcast) -> Option<ServerEvent> {
+    /// Moves the cursor past `b`; the frame to send if this session should.
+    fn pass(&mut self, b: &Broadcast) -> Option<Prepared<ServerMsg>> {
         if b.id <= self.cursor {
             return None;
         }
@@ -84,13 +85,7 @@ impl Delivery {
         if b.from == self.user || b.expires_ms <= time::now_ms() {
             return None;
         }
-        Some(ServerEvent::Broadcast {
-            id: b.id,
-            from: b.from.clone(),
-            text: b.text.clone(),
-            sent_ms: b.sent_ms,
-            expires_ms: b.expires_ms,
-        })
+        Some(b.frame.clone())
     }
 
     /// Records the client's acknowledgement, never beyond what this session

@@ -1,7 +1,14 @@
 //! Broadcast policy and fan-out over a [`BroadcastStore`]: size and rate
-//! limits, expiry, storing and publishing in id order, and the queue of
-//! acknowledgements (written by the hub's own task, see `acks.rs`).
+//! limits, expiry, storing and publishing in id order, the recent
+//! broadcasts and acknowledged marks kept in memory for catch-up, and the
+//! queue of acknowledgements (written by the hub's own task, see `acks.rs`).
+//!
+//! The sender is answered before the fan-out: [`BroadcastHub::publish`]
+//! returns once the broadcast is committed, with a [`Publish`] that puts it
+//! on the live channel when dropped, after the sender's answer is written.
+//! Publications still leave in id order whatever order those drops come in.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use p2p_proto::limits::MAX_BROADCAST_BYTES;
@@ -11,8 +18,9 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::acks::Background;
+use super::recent::Recent;
 use super::{blocking, Broadcast, BroadcastPolicy, BroadcastStore, ACK_QUEUE, CATCH_UP_BATCH};
-use super::{Result, LIVE_BUFFER};
+use super::{Result, LIVE_BUFFER, RECENT_BYTES, RECENT_MAX};
 use crate::rate::SlidingWindow;
 use crate::refused::Refused;
 
@@ -21,9 +29,16 @@ pub struct BroadcastHub {
     store: Arc<dyn BroadcastStore>,
     /// Changed by a reload ([`BroadcastHub::set_policy`]).
     policy: Mutex<BroadcastPolicy>,
-    /// Held while committing and publishing, so publication order = id order.
+    /// Held while committing, so ids, the store and `recent` agree.
     order: Mutex<()>,
+    /// Committed broadcasts not on the live channel yet, in id order, each
+    /// with whether its [`Publish`] was dropped.
+    unpublished: Mutex<VecDeque<(Arc<Broadcast>, bool)>>,
     live: broadcast::Sender<Arc<Broadcast>>,
+    /// The latest broadcasts, for catch-up without the store.
+    cache: Mutex<Recent>,
+    /// Acknowledged marks known in memory (written or queued), per user.
+    marks: Mutex<HashMap<String, u64>>,
     recent: Mutex<SlidingWindow<String>>,
     acks: mpsc::Sender<(String, u64)>,
     background: Background,
@@ -46,7 +61,10 @@ impl BroadcastHub {
             store,
             policy: Mutex::new(policy),
             order: Mutex::new(()),
+            unpublished: Mutex::new(VecDeque::new()),
             live,
+            cache: Mutex::new(Recent::new(RECENT_MAX, RECENT_BYTES)),
+            marks: Mutex::new(HashMap::new()),
             recent: Mutex::new(SlidingWindow::new(policy.limit, policy.window)),
             acks,
             background,
@@ -67,13 +85,14 @@ impl BroadcastHub {
         self.live.subscribe()
     }
 
-    /// Validates, rate-limits, stores durably and publishes a broadcast.
-    /// Returns its id and expiry (Unix ms).
+    /// Validates, rate-limits and stores a broadcast durably. Returns its id
+    /// and expiry (Unix ms), and the [`Publish`] that sends it live when
+    /// dropped (drop it once the sender is answered).
     pub async fn publish(
         self: &Arc<Self>,
         from: &str,
         text: String,
-    ) -> Result<(u64, i64), Refused> {
+    ) -> Result<(u64, i64, Publish), Refused> {
         if text.len() > MAX_BROADCAST_BYTES {
             return Err(Refused::TooLarge {
                 size: text.len(),
@@ -94,18 +113,22 @@ impl BroadcastHub {
         let stored = blocking(move || {
             let _order = lock(&hub.order);
             let id = hub.store.insert(&from, &text, sent_ms, expires_ms)?;
-            let _ = hub.live.send(Arc::new(Broadcast {
+            let b = Arc::new(Broadcast::new(id, from, text, sent_ms, expires_ms)?);
+            lock(&hub.cache).push(b.clone(), time::now_ms());
+            lock(&hub.unpublished).push_back((b, false));
+            // Made here, so that it is dropped (and the broadcast published)
+            // even if the session stops waiting for this task.
+            Ok((
                 id,
-                from,
-                text,
-                sent_ms,
-                expires_ms,
-            }));
-            Ok(id)
+                Publish {
+                    hub: hub.clone(),
+                    id,
+                },
+            ))
         })
         .await;
         match stored {
-            Ok(id) => Ok((id, expires_ms)),
+            Ok((id, publish)) => Ok((id, expires_ms, publish)),
             Err(e) => {
                 warn!(cause = %e, "cannot store a broadcast");
                 Err(Refused::StoreFailed)
@@ -113,21 +136,51 @@ impl BroadcastHub {
         }
     }
 
-    /// The user's acknowledged high-water mark.
-    pub(crate) async fn acked(&self, user: &str) -> Result<u64> {
-        let (store, user) = (self.store.clone(), user.to_string());
-        blocking(move || store.acked(&user)).await
+    /// Marks `id` ready and puts every ready broadcast at the front of the
+    /// queue on the live channel, so they leave in id order.
+    fn release(&self, id: u64) {
+        let mut queue = lock(&self.unpublished);
+        if let Some(entry) = queue.iter_mut().find(|(b, _)| b.id == id) {
+            entry.1 = true;
+        }
+        while queue.front().is_some_and(|(_, ready)| *ready) {
+            if let Some((b, _)) = queue.pop_front() {
+                let _ = self.live.send(b);
+            }
+        }
     }
 
-    /// Unexpired broadcasts for `user` above `after`, in order, one batch.
-    pub(crate) async fn pending(&self, user: &str, after: u64) -> Result<Vec<Broadcast>> {
+    /// The user's acknowledged high-water mark (from memory once known).
+    pub(crate) async fn acked(&self, user: &str) -> Result<u64> {
+        if let Some(&mark) = lock(&self.marks).get(user) {
+            return Ok(mark);
+        }
+        let (store, name) = (self.store.clone(), user.to_string());
+        let stored = blocking(move || store.acked(&name)).await?;
+        let mut marks = lock(&self.marks);
+        let mark = marks.entry(user.to_string()).or_insert(stored);
+        *mark = (*mark).max(stored);
+        Ok(*mark)
+    }
+
+    /// Unexpired broadcasts for `user` above `after`, in order, one batch:
+    /// from memory when it holds them all, else from the store.
+    pub(crate) async fn pending(&self, user: &str, after: u64) -> Result<Vec<Arc<Broadcast>>> {
+        let now = time::now_ms();
+        if let Some(batch) = lock(&self.cache).pending(user, after, now, CATCH_UP_BATCH) {
+            return Ok(batch);
+        }
         let (store, user) = (self.store.clone(), user.to_string());
-        blocking(move || store.pending(&user, after, time::now_ms(), CATCH_UP_BATCH)).await
+        let batch = blocking(move || store.pending(&user, after, now, CATCH_UP_BATCH)).await?;
+        Ok(batch.into_iter().map(Arc::new).collect())
     }
 
     /// Queues an acknowledgement (written in batches, soon; at the latest by
     /// [`BroadcastHub::close`]).
     pub(super) async fn ack(&self, user: &str, upto: u64) {
+        if let Some(mark) = lock(&self.marks).get_mut(user) {
+            *mark = (*mark).max(upto);
+        }
         let _ = self.acks.send((user.to_string(), upto)).await;
     }
 
@@ -136,5 +189,25 @@ impl BroadcastHub {
     /// redelivered after the restart).
     pub(crate) async fn close(&self) {
         self.background.stop().await;
+    }
+}
+
+/// A committed broadcast on its way to the live channel: dropping it
+/// publishes (in id order with the others). Dropped however the sender's
+/// session goes on, so a broadcast is never left unpublished.
+pub struct Publish {
+    hub: Arc<BroadcastHub>,
+    id: u64,
+}
+
+impl std::fmt::Debug for Publish {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publish").field("id", &self.id).finish()
+    }
+}
+
+impl Drop for Publish {
+    fn drop(&mut self) {
+        self.hub.release(self.id);
     }
 }

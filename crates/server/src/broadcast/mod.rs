@@ -22,14 +22,18 @@
 mod acks;
 mod delivery;
 mod hub;
+mod recent;
 mod sqlite;
 #[cfg(test)]
 mod tests;
 
 use std::time::Duration;
 
+use p2p_proto::codec::Prepared;
+use p2p_proto::wire::{ServerEvent, ServerMsg};
+
 pub use delivery::{Delivery, Live};
-pub use hub::BroadcastHub;
+pub use hub::{BroadcastHub, Publish};
 pub use sqlite::SqliteBroadcasts;
 
 use crate::error::{Result, ServerError};
@@ -38,12 +42,20 @@ use crate::error::{Result, ServerError};
 pub(crate) const LIVE_BUFFER: usize = 1024;
 /// Most broadcasts read from the store in one go during catch-up.
 pub(crate) const CATCH_UP_BATCH: usize = 256;
+/// Most recent broadcasts kept in memory for catch-up (a late login reads
+/// them without a store query). 30 minutes of broadcasts is far fewer on a
+/// campus; past this the oldest are read from the store again.
+pub(crate) const RECENT_MAX: usize = 4096;
+/// Most bytes of broadcast text kept in memory for catch-up (4,096 full-size
+/// broadcasts would be 16 MiB).
+pub(crate) const RECENT_BYTES: usize = 4 << 20;
 /// Acknowledgements waiting to be written; past this, sessions wait.
 pub(crate) const ACK_QUEUE: usize = 16 * 1024;
 /// How often expired broadcasts are deleted.
 pub(crate) const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
-/// One stored broadcast.
+/// One stored broadcast, with the frame every recipient is sent (serialised
+/// once, shared by all sessions).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broadcast {
     /// Increasing in storing order.
@@ -56,6 +68,37 @@ pub struct Broadcast {
     pub(crate) sent_ms: i64,
     /// Expires at, Unix ms.
     pub(crate) expires_ms: i64,
+    /// `ServerMsg::Event` with this broadcast, as sent to each recipient.
+    pub(crate) frame: Prepared<ServerMsg>,
+}
+
+impl Broadcast {
+    /// A broadcast and its frame.
+    pub(crate) fn new(
+        id: u64,
+        from: String,
+        text: String,
+        sent_ms: i64,
+        expires_ms: i64,
+    ) -> Result<Self> {
+        let frame = Prepared::new(&ServerMsg::Event {
+            event: ServerEvent::Broadcast {
+                id,
+                from: from.clone(),
+                text: text.clone(),
+                sent_ms,
+                expires_ms,
+            },
+        })?;
+        Ok(Broadcast {
+            id,
+            from,
+            text,
+            sent_ms,
+            expires_ms,
+            frame,
+        })
+    }
 }
 
 /// Durable broadcast state: the narrow interface a shared database would

@@ -78,16 +78,20 @@ impl BroadcastStore for SqliteBroadcasts {
             .map_err(self.err())?;
         let rows = q
             .query_map(params![after as i64, user, now_ms, limit as i64], |r| {
-                Ok(Broadcast {
-                    id: r.get::<_, i64>(0)? as u64,
-                    from: r.get(1)?,
-                    text: r.get(2)?,
-                    sent_ms: r.get(3)?,
-                    expires_ms: r.get(4)?,
-                })
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                ))
             })
             .map_err(self.err())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+        rows.map(|row| {
+            let (id, from, text, sent_ms, expires_ms) = row.map_err(self.err())?;
+            Broadcast::new(id, from, text, sent_ms, expires_ms)
+        })
+        .collect()
     }
 
     fn acked(&self, user: &str) -> Result<u64> {

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use p2p_proto::wire::ServerEvent;
+use p2p_proto::codec::Prepared;
+use p2p_proto::wire::{ServerEvent, ServerMsg};
 
 use super::*;
 
@@ -20,9 +21,11 @@ fn hub(dir: &std::path::Path) -> Arc<BroadcastHub> {
     BroadcastHub::start(Arc::new(SqliteBroadcasts::open(dir).unwrap()), policy())
 }
 
-fn id(e: &ServerEvent) -> u64 {
-    match e {
-        ServerEvent::Broadcast { id, .. } => *id,
+fn id(frame: &Prepared<ServerMsg>) -> u64 {
+    match serde_json::from_slice(frame.body()).unwrap() {
+        ServerMsg::Event {
+            event: ServerEvent::Broadcast { id, .. },
+        } => id,
         other => panic!("{other:?}"),
     }
 }
@@ -135,4 +138,75 @@ async fn a_zero_limit_refuses_instead_of_panicking() {
         let refused = h.publish("alice", "x".into()).await.unwrap_err();
         assert_eq!(refused.code(), p2p_proto::wire::RefusalCode::RateLimited);
     }
+}
+
+/// The sender is answered before the fan-out: a committed broadcast reaches
+/// the live channel only when its `Publish` is dropped, and broadcasts whose
+/// `Publish` are dropped out of order still go out in id order (a session's
+/// cursor skips any id below one it has seen, so the other order would
+/// lose the earlier broadcast).
+#[tokio::test]
+async fn publication_waits_for_the_answer_and_keeps_id_order() {
+    use futures::FutureExt;
+    let dir = tempfile::tempdir().unwrap();
+    let h = hub(dir.path());
+    let mut bob = Delivery::start(h.clone(), "bob").await.unwrap();
+    let (first, _, publish_first) = h.publish("alice", "one".into()).await.unwrap();
+    let (second, _, publish_second) = h.publish("carol", "two".into()).await.unwrap();
+    assert!(bob.live().now_or_never().is_none(), "nothing live yet");
+    drop(publish_second);
+    assert!(
+        bob.live().now_or_never().is_none(),
+        "the second waits for the first"
+    );
+    drop(publish_first);
+    for want in [first, second] {
+        match bob.live().now_or_never() {
+            Some(Live::Send(frame)) => assert_eq!(id(&frame), want),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// A late session catches up from memory exactly what the store holds, and
+/// an acknowledgement still queued (not written yet) already moves the next
+/// session's starting point.
+#[tokio::test]
+async fn catch_up_from_memory_matches_the_store_and_queued_acks_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = hub(dir.path());
+    let mut ids = Vec::new();
+    for (i, from) in ["alice", "bob", "carol", "alice"].iter().enumerate() {
+        ids.push(h.publish(from, format!("m{i}")).await.unwrap().0);
+    }
+    let mut bob = Delivery::start(h.clone(), "bob").await.unwrap();
+    let got: Vec<u64> = bob
+        .backlog()
+        .await
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(id)
+        .collect();
+    let stored: Vec<u64> = SqliteBroadcasts::open(dir.path())
+        .unwrap()
+        .pending("bob", 0, p2p_proto::time::now_ms(), 100)
+        .unwrap()
+        .iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(got, stored);
+    assert_eq!(got, [ids[0], ids[2], ids[3]]);
+    bob.ack(ids[2]).await;
+    let mut again = Delivery::start(h.clone(), "bob").await.unwrap();
+    let rest: Vec<u64> = again
+        .backlog()
+        .await
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(id)
+        .collect();
+    assert_eq!(rest, [ids[3]]);
+    h.close().await;
 }

@@ -32,7 +32,7 @@ mod session;
 pub(crate) use error::{BadPeer, Dropped};
 use session::{logged_in, Me, Unregister};
 
-pub(crate) type Conn = Framed<TlsStream<TcpStream>, codec::FrameCodec<ClientMsg, ServerMsg>>;
+pub(crate) type Conn = Framed<TlsStream<TcpStream>, codec::FanoutCodec<ClientMsg, ServerMsg>>;
 
 /// How a connection ended: a normal reason (debug log) or [`Dropped`].
 type Closed = Result<&'static str, Dropped>;

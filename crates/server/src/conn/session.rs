@@ -3,16 +3,18 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
-use p2p_proto::wire::{ClientMsg, CloseReason, Reply, Request, ServerEvent, ServerMsg};
+use futures::{FutureExt, SinkExt, StreamExt};
+use p2p_proto::codec::Prepared;
+use p2p_proto::limits::WRITE_TIMEOUT;
+use p2p_proto::wire::{ClientMsg, CloseReason, Reply, Request, ServerMsg};
 use p2p_proto::Secret;
 use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
+use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::{close, send, Closed, Conn, Dropped};
-use crate::broadcast::{Delivery, Live};
+use crate::broadcast::{Delivery, Live, Publish};
 use crate::metrics::metrics;
 use crate::refused::Refused;
 use crate::Shared;
@@ -42,13 +44,16 @@ pub(super) struct Me {
     pub(super) ip: std::net::IpAddr,
 }
 
-async fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> Reply {
-    match req {
+/// Answers a request. A stored broadcast also returns its [`Publish`], to
+/// be dropped once the answer is written: the sender hears "stored" before
+/// the fan-out to every other session starts.
+async fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> (Reply, Option<Publish>) {
+    let reply = match req {
         Request::Broadcast { text } => match shared.broadcasts.publish(&me.user, text).await {
-            Ok((id, expires_ms)) => {
+            Ok((id, expires_ms, publish)) => {
                 metrics().broadcasts_stored.inc();
                 info!(user = %me.user, id, "broadcast stored");
-                Reply::BroadcastStored { id, expires_ms }
+                return (Reply::BroadcastStored { id, expires_ms }, Some(publish));
             }
             Err(refused) => {
                 if matches!(refused, Refused::BroadcastRate { .. }) {
@@ -97,6 +102,32 @@ async fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> Reply {
                 Err(refused) => refused.into(),
             }
         }
+    };
+    (reply, None)
+}
+
+/// Writes `msg` and, if given, publishes the broadcast it answers right
+/// after the answer is in the socket. A sender that does not read cannot
+/// hold the fan-out back: if its answer does not go out at once, the
+/// broadcast is published anyway and the answer follows within the usual
+/// write timeout.
+async fn answer(conn: &mut Conn, msg: ServerMsg, publish: Option<Publish>) -> Result<(), Dropped> {
+    let Some(publish) = publish else {
+        return send(conn, msg).await;
+    };
+    let fed = match timeout(WRITE_TIMEOUT, conn.feed(msg)).await {
+        Ok(fed) => fed.map_err(Dropped::Write),
+        Err(_) => Err(Dropped::WriteTimeout),
+    };
+    if fed.is_ok() {
+        let _ = SinkExt::<ServerMsg>::flush(conn).now_or_never();
+    }
+    drop(publish);
+    fed?;
+    match timeout(WRITE_TIMEOUT, SinkExt::<ServerMsg>::flush(conn)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Dropped::Write(e)),
+        Err(_) => Err(Dropped::WriteTimeout),
     }
 }
 
@@ -104,22 +135,24 @@ async fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> Reply {
 const KICKED: &str =
     "disconnected by the server operator (p2p-server kick); log in again to come back";
 
-/// Counts a broadcast sent to one recipient.
-fn count_delivery(event: &ServerEvent) {
-    if matches!(event, ServerEvent::Broadcast { .. }) {
-        metrics().broadcasts_delivered.inc();
+/// Sends one broadcast's frame to this session.
+async fn deliver(conn: &mut Conn, frame: Prepared<ServerMsg>) -> Result<(), Dropped> {
+    metrics().broadcasts_delivered.inc();
+    match timeout(WRITE_TIMEOUT, conn.send(frame)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Dropped::Write(e)),
+        Err(_) => Err(Dropped::WriteTimeout),
     }
 }
 
-/// Sends the store's backlog above the delivery cursor, in id order.
+/// Sends the backlog above the delivery cursor, in id order.
 async fn catch_up(conn: &mut Conn, delivery: &mut Delivery) -> Result<(), Dropped> {
     while let Some(batch) = delivery.backlog().await.map_err(|source| Dropped::Store {
         what: "backlog",
         source,
     })? {
-        for event in batch {
-            count_delivery(&event);
-            send(conn, ServerMsg::Event { event }).await?;
+        for frame in batch {
+            deliver(conn, frame).await?;
         }
     }
     Ok(())
@@ -141,30 +174,30 @@ pub(super) async fn logged_in(
         })?;
     catch_up(conn, &mut delivery).await?;
     // Only what the client sends proves it alive: our own writes (broadcasts,
-    // invitations) succeed into the socket buffer of a dead peer too.
-    let mut silent_until = Instant::now() + shared.cfg.idle_timeout;
+    // invitations) succeed into the socket buffer of a dead peer too. The
+    // timer is re-armed only when it fires, not per message: the loop runs
+    // once per delivery, so it stays cheap. Likewise the stop and kick
+    // futures live across iterations.
+    let idle = shared.cfg.idle_timeout;
+    let mut heard = Instant::now();
+    let silence = tokio::time::sleep_until(heard + idle);
+    let stop = shutdown.cancelled();
+    let kick = async move {
+        let _ = kicked.changed().await;
+        let reason = *kicked.borrow();
+        reason.unwrap_or(CloseReason::Other)
+    };
+    tokio::pin!(silence, stop, kick);
     loop {
         tokio::select! {
-            Some(msg) = pushed.recv() => send(conn, msg).await?,
-            _ = tokio::time::sleep_until(silent_until) => {
-                close(conn, CloseReason::Idle, "nothing heard; keepalive missed").await;
-                return Err(Dropped::Idle);
-            }
-            live = delivery.live() => match live {
-                Live::Send(event) => {
-                    count_delivery(&event);
-                    send(conn, ServerMsg::Event { event }).await?
-                }
-                Live::Skip => {}
-                Live::Behind => catch_up(conn, &mut delivery).await?,
-                Live::Closed => return Err(Dropped::HubStopped),
-            },
-            _ = shutdown.cancelled() => {
+            // Fixed order: a stop or kick is never starved by a busy client,
+            // and a delivery (the common wake-up) is found first.
+            biased;
+            _ = &mut stop => {
                 close(conn, CloseReason::Shutdown, "server shutting down; reconnect later").await;
                 return Ok("shutdown");
             }
-            _ = kicked.changed() => {
-                let reason = kicked.borrow().unwrap_or(CloseReason::Other);
+            reason = &mut kick => {
                 let message = match reason {
                     CloseReason::Replaced => "logged in from elsewhere; this session was replaced",
                     CloseReason::AccountRemoved => "account removed by the operator",
@@ -179,6 +212,12 @@ pub(super) async fn logged_in(
                 close(conn, reason, message).await;
                 return Ok(message);
             }
+            live = delivery.live() => match live {
+                Live::Send(frame) => deliver(conn, frame).await?,
+                Live::Skip => {}
+                Live::Behind => catch_up(conn, &mut delivery).await?,
+                Live::Closed => return Err(Dropped::HubStopped),
+            },
             next = conn.next() => match next {
                 None => return Ok("client closed"),
                 Some(Err(e)) if super::error::is_disconnect(&e) => return Ok("client closed"),
@@ -187,13 +226,13 @@ pub(super) async fn logged_in(
                     return Err(Dropped::Frame(e));
                 }
                 Some(Ok(msg)) => {
-                silent_until = Instant::now() + shared.cfg.idle_timeout;
+                heard = Instant::now();
                 match msg {
                     ClientMsg::Ping { nonce } => send(conn, ServerMsg::Pong { nonce }).await?,
                     ClientMsg::Pong { .. } => {}
                     ClientMsg::Request { id, req } => {
-                        let reply = request(shared, &me, req).await;
-                        send(conn, ServerMsg::Reply { id, reply }).await?;
+                        let (reply, publish) = request(shared, &me, req).await;
+                        answer(conn, ServerMsg::Reply { id, reply }, publish).await?;
                     }
                     ClientMsg::BroadcastAck { upto } => delivery.ack(upto).await,
                     ClientMsg::Logout => {
@@ -207,6 +246,15 @@ pub(super) async fn logged_in(
                     }
                 }
                 }
+            },
+            Some(msg) = pushed.recv() => send(conn, msg).await?,
+            _ = &mut silence => {
+                if heard + idle > Instant::now() {
+                    silence.as_mut().reset(heard + idle);
+                    continue;
+                }
+                close(conn, CloseReason::Idle, "nothing heard; keepalive missed").await;
+                return Err(Dropped::Idle);
             }
         }
     }
