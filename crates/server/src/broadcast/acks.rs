@@ -3,7 +3,7 @@
 //! acknowledgement already queued, so a clean shutdown redelivers nothing.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use p2p_proto::time;
 use tokio::sync::mpsc;
@@ -13,6 +13,9 @@ use tracing::{info, warn};
 
 use super::{blocking, BroadcastStore, PURGE_INTERVAL};
 
+/// Acknowledged marks known in memory, per user (see the hub).
+pub(super) type Marks = Arc<Mutex<HashMap<Arc<str>, u64>>>;
+
 /// The running tasks and what stops them.
 pub(super) struct Background {
     tasks: TaskTracker,
@@ -21,9 +24,13 @@ pub(super) struct Background {
 
 impl Background {
     /// Starts the writer (draining `rx`) and the purger over `store`.
-    pub(super) fn start(store: Arc<dyn BroadcastStore>, rx: mpsc::Receiver<(String, u64)>) -> Self {
+    pub(super) fn start(
+        store: Arc<dyn BroadcastStore>,
+        rx: mpsc::Receiver<(Arc<str>, u64)>,
+        marks: Marks,
+    ) -> Self {
         let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
-        tasks.spawn(write_acks(store.clone(), rx, stop.clone()));
+        tasks.spawn(write_acks(store.clone(), rx, marks, stop.clone()));
         tasks.spawn(purge(store, stop.clone()));
         tasks.close();
         Background { tasks, stop }
@@ -38,11 +45,13 @@ impl Background {
 }
 
 /// Writes acknowledgements, coalescing whatever has queued up into one
-/// transaction (one fsync for a whole wave of recipients). Once stopped,
-/// takes no more, writes what is queued, and ends.
+/// transaction (one fsync for a whole wave of recipients), and raises the
+/// marks in memory as it takes them. Once stopped, takes no more, writes
+/// what is queued, and ends.
 async fn write_acks(
     store: Arc<dyn BroadcastStore>,
-    mut rx: mpsc::Receiver<(String, u64)>,
+    mut rx: mpsc::Receiver<(Arc<str>, u64)>,
+    marks: Marks,
     stop: CancellationToken,
 ) {
     loop {
@@ -56,12 +65,23 @@ async fn write_acks(
             }
         };
         let Some(first) = first else { return };
-        let mut latest: HashMap<String, u64> = HashMap::from([first]);
+        let mut latest: HashMap<Arc<str>, u64> = HashMap::from([first]);
         while let Ok((user, upto)) = rx.try_recv() {
             let e = latest.entry(user).or_insert(upto);
             *e = (*e).max(upto);
         }
-        let batch: Vec<(String, u64)> = latest.into_iter().collect();
+        {
+            let mut known = marks.lock().unwrap_or_else(|p| p.into_inner());
+            for (user, upto) in &latest {
+                if let Some(mark) = known.get_mut(user) {
+                    *mark = (*mark).max(*upto);
+                }
+            }
+        }
+        let batch: Vec<(String, u64)> = latest
+            .into_iter()
+            .map(|(user, upto)| (user.to_string(), upto))
+            .collect();
         let store = store.clone();
         if let Err(e) = blocking(move || store.ack(&batch)).await {
             warn!(cause = %e, "cannot record broadcast acknowledgements; they will be redelivered");

@@ -18,6 +18,7 @@ use p2p_proto::codec::Prepared;
 use p2p_proto::time;
 use p2p_proto::wire::ServerMsg;
 use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::ReusableBoxFuture;
 
 use super::{Broadcast, BroadcastHub, Result};
 
@@ -35,13 +36,27 @@ pub enum Live {
     Closed,
 }
 
+type Receiver = broadcast::Receiver<Arc<Broadcast>>;
+type Received = (Result<Arc<Broadcast>, RecvError>, Receiver);
+
+/// Waits for the next live broadcast, handing the receiver back.
+async fn receive(mut rx: Receiver) -> Received {
+    let got = rx.recv().await;
+    (got, rx)
+}
+
 /// One session's view of broadcasts.
 pub struct Delivery {
     hub: Arc<BroadcastHub>,
-    user: String,
+    /// Shared with the acknowledgement queue (no copy per acknowledgement).
+    user: Arc<str>,
     /// Highest id this session has passed (sent or skipped).
     cursor: u64,
-    live: broadcast::Receiver<Arc<Broadcast>>,
+    /// The pending wait for the next live broadcast. Kept across the
+    /// session's `select!` iterations, so the session stays registered with
+    /// the channel instead of registering and leaving again on every
+    /// wake-up (one of those per delivery and per acknowledgement).
+    live: ReusableBoxFuture<'static, Received>,
 }
 
 impl Delivery {
@@ -51,9 +66,9 @@ impl Delivery {
         let cursor = hub.acked(user).await?;
         Ok(Delivery {
             hub,
-            user: user.to_string(),
+            user: Arc::from(user),
             cursor,
-            live,
+            live: ReusableBoxFuture::new(receive(live)),
         })
     }
 
@@ -69,7 +84,9 @@ impl Delivery {
 
     /// Waits for the next live broadcast. Cancel-safe (for `select!`).
     pub(crate) async fn live(&mut self) -> Live {
-        match self.live.recv().await {
+        let (got, rx) = (&mut self.live).await;
+        self.live.set(receive(rx));
+        match got {
             Ok(b) => self.pass(&b).map_or(Live::Skip, Live::Send),
             Err(RecvError::Lagged(_)) => Live::Behind,
             Err(RecvError::Closed) => Live::Closed,
@@ -82,7 +99,7 @@ impl Delivery {
             return None;
         }
         self.cursor = b.id;
-        if b.from == self.user || b.expires_ms <= time::now_ms() {
+        if *b.from == *self.user || b.expires_ms <= time::now_ms() {
             return None;
         }
         Some(b.frame.clone())

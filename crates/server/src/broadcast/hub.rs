@@ -8,7 +8,7 @@
 //! on the live channel when dropped, after the sender's answer is written.
 //! Publications still leave in id order whatever order those drops come in.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use p2p_proto::limits::MAX_BROADCAST_BYTES;
@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::acks::Background;
+use super::acks::{Background, Marks};
 use super::recent::Recent;
 use super::{blocking, Broadcast, BroadcastPolicy, BroadcastStore, ACK_QUEUE, CATCH_UP_BATCH};
 use super::{Result, LIVE_BUFFER, RECENT_BYTES, RECENT_MAX};
@@ -37,10 +37,11 @@ pub struct BroadcastHub {
     live: broadcast::Sender<Arc<Broadcast>>,
     /// The latest broadcasts, for catch-up without the store.
     cache: Mutex<Recent>,
-    /// Acknowledged marks known in memory (written or queued), per user.
-    marks: Mutex<HashMap<String, u64>>,
+    /// Acknowledged marks known in memory, per user: read from the store
+    /// once, then raised by the acknowledgement writer as it takes them.
+    marks: Marks,
     recent: Mutex<SlidingWindow<String>>,
-    acks: mpsc::Sender<(String, u64)>,
+    acks: mpsc::Sender<(Arc<str>, u64)>,
     background: Background,
 }
 
@@ -56,7 +57,8 @@ impl BroadcastHub {
     pub fn start(store: Arc<dyn BroadcastStore>, policy: BroadcastPolicy) -> Arc<Self> {
         let (live, _) = broadcast::channel(LIVE_BUFFER);
         let (acks, rx) = mpsc::channel(ACK_QUEUE);
-        let background = Background::start(store.clone(), rx);
+        let marks = Marks::default();
+        let background = Background::start(store.clone(), rx, marks.clone());
         Arc::new(BroadcastHub {
             store,
             policy: Mutex::new(policy),
@@ -64,7 +66,7 @@ impl BroadcastHub {
             unpublished: Mutex::new(VecDeque::new()),
             live,
             cache: Mutex::new(Recent::new(RECENT_MAX, RECENT_BYTES)),
-            marks: Mutex::new(HashMap::new()),
+            marks,
             recent: Mutex::new(SlidingWindow::new(policy.limit, policy.window)),
             acks,
             background,
@@ -158,7 +160,7 @@ impl BroadcastHub {
         let (store, name) = (self.store.clone(), user.to_string());
         let stored = blocking(move || store.acked(&name)).await?;
         let mut marks = lock(&self.marks);
-        let mark = marks.entry(user.to_string()).or_insert(stored);
+        let mark = marks.entry(Arc::from(user)).or_insert(stored);
         *mark = (*mark).max(stored);
         Ok(*mark)
     }
@@ -177,11 +179,8 @@ impl BroadcastHub {
 
     /// Queues an acknowledgement (written in batches, soon; at the latest by
     /// [`BroadcastHub::close`]).
-    pub(super) async fn ack(&self, user: &str, upto: u64) {
-        if let Some(mark) = lock(&self.marks).get_mut(user) {
-            *mark = (*mark).max(upto);
-        }
-        let _ = self.acks.send((user.to_string(), upto)).await;
+    pub(super) async fn ack(&self, user: &Arc<str>, upto: u64) {
+        let _ = self.acks.send((user.clone(), upto)).await;
     }
 
     /// Stops the background tasks after writing every queued

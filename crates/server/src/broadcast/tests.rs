@@ -169,10 +169,10 @@ async fn publication_waits_for_the_answer_and_keeps_id_order() {
 }
 
 /// A late session catches up from memory exactly what the store holds, and
-/// an acknowledgement still queued (not written yet) already moves the next
-/// session's starting point.
+/// the acknowledged mark kept in memory follows the acknowledgements
+/// written: the next session starts after them (a stale mark would resend).
 #[tokio::test]
-async fn catch_up_from_memory_matches_the_store_and_queued_acks_count() {
+async fn catch_up_from_memory_matches_the_store_and_marks_follow_acks() {
     let dir = tempfile::tempdir().unwrap();
     let h = hub(dir.path());
     let mut ids = Vec::new();
@@ -198,6 +198,7 @@ async fn catch_up_from_memory_matches_the_store_and_queued_acks_count() {
     assert_eq!(got, stored);
     assert_eq!(got, [ids[0], ids[2], ids[3]]);
     bob.ack(ids[2]).await;
+    h.close().await;
     let mut again = Delivery::start(h.clone(), "bob").await.unwrap();
     let rest: Vec<u64> = again
         .backlog()
@@ -208,5 +209,4 @@ async fn catch_up_from_memory_matches_the_store_and_queued_acks_count() {
         .map(id)
         .collect();
     assert_eq!(rest, [ids[3]]);
-    h.close().await;
 }
