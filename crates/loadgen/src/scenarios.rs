@@ -22,9 +22,11 @@ pub const HANDSHAKES_IN_FLIGHT: usize = 100;
 pub const RSS_SETTLE: Duration = Duration::from_secs(1);
 
 /// Pause after the last fan-out round before reading the server's CPU, so
-/// the acknowledgements of that round are counted too (the anchor tool
-/// waits the same 500 ms for its PUBACKs).
-pub const ACK_SETTLE: Duration = Duration::from_millis(500);
+/// the acknowledgements of that round are counted too, including their
+/// write to `state.db` (the server writes acknowledgements at most once a
+/// second, so this is that second and the anchor tool's 500 ms for its
+/// PUBACKs).
+pub const ACK_SETTLE: Duration = Duration::from_millis(1500);
 
 /// What [`fanout`] measured.
 #[derive(Debug, Clone)]

@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use p2p_proto::time;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use super::{blocking, BroadcastStore, PURGE_INTERVAL};
+use super::{blocking, BroadcastStore, ACK_WRITE_INTERVAL, PURGE_INTERVAL};
 
 /// Acknowledged marks known in memory, per user (see the hub).
 pub(super) type Marks = Arc<Mutex<HashMap<Arc<str>, u64>>>;
@@ -44,48 +45,78 @@ impl Background {
     }
 }
 
-/// Writes acknowledgements, coalescing whatever has queued up into one
-/// transaction (one fsync for a whole wave of recipients), and raises the
-/// marks in memory as it takes them. Once stopped, takes no more, writes
-/// what is queued, and ends.
+/// Writes acknowledgements: the first at once, then at most one
+/// transaction per [`ACK_WRITE_INTERVAL`] with the highest mark per user
+/// taken meanwhile, so back-to-back broadcasts to thousands of sessions cost
+/// one row per user per interval, not per broadcast. The marks in memory are
+/// raised as acknowledgements are taken. Once stopped, takes no more, writes
+/// what it holds, and ends.
 async fn write_acks(
     store: Arc<dyn BroadcastStore>,
     mut rx: mpsc::Receiver<(Arc<str>, u64)>,
     marks: Marks,
     stop: CancellationToken,
 ) {
+    let mut latest: HashMap<Arc<str>, u64> = HashMap::new();
+    let mut next_write = Instant::now();
     loop {
-        let first = tokio::select! {
+        tokio::select! {
+            // Writing first: a steady stream of acknowledgements must not
+            // keep the due write waiting.
             biased;
-            first = rx.recv() => first,
-            _ = stop.cancelled(), if !rx.is_closed() => {
-                // From now on `recv` yields what is buffered, then `None`.
-                rx.close();
-                continue;
+            _ = tokio::time::sleep_until(next_write), if !latest.is_empty() => {
+                write(&store, &mut latest).await;
+                next_write = Instant::now() + ACK_WRITE_INTERVAL;
             }
-        };
-        let Some(first) = first else { return };
-        let mut latest: HashMap<Arc<str>, u64> = HashMap::from([first]);
-        while let Ok((user, upto)) = rx.try_recv() {
-            let e = latest.entry(user).or_insert(upto);
-            *e = (*e).max(upto);
-        }
-        {
-            let mut known = marks.lock().unwrap_or_else(|p| p.into_inner());
-            for (user, upto) in &latest {
-                if let Some(mark) = known.get_mut(user) {
-                    *mark = (*mark).max(*upto);
+            got = rx.recv() => match got {
+                Some(first) => take(first, &mut rx, &mut latest, &marks),
+                None => {
+                    write(&store, &mut latest).await;
+                    return;
                 }
-            }
+            },
+            // From now on `recv` yields what is buffered, then `None`.
+            _ = stop.cancelled(), if !rx.is_closed() => rx.close(),
         }
-        let batch: Vec<(String, u64)> = latest
-            .into_iter()
-            .map(|(user, upto)| (user.to_string(), upto))
-            .collect();
-        let store = store.clone();
-        if let Err(e) = blocking(move || store.ack(&batch)).await {
-            warn!(cause = %e, "cannot record broadcast acknowledgements; they will be redelivered");
+    }
+}
+
+/// Merges `first` and everything already queued into `latest`, and raises
+/// the known marks (one lock per wave, not per acknowledgement).
+fn take(
+    first: (Arc<str>, u64),
+    rx: &mut mpsc::Receiver<(Arc<str>, u64)>,
+    latest: &mut HashMap<Arc<str>, u64>,
+    marks: &Marks,
+) {
+    let mut merge = |(user, upto): (Arc<str>, u64)| {
+        let e = latest.entry(user).or_insert(upto);
+        *e = (*e).max(upto);
+    };
+    merge(first);
+    while let Ok(ack) = rx.try_recv() {
+        merge(ack);
+    }
+    let mut known = marks.lock().unwrap_or_else(|p| p.into_inner());
+    for (user, upto) in latest.iter() {
+        if let Some(mark) = known.get_mut(user) {
+            *mark = (*mark).max(*upto);
         }
+    }
+}
+
+/// Writes and empties `latest` in one transaction.
+async fn write(store: &Arc<dyn BroadcastStore>, latest: &mut HashMap<Arc<str>, u64>) {
+    if latest.is_empty() {
+        return;
+    }
+    let batch: Vec<(String, u64)> = latest
+        .drain()
+        .map(|(user, upto)| (user.to_string(), upto))
+        .collect();
+    let store = store.clone();
+    if let Err(e) = blocking(move || store.ack(&batch)).await {
+        warn!(cause = %e, "cannot record broadcast acknowledgements; they will be redelivered");
     }
 }
 

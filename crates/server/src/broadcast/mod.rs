@@ -51,6 +51,11 @@ pub(crate) const RECENT_MAX: usize = 4096;
 pub(crate) const RECENT_BYTES: usize = 4 << 20;
 /// Acknowledgements waiting to be written; past this, sessions wait.
 pub(crate) const ACK_QUEUE: usize = 16 * 1024;
+/// Acknowledgements are written at most this often (the first at once). An
+/// acknowledgement lost with a crash only means that broadcast is sent
+/// again at the next login, and daemons store each broadcast once; writing
+/// per wave instead cost one row per recipient per broadcast.
+pub(crate) const ACK_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often expired broadcasts are deleted.
 pub(crate) const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 

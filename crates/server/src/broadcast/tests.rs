@@ -210,3 +210,75 @@ async fn catch_up_from_memory_matches_the_store_and_marks_follow_acks() {
         .collect();
     assert_eq!(rest, [ids[3]]);
 }
+
+/// Counts the acknowledgement writes that reach the store.
+struct CountingStore {
+    inner: SqliteBroadcasts,
+    writes: std::sync::atomic::AtomicUsize,
+    rows: std::sync::atomic::AtomicUsize,
+}
+
+impl BroadcastStore for CountingStore {
+    fn insert(&self, from: &str, text: &str, sent_ms: i64, expires_ms: i64) -> Result<u64> {
+        self.inner.insert(from, text, sent_ms, expires_ms)
+    }
+    fn pending(&self, user: &str, after: u64, now_ms: i64, limit: usize) -> Result<Vec<Broadcast>> {
+        self.inner.pending(user, after, now_ms, limit)
+    }
+    fn acked(&self, user: &str) -> Result<u64> {
+        self.inner.acked(user)
+    }
+    fn ack(&self, acks: &[(String, u64)]) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.writes.fetch_add(1, Relaxed);
+        self.rows.fetch_add(acks.len(), Relaxed);
+        self.inner.ack(acks)
+    }
+    fn purge(&self, now_ms: i64) -> Result<Purged> {
+        self.inner.purge(now_ms)
+    }
+}
+
+/// Acknowledgements arriving one after another are written once at first,
+/// then together at most once per interval, and every one of them is
+/// written by the time the hub closes. Writing each wave as it came cost one
+/// transaction (and one row per recipient) per broadcast: six writes here.
+#[tokio::test(start_paused = true)]
+async fn acknowledgements_are_written_at_most_once_per_interval() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(CountingStore {
+        inner: SqliteBroadcasts::open(dir.path()).unwrap(),
+        writes: Default::default(),
+        rows: Default::default(),
+    });
+    let h = BroadcastHub::start(store.clone(), policy());
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(h.publish("alice", format!("m{i}")).await.unwrap().0);
+    }
+    let mut bob = Delivery::start(h.clone(), "bob").await.unwrap();
+    let mut carol = Delivery::start(h.clone(), "carol").await.unwrap();
+    assert_eq!(bob.backlog().await.unwrap().unwrap().len(), 3);
+    assert_eq!(carol.backlog().await.unwrap().unwrap().len(), 3);
+    for &id in &ids {
+        for d in [&bob, &carol] {
+            d.ack(id).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    h.close().await;
+    assert_eq!(
+        store.writes.load(Relaxed),
+        2,
+        "the first at once, then the rest together"
+    );
+    assert_eq!(
+        store.rows.load(Relaxed),
+        3,
+        "bob's first, then bob's and carol's latest"
+    );
+    for user in ["bob", "carol"] {
+        assert_eq!(store.inner.acked(user).unwrap(), ids[2]);
+    }
+}
