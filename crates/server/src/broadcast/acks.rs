@@ -82,26 +82,25 @@ async fn write_acks(
 }
 
 /// Merges `first` and everything already queued into `latest`, and raises
-/// the known marks (one lock per wave, not per acknowledgement).
+/// the known marks for those (one lock per wave, not per acknowledgement;
+/// only the users just taken, not all of `latest`).
 fn take(
     first: (Arc<str>, u64),
     rx: &mut mpsc::Receiver<(Arc<str>, u64)>,
     latest: &mut HashMap<Arc<str>, u64>,
     marks: &Marks,
 ) {
-    let mut merge = |(user, upto): (Arc<str>, u64)| {
-        let e = latest.entry(user).or_insert(upto);
-        *e = (*e).max(upto);
-    };
-    merge(first);
+    let mut wave = vec![first];
     while let Ok(ack) = rx.try_recv() {
-        merge(ack);
+        wave.push(ack);
     }
     let mut known = marks.lock().unwrap_or_else(|p| p.into_inner());
-    for (user, upto) in latest.iter() {
-        if let Some(mark) = known.get_mut(user) {
-            *mark = (*mark).max(*upto);
+    for (user, upto) in wave {
+        if let Some(mark) = known.get_mut(&user) {
+            *mark = (*mark).max(upto);
         }
+        let e = latest.entry(user).or_insert(upto);
+        *e = (*e).max(upto);
     }
 }
 
