@@ -127,8 +127,9 @@ impl TestPostgres {
     fn pg_ctl_start(&self) -> Output {
         // fsync off: a test cluster never outlives an OS crash, and syncing
         // would slow every test on a shared disk. synchronous_commit stays on.
+        // Small shared buffers: several clusters run at once (one per test).
         let opts = format!(
-            "-k {} -h 127.0.0.1 -p {} -c fsync=off -c full_page_writes=off",
+            "-k {} -h 127.0.0.1 -p {} -c fsync=off -c full_page_writes=off -c shared_buffers=16MB",
             self.dir.path().display(),
             self.port
         );

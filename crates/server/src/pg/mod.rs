@@ -1,6 +1,6 @@
 //! The shared PostgreSQL backend (SPEC §9), first parts: the connection
 //! pool, the schema migrations (`crates/server/migrations`), the broadcast
-//! store, and accounts with resume tokens. Not yet chosen by `--database`:
+//! store, accounts with resume tokens, and the shared TLS identity. Not yet chosen by `--database`:
 //! the running server still uses the embedded stores.
 //!
 //! The driver is tokio-postgres with a deadpool pool; every query is async.
@@ -10,6 +10,7 @@
 
 mod accounts;
 mod broadcasts;
+mod identity;
 mod migrate;
 #[cfg(test)]
 mod tests;
@@ -21,6 +22,7 @@ use tokio_postgres::NoTls;
 
 pub use accounts::{PgAccounts, PgTokens};
 pub use broadcasts::PgBroadcasts;
+pub use identity::{shared_identity, PemIdentity};
 pub use migrate::{migrate, SCHEMA_VERSION};
 
 /// Connections one instance keeps to the database: enough for the ack

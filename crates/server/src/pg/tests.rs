@@ -292,3 +292,22 @@ async fn tokens_keep_the_embedded_semantics_on_every_instance() {
         "account gone"
     );
 }
+
+/// Three instances starting together on an empty database end up with
+/// one certificate (so one pin), and it stays the same afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_instances_share_one_tls_identity() {
+    let pg = TestPostgres::start();
+    let url = pg.fresh_database();
+    let mut pools = Vec::new();
+    for _ in 0..3 {
+        pools.push(migrated(&url).await);
+    }
+    let got = futures::future::join_all(pools.iter().map(shared_identity)).await;
+    let certs: Vec<String> = got.into_iter().map(|r| r.unwrap().cert_pem).collect();
+    assert!(certs[0].starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(certs.iter().all(|c| *c == certs[0]), "one identity");
+    let again = shared_identity(&pools[2]).await.unwrap();
+    assert_eq!(again.cert_pem, certs[0]);
+    assert!(again.key_pem.expose().contains("PRIVATE KEY"));
+}
