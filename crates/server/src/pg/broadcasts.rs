@@ -99,26 +99,36 @@ impl PgBroadcasts {
 
     /// Records that each user has every stored broadcast up to the id
     /// given (the hub's high-water form), one row per broadcast, in one
-    /// transaction. Writing a row twice changes nothing.
+    /// transaction of two statements whatever the number of users (a wave
+    /// after a broadcast to thousands must not be thousands of round
+    /// trips). Writing a row twice changes nothing.
     pub async fn ack_async(&self, acks: &[(String, u64)]) -> Result<(), PgError> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        let users: Vec<&str> = acks.iter().map(|(u, _)| u.as_str()).collect();
+        let uptos: Vec<i64> = acks.iter().map(|(_, upto)| *upto as i64).collect();
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
         let rows = tx
             .prepare_cached(
                 "INSERT INTO broadcast_acks (recipient, broadcast_id)
-                 SELECT $1, id FROM broadcasts WHERE id <= $2 AND sender <> $1
+                 SELECT u.recipient, b.id
+                 FROM unnest($1::text[], $2::bigint[]) AS u (recipient, upto)
+                 JOIN broadcasts b ON b.id <= u.upto AND b.sender <> u.recipient
+                 WHERE NOT EXISTS (SELECT 1 FROM broadcast_acks a
+                                   WHERE a.recipient = u.recipient AND a.broadcast_id = b.id)
                  ON CONFLICT DO NOTHING",
             )
             .await?;
+        tx.execute(&rows, &[&users, &uptos]).await?;
         let seen = tx
             .prepare_cached(
-                "INSERT INTO broadcast_recipients (recipient) VALUES ($1) ON CONFLICT DO NOTHING",
+                "INSERT INTO broadcast_recipients (recipient)
+                 SELECT DISTINCT unnest($1::text[]) ON CONFLICT DO NOTHING",
             )
             .await?;
-        for (user, upto) in acks {
-            tx.execute(&rows, &[user, &(*upto as i64)]).await?;
-            tx.execute(&seen, &[user]).await?;
-        }
+        tx.execute(&seen, &[&users]).await?;
         tx.commit().await?;
         Ok(())
     }
