@@ -58,7 +58,7 @@ impl PgBroadcasts {
         after: u64,
         now_ms: i64,
         limit: usize,
-    ) -> Result<Vec<Broadcast>, PgError> {
+    ) -> Result<Vec<Broadcast>> {
         let c = self.pool.get().await?;
         let q = c
             .prepare_cached(
@@ -68,20 +68,23 @@ impl PgBroadcasts {
                                    WHERE a.recipient = $2 AND a.broadcast_id = b.id)
                  ORDER BY b.id LIMIT $4",
             )
-            .await?;
+            .await
+            .map_err(PgError::from)?;
         let rows = c
             .query(&q, &[&(after as i64), &user, &now_ms, &(limit as i64)])
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Broadcast {
-                id: r.get::<_, i64>(0) as u64,
-                from: r.get(1),
-                text: r.get(2),
-                sent_ms: r.get(3),
-                expires_ms: r.get(4),
+            .await
+            .map_err(PgError::from)?;
+        rows.iter()
+            .map(|r| {
+                broadcast(
+                    r.get::<_, i64>(0) as u64,
+                    r.get(1),
+                    r.get(2),
+                    r.get(3),
+                    r.get(4),
+                )
             })
-            .collect())
+            .collect()
     }
 
     /// The highest broadcast id `user` acknowledged among those still
@@ -161,6 +164,23 @@ impl PgBroadcasts {
     }
 }
 
+/// A stored row as the hub's [`Broadcast`] (the one place that builds it).
+fn broadcast(
+    id: u64,
+    from: String,
+    text: String,
+    sent_ms: i64,
+    expires_ms: i64,
+) -> Result<Broadcast> {
+    Ok(Broadcast {
+        id,
+        from,
+        text,
+        sent_ms,
+        expires_ms,
+    })
+}
+
 impl BroadcastStore for PgBroadcasts {
     fn insert(&self, from: &str, text: &str, sent_ms: i64, expires_ms: i64) -> Result<u64> {
         Ok(self
@@ -169,9 +189,8 @@ impl BroadcastStore for PgBroadcasts {
     }
 
     fn pending(&self, user: &str, after: u64, now_ms: i64, limit: usize) -> Result<Vec<Broadcast>> {
-        Ok(self
-            .runtime
-            .block_on(self.pending_async(user, after, now_ms, limit))?)
+        self.runtime
+            .block_on(self.pending_async(user, after, now_ms, limit))
     }
 
     fn acked(&self, user: &str) -> Result<u64> {
