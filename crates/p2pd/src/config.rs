@@ -42,6 +42,31 @@ pub(crate) struct FileConfig {
     pub(crate) peer_handshakes_per_source: Option<usize>,
     /// Desktop notifications for invitations (default on).
     pub(crate) notify: Option<bool>,
+    /// Server(s) for `login` without `--server`: one address, a comma list,
+    /// or a TOML list (the instances of one cluster, SPEC §9).
+    pub(crate) server: Option<ServerList>,
+}
+
+/// `server = "a:4400,b:4400"` or `server = ["a:4400", "b:4400"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum ServerList {
+    /// One address or a comma-separated list.
+    Text(String),
+    /// One address per entry.
+    List(Vec<String>),
+}
+
+impl ServerList {
+    /// The checked list, `host:port,host:port`.
+    fn resolve(&self) -> Result<String> {
+        let text = match self {
+            ServerList::Text(s) => s.clone(),
+            ServerList::List(v) => v.join(","),
+        };
+        p2p_proto::address::parse_server_list(&text)
+            .map_err(|e| DaemonError::Config(format!("server: {e}")))
+    }
 }
 
 mod humantime_serde_opt {
@@ -82,6 +107,9 @@ pub struct DaemonConfig {
     /// Show a desktop notification for each invitation that waits for an
     /// answer (see `notify.rs`).
     pub(crate) notify: bool,
+    /// Server(s) `login` uses without `--server` while no session is saved
+    /// (`host:port,host:port`).
+    pub(crate) server: Option<String>,
 }
 
 /// Flag values that override the file.
@@ -143,6 +171,7 @@ impl DaemonConfig {
                 "peer_handshakes_per_source must be at least 1".into(),
             ));
         }
+        let server = file.server.as_ref().map(ServerList::resolve).transpose()?;
         let log_level = o.log_level.or(file.log_level);
         if let Some(level) = &log_level {
             p2p_sys::logging::parse_log_level(level).map_err(DaemonError::Config)?;
@@ -164,6 +193,7 @@ impl DaemonConfig {
             auto_accept: file.auto_accept,
             peer_handshakes_per_source,
             notify: file.notify.unwrap_or(true),
+            server,
         })
     }
 }
@@ -217,6 +247,37 @@ mod tests {
         assert!(err.to_string().contains("peer_lisen"), "{err}");
     }
 
+    /// `server` takes one address, a comma list or a TOML list, each entry
+    /// checked and given its default port; a typo is refused at start.
+    #[test]
+    fn server_lists_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p2pd.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            DaemonConfig::resolve(Overrides {
+                config: Some(path.clone()),
+                state_dir: Some("/y".into()),
+                ..Default::default()
+            })
+        };
+        assert_eq!(resolve("").unwrap().server, None);
+        assert_eq!(
+            resolve("server = \"a, b:5\"\n").unwrap().server.as_deref(),
+            Some("a:4400,b:5")
+        );
+        assert_eq!(
+            resolve("server = [\"a:1\", \"b\"]\n")
+                .unwrap()
+                .server
+                .as_deref(),
+            Some("a:1,b:4400")
+        );
+        let err = resolve("server = \"a,b:99999\"\n").unwrap_err();
+        assert!(err.to_string().contains("server"), "{err}");
+        assert!(resolve("server = 5\n").is_err());
+    }
+
     #[test]
     fn the_packaged_example_sets_every_key() {
         // Uncommented, packaging/p2pd.toml.example must parse (no unknown
@@ -231,7 +292,7 @@ mod tests {
         assert!(f.advertise.is_some() && f.log_level.is_some());
         assert!(f.reconnect_min.is_some() && f.reconnect_max.is_some());
         assert!(!f.auto_accept.is_empty() && f.peer_handshakes_per_source.is_some());
-        assert!(f.notify.is_some());
+        assert!(f.notify.is_some() && f.server.is_some());
         let level = f.log_level.unwrap();
         assert!(p2p_sys::logging::parse_log_level(&level).is_ok());
     }

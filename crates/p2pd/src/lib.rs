@@ -148,6 +148,7 @@ pub async fn run(
             lan: Vec::new(),
         },
         listen: Some(peer_listen),
+        default_server: cfg.server.clone(),
     };
     let local = peer::LocalPeer {
         public_key: hex::decode(&identity.public)

@@ -32,6 +32,7 @@ pub(crate) fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'sta
         old.peer_handshakes_per_source != new.peer_handshakes_per_source,
         "peer_handshakes_per_source",
     );
+    check(old.server != new.server, "server");
     keys
 }
 

@@ -320,6 +320,7 @@ mod tests {
             next_retry_ms: None,
             since: None,
             last_error: None,
+            current: None,
         }
     }
 

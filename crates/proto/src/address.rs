@@ -30,7 +30,17 @@ pub enum AddressError {
     /// A host name with characters no host name has.
     #[error("{0:?} is not a host name or IP address")]
     BadHost(String),
+    /// A server list (`a:4400,b:4400`) with more entries than [`MAX_SERVERS`].
+    #[error("more than {MAX_SERVERS} servers in one list")]
+    TooManyServers,
+    /// A server list naming one server twice.
+    #[error("{0:?} is in the list twice")]
+    Repeated(String),
 }
+
+/// Most servers in one `--server a,b,c` list: a cluster has a handful of
+/// instances; a longer list is a mistake (and each is tried in turn).
+pub const MAX_SERVERS: usize = 16;
 
 fn port(input: &str, p: &str) -> Result<u16, AddressError> {
     match p.parse::<u16>() {
@@ -99,6 +109,32 @@ pub fn parse_host_port(s: &str) -> Result<String, AddressError> {
     Ok(format!("{host}:{}", p.unwrap_or(DEFAULT_SERVER_PORT)))
 }
 
+/// A comma-separated list of servers (`a:4400,b:4400,c:4400`: the
+/// instances of one cluster, SPEC §9), each as [`parse_host_port`] makes it,
+/// joined with `,`. One address is a list of one, unchanged.
+pub fn parse_server_list(s: &str) -> Result<String, AddressError> {
+    let mut out: Vec<String> = Vec::new();
+    for entry in s.split(',') {
+        let one = parse_host_port(entry)?;
+        if out.contains(&one) {
+            return Err(AddressError::Repeated(one));
+        }
+        out.push(one);
+    }
+    if out.len() > MAX_SERVERS {
+        return Err(AddressError::TooManyServers);
+    }
+    Ok(out.join(","))
+}
+
+/// The servers of a list made by [`parse_server_list`], in order.
+pub fn servers(list: &str) -> Vec<&str> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +171,33 @@ mod tests {
         assert!(matches!(err("a b"), AddressError::BadHost(_)));
         assert!(matches!(err("[nope]"), AddressError::BadHost(_)));
         assert!(err("127.0.0.1:99999").to_string().contains("1 to 65535"));
+    }
+
+    #[test]
+    fn server_lists_are_checked_entry_by_entry() {
+        assert_eq!(
+            parse_server_list("a, b:5 ,[::1]").as_deref(),
+            Ok("a:4400,b:5,[::1]:4400")
+        );
+        assert_eq!(parse_server_list("::1").as_deref(), Ok("[::1]:4400"));
+        assert_eq!(parse_server_list("a,,b"), Err(AddressError::Empty));
+        assert_eq!(parse_server_list("a,"), Err(AddressError::Empty));
+        assert!(matches!(
+            parse_server_list("a,b:99999"),
+            Err(AddressError::BadPort { .. })
+        ));
+        assert_eq!(
+            parse_server_list("a,a:4400"),
+            Err(AddressError::Repeated("a:4400".into()))
+        );
+        let long = vec!["h"; MAX_SERVERS + 1]
+            .iter()
+            .enumerate()
+            .map(|(i, h)| format!("{h}{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(parse_server_list(&long), Err(AddressError::TooManyServers));
+        assert_eq!(servers("a:1,b:2"), ["a:1", "b:2"]);
+        assert_eq!(servers("a:1"), ["a:1"]);
     }
 }

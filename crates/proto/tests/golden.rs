@@ -101,7 +101,31 @@ fn online() -> ServerStatus {
         next_retry_ms: None,
         since: Some(AT.into()),
         last_error: None,
+        current: None,
     }
+}
+
+/// With several servers (SPEC §9): the list as given, and which one the
+/// session is on.
+#[test]
+fn status_with_a_server_list() {
+    golden_reply(
+        "status-failover",
+        StatusReport {
+            server: ServerStatus {
+                address: Some("a.example:4400,b.example:4400,c.example:4400".into()),
+                current: Some("b.example:4400".into()),
+                ..online()
+            },
+            peer_listen: "0.0.0.0:4401".into(),
+            sessions: 0,
+            direct: 0,
+            relayed: 0,
+            pending: 0,
+            unread: 0,
+            public_key: "ab".repeat(32),
+        },
+    );
 }
 
 #[test]
@@ -512,6 +536,7 @@ fn fixtures_hold_the_fields_the_spec_requires() {
                 "/unread",
             ],
         ),
+        ("status-failover", &["/server/address", "/server/current"]),
         ("list", &["/users/0/user", "/users/0/since"]),
         ("requests", &["/requests/0/from", "/requests/0/expires_at"]),
         (

@@ -48,6 +48,9 @@ pub enum ServerError {
         /// What happened.
         source: rusqlite::Error,
     },
+    /// The shared PostgreSQL backend failed (SPEC §9).
+    #[error("{0}")]
+    Pg(#[from] crate::pg::PgError),
     /// A file in the data directory is damaged; the server will not guess.
     #[error("{path}: {problem}")]
     Damaged {

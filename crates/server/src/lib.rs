@@ -31,6 +31,7 @@ pub(crate) mod hasher;
 pub mod invitations;
 pub(crate) mod invite_limits;
 pub(crate) mod metrics;
+pub mod pg;
 pub mod presence;
 pub(crate) mod rate;
 pub(crate) mod reach;

@@ -26,11 +26,11 @@ pub(crate) const TOKEN_TOUCH_INTERVAL_MS: i64 = 24 * 3600 * 1000;
 /// Tokens kept per user (one per device, in practice); the oldest go first.
 pub(crate) const MAX_TOKENS_PER_USER: i64 = 16;
 
-fn digest(token: &str) -> Vec<u8> {
+pub(crate) fn digest(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-fn password_tag(phc: &str) -> String {
+pub(crate) fn password_tag(phc: &str) -> String {
     hex::encode(&Sha256::digest(phc.as_bytes())[..8])
 }
 

@@ -14,8 +14,10 @@ use serde_json::Value;
 
 mod lines;
 pub mod netlab;
+mod postgres;
 mod server;
 pub use lines::{read_to_end_within, Lines};
+pub use postgres::TestPostgres;
 pub use server::TestServer;
 
 /// Default deadline for anything a test waits for.

@@ -196,6 +196,31 @@ impl TestServer {
         self.metrics = metrics;
     }
 
+    /// Starts a second server on this one's data dir (same accounts,
+    /// resume tokens and certificate files), on its own port and admin
+    /// socket: two instances behind one identity, for the daemon's
+    /// server-list failover (SPEC §9), until instances share PostgreSQL.
+    pub fn start_sibling(&self, extra: &[&str]) -> TestServer {
+        let dir = short_tempdir();
+        std::os::unix::fs::symlink(self.data_dir(), dir.path().join("data"))
+            .expect("link the shared data dir");
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        extra.push("--admin-socket".into());
+        extra.push(dir.path().join("admin.sock").display().to_string());
+        let (child, addr, fingerprint, metrics) =
+            Self::spawn(dir.path(), "127.0.0.1:0", &extra, 0, &self.netns);
+        TestServer {
+            dir,
+            child: Some(child),
+            addr,
+            fingerprint,
+            metrics,
+            extra,
+            starts: 1,
+            netns: self.netns.clone(),
+        }
+    }
+
     /// Replaces the server with one that has a *different* data dir (so a
     /// different certificate) on the same port.
     pub fn replace_with_impostor(&mut self) -> TestServer {

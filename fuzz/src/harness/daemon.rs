@@ -86,6 +86,7 @@ impl Fixture {
                 to_peers,
                 failpoint: None,
                 listen: None,
+                default_server: None,
             };
             let (link, _task) = link::spawn(cfg, state.clone(), events.clone(), shutdown.clone());
             let contacts = p2pd::contacts::Contacts::open(&inbox).expect("contacts");

@@ -1,7 +1,7 @@
 //! `p2pctl login` and `p2pctl register`.
 
 use clap::Args;
-use p2p_proto::address::parse_host_port;
+use p2p_proto::address::parse_server_list;
 use std::io::{BufRead, IsTerminal, Write};
 
 use p2p_proto::ctl::{Command, LoginArgs, LoginDone, ProbeReport, StatusReport};
@@ -15,9 +15,10 @@ use crate::{safe, Failure};
 /// Options of `login` and `register`.
 #[derive(Debug, Args)]
 pub(crate) struct LoginOpts {
-    /// Rendezvous server, HOST or HOST:PORT (default port 4400); default:
-    /// the daemon's last one.
-    #[arg(long, value_name = "HOST[:PORT]")]
+    /// Rendezvous server, HOST or HOST:PORT (default port 4400), or the
+    /// instances of one cluster separated by commas (tried in turn, one
+    /// pin for all); default: the daemon's last one.
+    #[arg(long, value_name = "HOST[:PORT][,HOST[:PORT]...]")]
     server: Option<String>,
     /// Account name; default: the daemon's last one.
     #[arg(long, value_name = "NAME")]
@@ -53,7 +54,7 @@ fn go(
     }
     // A typo in the address is named before the password is asked for.
     let server = server
-        .map(|s| parse_host_port(&s).map_err(|e| Failure::Usage(format!("--server: {e}"))))
+        .map(|s| parse_server_list(&s).map_err(|e| Failure::Usage(format!("--server: {e}"))))
         .transpose()?;
     if let Some(fp) = &fingerprint {
         if Fingerprint::parse(fp).is_none() {

@@ -10,7 +10,13 @@ pub(crate) fn run(client: &mut Client, json: bool) -> Result<(), Failure> {
     let doc = client.call::<StatusReport>(Command::Status)?;
     super::print(doc, json, |s: StatusReport| {
         let srv = &s.server;
-        let at = safe::line(srv.address.as_deref().unwrap_or("-"));
+        // With several servers, the one in use, then the list.
+        let at = match (&srv.current, &srv.address) {
+            (Some(one), Some(all)) if one != all => {
+                format!("{} (of {})", safe::line(one), safe::line(all))
+            }
+            (_, all) => safe::line(all.as_deref().unwrap_or("-")).to_string(),
+        };
         let user = safe::line(srv.user.as_deref().unwrap_or("-"));
         let line = match srv.state {
             ServerState::Online => format!(

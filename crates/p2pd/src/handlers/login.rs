@@ -15,7 +15,7 @@ pub(crate) async fn run(
     mut args: LoginArgs,
     register: bool,
 ) -> Result<LoginDone, CtlError> {
-    args.server = p2p_proto::address::parse_host_port(&args.server)
+    args.server = p2p_proto::address::parse_server_list(&args.server)
         .map_err(|e| CtlError::new(ErrorCode::BadRequest, format!("server: {e}")))?;
     validate_username(&args.user)
         .map_err(|e| CtlError::new(ErrorCode::BadRequest, e.to_string()))?;

@@ -27,8 +27,9 @@ impl LinkHandle {
     /// [`handshake::connect`] for sharing the listener's port).
     pub async fn open_aux(&self, from: Option<SocketAddr>) -> Result<ServerConn, AuxError> {
         let status = self.status();
+        // The instance the session is on, not the whole list.
         let (ServerState::Online, Some(server), Some(fingerprint)) =
-            (status.state, status.server, status.fingerprint)
+            (status.state, status.current, status.fingerprint)
         else {
             return Err(AuxError::NotOnline);
         };
@@ -56,8 +57,27 @@ impl LinkHandle {
                 fingerprint: None,
             });
         }
-        let verifier = PinVerifier::new(None);
-        match handshake::connect(server, None, verifier.clone()).await {
+        // A cluster's instances present one certificate: the first that
+        // answers shows it.
+        let all = p2p_proto::address::servers(server);
+        let mut verifier = PinVerifier::new(None);
+        let mut result = handshake::connect(
+            all.first().copied().unwrap_or(server),
+            None,
+            verifier.clone(),
+        )
+        .await;
+        for addr in all.iter().skip(1) {
+            if !matches!(
+                result,
+                Err(HandshakeError::Connect { .. } | HandshakeError::ConnectTimeout(_))
+            ) {
+                break;
+            }
+            verifier = PinVerifier::new(None);
+            result = handshake::connect(addr, None, verifier.clone()).await;
+        }
+        match result {
             Ok(_conn) => Ok(ProbeReport {
                 server: server.to_string(),
                 pinned: None,

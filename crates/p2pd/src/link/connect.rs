@@ -84,12 +84,14 @@ fn unreached(e: HandshakeError) -> Failure {
     }
 }
 
-/// One attempt, requiring of the server's certificate what `trust` says,
+/// One attempt to `addr` (one of `creds.server`, whose pin `trust` holds),
+/// requiring of the server's certificate what `trust` says,
 /// from the port of the peer listener bound at `listen` (and its address,
 /// if it is bound to one) so the server sees the NAT's mapping of the
 /// listener (SPEC §10).
 pub(crate) async fn attempt(
     creds: &Creds,
+    addr: &str,
     trust: &Trust,
     peer: &PeerInfo,
     listen: Option<SocketAddr>,
@@ -105,23 +107,23 @@ pub(crate) async fn attempt(
         SocketAddr::new(ip, l.port())
     });
     let connected = match from {
-        Some(from) => match handshake::connect(&creds.server, Some(from), verifier.clone()).await {
+        Some(from) => match handshake::connect(addr, Some(from), verifier.clone()).await {
             // E.g. the port pair still in TIME_WAIT after a reconnect to the
             // same server, or a server of the other family: any port will
             // do for this attempt.
             Err(e @ (HandshakeError::Bind { .. } | HandshakeError::Connect { .. })) => {
                 tracing::debug!(cause = %e, "cannot reach the server from the listener's port; using another");
-                handshake::connect(&creds.server, None, verifier.clone()).await
+                handshake::connect(addr, None, verifier.clone()).await
             }
             other => other,
         },
-        None => handshake::connect(&creds.server, None, verifier.clone()).await,
+        None => handshake::connect(addr, None, verifier.clone()).await,
     };
     let mut conn = match connected {
         Ok(conn) => conn,
         Err(HandshakeError::Busy { retry_after, .. }) => {
             return Err(Failure::Retry {
-                why: format!("server {} is busy (at its connection limit)", creds.server),
+                why: format!("server {addr} is busy (at its connection limit)"),
                 after: Some(retry_after),
                 unreached: None,
             })

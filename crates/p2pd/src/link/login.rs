@@ -102,7 +102,9 @@ impl Link {
         previous: Option<Box<ServerConn>>,
     ) {
         let before = (self.creds.clone(), self.status.borrow().clone());
-        let server = wire::server_address(&args.server);
+        // The handler checked every entry; a list of one is one address.
+        let server = p2p_proto::address::parse_server_list(&args.server)
+            .unwrap_or_else(|_| wire::server_address(&args.server));
         let explicit = match args.fingerprint.as_deref().map(Fingerprint::parse) {
             Some(None) => {
                 let _ = reply.send(Err(LoginError::BadFingerprint));
@@ -125,8 +127,9 @@ impl Link {
             fingerprint: explicit,
         });
         // Asked for by the user: the next retry is not held back by how
-        // earlier sessions ended.
+        // earlier sessions ended, and starts at the list's first server.
         self.short_sessions = 0;
+        self.server_index = 0;
         self.set(|s| {
             s.state = ServerState::Connecting;
             s.server = Some(server.clone());
@@ -135,9 +138,19 @@ impl Link {
             s.next_retry_at = None;
         });
         let creds = self.creds.clone().expect("just set");
-        let Some(attempt) = self.attempt_unless_shutdown(&creds).await else {
-            let _ = reply.send(Err(LoginError::ShuttingDown));
-            return;
+        // With several servers, each is tried once before the answer: one
+        // instance down must not fail a login the others would take.
+        let mut left = self.server_count();
+        let attempt = loop {
+            let Some(attempt) = self.attempt_unless_shutdown(&creds).await else {
+                let _ = reply.send(Err(LoginError::ShuttingDown));
+                return;
+            };
+            left -= 1;
+            match attempt {
+                Err(Failure::Retry { .. }) if left > 0 => self.next_server(),
+                attempt => break attempt,
+            }
         };
         let previous_dropped = previous.is_some();
         if previous.is_none() {
@@ -193,6 +206,7 @@ impl Link {
                 Err(e)
             }
             Err(Failure::Retry { why, after, .. }) => {
+                self.next_server();
                 self.schedule_retry(2, why.clone(), after);
                 let s = self.status.borrow().report();
                 Err(LoginError::UnreachableRetrying {
@@ -233,6 +247,7 @@ impl Link {
         self.set(|s| {
             s.state = ServerState::LoggedOut;
             s.server = None;
+            s.current = None;
             s.user = None;
             s.attempt = 0;
             s.next_retry_at = None;

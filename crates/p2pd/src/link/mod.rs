@@ -16,6 +16,7 @@ mod aux;
 mod checks;
 mod connect;
 mod error;
+mod failover;
 mod login;
 mod online;
 mod retry;
@@ -98,8 +99,10 @@ pub(crate) enum LinkCmd {
 pub(crate) struct LinkStatus {
     /// Where the session stands.
     pub(crate) state: ServerState,
-    /// `host:port`.
+    /// `host:port`, or the cluster's `host:port,host:port,...` as given.
     pub(crate) server: Option<String>,
+    /// The one of `server` in use (online) or being tried (connecting).
+    pub(crate) current: Option<String>,
     /// Account name.
     pub(crate) user: Option<String>,
     /// Failed attempts since last online.
@@ -131,6 +134,7 @@ impl LinkStatus {
                 .map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
             since: self.since_ms.map(time::rfc3339),
             last_error: self.last_error.clone(),
+            current: self.current.clone(),
         }
     }
 }
@@ -174,6 +178,7 @@ impl LinkHandle {
         let (_, status) = watch::channel(LinkStatus {
             state: ServerState::LoggedOut,
             server: None,
+            current: None,
             user: None,
             attempt: 0,
             next_retry_at: None,
@@ -211,6 +216,9 @@ pub struct LinkConfig {
     pub to_peers: mpsc::Sender<LinkEvent>,
     /// Fault injection for crash tests (`P2PD_FAILPOINT`); `None` in normal use.
     pub failpoint: Option<String>,
+    /// `server` from p2pd.toml: shown by `status` while there is no saved
+    /// session, so `login` without `--server` uses it.
+    pub default_server: Option<String>,
 }
 
 /// `P2PD_FAILPOINT` value that makes p2pd abort after storing a broadcast
@@ -242,7 +250,11 @@ pub fn spawn(
         } else {
             ServerState::LoggedOut
         },
-        server: saved.as_ref().map(|s| s.server.clone()),
+        server: saved
+            .as_ref()
+            .map(|s| s.server.clone())
+            .or_else(|| cfg.default_server.clone()),
+        current: None,
         user: saved.as_ref().map(|s| s.user.clone()),
         attempt: 0,
         next_retry_at: creds.as_ref().map(|_| Instant::now()),
@@ -269,6 +281,7 @@ pub fn spawn(
         conn: None,
         online_at: None,
         short_sessions: 0,
+        server_index: 0,
         next_id: 0,
         pending: HashMap::new(),
     };
@@ -313,6 +326,9 @@ struct Link {
     online_at: Option<Instant>,
     /// Sessions broken soon after login in a row (see [`retry`]).
     short_sessions: u32,
+    /// Which of the credentials' servers the next attempt goes to (see
+    /// [`failover`]).
+    server_index: usize,
     next_id: u64,
     pending: HashMap<u64, oneshot::Sender<Result<wire::Reply, LinkError>>>,
 }
@@ -343,6 +359,8 @@ impl Link {
                 Ended::Shutdown => return,
                 Ended::Lost(why) => {
                     warn!(reason = %why, "server connection lost; reconnecting");
+                    // The server just lost is the least likely to answer.
+                    self.next_server();
                     self.lost(why);
                 }
                 Ended::Broken(why) => {
@@ -355,6 +373,7 @@ impl Link {
                     self.creds = None;
                     self.set(|s| {
                         s.state = state;
+                        s.current = None;
                         s.attempt = 0;
                         s.next_retry_at = None;
                         s.since_ms = None;

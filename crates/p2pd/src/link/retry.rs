@@ -66,9 +66,11 @@ impl Link {
         if let Some(listen) = self.cfg.listen {
             peer.lan = crate::lan::paths(listen, &crate::lan::interfaces());
         }
+        let addr = self.server_for_attempt(creds);
+        self.status.send_modify(|s| s.current = Some(addr.clone()));
         tokio::select! {
             _ = self.shutdown.cancelled() => None,
-            r = connect::attempt(creds, &trust, &peer, self.cfg.listen) => Some(r),
+            r = connect::attempt(creds, &addr, &trust, &peer, self.cfg.listen) => Some(r),
         }
     }
 
@@ -90,7 +92,10 @@ impl Link {
                     self.schedule_retry(attempt + 1, e.to_string(), None);
                 }
             }
-            Err(Failure::Retry { why, after, .. }) => self.schedule_retry(attempt + 1, why, after),
+            Err(Failure::Retry { why, after, .. }) => {
+                self.next_server();
+                self.schedule_retry(attempt + 1, why, after)
+            }
             Err(Failure::Fatal(e)) => self.fatal(&e).await,
         }
     }
@@ -133,8 +138,10 @@ impl Link {
             "retrying in {}: {why}",
             p2p_proto::time::wait_text(delay)
         );
+        let next = self.creds.as_ref().map(|c| self.server_for_attempt(c));
         self.set(|s| {
             s.state = ServerState::Connecting;
+            s.current = next;
             s.attempt = next_attempt - 1;
             s.next_retry_at = Some(Instant::now() + delay);
             s.since_ms = None;
@@ -156,6 +163,7 @@ impl Link {
         self.creds = None;
         self.set(|s| {
             s.state = ServerState::LoggedOut;
+            s.current = None;
             s.attempt = 0;
             s.next_retry_at = None;
             s.since_ms = None;

@@ -37,7 +37,8 @@ pub struct StatusReport {
 pub struct ServerStatus {
     /// Where the session stands.
     pub state: ServerState,
-    /// `host:port` of the server, when one is configured.
+    /// `host:port` of the server, when one is configured; for a cluster,
+    /// the list as given at login (`a:4400,b:4400`).
     pub address: Option<String>,
     /// Account name, when one is configured.
     pub user: Option<String>,
@@ -51,6 +52,11 @@ pub struct ServerStatus {
     /// Why the last attempt failed or the session ended.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// `host:port` of the server in use (online) or being tried
+    /// (connecting): with several servers in `address` (SPEC §9), which one
+    /// of them. Absent when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
 }
 
 /// States of the server session.
