@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_rustls::server::TlsStream;
+use tokio_util::bytes::BytesMut;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, Instrument};
@@ -33,6 +34,29 @@ pub(crate) use error::{BadPeer, Dropped};
 use session::{logged_in, Me, Unregister};
 
 pub(crate) type Conn = Framed<TlsStream<TcpStream>, codec::FrameCodec<ClientMsg, ServerMsg>>;
+
+/// The frame codec over `tls`, holding no buffer yet: tokio-util gives
+/// each side 8 KiB up front, 16 KiB per idle session.
+fn framed(tls: TlsStream<TcpStream>) -> Conn {
+    let mut conn = Framed::new(tls, codec::server_side());
+    release_idle_buffers(&mut conn);
+    conn
+}
+
+/// Gives the frame buffers' memory back when they hold nothing, so an
+/// idle session keeps none; the next frame allocates what it needs (a
+/// read buffer keeps a partial frame, a write buffer unflushed bytes).
+/// Replaced whatever their `capacity()` says: after a frame is split off
+/// or a flush advances past the bytes written, an empty buffer still holds
+/// its whole allocation while reporting little or no capacity.
+pub(crate) fn release_idle_buffers(conn: &mut Conn) {
+    if conn.read_buffer().is_empty() {
+        *conn.read_buffer_mut() = BytesMut::new();
+    }
+    if conn.write_buffer().is_empty() {
+        *conn.write_buffer_mut() = BytesMut::new();
+    }
+}
 
 /// How a connection ended: a normal reason (debug log) or [`Dropped`].
 type Closed = Result<&'static str, Dropped>;
@@ -136,7 +160,7 @@ async fn handle(
         .await
         .map_err(|_| late("TLS handshake"))?
         .map_err(Dropped::Tls)?;
-    let mut conn = Framed::new(tls, codec::server_side());
+    let mut conn = framed(tls);
 
     let first = match timeout_at(deadline, conn.next()).await {
         Err(_) => {
@@ -260,4 +284,82 @@ async fn handle(
         ip: addr.ip(),
     };
     logged_in(shared, &mut conn, me, kicked, pushed, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2p_proto::wire::Request;
+
+    /// A real TLS connection: the server's `Conn` and the daemon's client.
+    async fn pair(dir: &std::path::Path) -> (Conn, p2pd::handshake::ServerConn) {
+        let id = crate::tls::load(&crate::tls::TlsSource::SelfSigned, dir).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pin = p2pd::tlsclient::PinVerifier::new(Some(id.fingerprint.clone()));
+        let (server, client) = tokio::join!(
+            async {
+                let (tcp, _) = listener.accept().await.unwrap();
+                framed(id.acceptor.accept(tcp).await.unwrap())
+            },
+            async {
+                let tcp = TcpStream::connect(addr).await.unwrap();
+                let tls = p2pd::tlsclient::handshake(tcp, pin).await.unwrap();
+                Framed::new(tls, codec::client_side())
+            }
+        );
+        (server, client)
+    }
+
+    fn held(conn: &Conn) -> (usize, usize) {
+        (
+            conn.read_buffer().capacity(),
+            conn.write_buffer().capacity(),
+        )
+    }
+
+    /// An idle session holds no frame buffer: none at the start, and what
+    /// a large frame each way needed is given back once both are empty.
+    #[tokio::test]
+    async fn an_idle_session_holds_no_frame_buffers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut server, mut client) = pair(dir.path()).await;
+        assert_eq!(held(&server), (0, 0), "nothing allocated up front");
+
+        let text = "x".repeat(20_000);
+        let req = Request::Broadcast { text: text.clone() };
+        client
+            .send(ClientMsg::Request { id: 1, req })
+            .await
+            .unwrap();
+        match server.next().await {
+            Some(Ok(ClientMsg::Request { id: 1, .. })) => {}
+            other => panic!("{other:?}"),
+        }
+        let big = ServerMsg::Closing {
+            reason: CloseReason::Other,
+            message: text.clone(),
+        };
+        // Encoded into the write buffer, not yet flushed: kept.
+        server.feed(big).await.unwrap();
+        release_idle_buffers(&mut server);
+        assert!(
+            server.write_buffer().len() > text.len(),
+            "unflushed bytes kept"
+        );
+        server.flush().await.unwrap();
+        release_idle_buffers(&mut server);
+        assert_eq!(held(&server), (0, 0), "given back once empty");
+
+        // The client got it whole, and the next frame still works.
+        match client.next().await {
+            Some(Ok(ServerMsg::Closing { message, .. })) => assert_eq!(message, text),
+            other => panic!("{other:?}"),
+        }
+        client.send(ClientMsg::Ping { nonce: 7 }).await.unwrap();
+        match server.next().await {
+            Some(Ok(ClientMsg::Ping { nonce: 7 })) => {}
+            other => panic!("{other:?}"),
+        }
+    }
 }

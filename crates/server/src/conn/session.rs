@@ -130,7 +130,7 @@ pub(super) async fn logged_in(
     conn: &mut Conn,
     me: Me,
     mut kicked: watch::Receiver<Option<CloseReason>>,
-    mut pushed: mpsc::Receiver<ServerMsg>,
+    mut pushed: mpsc::Receiver<Box<ServerMsg>>,
     shutdown: &CancellationToken,
 ) -> Closed {
     let mut delivery = Delivery::start(shared.broadcasts.clone(), &me.user)
@@ -144,8 +144,9 @@ pub(super) async fn logged_in(
     // invitations) succeed into the socket buffer of a dead peer too.
     let mut silent_until = Instant::now() + shared.cfg.idle_timeout;
     loop {
+        super::release_idle_buffers(conn);
         tokio::select! {
-            Some(msg) = pushed.recv() => send(conn, msg).await?,
+            Some(msg) = pushed.recv() => send(conn, *msg).await?,
             _ = tokio::time::sleep_until(silent_until) => {
                 close(conn, CloseReason::Idle, "nothing heard; keepalive missed").await;
                 return Err(Dropped::Idle);
