@@ -183,9 +183,14 @@ async fn handle(
             peer,
         } => (version, user, auth, peer),
         ClientMsg::Relay { version, token } => {
-            return relayed::join(shared, conn, pending, version, token, shutdown).await
+            // Boxed, as below: inline, the relay's state (two connections
+            // and the splice) would size every session's task (13 KiB).
+            return Box::pin(relayed::join(
+                shared, conn, pending, version, token, shutdown,
+            ))
+            .await;
         }
-        ClientMsg::Observe { .. } => return relayed::observe(conn, addr).await,
+        ClientMsg::Observe { .. } => return Box::pin(relayed::observe(conn, addr)).await,
         _ => {
             close(&mut conn, CloseReason::ProtocolError, "log in first").await;
             return Err(Dropped::NotLoginFirst);
