@@ -296,6 +296,10 @@ mod tests {
     use super::*;
     use p2p_proto::wire::Request;
 
+    /// What a connection's future may hold besides a session and its
+    /// connection: the user name, addresses, deadlines and the like.
+    const SLACK: usize = 1536;
+
     /// A real TLS connection: the server's `Conn` and the daemon's client.
     async fn pair(dir: &std::path::Path) -> (Conn, p2pd::handshake::ServerConn) {
         let id = crate::tls::load(&crate::tls::TlsSource::SelfSigned, dir).unwrap();
@@ -366,5 +370,46 @@ mod tests {
             Some(Ok(ClientMsg::Ping { nonce: 7 })) => {}
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A connection's task is as large as its largest state, idle sessions
+    /// included: a logged-in session's state, not the relay's (two
+    /// connections and the splice: 13 KB in a release build) nor any other
+    /// path's.
+    #[tokio::test]
+    async fn a_connection_task_is_no_larger_than_a_session_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::ServerConfig::new(dir.path().join("data"));
+        let shared = crate::Server::open(cfg).unwrap().shared();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let pending = crate::sources::PendingLogins::new(shared.cfg.sources)
+            .admit(peer.ip())
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        let task = std::mem::size_of_val(&handle(&shared, stream, peer, pending, &shutdown));
+
+        let (mut conn, _client) = pair(dir.path()).await;
+        let (_kick, kicked) = watch::channel(None);
+        let (_outbound, pushed) = mpsc::channel(1);
+        let me = Me {
+            user: "alice".into(),
+            session: 1,
+            token: p2p_proto::Secret::new("t"),
+            ip: peer.ip(),
+        };
+        let session = std::mem::size_of_val(&logged_in(
+            &shared, &mut conn, me, kicked, pushed, &shutdown,
+        ));
+        // The session's future and the connection it runs on, plus the
+        // login's own few values.
+        let needed = session + std::mem::size_of::<Conn>() + SLACK;
+        assert!(
+            task <= needed,
+            "a connection's future is {task} bytes, a session needs {needed}"
+        );
     }
 }
