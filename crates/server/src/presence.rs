@@ -246,6 +246,17 @@ mod tests {
         assert!(names(&p).is_empty());
     }
 
+    /// Every session's queue allocates 32 slots up front: each must be a
+    /// pointer (8 bytes), not a whole message (160).
+    #[test]
+    fn an_idle_queue_holds_pointers_not_messages() {
+        fn slot<T>(_: &mpsc::Sender<T>) -> usize {
+            std::mem::size_of::<T>()
+        }
+        let (alice, _ends) = online(1, 10, 1000);
+        assert_eq!(slot(&alice.outbound), std::mem::size_of::<usize>());
+    }
+
     #[test]
     fn push_fails_once_the_session_stops_reading() {
         let p = Presence::default();
