@@ -7,12 +7,14 @@
 //! timings that go in `docs/BENCHMARKS.md`).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
 use futures::{SinkExt, StreamExt};
 use p2p_proto::wire::{Auth, ClientMsg, Reply, Request, ServerEvent, ServerMsg};
 use p2p_testkit::TestServer;
+use p2pd::tlsclient::ClientTls;
 
 pub mod scenarios;
 pub mod server_proc;
@@ -29,6 +31,9 @@ pub struct Client {
     conn: spray::Conn,
     next_id: u64,
     token: p2p_proto::Secret,
+    /// This user's TLS configuration: its session tickets make the next
+    /// connection a resumed handshake.
+    tls: Arc<ClientTls>,
 }
 
 impl Client {
@@ -54,33 +59,36 @@ impl Client {
         fingerprint: &str,
         user: &str,
     ) -> Result<Client, String> {
-        Self::login_with(addr, from, fingerprint, user, spray::password(PASSWORD)).await
+        let tls = ClientTls::new(Some(fingerprint.to_string())).map_err(|e| e.to_string())?;
+        Self::login_with(addr, from, tls, user, spray::password(PASSWORD)).await
     }
 
     /// Reconnects as `user` with the resume token a previous login gave
-    /// (no password check), as a daemon does.
+    /// (no password check) and the TLS configuration of that login (a
+    /// resumed TLS session), as a daemon does.
     pub async fn resume(
         addr: SocketAddr,
-        fingerprint: &str,
+        tls: Arc<ClientTls>,
         user: &str,
         token: p2p_proto::Secret,
     ) -> Result<Client, String> {
-        Self::login_with(addr, None, fingerprint, user, Auth::Token { token }).await
+        Self::login_with(addr, None, tls, user, Auth::Token { token }).await
     }
 
     async fn login_with(
         addr: SocketAddr,
         from: Option<IpAddr>,
-        fingerprint: &str,
+        tls: Arc<ClientTls>,
         user: &str,
         auth: Auth,
     ) -> Result<Client, String> {
-        let mut conn = spray::connect_from(addr, fingerprint, from).await?;
+        let mut conn = spray::connect_with(addr, &tls, from).await?;
         match spray::send_login(&mut conn, user, auth).await {
             Ok(ServerMsg::LoginOk { token, .. }) => Ok(Client {
                 conn,
                 next_id: 0,
                 token,
+                tls,
             }),
             other => Err(format!("{user}: login failed: {other:?}")),
         }
@@ -89,6 +97,17 @@ impl Client {
     /// The resume token this session's login gave.
     pub fn token(&self) -> &p2p_proto::Secret {
         &self.token
+    }
+
+    /// This user's TLS configuration (to reconnect with [`Client::resume`]).
+    pub fn tls(&self) -> Arc<ClientTls> {
+        self.tls.clone()
+    }
+
+    /// Whether this connection's TLS handshake was a resumption.
+    pub fn tls_resumed(&self) -> bool {
+        self.conn.get_ref().get_ref().1.handshake_kind()
+            == Some(tokio_rustls::rustls::HandshakeKind::Resumed)
     }
 
     /// Sends a request and returns the server's reply to it (skipping

@@ -52,6 +52,9 @@ pub struct FanoutReport {
 pub struct CatchupReport {
     /// Sessions that reconnected with their token and got the broadcast.
     pub caught_up: usize,
+    /// Of those, reconnects whose TLS handshake was a resumption (TLS 1.3
+    /// PSK: no certificate, no signature).
+    pub tls_resumed: usize,
     /// First reconnect started → the last session has the broadcast, ms.
     pub catchup_all_ms: f64,
     /// Server CPU over that phase, ms.
@@ -230,7 +233,10 @@ pub async fn catchup(server: &ServerProc, sessions: usize) -> Result<CatchupRepo
     let mut sender = Client::login(addr, &fp, &names[0]).await?;
     let fds_base = server.fds().map_err(|e| e.to_string())?;
     let clients = login_all_ok(server, &names[1..]).await?;
-    let tokens: Vec<_> = clients.iter().map(|c| c.token().clone()).collect();
+    let tokens: Vec<_> = clients
+        .iter()
+        .map(|c| (c.token().clone(), c.tls()))
+        .collect();
     drop(clients);
     wait_fds_at_most(server, fds_base).await?;
     let id = sender.broadcast("load test broadcast").await?;
@@ -242,11 +248,11 @@ pub async fn catchup(server: &ServerProc, sessions: usize) -> Result<CatchupRepo
         .iter()
         .cloned()
         .zip(tokens)
-        .map(|(name, token)| {
-            let (fp, sem) = (fp.clone(), sem.clone());
+        .map(|(name, (token, tls))| {
+            let sem = sem.clone();
             tokio::spawn(async move {
                 let permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
-                let mut c = Client::resume(addr, &fp, &name, token).await?;
+                let mut c = Client::resume(addr, tls, &name, token).await?;
                 drop(permit);
                 let got = c.next_broadcast().await?;
                 Ok::<_, String>((got, Instant::now(), c))
@@ -266,6 +272,7 @@ pub async fn catchup(server: &ServerProc, sessions: usize) -> Result<CatchupRepo
     let cpu_used = cpu(server)?.saturating_sub(cpu0);
     Ok(CatchupReport {
         caught_up: keep.len(),
+        tls_resumed: keep.iter().filter(|c| c.tls_resumed()).count(),
         catchup_all_ms: ms(last - t0),
         server_cpu_ms: ms(cpu_used),
     })

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use p2p_proto::limits::WIRE_VERSION;
 use p2p_proto::wire::{Auth, ClientMsg, LoginError, PeerInfo, ServerMsg};
 use p2p_proto::Secret;
+use p2pd::tlsclient::ClientTls;
 
 /// A TLS connection speaking the client side of the wire protocol.
 pub type Conn = p2pd::handshake::ServerConn;
@@ -52,6 +53,25 @@ pub async fn connect_from(
     source: Option<IpAddr>,
 ) -> Result<Conn, String> {
     let pin = p2pd::tlsclient::PinVerifier::new(Some(fingerprint.to_string()));
+    connect_pinned(server, pin, source).await
+}
+
+/// As [`connect_from`], with the TLS configuration (and session tickets)
+/// of one simulated user: its reconnects resume, as a daemon's do.
+pub async fn connect_with(
+    server: SocketAddr,
+    tls: &Arc<ClientTls>,
+    source: Option<IpAddr>,
+) -> Result<Conn, String> {
+    let pin = p2pd::tlsclient::PinVerifier::with_client(tls.clone());
+    connect_pinned(server, pin, source).await
+}
+
+async fn connect_pinned(
+    server: SocketAddr,
+    pin: Arc<p2pd::tlsclient::PinVerifier>,
+    source: Option<IpAddr>,
+) -> Result<Conn, String> {
     let source = source.map(|ip| SocketAddr::new(ip, 0));
     p2pd::handshake::connect(&server.to_string(), source, pin)
         .await

@@ -72,7 +72,7 @@ fn expires_in_deadline_order_and_reports_new_earliest() {
     assert_eq!(ids(i.take_expired(t0 + Duration::from_secs(40))), vec![2]);
 }
 
-fn online(p: &Presence, user: &str, session: u64) -> tokio::sync::mpsc::Receiver<ServerMsg> {
+fn online(p: &Presence, user: &str, session: u64) -> tokio::sync::mpsc::Receiver<Box<ServerMsg>> {
     let (kick, _) = tokio::sync::watch::channel(None);
     let (outbound, rx) = tokio::sync::mpsc::channel(crate::presence::OUTBOUND_QUEUE);
     let entry = crate::presence::Online {
@@ -92,8 +92,8 @@ fn online(p: &Presence, user: &str, session: u64) -> tokio::sync::mpsc::Receiver
     rx
 }
 
-fn closed(msg: Option<ServerMsg>) -> (u64, InviteEnd) {
-    match msg {
+fn closed(msg: Option<Box<ServerMsg>>) -> (u64, InviteEnd) {
+    match msg.map(|m| *m) {
         Some(ServerMsg::Event {
             event: ServerEvent::InvitationClosed { invite, reason },
         }) => (invite, reason),
@@ -120,7 +120,7 @@ async fn the_driver_expires_each_invitation_at_its_deadline() {
     let t0 = Instant::now();
     let (first, _) = inv.invite(&presence, "alice", 1, ip, "bob").unwrap();
     assert!(matches!(
-        bob.recv().await,
+        bob.recv().await.map(|m| *m),
         Some(ServerMsg::Event {
             event: ServerEvent::Invitation { .. }
         })

@@ -18,6 +18,11 @@ pub(crate) const CERT_FILE: &str = "tls-cert.pem";
 /// Generated private key inside the data directory (0600).
 pub(crate) const KEY_FILE: &str = "tls-key.pem";
 
+/// Session tickets sent after each handshake: a client reconnects one
+/// connection at a time and a resumed handshake brings a fresh ticket, so
+/// one is enough (rustls' default of 2 costs a second encryption each).
+const TICKETS_PER_HANDSHAKE: usize = 1;
+
 /// Where the certificate comes from.
 #[derive(Debug, Clone)]
 pub enum TlsSource {
@@ -139,12 +144,19 @@ pub(crate) fn load(source: &TlsSource, data_dir: &Path) -> Result<TlsIdentity> {
     let fingerprint = Fingerprint::of_cert(&certs[0]).to_string();
     let not_after = not_after(&certs[0]);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| ServerError::Tls(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| ServerError::Tls(e.to_string()))?;
+    // Reconnects resume (a PSK handshake: no signature, no certificate
+    // sent). Stateless tickets cost no server memory per session; a new
+    // ticketer per load means a replaced identity never resumes a session
+    // that a client's pin check passed against the old one.
+    config.ticketer =
+        rustls::crypto::ring::Ticketer::new().map_err(|e| ServerError::Tls(e.to_string()))?;
+    config.send_tls13_tickets = TICKETS_PER_HANDSHAKE;
     Ok(TlsIdentity {
         acceptor: TlsAcceptor::from(Arc::new(config)),
         fingerprint,

@@ -111,12 +111,13 @@ impl TokenStore {
     pub(crate) fn check(&self, user: &str, token: &Secret, phc: &str, now_ms: i64) -> Result<bool> {
         let d = digest(token.expose());
         let conn = self.conn.lock().expect("token db poisoned");
+        // Cached: parsing this SQL again on every reconnect showed in the
+        // profile of a mass catch-up (issue 12).
         let row: Option<(String, String, i64)> = conn
-            .query_row(
+            .prepare_cached(
                 "SELECT user, password_tag, last_used_ms FROM resume_tokens WHERE digest = ?1",
-                params![d],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
+            .and_then(|mut s| s.query_row(params![d], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
             .optional()
             .map_err(self.db_err())?;
         let Some((owner, tag, last_used)) = row else {

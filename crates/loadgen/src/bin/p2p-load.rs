@@ -174,6 +174,7 @@ async fn scenario(cmd: &Cmd, server: &ServerProc) -> Result<serde_json::Value, S
                 "scenario": "catchup",
                 "sessions": sessions,
                 "caught_up": r.caught_up,
+                "tls_resumed": r.tls_resumed,
                 "catchup_all_ms": r.catchup_all_ms,
                 "server_cpu_ms": r.server_cpu_ms,
             })

@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_rustls::server::TlsStream;
+use tokio_util::bytes::BytesMut;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, Instrument};
@@ -33,6 +34,37 @@ pub(crate) use error::{BadPeer, Dropped};
 use session::{logged_in, Me, Unregister};
 
 pub(crate) type Conn = Framed<TlsStream<TcpStream>, codec::FanoutCodec<ClientMsg, ServerMsg>>;
+
+/// The frame codec over `tls`, holding no buffer yet: tokio-util gives
+/// each side 8 KiB up front, 16 KiB per idle session.
+fn framed(tls: TlsStream<TcpStream>) -> Conn {
+    let mut conn = Framed::new(tls, codec::server_side());
+    release_idle_buffers(&mut conn);
+    conn
+}
+
+/// Bytes an idle session's read buffer keeps: a keepalive or an
+/// acknowledgement frame fits.
+const READ_START: usize = 128;
+
+/// Gives the frame buffers' memory back when they hold nothing, so an
+/// idle session keeps none; the next frame allocates what it needs (a
+/// read buffer keeps a partial frame, a write buffer unflushed bytes).
+/// Replaced whatever their `capacity()` says: after a frame is split off
+/// or a flush advances past the bytes written, an empty buffer still holds
+/// its whole allocation while reporting little or no capacity.
+///
+/// The read buffer starts again at [`READ_START`] rather than empty: from
+/// empty, the framing grows it 8, 16, 32, 64 bytes, one read and one
+/// reallocation each, for every acknowledgement.
+pub(crate) fn release_idle_buffers(conn: &mut Conn) {
+    if conn.read_buffer().is_empty() && conn.read_buffer().capacity() != READ_START {
+        *conn.read_buffer_mut() = BytesMut::with_capacity(READ_START);
+    }
+    if conn.write_buffer().is_empty() {
+        *conn.write_buffer_mut() = BytesMut::new();
+    }
+}
 
 /// How a connection ended: a normal reason (debug log) or [`Dropped`].
 type Closed = Result<&'static str, Dropped>;
@@ -136,7 +168,7 @@ async fn handle(
         .await
         .map_err(|_| late("TLS handshake"))?
         .map_err(Dropped::Tls)?;
-    let mut conn = Framed::new(tls, codec::server_side());
+    let mut conn = framed(tls);
 
     let first = match timeout_at(deadline, conn.next()).await {
         Err(_) => {
@@ -159,9 +191,14 @@ async fn handle(
             peer,
         } => (version, user, auth, peer),
         ClientMsg::Relay { version, token } => {
-            return relayed::join(shared, conn, pending, version, token, shutdown).await
+            // Boxed, as below: inline, the relay's state (two connections
+            // and the splice) would size every session's task (13 KiB).
+            return Box::pin(relayed::join(
+                shared, conn, pending, version, token, shutdown,
+            ))
+            .await;
         }
-        ClientMsg::Observe { .. } => return relayed::observe(conn, addr).await,
+        ClientMsg::Observe { .. } => return Box::pin(relayed::observe(conn, addr)).await,
         _ => {
             close(&mut conn, CloseReason::ProtocolError, "log in first").await;
             return Err(Dropped::NotLoginFirst);
@@ -260,4 +297,128 @@ async fn handle(
         ip: addr.ip(),
     };
     logged_in(shared, &mut conn, me, kicked, pushed, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2p_proto::wire::Request;
+
+    /// What a connection's future may hold besides a session and its
+    /// connection: the user name, addresses, deadlines and the like.
+    const SLACK: usize = 1536;
+
+    /// A real TLS connection: the server's `Conn` and the daemon's client.
+    async fn pair(dir: &std::path::Path) -> (Conn, p2pd::handshake::ServerConn) {
+        let id = crate::tls::load(&crate::tls::TlsSource::SelfSigned, dir).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pin = p2pd::tlsclient::PinVerifier::new(Some(id.fingerprint.clone()));
+        let (server, client) = tokio::join!(
+            async {
+                let (tcp, _) = listener.accept().await.unwrap();
+                framed(id.acceptor.accept(tcp).await.unwrap())
+            },
+            async {
+                let tcp = TcpStream::connect(addr).await.unwrap();
+                let tls = p2pd::tlsclient::handshake(tcp, pin).await.unwrap();
+                Framed::new(tls, codec::client_side())
+            }
+        );
+        (server, client)
+    }
+
+    fn held(conn: &Conn) -> (usize, usize) {
+        (
+            conn.read_buffer().capacity(),
+            conn.write_buffer().capacity(),
+        )
+    }
+
+    /// An idle session holds no frame buffer beyond a small read buffer:
+    /// none at the start, and what a large frame each way needed is given
+    /// back once both are empty.
+    #[tokio::test]
+    async fn an_idle_session_holds_no_frame_buffers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut server, mut client) = pair(dir.path()).await;
+        assert_eq!(held(&server), (READ_START, 0), "only a small read buffer");
+
+        let text = "x".repeat(20_000);
+        let req = Request::Broadcast { text: text.clone() };
+        client
+            .send(ClientMsg::Request { id: 1, req })
+            .await
+            .unwrap();
+        match server.next().await {
+            Some(Ok(ClientMsg::Request { id: 1, .. })) => {}
+            other => panic!("{other:?}"),
+        }
+        let big = ServerMsg::Closing {
+            reason: CloseReason::Other,
+            message: text.clone(),
+        };
+        // Encoded into the write buffer, not yet flushed: kept.
+        server.feed(big).await.unwrap();
+        release_idle_buffers(&mut server);
+        assert!(
+            server.write_buffer().len() > text.len(),
+            "unflushed bytes kept"
+        );
+        SinkExt::<ServerMsg>::flush(&mut server).await.unwrap();
+        release_idle_buffers(&mut server);
+        assert_eq!(held(&server), (READ_START, 0), "given back once empty");
+
+        // The client got it whole, and the next frame still works.
+        match client.next().await {
+            Some(Ok(ServerMsg::Closing { message, .. })) => assert_eq!(message, text),
+            other => panic!("{other:?}"),
+        }
+        client.send(ClientMsg::Ping { nonce: 7 }).await.unwrap();
+        match server.next().await {
+            Some(Ok(ClientMsg::Ping { nonce: 7 })) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A connection's task is as large as its largest state, idle sessions
+    /// included: a logged-in session's state, not the relay's (two
+    /// connections and the splice: 13 KB in a release build) nor any other
+    /// path's.
+    #[tokio::test]
+    async fn a_connection_task_is_no_larger_than_a_session_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::ServerConfig::new(dir.path().join("data"));
+        let shared = crate::Server::open(cfg).unwrap().shared();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let pending = crate::sources::PendingLogins::new(shared.cfg.sources)
+            .admit(peer.ip())
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        let task = std::mem::size_of_val(&handle(&shared, stream, peer, pending, &shutdown));
+
+        let (mut conn, _client) = pair(dir.path()).await;
+        let (_kick, kicked) = watch::channel(None);
+        let (_outbound, pushed) = mpsc::channel(1);
+        let me = Me {
+            user: "alice".into(),
+            session: 1,
+            token: p2p_proto::Secret::new("t"),
+            ip: peer.ip(),
+        };
+        let session = std::mem::size_of_val(&logged_in(
+            &shared, &mut conn, me, kicked, pushed, &shutdown,
+        ));
+        // The session's future and the connection it runs on, plus the
+        // login's own few values.
+        let needed = session + std::mem::size_of::<Conn>() + SLACK;
+        assert!(
+            task <= needed,
+            "a connection's future is {task} bytes, a session needs {needed}"
+        );
+    }
 }

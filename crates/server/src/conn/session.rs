@@ -163,7 +163,7 @@ pub(super) async fn logged_in(
     conn: &mut Conn,
     me: Me,
     mut kicked: watch::Receiver<Option<CloseReason>>,
-    mut pushed: mpsc::Receiver<ServerMsg>,
+    mut pushed: mpsc::Receiver<Box<ServerMsg>>,
     shutdown: &CancellationToken,
 ) -> Closed {
     let mut delivery = Delivery::start(shared.broadcasts.clone(), &me.user)
@@ -189,6 +189,7 @@ pub(super) async fn logged_in(
     };
     tokio::pin!(silence, stop, kick);
     loop {
+        super::release_idle_buffers(conn);
         tokio::select! {
             // Fixed order: a stop or kick is never starved by a busy client,
             // and a delivery (the common wake-up) is found first.
@@ -247,7 +248,7 @@ pub(super) async fn logged_in(
                 }
                 }
             },
-            Some(msg) = pushed.recv() => send(conn, msg).await?,
+            Some(msg) = pushed.recv() => send(conn, *msg).await?,
             _ = &mut silence => {
                 if heard + idle > Instant::now() {
                     silence.as_mut().reset(heard + idle);

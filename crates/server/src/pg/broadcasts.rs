@@ -172,13 +172,7 @@ fn broadcast(
     sent_ms: i64,
     expires_ms: i64,
 ) -> Result<Broadcast> {
-    Ok(Broadcast {
-        id,
-        from,
-        text,
-        sent_ms,
-        expires_ms,
-    })
+    Broadcast::new(id, from, text, sent_ms, expires_ms)
 }
 
 impl BroadcastStore for PgBroadcasts {
