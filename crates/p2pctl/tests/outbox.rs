@@ -285,8 +285,11 @@ fn kill_9_of_the_sender_loses_and_repeats_nothing() {
     // Killed while the flush is under way: bob has some, alice has not
     // marked them all delivered. The rest (and the unconfirmed ones again,
     // with the same ids) go out on the next session; bob keeps each once.
+    // More lines than one `send -` request and than the flusher's window
+    // (4 batches of 4 096) holds, so the kill lands inside a big batch with
+    // more to come.
     bob_leaves(&alice, &mut bob);
-    let second = lines("b", 3000);
+    let second = lines("b", 60_000);
     let out = alice.ctl_stdin(&["send", "bob", "-"], &(second.join("\n") + "\n"));
     assert_eq!(out.status.code(), Some(0));
     bob.restart();
@@ -297,7 +300,7 @@ fn kill_9_of_the_sender_loses_and_repeats_nothing() {
         (n > first.len()).then_some(n - first.len())
     });
     alice.kill9();
-    println!("alice killed with {at_kill} of 3000 at bob");
+    println!("alice killed with {at_kill} of {} at bob", second.len());
     no_session(&bob);
     alice.restart();
     alice.wait_state("online", DEADLINE);
