@@ -109,6 +109,13 @@ impl Client {
     /// type of that command (`status` → `StatusReport`, ...; see
     /// [`p2p_proto::ctl::reply`]).
     pub(crate) fn call<T: DeserializeOwned>(&mut self, cmd: Command) -> Result<T, Failure> {
+        let id = self.request(cmd)?;
+        self.answer(id)
+    }
+
+    /// Sends a command without waiting for its answer; returns its id for
+    /// [`Client::answer`]. The daemon answers in request order.
+    pub(crate) fn request(&mut self, cmd: Command) -> Result<u64, Failure> {
         self.next_id += 1;
         let id = self.next_id;
         let mut line = serde_json::to_vec(&Request { id, cmd }).expect("requests serialise");
@@ -116,6 +123,12 @@ impl Client {
         self.writer
             .write_all(&line)
             .map_err(|e| Failure::Other(format!("writing to p2pd failed: {e}")))?;
+        Ok(id)
+    }
+
+    /// Waits for the answer to request `id`, decoded as `T` (see
+    /// [`Client::call`]); answers to other requests before it are skipped.
+    pub(crate) fn answer<T: DeserializeOwned>(&mut self, id: u64) -> Result<T, Failure> {
         loop {
             let line = self.read_line()?;
             // Only the envelope first: a line for another request need not

@@ -451,3 +451,73 @@ fn forget_drops_the_queued_messages() {
     let (code, e) = alice.ctl_json(&["send", "bob", "three"]);
     assert_eq!((code, e["error"]["code"].as_str()), (6, Some("no_session")));
 }
+
+/// Sends a signal to a process (`kill -SIG PID`).
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// Resumes a stopped daemon however the test ends.
+struct Resume(u32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+/// One control connection stores a second `send` while the first waits for
+/// its delivery (so `send -` overlaps the sender's commit of one request
+/// with the peer's commits of the one before), and answers both, then any
+/// other request, in request order; the messages arrive in order.
+#[test]
+fn a_second_send_is_stored_while_the_first_is_delivered() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+
+    let (_server, alice, bob, _carol) = trio();
+    connect(&alice, &bob);
+    // bob's daemon frozen: alice's first send goes out but is not
+    // acknowledged, so its answer waits.
+    let pid = bob.pid().unwrap();
+    signal(pid, "-STOP");
+    let resume = Resume(pid);
+    let mut w = UnixStream::connect(alice.socket()).unwrap();
+    w.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut r = BufReader::new(w.try_clone().unwrap());
+    let mut greeting = String::new();
+    r.read_line(&mut greeting).unwrap();
+    let requests = concat!(
+        r#"{"id":1,"cmd":"send","user":"bob","texts":["one"]}"#,
+        "\n",
+        r#"{"id":2,"cmd":"send","user":"bob","texts":["two"]}"#,
+        "\n",
+        r#"{"id":3,"cmd":"status"}"#,
+        "\n",
+    );
+    w.write_all(requests.as_bytes()).unwrap();
+    wait_for(DEADLINE, "the second send stored in the outbox", || {
+        let texts: Vec<String> = outbox(&alice).into_iter().map(|(_, t)| t).collect();
+        (texts == ["one", "two"]).then_some(())
+    });
+    drop(resume);
+    let answers: Vec<Value> = (0..3)
+        .map(|_| {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            serde_json::from_str(&line).unwrap()
+        })
+        .collect();
+    let ids: Vec<u64> = answers.iter().map(|a| a["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [1, 2, 3], "{answers:?}");
+    for a in &answers[..2] {
+        assert_eq!(a["result"]["sent"][0]["status"], "delivered", "{a}");
+    }
+    assert!(answers[2]["result"]["server"].is_object(), "{}", answers[2]);
+    assert_eq!(inbox_with(&bob, 2), ["one", "two"]);
+}
