@@ -521,3 +521,30 @@ fn a_second_send_is_stored_while_the_first_is_delivered() {
     assert!(answers[2]["result"]["server"].is_object(), "{}", answers[2]);
     assert_eq!(inbox_with(&bob, 2), ["one", "two"]);
 }
+
+/// `send -` with requests and answers each larger than a socket buffer,
+/// answered at once (the contact is away: queued): p2pctl writes the next
+/// request while the daemon writes the answer before it, which must not
+/// block both (p2pctl writes on its own thread).
+#[test]
+fn pipelined_requests_and_answers_larger_than_a_socket_buffer_do_not_block() {
+    let (_server, alice, mut bob, _carol) = trio();
+    connect(&alice, &bob);
+    bob_leaves(&alice, &mut bob);
+    let n = 150_000;
+    let sent: Vec<String> = (1..=n).map(|i| format!("pipelined line {i:08}")).collect();
+    let out = alice.ctl_stdin(&["send", "bob", "-"], &(sent.join("\n") + "\n"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.starts_with(&format!(
+            "queued for bob (not connected): {n} messages go out"
+        )),
+        "{said}"
+    );
+}

@@ -213,6 +213,7 @@ fn send_lines(
     let mut carry: Option<Result<String, String>> = None;
     // Requests out: their ids and how many lines each holds.
     let mut out: std::collections::VecDeque<(u64, usize)> = Default::default();
+    let writer = c.pipeline()?;
     let mut stop = None;
     loop {
         // With a request out, only lines already read start a batch: a
@@ -239,11 +240,14 @@ fn send_lines(
             p.read += texts.len();
             p.unconfirmed += texts.len();
             let n = texts.len();
-            let id = c.request(Command::Send {
+            let (id, line) = c.encode(Command::Send {
                 now,
                 user: user.to_string(),
                 texts,
-            })?;
+            });
+            if writer.send(line).is_err() {
+                return Err(Failure::Other("writing to p2pd failed".into()));
+            }
             out.push_back((id, n));
         }
         if bad.is_some() {
