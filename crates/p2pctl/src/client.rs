@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use p2p_proto::ctl::{Command, CtlError, DaemonHello, Event, Greeting, Request, Response};
 use p2p_proto::limits::{CTL_VERSION, MAX_CTL_RESPONSE};
@@ -109,13 +110,54 @@ impl Client {
     /// type of that command (`status` → `StatusReport`, ...; see
     /// [`p2p_proto::ctl::reply`]).
     pub(crate) fn call<T: DeserializeOwned>(&mut self, cmd: Command) -> Result<T, Failure> {
+        let id = self.request(cmd)?;
+        self.answer(id)
+    }
+
+    /// Sends a command without waiting for its answer; returns its id for
+    /// [`Client::answer`].
+    fn request(&mut self, cmd: Command) -> Result<u64, Failure> {
+        let (id, line) = self.encode(cmd);
+        self.writer
+            .write_all(&line)
+            .map_err(|e| Failure::Other(format!("writing to p2pd failed: {e}")))?;
+        Ok(id)
+    }
+
+    /// A command as its request line, with the id [`Client::answer`] takes.
+    pub(crate) fn encode(&mut self, cmd: Command) -> (u64, Vec<u8>) {
         self.next_id += 1;
         let id = self.next_id;
         let mut line = serde_json::to_vec(&Request { id, cmd }).expect("requests serialise");
         line.push(b'\n');
-        self.writer
-            .write_all(&line)
-            .map_err(|e| Failure::Other(format!("writing to p2pd failed: {e}")))?;
+        (id, line)
+    }
+
+    /// A writer of request lines on its own thread, so requests can be sent
+    /// while answers are read (pipelining): otherwise p2pctl writing a long
+    /// request while the daemon writes a long answer would block both. The
+    /// daemon answers in request order. A failed write shuts the connection
+    /// down, so the reader sees the end instead of waiting.
+    pub(crate) fn pipeline(&self) -> Result<mpsc::Sender<Vec<u8>>, Failure> {
+        let mut out = self
+            .writer
+            .try_clone()
+            .map_err(|e| Failure::Other(format!("cannot write to p2pd: {e}")))?;
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        std::thread::spawn(move || {
+            for line in rx {
+                if out.write_all(&line).is_err() {
+                    let _ = out.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+            }
+        });
+        Ok(tx)
+    }
+
+    /// Waits for the answer to request `id`, decoded as `T` (see
+    /// [`Client::call`]); answers to other requests before it are skipped.
+    pub(crate) fn answer<T: DeserializeOwned>(&mut self, id: u64) -> Result<T, Failure> {
         loop {
             let line = self.read_line()?;
             // Only the envelope first: a line for another request need not

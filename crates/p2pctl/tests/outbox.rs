@@ -285,8 +285,11 @@ fn kill_9_of_the_sender_loses_and_repeats_nothing() {
     // Killed while the flush is under way: bob has some, alice has not
     // marked them all delivered. The rest (and the unconfirmed ones again,
     // with the same ids) go out on the next session; bob keeps each once.
+    // More lines than one `send -` request and than the flusher's window
+    // (4 batches of 4 096) holds, so the kill lands inside a big batch with
+    // more to come.
     bob_leaves(&alice, &mut bob);
-    let second = lines("b", 3000);
+    let second = lines("b", 60_000);
     let out = alice.ctl_stdin(&["send", "bob", "-"], &(second.join("\n") + "\n"));
     assert_eq!(out.status.code(), Some(0));
     bob.restart();
@@ -297,7 +300,7 @@ fn kill_9_of_the_sender_loses_and_repeats_nothing() {
         (n > first.len()).then_some(n - first.len())
     });
     alice.kill9();
-    println!("alice killed with {at_kill} of 3000 at bob");
+    println!("alice killed with {at_kill} of {} at bob", second.len());
     no_session(&bob);
     alice.restart();
     alice.wait_state("online", DEADLINE);
@@ -447,4 +450,101 @@ fn forget_drops_the_queued_messages() {
     // No longer a contact: nothing queues any more.
     let (code, e) = alice.ctl_json(&["send", "bob", "three"]);
     assert_eq!((code, e["error"]["code"].as_str()), (6, Some("no_session")));
+}
+
+/// Sends a signal to a process (`kill -SIG PID`).
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// Resumes a stopped daemon however the test ends.
+struct Resume(u32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+/// One control connection stores a second `send` while the first waits for
+/// its delivery (so `send -` overlaps the sender's commit of one request
+/// with the peer's commits of the one before), and answers both, then any
+/// other request, in request order; the messages arrive in order.
+#[test]
+fn a_second_send_is_stored_while_the_first_is_delivered() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+
+    let (_server, alice, bob, _carol) = trio();
+    connect(&alice, &bob);
+    // bob's daemon frozen: alice's first send goes out but is not
+    // acknowledged, so its answer waits.
+    let pid = bob.pid().unwrap();
+    signal(pid, "-STOP");
+    let resume = Resume(pid);
+    let mut w = UnixStream::connect(alice.socket()).unwrap();
+    w.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut r = BufReader::new(w.try_clone().unwrap());
+    let mut greeting = String::new();
+    r.read_line(&mut greeting).unwrap();
+    let requests = concat!(
+        r#"{"id":1,"cmd":"send","user":"bob","texts":["one"]}"#,
+        "\n",
+        r#"{"id":2,"cmd":"send","user":"bob","texts":["two"]}"#,
+        "\n",
+        r#"{"id":3,"cmd":"status"}"#,
+        "\n",
+    );
+    w.write_all(requests.as_bytes()).unwrap();
+    wait_for(DEADLINE, "the second send stored in the outbox", || {
+        let texts: Vec<String> = outbox(&alice).into_iter().map(|(_, t)| t).collect();
+        (texts == ["one", "two"]).then_some(())
+    });
+    drop(resume);
+    let answers: Vec<Value> = (0..3)
+        .map(|_| {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            serde_json::from_str(&line).unwrap()
+        })
+        .collect();
+    let ids: Vec<u64> = answers.iter().map(|a| a["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [1, 2, 3], "{answers:?}");
+    for a in &answers[..2] {
+        assert_eq!(a["result"]["sent"][0]["status"], "delivered", "{a}");
+    }
+    assert!(answers[2]["result"]["server"].is_object(), "{}", answers[2]);
+    assert_eq!(inbox_with(&bob, 2), ["one", "two"]);
+}
+
+/// `send -` with requests and answers each larger than a socket buffer,
+/// answered at once (the contact is away: queued): p2pctl writes the next
+/// request while the daemon writes the answer before it, which must not
+/// block both (p2pctl writes on its own thread).
+#[test]
+fn pipelined_requests_and_answers_larger_than_a_socket_buffer_do_not_block() {
+    let (_server, alice, mut bob, _carol) = trio();
+    connect(&alice, &bob);
+    bob_leaves(&alice, &mut bob);
+    let n = 150_000;
+    let sent: Vec<String> = (1..=n).map(|i| format!("pipelined line {i:08}")).collect();
+    let out = alice.ctl_stdin(&["send", "bob", "-"], &(sent.join("\n") + "\n"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.starts_with(&format!(
+            "queued for bob (not connected): {n} messages go out"
+        )),
+        "{said}"
+    );
 }

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
 use futures::{SinkExt, StreamExt};
 use p2p_proto::codec::{self, LineCodec};
 use p2p_proto::ctl::{self, CtlError, DaemonHello, ErrorCode, Event, Greeting, Reply, Response};
@@ -44,6 +46,36 @@ pub(crate) const CONTROL_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// The client went away or stopped reading.
 struct Gone;
+
+/// `send` requests one connection may have stored and not answered yet.
+/// Their messages are in the outbox; their answers wait for the delivery.
+/// p2pctl keeps two in flight (one stored while the one before is
+/// delivered); this bounds what a client that sends many before reading
+/// holds (each request at most `MAX_CTL_REQUEST`).
+pub(crate) const MAX_SENDS_IN_FLIGHT: usize = 4;
+
+/// A stored `send`'s answer to come, with its request id.
+type SendAnswer = BoxFuture<'static, (u64, std::result::Result<Reply, CtlError>)>;
+
+/// Writes the answers of the `send`s in flight, in order, waiting for each.
+/// After a failed write the rest are still waited for (so each settles as
+/// if answered) but not written.
+async fn drain(
+    conn: &mut CtlConn,
+    sends: &mut FuturesOrdered<SendAnswer>,
+) -> std::result::Result<(), Gone> {
+    let mut gone = false;
+    while let Some((id, result)) = sends.next().await {
+        if !gone && send(conn, respond(id, result)).await.is_err() {
+            gone = true;
+        }
+    }
+    if gone {
+        Err(Gone)
+    } else {
+        Ok(())
+    }
+}
 
 /// Writes one line with [`WRITE_TIMEOUT`]: a client that does not read
 /// its answers or events is dropped, not waited for.
@@ -198,14 +230,36 @@ async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationT
     if send(&mut conn, CtlOut::Greeting(hello)).await.is_err() {
         return;
     }
+    // Answers come in request order: a `send` is stored before the next
+    // request is read (so messages keep the order of their requests) and
+    // answered once delivered; any other request first waits for the
+    // answers of the `send`s before it.
+    let mut sends: FuturesOrdered<SendAnswer> = FuturesOrdered::new();
     loop {
         let line = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            line = conn.next() => line,
+            // The sends in flight answer "shutting down" at once.
+            _ = shutdown.cancelled() => {
+                let _ = drain(&mut conn, &mut sends).await;
+                return;
+            }
+            Some((id, result)) = sends.next(), if !sends.is_empty() => {
+                if send(&mut conn, respond(id, result)).await.is_err() {
+                    let _ = drain(&mut conn, &mut sends).await;
+                    return;
+                }
+                continue;
+            }
+            line = conn.next(), if sends.len() < MAX_SENDS_IN_FLIGHT => line,
         };
         let value = match line {
-            None | Some(Err(_)) => return,
+            None | Some(Err(_)) => {
+                let _ = drain(&mut conn, &mut sends).await;
+                return;
+            }
             Some(Ok(Err(bad))) => {
+                if drain(&mut conn, &mut sends).await.is_err() {
+                    return;
+                }
                 let code = match bad {
                     p2p_proto::ProtoError::TooLarge { .. } => ErrorCode::TooLarge,
                     _ => ErrorCode::BadRequest,
@@ -223,13 +277,32 @@ async fn client(stream: UnixStream, daemon: Arc<Daemon>, shutdown: CancellationT
             Ok(r) => r,
             Err(e) => {
                 let e = CtlError::new(ErrorCode::BadRequest, format!("bad request: {e}"));
-                if send(&mut conn, respond(id, Err(e))).await.is_err() {
+                if drain(&mut conn, &mut sends).await.is_err()
+                    || send(&mut conn, respond(id, Err(e))).await.is_err()
+                {
                     return;
                 }
                 continue;
             }
         };
         debug!(id, cmd = ?std::mem::discriminant(&req.cmd), "control request");
+        if let ctl::Command::Send { user, texts, now } = req.cmd {
+            // Stored now (in request order), answered when delivered; a
+            // shutdown answers it at once.
+            let delivery = handlers::start_send(&daemon, user, texts, now).await;
+            let stop = shutdown.clone();
+            sends.push_back(Box::pin(async move {
+                let result = tokio::select! {
+                    _ = stop.cancelled() => Err(CtlError::new(ErrorCode::Internal, "p2pd is shutting down")),
+                    r = delivery => r,
+                };
+                (id, result)
+            }));
+            continue;
+        }
+        if drain(&mut conn, &mut sends).await.is_err() {
+            return;
+        }
         if let ctl::Command::Watch = req.cmd {
             return watch(conn, id, &daemon, &shutdown).await;
         }

@@ -17,8 +17,14 @@ use p2p_proto::limits::{MAX_CTL_REQUEST, MAX_MESSAGE_BYTES};
 use crate::client::Client;
 use crate::{safe, Failure};
 
-/// Most lines in one `send` request.
-pub(crate) const MAX_BATCH_LINES: usize = 1000;
+/// Most lines in one `send` request. Each request costs a fixed number of
+/// disk syncs on both daemons and a round trip (p2pctl waits for its answer
+/// before the next), so short lines are sent many to a request: at 1 000,
+/// `send -` of 100 000 short lines spent most of its time in those per-request
+/// costs. [`MAX_BATCH_BYTES`] bounds the request for long lines; this bounds
+/// the answer (one id and status per line, about 50 bytes each: well under
+/// `MAX_CTL_RESPONSE`) and what is read ahead of the daemon.
+pub(crate) const MAX_BATCH_LINES: usize = 16_384;
 /// Most JSON-encoded text bytes in one request: half the control line
 /// limit, so the envelope always fits. A single line (at most 64 KiB, at
 /// most six times that escaped) always fits on its own.
@@ -186,10 +192,16 @@ fn stream(c: &mut Client, user: String, now: bool, json: bool) -> Result<(), Fai
     }
 }
 
+/// `send -` requests sent and not answered yet: one is stored by the
+/// daemon while the one before is delivered, so the sender's commit and
+/// the peer's overlap.
+pub(crate) const IN_FLIGHT: usize = 2;
+
 /// Sends the lines from `rx` in batches, recording in `p` what was read and
 /// acknowledged. A line that cannot be sent (too long, not UTF-8) stops
 /// it, but only after the lines before it went out: the outcome does not
-/// depend on how the lines happened to be batched.
+/// depend on how the lines happened to be batched. Up to [`IN_FLIGHT`]
+/// requests are out at a time; the daemon answers them in order.
 fn send_lines(
     c: &mut Client,
     user: &str,
@@ -199,52 +211,88 @@ fn send_lines(
 ) -> Result<(), Failure> {
     // A line that did not fit the previous batch starts the next one.
     let mut carry: Option<Result<String, String>> = None;
-    while let Some(first) = carry.take().or_else(|| rx.recv().ok()) {
-        let mut texts = Vec::new();
-        let mut bytes = 0;
-        let mut stop = None;
-        let mut next = Some(first);
-        while let Some(item) = next.take() {
-            let line = match item {
-                Ok(line) if line.len() > MAX_MESSAGE_BYTES => {
-                    let what = format!("line {}", p.read + texts.len() + 1);
-                    stop = Some(too_large(line.len(), &what));
-                    break;
-                }
-                Ok(line) => line,
-                Err(e) => {
-                    stop = Some(Failure::Other(e));
-                    break;
-                }
-            };
-            let len = encoded_len(&line);
-            if !texts.is_empty()
-                && (bytes + len > MAX_BATCH_BYTES || texts.len() >= MAX_BATCH_LINES)
-            {
-                carry = Some(Ok(line));
+    // Requests out: their ids and how many lines each holds.
+    let mut out: std::collections::VecDeque<(u64, usize)> = Default::default();
+    let writer = c.pipeline()?;
+    let mut stop = None;
+    loop {
+        // With a request out, only lines already read start a batch: a
+        // slow stdin must not hold up reading the answers.
+        let first = if stop.is_some() || out.len() >= IN_FLIGHT {
+            None
+        } else if out.is_empty() {
+            carry.take().or_else(|| rx.recv().ok())
+        } else {
+            carry.take().or_else(|| rx.try_recv().ok())
+        };
+        let Some(first) = first else {
+            // Nothing to send now: take the oldest answer, or finish.
+            let Some((id, n)) = out.pop_front() else {
                 break;
-            }
-            bytes += len;
-            texts.push(line);
-            next = rx.try_recv().ok();
-        }
+            };
+            let got = c.answer::<SentList>(id)?;
+            p.sent.extend(got.sent);
+            p.unconfirmed -= n;
+            continue;
+        };
+        let (texts, bad) = batch(first, rx, &mut carry, p.read);
         if !texts.is_empty() {
             p.read += texts.len();
-            p.unconfirmed = texts.len();
-            let got = c.call::<SentList>(Command::Send {
+            p.unconfirmed += texts.len();
+            let n = texts.len();
+            let (id, line) = c.encode(Command::Send {
                 now,
                 user: user.to_string(),
                 texts,
-            })?;
-            p.sent.extend(got.sent);
-            p.unconfirmed = 0;
+            });
+            if writer.send(line).is_err() {
+                return Err(Failure::Other("writing to p2pd failed".into()));
+            }
+            out.push_back((id, n));
         }
-        if let Some(e) = stop {
+        if bad.is_some() {
             p.read += 1;
-            return Err(e);
+            stop = bad;
         }
     }
-    Ok(())
+    match stop {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// One request's lines: `first` and those already read after it, up to
+/// [`MAX_BATCH_LINES`] and [`MAX_BATCH_BYTES`] (a line that does not fit is
+/// left in `carry`). Stops before a line that cannot be sent, returning why
+/// (`read`: lines read before `first`, to name it).
+fn batch(
+    first: Result<String, String>,
+    rx: &mpsc::Receiver<Result<String, String>>,
+    carry: &mut Option<Result<String, String>>,
+    read: usize,
+) -> (Vec<String>, Option<Failure>) {
+    let mut texts = Vec::new();
+    let mut bytes = 0;
+    let mut next = Some(first);
+    while let Some(item) = next.take() {
+        let line = match item {
+            Ok(line) if line.len() > MAX_MESSAGE_BYTES => {
+                let what = format!("line {}", read + texts.len() + 1);
+                return (texts, Some(too_large(line.len(), &what)));
+            }
+            Ok(line) => line,
+            Err(e) => return (texts, Some(Failure::Other(e))),
+        };
+        let len = encoded_len(&line);
+        if !texts.is_empty() && (bytes + len > MAX_BATCH_BYTES || texts.len() >= MAX_BATCH_LINES) {
+            *carry = Some(Ok(line));
+            break;
+        }
+        bytes += len;
+        texts.push(line);
+        next = rx.try_recv().ok();
+    }
+    (texts, None)
 }
 
 /// `broadcast TEXT...`: returns once the server stored it.

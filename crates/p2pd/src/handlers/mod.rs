@@ -75,6 +75,23 @@ pub async fn handle(daemon: &Daemon, cmd: Command) -> Result<Reply, CtlError> {
 
 pub use crate::link::reply_error;
 
+/// Runs a `send` up to storing its messages in the outbox (durable, and
+/// ordered after every earlier `send`, when this returns) and gives what is
+/// left: waiting for the delivery, and the answer (an error that stopped it
+/// before storing comes the same way).
+pub(crate) async fn start_send(
+    daemon: &Daemon,
+    user: String,
+    texts: Vec<String>,
+    now: bool,
+) -> futures::future::BoxFuture<'static, Result<Reply, CtlError>> {
+    use futures::FutureExt;
+    match send::start(daemon, user, texts, now).await {
+        Ok(delivery) => delivery.map(|r| r.map(Reply::from)).boxed(),
+        Err(e) => std::future::ready(Err(e)).boxed(),
+    }
+}
+
 /// Checks a user name from a control request before it is used or echoed
 /// back in an answer: a name no account can have is a bad request.
 fn check_user(user: &str) -> Result<(), CtlError> {

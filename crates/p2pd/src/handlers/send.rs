@@ -4,6 +4,7 @@
 //! queues: without a session it fails, and what its session did not
 //! deliver fails.
 
+use futures::future::BoxFuture;
 use p2p_proto::ctl::{CtlError, ErrorCode, SendStatus, SentList, SentMessage};
 use p2p_proto::limits::MAX_MESSAGE_BYTES;
 
@@ -44,6 +45,22 @@ pub(crate) async fn run(
     texts: Vec<String>,
     now: bool,
 ) -> Result<SentList, CtlError> {
+    start(daemon, user, texts, now).await?.await
+}
+
+/// What is left of a `send` once its messages are stored: the wait for
+/// their delivery, and the answer.
+pub(crate) type Delivery = BoxFuture<'static, Result<SentList, CtlError>>;
+
+/// Runs `send` up to storing its messages in the outbox (durable, in
+/// order, when this returns); the rest runs in the returned future. A
+/// control connection stores its next `send` while this one is delivered.
+pub(crate) async fn start(
+    daemon: &Daemon,
+    user: String,
+    texts: Vec<String>,
+    now: bool,
+) -> Result<Delivery, CtlError> {
     super::check_user(&user)?;
     check_texts(&texts)?;
     let contacts = daemon.peers.contacts.clone();
@@ -72,11 +89,19 @@ pub(crate) async fn run(
             format!("no session with {user} ({why}); run p2pctl connect {user}. Nothing was sent"),
         ));
     }
-    let sent = daemon
+    let delivery = daemon
         .outbox
-        .send(&user, texts, session, now)
+        .submit(&user, texts, session, now)
         .await
         .map_err(internal)?;
+    Ok(Box::pin(async move {
+        let sent = delivery.await.map_err(internal)?;
+        answer(user, sent, now)
+    }))
+}
+
+/// The answer to a `send` whose messages stand as `sent` says.
+fn answer(user: String, sent: Vec<(u64, Status)>, now: bool) -> Result<SentList, CtlError> {
     let failed = sent.iter().filter(|(_, s)| *s == Status::Failed).count();
     if now && failed > 0 {
         let delivered = sent.len() - failed;

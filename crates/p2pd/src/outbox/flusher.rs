@@ -24,12 +24,13 @@ use super::{blocking, Hub, Shared};
 use crate::peer::session::{OutText, SessionCmd};
 use crate::peer::PeerError;
 
-/// Most messages in one batch handed to the session: one disk sync and one
-/// acknowledgement at the peer, and one UPDATE here, per batch. As large as
-/// the batches `p2pctl send -` makes (1 000 lines), so a pipeline costs no
-/// more syncs than before the outbox: at 64, `send -` ran at half the rate
-/// (bench-send.sh (b), release: 28 000 against 40 000 messages/s).
-pub(crate) const FLUSH_BATCH: usize = 1024;
+/// Most messages in one batch handed to the session: one UPDATE (and disk
+/// sync) here per batch, and at least one commit at the peer. At 64, `send -`
+/// ran at half the rate of 1 024 (bench-send.sh (b), release: 28 000
+/// against 40 000 messages/s); 4 096 takes a whole `p2pctl send -` request
+/// (up to 16 384 lines) in four batches, which the window keeps in flight
+/// together. [`FLUSH_BATCH_BYTES`] bounds it for long texts.
+pub(crate) const FLUSH_BATCH: usize = 4096;
 
 /// Most text bytes in one batch (at least one message): with
 /// [`FLUSH_WINDOW`] this bounds what a session holds unacknowledged to about

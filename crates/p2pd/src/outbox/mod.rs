@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::future::pending;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use futures::future::BoxFuture;
 use p2p_proto::ctl::Event;
 use p2p_proto::time;
 use tokio::sync::{broadcast, mpsc, watch, Notify};
@@ -153,6 +154,7 @@ impl Outbox {
     /// leaves them queued. `now` (only with a session): what the session
     /// did not deliver fails instead of staying queued. Returns each
     /// message's id and status, in order.
+    #[cfg(test)]
     pub(crate) async fn send(
         &self,
         peer: &str,
@@ -160,13 +162,28 @@ impl Outbox {
         session: Option<SessionRef>,
         now: bool,
     ) -> Result<Vec<(u64, Status)>> {
+        self.submit(peer, texts, session, now).await?.await
+    }
+
+    /// [`Outbox::send`] in two steps: this stores the messages (durable, and
+    /// in the outbox's order, when it returns) and gives the wait for their
+    /// delivery, so a control connection can store its next request while
+    /// this one is delivered.
+    pub(crate) async fn submit(
+        &self,
+        peer: &str,
+        texts: Vec<String>,
+        session: Option<SessionRef>,
+        now: bool,
+    ) -> Result<BoxFuture<'static, Result<Vec<(u64, Status)>>>> {
         let shared = self.shared.clone();
         let at_ms = time::now_ms();
         let Some((sid, cmds)) = session else {
             let who = peer.to_string();
             let rows = blocking(move || shared.store.queue(&who, &texts, at_ms, 0, true)).await?;
             self.hub(peer).wake.notify_one();
-            return Ok(self.announce(peer, rows.iter().map(|r| (r.seq, Status::Queued))));
+            let done = self.announce(peer, rows.iter().map(|r| (r.seq, Status::Queued)));
+            return Ok(Box::pin(std::future::ready(Ok(done))));
         };
         let hub = self.hub(peer);
         let mut progress = hub.progress.subscribe();
@@ -174,32 +191,35 @@ impl Outbox {
         let rows: Vec<Row> =
             blocking(move || shared.store.queue(&who, &texts, at_ms, tag, false)).await?;
         let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
-            return Ok(Vec::new());
+            return Ok(Box::pin(std::future::ready(Ok(Vec::new()))));
         };
         let (first, last) = (first.seq, last.seq);
         hub.wake.notify_one();
         let flight = hub.flight(sid);
-        loop {
-            progress.borrow_and_update();
-            let shared = self.shared.clone();
-            if blocking(move || shared.store.still_queued(first, last)).await? == 0 {
-                break;
-            }
-            tokio::select! {
-                changed = progress.changed() => if changed.is_err() { break },
-                _ = async { match &flight { Some(f) => f.cancelled().await, None => pending().await } } => break,
-                _ = cmds.closed() => {
-                    // Let its flusher settle what the session acknowledged.
-                    if let Some(f) = hub.flight(sid) {
-                        f.cancelled().await;
-                    }
+        let (this, peer) = (self.clone(), peer.to_string());
+        Ok(Box::pin(async move {
+            loop {
+                progress.borrow_and_update();
+                let shared = this.shared.clone();
+                if blocking(move || shared.store.still_queued(first, last)).await? == 0 {
                     break;
                 }
+                tokio::select! {
+                    changed = progress.changed() => if changed.is_err() { break },
+                    _ = async { match &flight { Some(f) => f.cancelled().await, None => pending().await } } => break,
+                    _ = cmds.closed() => {
+                        // Let its flusher settle what the session acknowledged.
+                        if let Some(f) = hub.flight(sid) {
+                            f.cancelled().await;
+                        }
+                        break;
+                    }
+                }
             }
-        }
-        let shared = self.shared.clone();
-        let settled = blocking(move || shared.store.settle(first, last, now)).await?;
-        Ok(self.announce(peer, settled.into_iter()))
+            let shared = this.shared.clone();
+            let settled = blocking(move || shared.store.settle(first, last, now)).await?;
+            Ok(this.announce(&peer, settled.into_iter()))
+        }))
     }
 
     /// Emits a `queued` event for each queued one of `statuses`, and

@@ -4,12 +4,23 @@
 //! its `mid` is fixed at insert, so a resend after a crash is recognised by
 //! the peer as the same message.
 //!
+//! A `mid` is this run's random base plus a counter: as unique as a random
+//! one (a run's ids collide with another run's only if their ranges of
+//! 2^64 overlap), but consecutive within a run, so the peer's `(peer, mid)`
+//! index takes each new one at its end rather than on a random page (at
+//! random, every commit of a large batch rewrote a page per message there).
+//! The base is drawn again at every start, so a restored backup of this
+//! file does not hand out ids the peer already holds.
+//!
 //! `now` is 0 for a message that may wait in the outbox, else the number of
 //! the one session a `send --now` was given to: only that session's flusher
 //! sends it, and it is failed when that session ends (or at the next start,
 //! after a crash). So a `--now` message never goes out late.
 //!
 //! Calls block (SQLite, `synchronous=FULL`): run them on the blocking pool.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rusqlite::params;
 
@@ -57,6 +68,8 @@ impl Status {
 #[derive(Clone)]
 pub(crate) struct SentStore {
     db: Inbox,
+    /// The next `mid` (this run's random base, counting up).
+    next_mid: Arc<AtomicU64>,
 }
 
 const ROW: &str = "seq, peer, mid, text, at_ms";
@@ -96,11 +109,14 @@ impl SentStore {
                  UPDATE sent SET status = 'failed' WHERE status = 'queued' AND now != 0;",
             )
         })?;
-        Ok(SentStore { db: db.clone() })
+        Ok(SentStore {
+            db: db.clone(),
+            next_mid: Arc::new(AtomicU64::new(rand::random())),
+        })
     }
 
     /// Stores `texts` to `peer` as queued, in one transaction (durable when
-    /// this returns), with fresh random `mid`s. `now`: 0, or the session a
+    /// this returns), with fresh `mid`s. `now`: 0, or the session a
     /// `send --now` is for. `announced`: the user is told they are queued
     /// (so a `delivered` event follows). Returns them in order; their `seq`s
     /// are consecutive (one transaction under the database lock).
@@ -121,7 +137,7 @@ impl SentStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
                 for text in texts {
-                    let mid: u64 = rand::random();
+                    let mid = self.next_mid.fetch_add(1, Ordering::Relaxed);
                     insert.execute(params![peer, mid as i64, text, at_ms, i(now), announced])?;
                     rows.push(Row {
                         seq: tx.last_insert_rowid() as u64,

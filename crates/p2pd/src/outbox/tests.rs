@@ -233,3 +233,32 @@ async fn a_held_contact_gets_no_queued_message_until_trusted() {
     let queued = outbox.queued().await.unwrap();
     assert!(queued.is_empty(), "delivered once acknowledged");
 }
+
+/// `mid`s count up within a run (so the peer's `(peer, mid)` index grows at
+/// its end), across commands and peers, and a new run starts elsewhere
+/// (so a restored backup hands out none the peer already holds).
+#[test]
+fn mids_are_consecutive_within_a_run_and_start_afresh_at_the_next() {
+    let (_dir, inbox, s) = open();
+    let a = s
+        .queue("bob", &texts(&["1", "2", "3"]), 10, 0, false)
+        .unwrap();
+    let b = s.queue("carol", &texts(&["4"]), 11, 0, false).unwrap();
+    let mids: Vec<u64> = a.iter().chain(&b).map(|r| r.mid).collect();
+    for pair in mids.windows(2) {
+        assert_eq!(pair[1], pair[0].wrapping_add(1), "{mids:?}");
+    }
+    let again = SentStore::open(&inbox).unwrap();
+    let c = again.queue("bob", &texts(&["5"]), 12, 0, false).unwrap();
+    assert!(
+        !mids.contains(&c[0].mid),
+        "a new run draws a new base: {} after {mids:?}",
+        c[0].mid
+    );
+    // What is sent is what was stored.
+    let pending = again.pending("bob", 1, 0, 10, usize::MAX).unwrap();
+    assert_eq!(
+        pending.iter().map(|r| r.mid).collect::<Vec<_>>(),
+        [a[0].mid, a[1].mid, a[2].mid, c[0].mid]
+    );
+}
