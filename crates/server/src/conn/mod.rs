@@ -335,6 +335,26 @@ mod tests {
         )
     }
 
+    /// The server picks AES-128-GCM with SHA-256 even though the daemon
+    /// (rustls' default order) offers AES-256-GCM with SHA-384 first: the
+    /// SHA-384 key schedule had no hardware help and showed in a mass
+    /// reconnect's profile.
+    #[tokio::test]
+    async fn the_server_chooses_aes_128_gcm_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, client) = pair(dir.path()).await;
+        let suite = |s: Option<rustls::SupportedCipherSuite>| s.map(|s| s.suite());
+        let want = Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        assert_eq!(
+            suite(server.get_ref().get_ref().1.negotiated_cipher_suite()),
+            want
+        );
+        assert_eq!(
+            suite(client.get_ref().get_ref().1.negotiated_cipher_suite()),
+            want
+        );
+    }
+
     /// An idle session holds no frame buffer beyond a small read buffer:
     /// none at the start, and what a large frame each way needed is given
     /// back once both are empty.
