@@ -52,6 +52,10 @@ pub struct Cli {
     /// Log level or filter (e.g. debug, info,p2p_server=trace); default RUST_LOG, else info.
     #[arg(long, global = true, value_name = "LEVEL", value_parser = p2p_sys::logging::parse_log_level)]
     pub(crate) log_level: Option<String>,
+    /// Shared PostgreSQL database (postgres:// or postgresql://) for the
+    /// `user` commands (SPEC §9). Serving from it is not available yet.
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) database: Option<String>,
     #[command(flatten)]
     pub(crate) serve: ServeArgs,
     #[command(subcommand)]
@@ -159,7 +163,8 @@ pub(crate) struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Manage accounts in users.csv (works while the server runs).
+    /// Manage accounts in users.csv, or in PostgreSQL with --database
+    /// (works while the server runs).
     #[command(subcommand)]
     User(UserCommand),
     /// Show the running server: version, addresses, sessions, accounts.
@@ -216,6 +221,15 @@ enum UserCommand {
     /// List accounts.
     List {
         /// One JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy the accounts of an embedded install's users.csv into the
+    /// --database, hashes as they are, all or none.
+    Import {
+        /// The users.csv to read.
+        file: PathBuf,
+        /// One JSON document: {"imported": N}.
         #[arg(long)]
         json: bool,
     },
@@ -319,60 +333,117 @@ fn dispatch(cli: Cli, argv: Vec<OsString>) -> Result<()> {
             println!("{}", crate::tls::fingerprint(&source, &dir)?);
             Ok(())
         }
-        Some(Command::User(cmd)) => {
-            match cmd {
-                UserCommand::Add {
-                    name,
-                    password_stdin,
-                } => {
-                    p2p_proto::names::validate_username(&name)?;
-                    let pw = read_password(password_stdin, true).map_err(ServerError::Usage)?;
-                    ensure_dir()?;
-                    file().add(&name, pw.expose())?;
-                    println!("added user {name}");
-                    Ok(())
-                }
-                UserCommand::Remove { name } => {
-                    file().remove(&name)?;
-                    println!("removed user {name}");
-                    Ok(())
-                }
-                UserCommand::Passwd {
-                    name,
-                    password_stdin,
-                } => {
-                    let pw = read_password(password_stdin, true).map_err(ServerError::Usage)?;
-                    file().passwd(&name, pw.expose())?;
-                    println!("password changed for {name}; its saved sessions must log in again");
-                    Ok(())
-                }
-                UserCommand::List { json } => {
-                    let users = file().load()?;
-                    if json {
-                        let list: Vec<_> = users
-                        .iter()
-                        .map(|u| serde_json::json!({"user": u.username, "created_at": u.created_at}))
-                        .collect();
-                        println!("{}", serde_json::json!({ "users": list }));
-                    } else {
-                        let w = users
-                            .iter()
-                            .map(|u| u.username.len())
-                            .max()
-                            .unwrap_or(4)
-                            .max(4);
-                        println!("{:w$}  CREATED", "USER");
-                        for u in &users {
-                            println!(
-                                "{:w$}  {}",
-                                u.username,
-                                p2p_sys::localtime::human(&u.created_at)
-                            );
-                        }
-                    }
-                    Ok(())
-                }
+        Some(Command::User(cmd)) => match cli.database {
+            Some(url) => user_pg(&url, cmd),
+            None => user_embedded(&file(), ensure_dir, cmd),
+        },
+    }
+}
+
+/// The `user` commands on users.csv.
+fn user_embedded(
+    file: &UserFile,
+    ensure_dir: impl FnOnce() -> Result<()>,
+    cmd: UserCommand,
+) -> Result<()> {
+    match cmd {
+        UserCommand::Add {
+            name,
+            password_stdin,
+        } => {
+            p2p_proto::names::validate_username(&name)?;
+            let pw = read_password(password_stdin, true).map_err(ServerError::Usage)?;
+            ensure_dir()?;
+            file.add(&name, pw.expose())?;
+            println!("added user {name}");
+        }
+        UserCommand::Remove { name } => {
+            file.remove(&name)?;
+            println!("removed user {name}");
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let pw = read_password(password_stdin, true).map_err(ServerError::Usage)?;
+            file.passwd(&name, pw.expose())?;
+            println!("password changed for {name}; its saved sessions must log in again");
+        }
+        UserCommand::List { json } => print_users(&file.load()?, json),
+        UserCommand::Import { .. } => {
+            return Err(ServerError::Usage(
+                "user import writes to PostgreSQL: give --database URL (or database = in --config)"
+                    .into(),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// The `user` commands on the PostgreSQL accounts: the same checks, prompts
+/// and output as [`user_embedded`]. Names are checked before connecting and
+/// passwords read before connecting, so a typo costs no round trip.
+fn user_pg(url: &str, cmd: UserCommand) -> Result<()> {
+    use crate::admin_pg::PgAdmin;
+    match cmd {
+        UserCommand::Add {
+            name,
+            password_stdin,
+        } => {
+            p2p_proto::names::validate_username(&name)?;
+            let pw = read_password(password_stdin, true).map_err(ServerError::Usage)?;
+            PgAdmin::connect(url)?.add(&name, pw.expose())?;
+            println!("added user {name}");
+        }
+        UserCommand::Remove { name } => {
+            PgAdmin::connect(url)?.remove(&name)?;
+            println!("removed user {name}");
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let pw = read_password(password_stdin, true).map_err(ServerError::Usage)?;
+            PgAdmin::connect(url)?.passwd(&name, pw.expose())?;
+            println!("password changed for {name}; its saved sessions must log in again");
+        }
+        UserCommand::List { json } => print_users(&PgAdmin::connect(url)?.list()?, json),
+        UserCommand::Import { file, json } => {
+            // The file is checked whole before the database is touched.
+            crate::admin_pg::read_users_csv(&file)?;
+            let n = PgAdmin::connect(url)?.import(&file)?;
+            if json {
+                println!("{}", serde_json::json!({ "imported": n }));
+            } else {
+                println!("imported {n} accounts from {}", file.display());
             }
+        }
+    }
+    Ok(())
+}
+
+/// `user list`'s output: a table, or `{"users":[{"user","created_at"}]}`.
+fn print_users(users: &[crate::users::UserRecord], json: bool) {
+    if json {
+        let list: Vec<_> = users
+            .iter()
+            .map(|u| serde_json::json!({"user": u.username, "created_at": u.created_at}))
+            .collect();
+        println!("{}", serde_json::json!({ "users": list }));
+    } else {
+        let w = users
+            .iter()
+            .map(|u| u.username.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        println!("{:w$}  CREATED", "USER");
+        for u in users {
+            println!(
+                "{:w$}  {}",
+                u.username,
+                p2p_sys::localtime::human(&u.created_at)
+            );
         }
     }
 }
@@ -395,6 +466,12 @@ fn check_config(cli: &Cli) -> Result<()> {
 /// describes.
 pub(crate) fn server_config(cli: &Cli) -> Result<ServerConfig> {
     let args = &cli.serve;
+    if cli.database.is_some() {
+        return Err(ServerError::Config(
+            "--database: serving from PostgreSQL is not available yet; only the user commands use it"
+                .into(),
+        ));
+    }
     if let Some(m) = args.metrics_listen.0 {
         let l = args.listen;
         let same_host = m.ip() == l.ip() || m.ip().is_unspecified() || l.ip().is_unspecified();

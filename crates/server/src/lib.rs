@@ -21,6 +21,7 @@
 //! [`relay::Relay`], [`tokens::TokenStore`], [`users`]).
 
 pub(crate) mod admin;
+pub(crate) mod admin_pg;
 pub mod auth;
 pub mod broadcast;
 pub mod cli;
