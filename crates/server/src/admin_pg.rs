@@ -97,12 +97,10 @@ impl PgAdmin {
         self.runtime.block_on(self.accounts.list())
     }
 
-    /// `user import FILE`: every account of `file` in one transaction, or
-    /// none. Returns how many were imported.
-    pub(crate) fn import(&self, file: &Path) -> Result<usize> {
-        let records = read_users_csv(file)?;
-        self.runtime.block_on(insert_all(&self.pool, &records))?;
-        Ok(records.len())
+    /// `user import`: every record (checked by [`read_users_csv`]) in one
+    /// transaction, or none.
+    pub(crate) fn import(&self, records: &[UserRecord]) -> Result<()> {
+        self.runtime.block_on(insert_all(&self.pool, records))
     }
 }
 

@@ -45,6 +45,7 @@ pub(crate) mod state_check;
 pub(crate) mod throttle;
 pub(crate) mod tls;
 pub mod tokens;
+pub(crate) mod user_cmd;
 pub mod users;
 
 use std::path::PathBuf;
