@@ -161,7 +161,9 @@ pub(crate) fn read_users_csv(file: &Path) -> Result<Vec<UserRecord>> {
                 format!("hash of {} is not argon2id", row.username),
             ));
         }
-        humantime::parse_rfc3339_weak(&row.created_at)
+        // Strict (UTC, "Z"), as users.rs writes it: a time without a zone
+        // would be read in the database session's zone.
+        humantime::parse_rfc3339(&row.created_at)
             .map_err(|e| bad(line, format!("created_at {:?}: {e}", row.created_at)))?;
         if !seen.insert(row.username.clone()) {
             return Err(bad(line, format!("{} appears twice", row.username)));
