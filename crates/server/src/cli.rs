@@ -14,7 +14,6 @@ use clap::{Args, Parser, Subcommand};
 use crate::config_file::Either;
 use p2p_proto::limits::DEFAULT_SERVER_PORT;
 use p2p_proto::time::parse_duration;
-use p2p_sys::password::read_password;
 
 use crate::error::{Result, ServerError};
 use crate::throttle::{Budget, Limits};
@@ -52,6 +51,10 @@ pub struct Cli {
     /// Log level or filter (e.g. debug, info,p2p_server=trace); default RUST_LOG, else info.
     #[arg(long, global = true, value_name = "LEVEL", value_parser = p2p_sys::logging::parse_log_level)]
     pub(crate) log_level: Option<String>,
+    /// Shared PostgreSQL database (postgres:// or postgresql://) for the
+    /// `user` commands (SPEC §9). Serving from it is not available yet.
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) database: Option<String>,
     #[command(flatten)]
     pub(crate) serve: ServeArgs,
     #[command(subcommand)]
@@ -159,9 +162,10 @@ pub(crate) struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Manage accounts in users.csv (works while the server runs).
+    /// Manage accounts in users.csv, or in PostgreSQL with --database
+    /// (works while the server runs).
     #[command(subcommand)]
-    User(UserCommand),
+    User(crate::user_cmd::UserCommand),
     /// Show the running server: version, addresses, sessions, accounts.
     Status {
         /// One JSON document.
@@ -187,37 +191,6 @@ enum Command {
         /// The certificate the server runs with, if not the generated one.
         #[arg(long, value_name = "FILE")]
         tls_cert: Option<PathBuf>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum UserCommand {
-    /// Create an account (asks for the password twice).
-    Add {
-        /// 1-32 characters of a-z 0-9 _ . - starting with a letter or digit.
-        name: String,
-        /// Read the password from the first line of stdin.
-        #[arg(long)]
-        password_stdin: bool,
-    },
-    /// Delete an account; its online session is closed.
-    Remove {
-        /// Account name.
-        name: String,
-    },
-    /// Set a new password; saved sessions of the user stop working.
-    Passwd {
-        /// Account name.
-        name: String,
-        /// Read the password from the first line of stdin.
-        #[arg(long)]
-        password_stdin: bool,
-    },
-    /// List accounts.
-    List {
-        /// One JSON document.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -319,61 +292,10 @@ fn dispatch(cli: Cli, argv: Vec<OsString>) -> Result<()> {
             println!("{}", crate::tls::fingerprint(&source, &dir)?);
             Ok(())
         }
-        Some(Command::User(cmd)) => {
-            match cmd {
-                UserCommand::Add {
-                    name,
-                    password_stdin,
-                } => {
-                    p2p_proto::names::validate_username(&name)?;
-                    let pw = read_password(password_stdin, true).map_err(ServerError::Usage)?;
-                    ensure_dir()?;
-                    file().add(&name, pw.expose())?;
-                    println!("added user {name}");
-                    Ok(())
-                }
-                UserCommand::Remove { name } => {
-                    file().remove(&name)?;
-                    println!("removed user {name}");
-                    Ok(())
-                }
-                UserCommand::Passwd {
-                    name,
-                    password_stdin,
-                } => {
-                    let pw = read_password(password_stdin, true).map_err(ServerError::Usage)?;
-                    file().passwd(&name, pw.expose())?;
-                    println!("password changed for {name}; its saved sessions must log in again");
-                    Ok(())
-                }
-                UserCommand::List { json } => {
-                    let users = file().load()?;
-                    if json {
-                        let list: Vec<_> = users
-                        .iter()
-                        .map(|u| serde_json::json!({"user": u.username, "created_at": u.created_at}))
-                        .collect();
-                        println!("{}", serde_json::json!({ "users": list }));
-                    } else {
-                        let w = users
-                            .iter()
-                            .map(|u| u.username.len())
-                            .max()
-                            .unwrap_or(4)
-                            .max(4);
-                        println!("{:w$}  CREATED", "USER");
-                        for u in &users {
-                            println!(
-                                "{:w$}  {}",
-                                u.username,
-                                p2p_sys::localtime::human(&u.created_at)
-                            );
-                        }
-                    }
-                    Ok(())
-                }
-            }
-        }
+        Some(Command::User(cmd)) => match cli.database {
+            Some(url) => crate::user_cmd::on_database(&url, cmd),
+            None => crate::user_cmd::on_file(&file(), ensure_dir, cmd),
+        },
     }
 }
 
@@ -395,6 +317,12 @@ fn check_config(cli: &Cli) -> Result<()> {
 /// describes.
 pub(crate) fn server_config(cli: &Cli) -> Result<ServerConfig> {
     let args = &cli.serve;
+    if cli.database.is_some() {
+        return Err(ServerError::Config(
+            "--database: serving from PostgreSQL is not available yet; only the user commands use it"
+                .into(),
+        ));
+    }
     if let Some(m) = args.metrics_listen.0 {
         let l = args.listen;
         let same_host = m.ip() == l.ip() || m.ip().is_unspecified() || l.ip().is_unspecified();

@@ -21,6 +21,7 @@
 //! [`relay::Relay`], [`tokens::TokenStore`], [`users`]).
 
 pub(crate) mod admin;
+pub(crate) mod admin_pg;
 pub mod auth;
 pub mod broadcast;
 pub mod cli;
@@ -44,6 +45,7 @@ pub(crate) mod state_check;
 pub(crate) mod throttle;
 pub(crate) mod tls;
 pub mod tokens;
+pub(crate) mod user_cmd;
 pub mod users;
 
 use std::path::PathBuf;
