@@ -21,6 +21,11 @@ fn hub(dir: &std::path::Path) -> Arc<BroadcastHub> {
     BroadcastHub::start(Arc::new(SqliteBroadcasts::open(dir).unwrap()), policy())
 }
 
+/// The ids of the next backlog batch.
+async fn backlog_ids(d: &mut Delivery) -> Vec<u64> {
+    d.backlog().await.unwrap().unwrap().iter().map(id).collect()
+}
+
 fn id(frame: &Prepared<ServerMsg>) -> u64 {
     match serde_json::from_slice(frame.body()).unwrap() {
         ServerMsg::Event {
@@ -180,14 +185,7 @@ async fn catch_up_from_memory_matches_the_store_and_marks_follow_acks() {
         ids.push(h.publish(from, format!("m{i}")).await.unwrap().0);
     }
     let mut bob = Delivery::start(h.clone(), "bob").await.unwrap();
-    let got: Vec<u64> = bob
-        .backlog()
-        .await
-        .unwrap()
-        .unwrap()
-        .iter()
-        .map(id)
-        .collect();
+    let got: Vec<u64> = backlog_ids(&mut bob).await;
     let stored: Vec<u64> = SqliteBroadcasts::open(dir.path())
         .unwrap()
         .pending("bob", 0, p2p_proto::time::now_ms(), 100)
@@ -200,14 +198,7 @@ async fn catch_up_from_memory_matches_the_store_and_marks_follow_acks() {
     bob.ack(ids[2]).await;
     h.close().await;
     let mut again = Delivery::start(h.clone(), "bob").await.unwrap();
-    let rest: Vec<u64> = again
-        .backlog()
-        .await
-        .unwrap()
-        .unwrap()
-        .iter()
-        .map(id)
-        .collect();
+    let rest: Vec<u64> = backlog_ids(&mut again).await;
     assert_eq!(rest, [ids[3]]);
 }
 
