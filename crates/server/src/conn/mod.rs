@@ -92,7 +92,14 @@ pub(crate) async fn serve(
 }
 
 async fn send(conn: &mut Conn, msg: ServerMsg) -> Result<(), Dropped> {
-    match timeout(WRITE_TIMEOUT, conn.send(msg)).await {
+    written(conn.send(msg)).await
+}
+
+/// A write to the client (send, feed or flush) within [`WRITE_TIMEOUT`].
+async fn written(
+    write: impl std::future::Future<Output = Result<(), p2p_proto::ProtoError>>,
+) -> Result<(), Dropped> {
+    match timeout(WRITE_TIMEOUT, write).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Dropped::Write(e)),
         Err(_) => Err(Dropped::WriteTimeout),

@@ -5,15 +5,14 @@ use std::sync::Arc;
 
 use futures::{FutureExt, SinkExt, StreamExt};
 use p2p_proto::codec::Prepared;
-use p2p_proto::limits::WRITE_TIMEOUT;
 use p2p_proto::wire::{ClientMsg, CloseReason, Reply, Request, ServerMsg};
 use p2p_proto::Secret;
 use tokio::sync::{mpsc, watch};
-use tokio::time::{timeout, Instant};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::{close, send, Closed, Conn, Dropped};
+use super::{close, send, written, Closed, Conn, Dropped};
 use crate::broadcast::{Delivery, Live, Publish};
 use crate::metrics::metrics;
 use crate::refused::Refused;
@@ -115,20 +114,13 @@ async fn answer(conn: &mut Conn, msg: ServerMsg, publish: Option<Publish>) -> Re
     let Some(publish) = publish else {
         return send(conn, msg).await;
     };
-    let fed = match timeout(WRITE_TIMEOUT, conn.feed(msg)).await {
-        Ok(fed) => fed.map_err(Dropped::Write),
-        Err(_) => Err(Dropped::WriteTimeout),
-    };
+    let fed = written(conn.feed(msg)).await;
     if fed.is_ok() {
         let _ = SinkExt::<ServerMsg>::flush(conn).now_or_never();
     }
     drop(publish);
     fed?;
-    match timeout(WRITE_TIMEOUT, SinkExt::<ServerMsg>::flush(conn)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Dropped::Write(e)),
-        Err(_) => Err(Dropped::WriteTimeout),
-    }
+    written(SinkExt::<ServerMsg>::flush(conn)).await
 }
 
 /// What a kicked daemon is told (and shows).
@@ -138,11 +130,7 @@ const KICKED: &str =
 /// Sends one broadcast's frame to this session.
 async fn deliver(conn: &mut Conn, frame: Prepared<ServerMsg>) -> Result<(), Dropped> {
     metrics().broadcasts_delivered.inc();
-    match timeout(WRITE_TIMEOUT, conn.send(frame)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Dropped::Write(e)),
-        Err(_) => Err(Dropped::WriteTimeout),
-    }
+    written(conn.send(frame)).await
 }
 
 /// Sends the backlog above the delivery cursor, in id order.
