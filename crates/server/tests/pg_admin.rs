@@ -1,13 +1,12 @@
 //! `p2p-server user add|remove|passwd|list|import --database URL` (SPEC §9)
 //! run as the real binary against a real throwaway PostgreSQL.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use argon2::{Argon2, PasswordVerifier};
 use p2p_server::pg::{PgAccounts, PgPool, PgTokens};
-use p2p_testkit::{bin, parse_json, TestPostgres};
+use p2p_testkit::{parse_json, TestPostgres};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -15,18 +14,7 @@ fn text(b: &[u8]) -> String {
 
 /// Runs `p2p-server` with `args` (data dir `dir`), `stdin` piped in.
 fn server(dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(bin("p2p-server"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run p2p-server");
-    // The program may exit before reading stdin (a refused argument).
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
+    p2p_testkit::admin_in(dir, args, stdin)
 }
 
 fn ok(out: &Output) {

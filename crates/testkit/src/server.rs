@@ -136,18 +136,7 @@ impl TestServer {
 
     /// Runs `p2p-server` with `args` against this data dir, `stdin` piped in.
     pub fn admin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(bin("p2p-server"))
-            .args(args)
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run p2p-server");
-        // The program may exit before reading stdin (a refused argument).
-        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-        child.wait_with_output().unwrap()
+        admin_in(&self.data_dir(), args, stdin)
     }
 
     /// Everything the server (all its runs) logged so far.
@@ -250,4 +239,21 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Runs `p2p-server` with `args` against the data dir `dir` (no server need
+/// be running there), `stdin` piped in.
+pub fn admin_in(dir: &std::path::Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(bin("p2p-server"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run p2p-server");
+    // The program may exit before reading stdin (a refused argument).
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().unwrap()
 }

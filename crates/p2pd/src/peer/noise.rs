@@ -407,11 +407,8 @@ mod tests {
         assert!(matches!(msgs.as_slice(), [PeerMsg::Ping]));
     }
 
-    /// Noise messages already received come back from one `recv`, in order
-    /// (so the session stores them in one commit); a close right after them
-    /// is reported by the next call, after their frames.
-    #[tokio::test]
-    async fn recv_gathers_what_already_arrived_and_reports_the_close_after_it() {
+    /// alice's and bob's ends of a link over a 1 MiB in-memory pipe.
+    async fn linked() -> (NoiseLink, NoiseLink) {
         let (a, b) = tokio::io::duplex(1 << 20);
         let (alice, bob) = (keypair(), keypair());
         let hello = PeerHello {
@@ -422,8 +419,15 @@ mod tests {
             initiate(a, &alice.private, &bob.public, &hello),
             respond(b, &bob.private)
         );
-        let mut dialled = dialled.unwrap();
-        let (mut answered, _, _) = answered.unwrap();
+        (dialled.unwrap(), answered.unwrap().0)
+    }
+
+    /// Noise messages already received come back from one `recv`, in order
+    /// (so the session stores them in one commit); a close right after them
+    /// is reported by the next call, after their frames.
+    #[tokio::test]
+    async fn recv_gathers_what_already_arrived_and_reports_the_close_after_it() {
+        let (mut dialled, mut answered) = linked().await;
         let msg = |id| PeerMsg::Message {
             id,
             text: format!("m{id}"),
@@ -444,18 +448,7 @@ mod tests {
     /// many, the next the rest; none is lost or reordered.
     #[tokio::test]
     async fn recv_gathers_at_most_recv_gather_messages() {
-        let (a, b) = tokio::io::duplex(1 << 20);
-        let (alice, bob) = (keypair(), keypair());
-        let hello = PeerHello {
-            user: "alice".into(),
-            invite: 7,
-        };
-        let (dialled, answered) = tokio::join!(
-            initiate(a, &alice.private, &bob.public, &hello),
-            respond(b, &bob.private)
-        );
-        let mut dialled = dialled.unwrap();
-        let (mut answered, _, _) = answered.unwrap();
+        let (mut dialled, mut answered) = linked().await;
         let total = RECV_GATHER as u64 + 5;
         for id in 1..=total {
             dialled.send(&[PeerMsg::Ack { upto: id }]).await.unwrap();
