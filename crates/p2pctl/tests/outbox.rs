@@ -365,7 +365,9 @@ fn non_contacts_are_not_queued_and_history_shows_both_directions() {
 fn a_now_send_cut_short_fails_and_its_rest_never_goes_out_late() {
     let (_server, alice, mut bob, _carol) = trio();
     connect(&alice, &bob);
-    let sent = lines("n", 20_000);
+    // Enough that the kill lands mid-send: since `send -` became several
+    // times faster, 20,000 lines were sometimes all delivered first.
+    let sent = lines("n", 200_000);
     let mut child = Command::new(bin("p2pctl"))
         .args(["--socket", alice.socket().to_str().unwrap()])
         .args(["--json", "send", "--now", "bob", "-"])
