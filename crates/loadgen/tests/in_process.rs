@@ -20,7 +20,9 @@ struct InProcess {
 }
 
 async fn start(data_dir: &std::path::Path) -> InProcess {
-    let server = Server::open(ServerConfig::new(data_dir.to_path_buf())).unwrap();
+    let server = Server::open(ServerConfig::new(data_dir.to_path_buf()))
+        .await
+        .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let fingerprint = server.fingerprint().to_string();

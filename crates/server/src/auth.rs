@@ -18,11 +18,10 @@ use p2p_proto::wire::{Auth, LoginError};
 use p2p_proto::Secret;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::accounts::Accounts;
 use crate::error::ServerError;
 use crate::hasher::{self, HashPool};
 use crate::throttle::{Hold, Limits, Throttle};
-use crate::tokens::TokenStore;
-use crate::users::{self, UserDb};
 
 /// How long a login may queue for an argon2 slot before being told "busy".
 pub(crate) const HASH_QUEUE_WAIT: Duration = Duration::from_secs(5);
@@ -106,8 +105,7 @@ impl Method {
 
 /// Everything a login needs.
 pub struct Authenticator {
-    users: Arc<UserDb>,
-    tokens: Arc<TokenStore>,
+    accounts: Arc<Accounts>,
     throttle: Mutex<Throttle>,
     hash_slots: Arc<Semaphore>,
     pool: HashPool,
@@ -122,18 +120,30 @@ fn decoy_hash() -> &'static str {
 }
 
 impl Authenticator {
-    /// Builds the authenticator and starts its `hash_slots` hashing threads.
+    /// The authenticator over the embedded stores (the fuzz harness and
+    /// the hostile-value tests build it this way).
     pub fn new(
-        users: Arc<UserDb>,
-        tokens: Arc<TokenStore>,
+        users: Arc<crate::users::UserDb>,
+        tokens: Arc<crate::tokens::TokenStore>,
+        hash_slots: usize,
+        open_registration: bool,
+        limits: Limits,
+    ) -> std::io::Result<Self> {
+        let accounts = Arc::new(Accounts::Embedded { users, tokens });
+        Self::with_accounts(accounts, hash_slots, open_registration, limits)
+    }
+
+    /// Builds the authenticator over `accounts` and starts its `hash_slots`
+    /// hashing threads.
+    pub(crate) fn with_accounts(
+        accounts: Arc<Accounts>,
         hash_slots: usize,
         open_registration: bool,
         limits: Limits,
     ) -> std::io::Result<Self> {
         let hash_slots = hash_slots.max(1);
         Ok(Authenticator {
-            users,
-            tokens,
+            accounts,
             throttle: Mutex::new(Throttle::new(limits)),
             hash_slots: Arc::new(Semaphore::new(hash_slots)),
             pool: HashPool::new(hash_slots)?,
@@ -203,21 +213,11 @@ impl Authenticator {
                 "saved session is no longer valid; log in with your password",
             )
         };
-        // The account's hash and the token check in one trip to the
-        // blocking pool: a mass reconnect is thousands of these, and each
-        // hand-off is a thread wake-up (17 % of a 10,000-session catch-up
-        // profile when they were two).
-        let (users, tokens) = (self.users.clone(), self.tokens.clone());
-        let (u, t) = (user.to_string(), token.clone());
-        let ok = tokio::task::spawn_blocking(move || -> crate::error::Result<bool> {
-            match users.hash_of(&u)? {
-                Some(phc) => tokens.check(&u, &t, &phc, p2p_proto::time::now_ms()),
-                None => Ok(false),
-            }
-        })
-        .await
-        .map_err(Refusal::internal)?
-        .map_err(Refusal::internal)?;
+        let ok = self
+            .accounts
+            .token_ok(user, token)
+            .await
+            .map_err(Refusal::internal)?;
         if ok {
             Ok((token.clone(), Method::Token))
         } else {
@@ -240,7 +240,9 @@ impl Authenticator {
         let slot = self.slot().await?;
         // Others may have failed while this login queued.
         check()?;
-        let phc = users::hash_of(&self.users, user)
+        let phc = self
+            .accounts
+            .hash_of(user)
             .await
             .map_err(Refusal::internal)?;
         let exists = phc.is_some();
@@ -278,7 +280,9 @@ impl Authenticator {
         if let Err(e) = validate_password(password.expose()) {
             return Err(Refusal::new(LoginError::BadPassword, e.to_string()));
         }
-        if users::hash_of(&self.users, user)
+        if self
+            .accounts
+            .hash_of(user)
             .await
             .map_err(Refusal::internal)?
             .is_some()
@@ -297,12 +301,7 @@ impl Authenticator {
             .hashing(slot, move |mem| hasher::hash(mem, pw.expose().as_bytes()))
             .await?
             .map_err(Refusal::internal)?;
-        let file = self.users.file().clone();
-        let (u, h) = (user.to_string(), phc.clone());
-        match tokio::task::spawn_blocking(move || file.add_hashed(&u, h))
-            .await
-            .map_err(Refusal::internal)?
-        {
+        match self.accounts.add_hashed(user, phc.clone()).await {
             Ok(()) => {}
             Err(ServerError::UserExists(_)) => {
                 return Err(Refusal::new(
@@ -312,9 +311,6 @@ impl Authenticator {
             }
             Err(e) => return Err(Refusal::internal(e)),
         }
-        users::refresh(&self.users)
-            .await
-            .map_err(Refusal::internal)?;
         self.issue(user, phc, Method::Register).await
     }
 
@@ -324,23 +320,18 @@ impl Authenticator {
         phc: String,
         method: Method,
     ) -> Result<(Secret, Method), Refusal> {
-        let tokens = self.tokens.clone();
-        let u = user.to_string();
-        let token =
-            tokio::task::spawn_blocking(move || tokens.issue(&u, &phc, p2p_proto::time::now_ms()))
-                .await
-                .map_err(Refusal::internal)?
-                .map_err(Refusal::internal)?;
+        let token = self
+            .accounts
+            .issue(user, phc)
+            .await
+            .map_err(Refusal::internal)?;
         Ok((token, method))
     }
 
     /// Revokes a token at logout.
     pub(crate) async fn revoke(&self, token: Secret) {
-        let tokens = self.tokens.clone();
-        match tokio::task::spawn_blocking(move || tokens.revoke(&token)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(cause = %e, "could not revoke token"),
-            Err(e) => tracing::warn!(cause = %e, "could not revoke token"),
+        if let Err(e) = self.accounts.revoke(token).await {
+            tracing::warn!(cause = %e, "could not revoke token");
         }
     }
 }

@@ -51,8 +51,9 @@ pub struct Cli {
     /// Log level or filter (e.g. debug, info,p2p_server=trace); default RUST_LOG, else info.
     #[arg(long, global = true, value_name = "LEVEL", value_parser = p2p_sys::logging::parse_log_level)]
     pub(crate) log_level: Option<String>,
-    /// Shared PostgreSQL database (postgres:// or postgresql://) for the
-    /// `user` commands (SPEC §9). Serving from it is not available yet.
+    /// Shared PostgreSQL database (postgres:// or postgresql://): accounts,
+    /// tokens, presence, invitations and broadcasts shared by every
+    /// instance on it (SPEC §9); also what the `user` commands act on.
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) database: Option<String>,
     #[command(flatten)]
@@ -158,6 +159,16 @@ pub(crate) struct ServeArgs {
     /// An unused relay token dies after this.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub(crate) relay_token_ttl: Duration,
+    /// With --database: how long a killed instance's users stay in `list`
+    /// (the presence lease, renewed every third of it), 3s to 1h.
+    #[arg(long, value_name = "DURATION", default_value = "90s",
+          value_parser = |s: &str| bounded(s, Duration::from_secs(3), Duration::from_secs(3600)))]
+    pub(crate) presence_lease: Duration,
+    /// With --database: how often broadcasts and session events are read
+    /// even without a notification (the most a lost one delays), 100ms to 1m.
+    #[arg(long, value_name = "DURATION", default_value = "1s",
+          value_parser = |s: &str| bounded(s, Duration::from_millis(100), Duration::from_secs(60)))]
+    pub(crate) cluster_poll: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -299,6 +310,19 @@ fn dispatch(cli: Cli, argv: Vec<OsString>) -> Result<()> {
     }
 }
 
+/// A duration between `min` and `max`.
+fn bounded(s: &str, min: Duration, max: Duration) -> std::result::Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if !(min..=max).contains(&d) {
+        return Err(format!(
+            "{s} is outside {} to {}",
+            p2p_proto::time::human_duration(min),
+            p2p_proto::time::human_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
 /// `check-config`: everything `serve` checks before binding, without
 /// binding or writing anything.
 fn check_config(cli: &Cli) -> Result<()> {
@@ -317,12 +341,6 @@ fn check_config(cli: &Cli) -> Result<()> {
 /// describes.
 pub(crate) fn server_config(cli: &Cli) -> Result<ServerConfig> {
     let args = &cli.serve;
-    if cli.database.is_some() {
-        return Err(ServerError::Config(
-            "--database: serving from PostgreSQL is not available yet; only the user commands use it"
-                .into(),
-        ));
-    }
     if let Some(m) = args.metrics_listen.0 {
         let l = args.listen;
         let same_host = m.ip() == l.ip() || m.ip().is_unspecified() || l.ip().is_unspecified();
@@ -364,6 +382,14 @@ pub(crate) fn server_config(cli: &Cli) -> Result<ServerConfig> {
         pair_timeout: args.relay_pair_timeout,
         token_ttl: args.relay_token_ttl,
     };
+    cfg.database = cli
+        .database
+        .clone()
+        .map(|url| crate::cluster::ClusterConfig {
+            url,
+            lease: args.presence_lease,
+            poll: args.cluster_poll,
+        });
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         cfg.tls = TlsSource::Files {
             cert: cert.clone(),

@@ -20,11 +20,13 @@
 //! [`broadcast`], [`invitations::Invitations`], [`presence::Presence`],
 //! [`relay::Relay`], [`tokens::TokenStore`], [`users`]).
 
+pub(crate) mod accounts;
 pub(crate) mod admin;
 pub(crate) mod admin_pg;
 pub mod auth;
 pub mod broadcast;
 pub mod cli;
+pub mod cluster;
 pub(crate) mod config_file;
 pub(crate) mod conn;
 pub(crate) mod error;
@@ -115,6 +117,8 @@ pub struct ServerConfig {
     pub limits: throttle::Limits,
     /// The relay: on or off, caps and timeouts.
     pub relay: relay::RelayPolicy,
+    /// The shared database (SPEC §9); `None`: users.csv and state.db.
+    pub database: Option<cluster::ClusterConfig>,
 }
 
 impl ServerConfig {
@@ -139,6 +143,7 @@ impl ServerConfig {
             },
             limits: throttle::Limits::default(),
             relay: relay::RelayPolicy::default(),
+            database: None,
         }
     }
 }
@@ -147,8 +152,10 @@ impl ServerConfig {
 pub(crate) struct Shared {
     /// The configuration.
     pub cfg: ServerConfig,
-    /// Accounts.
-    pub users: Arc<users::UserDb>,
+    /// Accounts and resume tokens.
+    pub accounts: Arc<accounts::Accounts>,
+    /// This instance's part in a cluster (with `--database`).
+    pub cluster: Option<Arc<cluster::Cluster>>,
     /// Login decisions.
     pub auth: auth::Authenticator,
     /// Who is online.
@@ -165,6 +172,19 @@ pub(crate) struct Shared {
     pub next_conn: AtomicU64,
 }
 
+impl Shared {
+    /// Closes the sessions of accounts removed since the last look.
+    pub(crate) async fn kick_removed(&self) {
+        match self.accounts.gone(self.presence.users()).await {
+            Ok(gone) if !gone.is_empty() => {
+                self.presence.kick_unless(|u| !gone.iter().any(|g| g == u))
+            }
+            Ok(_) => {}
+            Err(e) => warn!(cause = %e, "cannot re-read accounts; keeping the ones loaded"),
+        }
+    }
+}
+
 /// A server ready to run.
 pub struct Server {
     shared: Arc<Shared>,
@@ -173,14 +193,47 @@ pub struct Server {
 
 impl Server {
     /// Opens the data directory: accounts, state database, TLS identity
-    /// (generated on first start). Call inside a tokio runtime (the
-    /// broadcast hub starts its writer tasks).
-    pub fn open(cfg: ServerConfig) -> Result<Self> {
+    /// (generated on first start); with a database, the shared state
+    /// instead (migrated first). Call inside a tokio runtime (the broadcast
+    /// hub starts its writer tasks).
+    pub async fn open(cfg: ServerConfig) -> Result<Self> {
         p2p_sys::fsutil::ensure_private_dir(&cfg.data_dir)
             .map_err(ServerError::file(&cfg.data_dir))?;
-        let users = Arc::new(users::UserDb::open(&cfg.data_dir)?);
-        state_check::prepare_state_db(&cfg.data_dir)?;
-        let tokens = Arc::new(tokens::TokenStore::open(&cfg.data_dir)?);
+        let (accounts, broadcasts, cluster) = match &cfg.database {
+            None => {
+                let users = Arc::new(users::UserDb::open(&cfg.data_dir)?);
+                state_check::prepare_state_db(&cfg.data_dir)?;
+                let tokens = Arc::new(tokens::TokenStore::open(&cfg.data_dir)?);
+                let store = Arc::new(broadcast::SqliteBroadcasts::open(&cfg.data_dir)?);
+                let hub = broadcast::BroadcastHub::start(store, cfg.broadcasts);
+                (accounts::Accounts::Embedded { users, tokens }, hub, None)
+            }
+            Some(db) => {
+                let pool = pg::PgPool::new(&db.url)?;
+                let applied = pg::migrate(&pool).await?;
+                if !applied.is_empty() {
+                    info!(?applied, "database schema migrated");
+                }
+                if matches!(cfg.tls, tls::TlsSource::SelfSigned) {
+                    let shared = pg::shared_identity(&pool).await?;
+                    tls::install_shared(&cfg.data_dir, &shared.cert_pem, shared.key_pem.expose())?;
+                }
+                let accounts = accounts::Accounts::shared(
+                    pg::PgAccounts::new(pool.clone()),
+                    pg::PgTokens::new(pool.clone()),
+                )
+                .await?;
+                let store = Arc::new(pg::PgBroadcasts::new(pool.clone()));
+                let cluster = cluster::Cluster::new(pool, db.clone(), store.clone());
+                let hub = broadcast::BroadcastHub::start_fed(
+                    store,
+                    cfg.broadcasts,
+                    cluster.feed_wake.clone(),
+                );
+                info!(instance = %cluster.instance, "serving from the shared database");
+                (accounts, hub, Some(cluster))
+            }
+        };
         let identity = tls::load(&cfg.tls, &cfg.data_dir)?;
         if identity.generated {
             info!(fingerprint = %identity.fingerprint, "generated a self-signed certificate");
@@ -189,22 +242,21 @@ impl Server {
             cfg.invitation_ttl,
             cfg.invite_limits,
         ));
-        let store = Arc::new(broadcast::SqliteBroadcasts::open(&cfg.data_dir)?);
-        let auth = auth::Authenticator::new(
-            users.clone(),
-            tokens,
+        let accounts = Arc::new(accounts);
+        let auth = auth::Authenticator::with_accounts(
+            accounts.clone(),
             cfg.hash_slots,
             cfg.open_registration,
             cfg.limits,
         )?;
-        let broadcasts = broadcast::BroadcastHub::start(store, cfg.broadcasts);
         let relay = Arc::new(relay::Relay::new(cfg.relay));
         Ok(Server {
             fingerprint: identity.fingerprint.clone(),
             shared: Arc::new(Shared {
                 broadcasts,
                 cfg,
-                users,
+                accounts,
+                cluster,
                 auth,
                 presence: Arc::new(presence::Presence::default()),
                 invitations,
@@ -242,16 +294,15 @@ impl Server {
             let (shared, stop) = (shared.clone(), stop_expiry.clone());
             async move { shared.invitations.run_expiry(&shared.presence, stop).await }
         });
+        if let Some(cluster) = &shared.cluster {
+            cluster.start(&shared).await?;
+        }
         let mut poll = tokio::time::interval(USERS_POLL_INTERVAL);
-        info!(addr = %listener.local_addr()?, max_clients = shared.cfg.max_clients, users = shared.users.count(), "serving");
+        info!(addr = %listener.local_addr()?, max_clients = shared.cfg.max_clients, users = shared.accounts.count(), "serving");
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = poll.tick() => match users::refresh(&shared.users).await {
-                    Ok(true) => shared.presence.kick_unless(|u| shared.users.exists(u)),
-                    Ok(false) => {}
-                    Err(e) => warn!(cause = %e, "cannot re-read accounts"),
-                },
+                _ = poll.tick() => shared.kick_removed().await,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, addr)) => {
                         let _ = stream.set_nodelay(true);
@@ -294,6 +345,9 @@ impl Server {
         stop_expiry.cancel();
         if let Err(e) = expiry.await {
             warn!(cause = %e, "invitation expiry driver failed");
+        }
+        if let Some(cluster) = &shared.cluster {
+            cluster.stop().await;
         }
         // Sessions are gone: write the acknowledgements they queued.
         if tokio::time::timeout(SHUTDOWN_GRACE, shared.broadcasts.close())

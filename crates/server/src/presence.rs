@@ -43,6 +43,8 @@ pub(crate) struct Peer {
     pub(crate) public_key: String,
     /// Where it may be reached.
     pub(crate) reach: Reach,
+    /// Login time, Unix ms.
+    pub(crate) since_ms: i64,
 }
 
 /// The online-user registry.
@@ -92,6 +94,7 @@ impl Presence {
         let online = self.online.lock().expect("presence poisoned");
         online.get(user).map(|o| Peer {
             session: o.session,
+            since_ms: o.since_ms,
             public_key: o.public_key.clone(),
             reach: o.reach.clone(),
         })
@@ -138,6 +141,32 @@ impl Presence {
             }
             None => false,
         }
+    }
+
+    /// Closes `user`'s session `session` with `reason` (another instance
+    /// took the user over); false if that session is not here.
+    pub(crate) fn kick_session(&self, user: &str, session: u64, reason: CloseReason) -> bool {
+        let online = self.online.lock().expect("presence poisoned");
+        match online.get(user) {
+            Some(o) if o.session == session => {
+                tracing::info!(user = %user, ?reason, "closing a session for another instance");
+                let _ = o.kick.send(Some(reason));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `user`'s session here is `session`.
+    pub(crate) fn holds(&self, user: &str, session: u64) -> bool {
+        let online = self.online.lock().expect("presence poisoned");
+        online.get(user).is_some_and(|o| o.session == session)
+    }
+
+    /// The users online here.
+    pub(crate) fn users(&self) -> Vec<String> {
+        let online = self.online.lock().expect("presence poisoned");
+        online.keys().cloned().collect()
     }
 
     pub(crate) fn kick_unless(&self, keep: impl Fn(&str) -> bool) {

@@ -8,7 +8,7 @@ use p2p_proto::wire::{Contact, MAX_LAN_PATHS, MAX_PATHS};
 use p2p_proto::Secret;
 
 /// Where one online daemon may be reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Reach {
     /// The session's TCP peer address as the server sees it: the NAT's
     /// public mapping of the daemon's listener port (daemons connect from

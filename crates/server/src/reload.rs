@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use crate::{tls, users, ServerConfig, Shared};
+use crate::{tls, ServerConfig, Shared};
 
 /// Applies `new` to the running server and returns the keys that changed
 /// but only take effect at the next start.
@@ -24,11 +24,7 @@ pub(crate) async fn apply(shared: &Arc<Shared>, new: &ServerConfig) -> Vec<&'sta
     shared.invitations.set_ttl(new.invitation_ttl);
     shared.relay.set_policy(new.relay);
     reload_tls(shared, &new.tls);
-    match users::refresh(&shared.users).await {
-        Ok(true) => shared.presence.kick_unless(|u| shared.users.exists(u)),
-        Ok(false) => {}
-        Err(e) => warn!(cause = %e, "cannot re-read accounts; keeping the ones loaded"),
-    }
+    shared.kick_removed().await;
     restart_only(&shared.cfg, new)
 }
 
@@ -85,6 +81,12 @@ pub(crate) fn restart_only(old: &ServerConfig, new: &ServerConfig) -> Vec<&'stat
         "max_unauthenticated_per_network",
     );
     check(old.idle_timeout != new.idle_timeout, "idle_timeout");
+    let db = |c: &ServerConfig| {
+        c.database
+            .as_ref()
+            .map(|d| (d.url.clone(), d.lease, d.poll))
+    };
+    check(db(old) != db(new), "database");
     let (a, b) = (&old.limits, &new.limits);
     check(a.per_source != b.per_source, "login_failures_per_source");
     check(a.per_prefix != b.per_prefix, "login_failures_per_prefix");

@@ -35,7 +35,7 @@ pub(crate) fn serve(cli: Cli, argv: Vec<OsString>) -> Result<()> {
         // Before anything can be reported ready: SIGHUP's default action
         // would end the process.
         let hangup = signal(SignalKind::hangup())?;
-        let server = Server::open(cfg)?;
+        let server = Server::open(cfg).await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| ServerError::Config(format!("cannot listen on {listen}: {e}")))?;

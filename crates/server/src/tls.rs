@@ -75,6 +75,31 @@ fn generate(cert_path: &Path, key_path: &Path) -> Result<()> {
         .map_err(ServerError::file(cert_path))
 }
 
+/// Puts the cluster's identity (stored in the shared database) in the data
+/// directory as this instance's generated identity, so that loading and
+/// reloading work as on a single server. A different identity already there
+/// is refused, never overwritten: it may be what daemons pinned.
+pub(crate) fn install_shared(data_dir: &Path, cert_pem: &str, key_pem: &str) -> Result<()> {
+    let (cert_path, key_path) = paths(&TlsSource::SelfSigned, data_dir);
+    if needs_generating(&cert_path, &key_path)? {
+        fsutil::ensure_private_dir(data_dir).map_err(ServerError::file(data_dir))?;
+        fsutil::write_atomic(&key_path, key_pem.as_bytes(), 0o600)
+            .map_err(ServerError::file(&key_path))?;
+        return fsutil::write_atomic(&cert_path, cert_pem.as_bytes(), 0o644)
+            .map_err(ServerError::file(&cert_path));
+    }
+    let here = std::fs::read_to_string(&cert_path).map_err(ServerError::file(&cert_path))?;
+    if here.trim() != cert_pem.trim() {
+        return Err(ServerError::Tls(format!(
+            "{} is not the cluster's certificate (stored in the database): move the data \
+             directory's tls-cert.pem and tls-key.pem away to use the cluster's, or give every \
+             instance the same --tls-cert and --tls-key",
+            cert_path.display()
+        )));
+    }
+    Ok(())
+}
+
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())

@@ -293,8 +293,11 @@ fn an_unreachable_database_is_one_clear_line_without_the_password() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(!text(&out.stderr).contains("pw@"), "{out:?}");
 
-    // The server itself does not serve from PostgreSQL yet: it says so.
-    let out = server(d, &["check-config", "--database", url], "");
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(text(&out.stderr).contains("not available yet"), "{out:?}");
+    // Serving from a database that cannot be reached stops at start, with
+    // one line that names no password.
+    let out = server(d, &["--database", url, "--listen", "127.0.0.1:0"], "");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("PostgreSQL"), "{err}");
+    assert!(!err.contains("hunter2secret") && !err.contains("panicked"), "{err}");
 }

@@ -26,6 +26,8 @@ pub struct TestServer {
     starts: u32,
     /// Network namespace it runs in (`ip netns exec`), if any.
     netns: Option<String>,
+    /// The shared database it serves from (`--database` in `extra`).
+    database: Option<String>,
 }
 
 impl TestServer {
@@ -47,6 +49,7 @@ impl TestServer {
         let netns = netns.map(str::to_string);
         let (child, addr, fingerprint, metrics) =
             Self::spawn(dir.path(), listen, &extra, 0, &netns);
+        let database = database_of(&extra);
         TestServer {
             dir,
             child: Some(child),
@@ -56,6 +59,7 @@ impl TestServer {
             extra,
             starts: 1,
             netns,
+            database,
         }
     }
 
@@ -127,11 +131,25 @@ impl TestServer {
     }
 
     /// Adds an account the way `p2p-server user add` does (same code path,
-    /// in-process, so a test with many users does not spawn many processes).
+    /// in-process, so a test with many users does not spawn many processes;
+    /// with `--database`, through `p2p-server user add --database`).
     pub fn add_user(&self, name: &str, password: &str) {
+        if let Some(url) = &self.database {
+            let out = self.admin(
+                &["user", "add", name, "--password-stdin", "--database", url],
+                &format!("{password}\n"),
+            );
+            assert!(out.status.success(), "user add {name}: {out:?}");
+            return;
+        }
         p2p_server::users::UserFile::in_dir(&self.data_dir())
             .add(name, password)
             .expect("add user");
+    }
+
+    /// The shared database's URL, if it serves from one.
+    pub fn database(&self) -> Option<&str> {
+        self.database.as_deref()
     }
 
     /// Runs `p2p-server` with `args` against this data dir, `stdin` piped in.
@@ -204,6 +222,7 @@ impl TestServer {
             addr,
             fingerprint,
             metrics,
+            database: database_of(&extra),
             extra,
             starts: 1,
             netns: self.netns.clone(),
@@ -231,8 +250,17 @@ impl TestServer {
             extra: self.extra.clone(),
             starts: 1,
             netns: self.netns.clone(),
+            database: self.database.clone(),
         }
     }
+}
+
+/// The value of `--database` in `extra`, if any.
+fn database_of(extra: &[String]) -> Option<String> {
+    extra
+        .iter()
+        .position(|a| a == "--database")
+        .and_then(|i| extra.get(i + 1).cloned())
 }
 
 impl Drop for TestServer {

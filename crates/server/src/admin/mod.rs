@@ -167,7 +167,7 @@ fn handle(req: Request, shared: &Shared, facts: &Facts) -> Value {
             "fingerprint": shared.tls.read().unwrap_or_else(|p| p.into_inner()).fingerprint,
             "uptime_secs": facts.started.elapsed().as_secs(),
             "sessions": shared.presence.count(),
-            "users": shared.users.count(),
+            "users": shared.accounts.count(),
             "relay": shared.relay.policy().enabled,
         }),
         Request::Sessions => {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use p2p_proto::limits::MAX_BROADCAST_BYTES;
 use p2p_proto::time;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, Notify};
 use tokio::time::Instant;
 use tracing::warn;
 
@@ -43,6 +43,10 @@ pub struct BroadcastHub {
     recent: Mutex<SlidingWindow<String>>,
     acks: mpsc::Sender<(Arc<str>, u64)>,
     background: Background,
+    /// In a cluster: wakes the feed, which publishes every broadcast (this
+    /// instance's too, read back from the shared store in id order), so
+    /// storing one does not publish it here.
+    feed: Option<Arc<Notify>>,
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked
@@ -55,6 +59,25 @@ impl BroadcastHub {
     /// A hub over `store`; starts the acknowledgement writer and the purger,
     /// which it owns (see [`BroadcastHub::close`]).
     pub fn start(store: Arc<dyn BroadcastStore>, policy: BroadcastPolicy) -> Arc<Self> {
+        Self::start_with(store, policy, None)
+    }
+
+    /// A hub whose broadcasts are published by a feed (a cluster's, see
+    /// `crate::cluster::feed`) through [`BroadcastHub::feed_publish`];
+    /// `wake` is notified each time a broadcast stored here is ready.
+    pub(crate) fn start_fed(
+        store: Arc<dyn BroadcastStore>,
+        policy: BroadcastPolicy,
+        wake: Arc<Notify>,
+    ) -> Arc<Self> {
+        Self::start_with(store, policy, Some(wake))
+    }
+
+    fn start_with(
+        store: Arc<dyn BroadcastStore>,
+        policy: BroadcastPolicy,
+        feed: Option<Arc<Notify>>,
+    ) -> Arc<Self> {
         let (live, _) = broadcast::channel(LIVE_BUFFER);
         let (acks, rx) = mpsc::channel(ACK_QUEUE);
         let marks = Marks::default();
@@ -70,6 +93,7 @@ impl BroadcastHub {
             recent: Mutex::new(SlidingWindow::new(policy.limit, policy.window)),
             acks,
             background,
+            feed,
         })
     }
 
@@ -115,9 +139,11 @@ impl BroadcastHub {
         let stored = blocking(move || {
             let _order = lock(&hub.order);
             let id = hub.store.insert(&from, &text, sent_ms, expires_ms)?;
-            let b = Arc::new(Broadcast::new(id, from, text, sent_ms, expires_ms)?);
-            lock(&hub.cache).push(b.clone(), time::now_ms());
-            lock(&hub.unpublished).push_back((b, false));
+            if hub.feed.is_none() {
+                let b = Arc::new(Broadcast::new(id, from, text, sent_ms, expires_ms)?);
+                lock(&hub.cache).push(b.clone(), time::now_ms());
+                lock(&hub.unpublished).push_back((b, false));
+            }
             // Made here, so that it is dropped (and the broadcast published)
             // even if the session stops waiting for this task.
             Ok((
@@ -141,6 +167,10 @@ impl BroadcastHub {
     /// Marks `id` ready and puts every ready broadcast at the front of the
     /// queue on the live channel, so they leave in id order.
     fn release(&self, id: u64) {
+        if let Some(feed) = &self.feed {
+            feed.notify_one();
+            return;
+        }
         let mut queue = lock(&self.unpublished);
         if let Some(entry) = queue.iter_mut().find(|(b, _)| b.id == id) {
             entry.1 = true;
@@ -152,10 +182,20 @@ impl BroadcastHub {
         }
     }
 
-    /// The user's acknowledged high-water mark (from memory once known).
+    /// Publishes a broadcast the feed read (in id order, each once).
+    pub(crate) fn feed_publish(&self, b: Arc<Broadcast>) {
+        lock(&self.cache).push(b.clone(), time::now_ms());
+        let _ = self.live.send(b);
+    }
+
+    /// The user's acknowledged high-water mark (from memory once known; in
+    /// a cluster always from the store too, as the user may have
+    /// acknowledged more through another instance since).
     pub(crate) async fn acked(&self, user: &str) -> Result<u64> {
         if let Some(&mark) = lock(&self.marks).get(user) {
-            return Ok(mark);
+            if self.feed.is_none() {
+                return Ok(mark);
+            }
         }
         let (store, name) = (self.store.clone(), user.to_string());
         let stored = blocking(move || store.acked(&name)).await?;

@@ -269,13 +269,14 @@ async fn handle(
     let (kick, kicked) = watch::channel(None);
     let (outbound, pushed) = mpsc::channel(OUTBOUND_QUEUE);
     let since_ms = time::now_ms();
+    let public_key = peer.public_key;
     shared.presence.register(
         &user,
         Online {
             session,
             since_ms,
             reach: reach.clone(),
-            public_key: peer.public_key,
+            public_key: public_key.clone(),
             kick,
             outbound,
         },
@@ -285,6 +286,16 @@ async fn handle(
         user: user.clone(),
         session,
     };
+    if let Some(cluster) = &shared.cluster {
+        // Before LoginOk: once told, the user is in every instance's list
+        // and a session elsewhere has been told it was replaced.
+        if let Err(e) = cluster
+            .claim(&user, session, since_ms, &public_key, &reach)
+            .await
+        {
+            tracing::warn!(user = %user, cause = %e, "cannot write the presence row; the lease renewal retries");
+        }
+    }
     send(
         &mut conn,
         ServerMsg::LoginOk {
@@ -416,7 +427,7 @@ mod tests {
     async fn a_connection_task_is_no_larger_than_a_session_needs() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = crate::ServerConfig::new(dir.path().join("data"));
-        let shared = crate::Server::open(cfg).unwrap().shared();
+        let shared = crate::Server::open(cfg).await.unwrap().shared();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let _client = TcpStream::connect(listener.local_addr().unwrap())
             .await

@@ -31,6 +31,18 @@ impl Drop for Unregister {
         self.shared
             .invitations
             .session_ended(&self.shared.presence, &self.user, self.session);
+        if let Some(cluster) = self.shared.cluster.clone() {
+            let (user, session) = (self.user.clone(), self.session);
+            // A row left behind (a stop before this runs) is deleted by the
+            // lease renewal, or expires with the lease.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    if let Err(e) = cluster.release(&user, session).await {
+                        tracing::warn!(user = %user, cause = %e, "cannot delete the presence row; it expires with its lease");
+                    }
+                });
+            }
+        }
     }
 }
 
@@ -62,7 +74,13 @@ async fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> (Reply, Option<
             }
         },
         Request::List => Reply::Users {
-            users: shared.presence.list(),
+            users: match &shared.cluster {
+                None => shared.presence.list(),
+                Some(cluster) => cluster.list().await.unwrap_or_else(|e| {
+                    tracing::warn!(cause = %e, "cannot read presence; listing this instance's users");
+                    shared.presence.list()
+                }),
+            },
         },
         Request::Invite { to } => {
             // Unknown names go the same way as offline accounts (rate limits

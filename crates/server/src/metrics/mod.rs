@@ -177,7 +177,7 @@ impl Metrics {
     /// The text exposition of every metric, the state gauges read from
     /// `shared` now.
     pub(crate) fn render(&self, shared: &Shared) -> String {
-        self.users.set(shared.users.count() as i64);
+        self.users.set(shared.accounts.count() as i64);
         self.sessions.set(shared.presence.count() as i64);
         let not_after = shared
             .tls

@@ -126,6 +126,20 @@ impl PgAccounts {
         Ok(row.map(|r| r.get(0)))
     }
 
+    /// Which of `names` have accounts.
+    pub async fn existing(&self, names: &[String]) -> Result<std::collections::HashSet<String>> {
+        if names.is_empty() {
+            return Ok(Default::default());
+        }
+        let c = self.pool.get().await?;
+        let q = c
+            .prepare_cached("SELECT username FROM accounts WHERE username = ANY($1)")
+            .await
+            .map_err(PgError::from)?;
+        let rows = c.query(&q, &[&names]).await.map_err(PgError::from)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// Number of accounts.
     pub async fn count(&self) -> Result<usize> {
         let c = self.pool.get().await?;

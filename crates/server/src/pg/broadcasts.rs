@@ -2,15 +2,20 @@
 //! acknowledgement row per (recipient, broadcast) under a unique key, so a
 //! repeated acknowledgement is a no-op wherever the recipient is connected.
 //!
-//! The async methods are the interface a clustered hub will call. The
-//! synchronous [`BroadcastStore`] impl serves today's hub, which calls it on
-//! tokio's blocking pool: it blocks on the async query there.
+//! The hub calls the synchronous [`BroadcastStore`] on tokio's blocking
+//! pool; this impl blocks on the async query there. The cluster's feed
+//! (`crate::cluster::feed`) calls the async methods.
 
 use tokio::runtime::Handle;
 
 use super::{PgError, PgPool};
 use crate::broadcast::{Broadcast, BroadcastStore, Purged};
 use crate::error::Result;
+
+/// The channel a committed broadcast NOTIFYs (the feed LISTENs on it).
+pub(crate) const BROADCAST_CHANNEL: &str = "p2p_broadcast";
+/// Key of the advisory lock serialising broadcast inserts ("p2pbcst").
+const INSERT_LOCK: i64 = 0x0070_3270_6263_7374;
 
 /// Broadcasts and acknowledgements in the shared database.
 pub struct PgBroadcasts {
@@ -29,6 +34,13 @@ impl PgBroadcasts {
     }
 
     /// Stores a broadcast; durable when it returns. Returns its id.
+    ///
+    /// Inserts are serialised across the cluster (an advisory lock held to
+    /// the commit), so ids become visible in id order: whoever sees id n
+    /// also sees every lower id. Each instance's feed reads `id > last`, and
+    /// each session's cursor moves past what it was sent, so neither may
+    /// meet a lower id later. The commit also wakes every instance's feed
+    /// (NOTIFY carries no data; the feed reads the rows).
     pub async fn insert_async(
         &self,
         from: &str,
@@ -36,15 +48,59 @@ impl PgBroadcasts {
         sent_ms: i64,
         expires_ms: i64,
     ) -> Result<u64, PgError> {
-        let c = self.pool.get().await?;
-        let q = c
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSERT_LOCK])
+            .await?;
+        let q = tx
             .prepare_cached(
                 "INSERT INTO broadcasts (sender, text, sent_ms, expires_ms)
                  VALUES ($1, $2, $3, $4) RETURNING id",
             )
             .await?;
-        let id: i64 = c
+        let id: i64 = tx
             .query_one(&q, &[&from, &text, &sent_ms, &expires_ms])
+            .await?
+            .get(0);
+        tx.batch_execute(&format!("NOTIFY {BROADCAST_CHANNEL}"))
+            .await?;
+        tx.commit().await?;
+        Ok(id as u64)
+    }
+
+    /// Up to `limit` broadcasts with id > `after`, unexpired at `now_ms`,
+    /// whoever sent them, in id order: what an instance's feed publishes.
+    pub async fn after(&self, after: u64, now_ms: i64, limit: usize) -> Result<Vec<Broadcast>> {
+        let c = self.pool.get().await?;
+        let q = c
+            .prepare_cached(
+                "SELECT id, sender, text, sent_ms, expires_ms FROM broadcasts
+                 WHERE id > $1 AND expires_ms > $2 ORDER BY id LIMIT $3",
+            )
+            .await
+            .map_err(PgError::from)?;
+        let rows = c
+            .query(&q, &[&(after as i64), &now_ms, &(limit as i64)])
+            .await
+            .map_err(PgError::from)?;
+        rows.iter()
+            .map(|r| {
+                broadcast(
+                    r.get::<_, i64>(0) as u64,
+                    r.get(1),
+                    r.get(2),
+                    r.get(3),
+                    r.get(4),
+                )
+            })
+            .collect()
+    }
+
+    /// The highest broadcast id stored (0 if none).
+    pub async fn newest(&self) -> Result<u64, PgError> {
+        let c = self.pool.get().await?;
+        let id: i64 = c
+            .query_one("SELECT COALESCE(MAX(id), 0) FROM broadcasts", &[])
             .await?
             .get(0);
         Ok(id as u64)

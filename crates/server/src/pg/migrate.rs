@@ -6,11 +6,18 @@
 use super::{PgError, PgPool};
 
 /// Every migration, in order: (version, name, SQL). Append only.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "shared_state",
-    include_str!("../../migrations/0001_shared_state.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "shared_state",
+        include_str!("../../migrations/0001_shared_state.sql"),
+    ),
+    (
+        2,
+        "cluster",
+        include_str!("../../migrations/0002_cluster.sql"),
+    ),
+];
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;

@@ -1,7 +1,7 @@
-//! The shared PostgreSQL backend (SPEC §9), first parts: the connection
-//! pool, the schema migrations (`crates/server/migrations`), the broadcast
-//! store, accounts with resume tokens, and the shared TLS identity. Not yet chosen by `--database`:
-//! the running server still uses the embedded stores.
+//! The shared PostgreSQL backend (SPEC §9): the connection pool, the schema
+//! migrations (`crates/server/migrations`), the broadcast store, accounts
+//! with resume tokens, and the shared TLS identity. Chosen by `--database`;
+//! what instances do with each other on top of it is `crate::cluster`.
 //!
 //! The driver is tokio-postgres with a deadpool pool; every query is async.
 //! [`PgBroadcasts`] also implements the synchronous [`BroadcastStore`]
@@ -22,6 +22,7 @@ use tokio_postgres::NoTls;
 
 pub use accounts::{PgAccounts, PgTokens};
 pub use broadcasts::PgBroadcasts;
+pub(crate) use broadcasts::BROADCAST_CHANNEL;
 pub use identity::{shared_identity, PemIdentity};
 pub use migrate::{migrate, SCHEMA_VERSION};
 
@@ -52,6 +53,12 @@ pub enum PgError {
     /// The schema in the database cannot be used by this build.
     #[error("database schema: {0}")]
     Schema(String),
+    /// A row's JSON (reach, session event) does not encode or decode.
+    #[error("JSON in the database: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The LISTEN connection ended.
+    #[error("PostgreSQL closed the LISTEN connection")]
+    ListenClosed,
 }
 
 /// A pool of connections to the shared database.

@@ -1,0 +1,114 @@
+//! Several p2p-server instances on one PostgreSQL (SPEC §9, issue 13):
+//! real instances, a real throwaway database, real daemons.
+
+use p2p_testkit::{wait_for, TestDaemon, TestPostgres, TestServer, DEADLINE, FAST_RECONNECT};
+use serde_json::Value;
+
+/// Presence lease in these tests: short, so "leaves `list`" is seconds.
+const LEASE: &str = "3s";
+
+/// `n` instances on one fresh database.
+fn cluster(pg: &TestPostgres, n: usize, extra: &[&str]) -> Vec<TestServer> {
+    let url = pg.fresh_database();
+    let mut flags = vec!["--database", &url, "--presence-lease", LEASE];
+    flags.extend_from_slice(extra);
+    (0..n).map(|_| TestServer::start(&flags)).collect()
+}
+
+fn users(d: &TestDaemon) -> Vec<String> {
+    let (code, doc) = d.ctl_json(&["list"]);
+    assert_eq!(code, 0, "{doc}");
+    doc["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .map(|u| u["user"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn broadcast(d: &TestDaemon, text: &str) -> Value {
+    let (code, doc) = d.ctl_json(&["broadcast", text]);
+    assert_eq!(code, 0, "{doc}");
+    doc["broadcast"].clone()
+}
+
+/// The broadcasts in `d`'s inbox once it holds `n`.
+fn broadcasts(d: &TestDaemon, n: usize) -> Vec<String> {
+    wait_for(DEADLINE, &format!("{n} broadcasts"), || {
+        let (_, doc) = d.ctl_json(&["inbox", "--all"]);
+        let got: Vec<String> = doc["messages"]
+            .as_array()?
+            .iter()
+            .filter(|m| m["kind"] == "broadcast")
+            .map(|m| m["text"].as_str().unwrap().to_string())
+            .collect();
+        (got.len() >= n).then_some(got)
+    })
+}
+
+/// Users on three instances see each other, and a broadcast through one
+/// reaches the users on the others and a late login, each exactly once.
+#[test]
+fn three_instances_share_list_and_broadcasts() {
+    let pg = TestPostgres::start();
+    let s = cluster(&pg, 3, &[]);
+    assert!(
+        s.iter().all(|x| x.fingerprint == s[0].fingerprint),
+        "one identity, one pin"
+    );
+    let alice = TestDaemon::online(&s[0], "alice");
+    let bob = TestDaemon::online(&s[1], "bob");
+    let carol = TestDaemon::online(&s[2], "carol");
+    for d in [&alice, &bob, &carol] {
+        assert_eq!(users(d), ["alice", "bob", "carol"]);
+    }
+    broadcast(&alice, "one");
+    broadcast(&bob, "two");
+    assert_eq!(broadcasts(&carol, 2), ["one", "two"]);
+    assert_eq!(broadcasts(&bob, 1), ["one"]);
+    assert_eq!(broadcasts(&alice, 1), ["two"]);
+    // A late login on any instance gets both, once each.
+    s[1].add_user("dave", "dave-password");
+    let dave = TestDaemon::start(FAST_RECONNECT);
+    let (code, doc) = dave.login(&s[2], "dave", "dave-password");
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(broadcasts(&dave, 2), ["one", "two"]);
+    // A marker after them: still nothing twice.
+    broadcast(&carol, "three");
+    assert_eq!(broadcasts(&dave, 3), ["one", "two", "three"]);
+    assert_eq!(broadcasts(&alice, 2), ["two", "three"]);
+}
+
+/// The same user logging in on another instance replaces the first
+/// session, which is told so.
+#[test]
+fn a_login_on_another_instance_replaces_the_session() {
+    let pg = TestPostgres::start();
+    let s = cluster(&pg, 2, &[]);
+    let first = TestDaemon::online(&s[0], "alice");
+    let second = TestDaemon::start(FAST_RECONNECT);
+    let (code, doc) = second.login(&s[1], "alice", "alice-password");
+    assert_eq!(code, 0, "{doc}");
+    first.wait_state("replaced", DEADLINE);
+    assert_eq!(users(&second), ["alice"]);
+}
+
+/// A broadcast is delivered by the poll when the database has just
+/// terminated every instance's LISTEN connection.
+#[test]
+fn a_lost_notification_only_delays() {
+    let pg = TestPostgres::start();
+    let s = cluster(&pg, 2, &["--cluster-poll", "500ms"]);
+    let alice = TestDaemon::online(&s[0], "alice");
+    let bob = TestDaemon::online(&s[1], "bob");
+    let url = s[0].database().unwrap().to_string();
+    let db = url.rsplit('/').next().unwrap();
+    let killed = pg.psql(
+        db,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE application_name = 'p2p-server-listen'",
+    );
+    assert_eq!(killed.trim(), "2", "one LISTEN connection per instance");
+    broadcast(&alice, "through the poll");
+    assert_eq!(broadcasts(&bob, 1), ["through the poll"]);
+}
