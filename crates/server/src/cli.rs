@@ -330,6 +330,11 @@ fn check_config(cli: &Cli) -> Result<()> {
     if let crate::tls::TlsSource::Files { .. } = &cfg.tls {
         crate::tls::load(&cfg.tls, &cfg.data_dir)?;
     }
+    if let Some(db) = &cfg.database {
+        // The URL's form only: check-config does not connect.
+        crate::pg::connection_config(&db.url, "p2p-server")
+            .map_err(|e| ServerError::Usage(format!("--database: {e}")))?;
+    }
     match &cli.config {
         Some(path) => println!("p2p-server: configuration OK ({})", path.display()),
         None => println!("p2p-server: configuration OK (command line only; no --config)"),

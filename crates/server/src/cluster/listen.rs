@@ -41,13 +41,7 @@ impl Cluster {
 
     /// One connection's life: Ok when stopped, Err when it failed.
     async fn listen_once(&self) -> Result<(), PgError> {
-        let mut config: tokio_postgres::Config = self
-            .cfg
-            .url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| PgError::Url(e.to_string()))?;
-        config.application_name(LISTEN_APPLICATION);
-        config.connect_timeout(crate::pg::POOL_WAIT);
+        let config = crate::pg::connection_config(&self.cfg.url, LISTEN_APPLICATION)?;
         let (client, mut connection) = config.connect(NoTls).await?;
         let (tx, mut notes) = tokio::sync::mpsc::unbounded_channel();
         // The connection's messages (notifications among them) come only

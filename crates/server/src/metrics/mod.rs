@@ -95,7 +95,11 @@ impl Metrics {
             rate_limited: Family::default(),
         };
         let r = &mut registry;
-        r.register("users_registered", "Accounts in users.csv", m.users.clone());
+        r.register(
+            "users_registered",
+            "Accounts (users.csv, or the shared database)",
+            m.users.clone(),
+        );
         r.register("sessions_online", "Logged-in sessions", m.sessions.clone());
         r.register(
             "logins",

@@ -61,6 +61,26 @@ pub enum PgError {
     ListenClosed,
 }
 
+/// The connection settings `url` (`postgres://` or `postgresql://`) gives,
+/// with `application` as the name `pg_stat_activity` shows. Checks the URL
+/// without connecting.
+pub(crate) fn connection_config(
+    url: &str,
+    application: &str,
+) -> Result<tokio_postgres::Config, PgError> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(PgError::Url(
+            "must start with postgres:// or postgresql://".into(),
+        ));
+    }
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| PgError::Url(e.to_string()))?;
+    config.application_name(application);
+    config.connect_timeout(POOL_WAIT);
+    Ok(config)
+}
+
 /// A pool of connections to the shared database.
 #[derive(Clone)]
 pub struct PgPool {
@@ -71,16 +91,7 @@ impl PgPool {
     /// Makes the pool for `url` (`postgres://` or `postgresql://`); connects
     /// lazily, on first use. Must be called within a tokio runtime.
     pub fn new(url: &str) -> Result<PgPool, PgError> {
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(PgError::Url(
-                "must start with postgres:// or postgresql://".into(),
-            ));
-        }
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| PgError::Url(e.to_string()))?;
-        config.application_name(APPLICATION_NAME);
-        config.connect_timeout(POOL_WAIT);
+        let config = connection_config(url, APPLICATION_NAME)?;
         let manager = Manager::from_config(
             config,
             NoTls,
