@@ -78,6 +78,9 @@ pub(crate) struct Cluster {
     store: Arc<PgBroadcasts>,
     /// Sessions here whose presence row is written: user → session.
     claimed: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// Sessions here whose claim failed (the database was out of reach):
+    /// user → session, claimed again by the next lease renewal.
+    unclaimed: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     stop: CancellationToken,
     tasks: TaskTracker,
 }
@@ -93,6 +96,7 @@ impl Cluster {
             bus_wake: Notify::new(),
             store,
             claimed: Default::default(),
+            unclaimed: Default::default(),
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
         })

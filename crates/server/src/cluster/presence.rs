@@ -17,10 +17,15 @@ use crate::pg::PgError;
 use crate::reach::Reach;
 use crate::Shared;
 
+/// Locks a map whose entries stay consistent even if a holder panicked.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Cluster {
     /// Sessions here whose claim is written: user → session.
     fn claimed(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u64>> {
-        self.claimed.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.claimed)
     }
 
     /// The lease end for a row written or renewed now.
@@ -87,8 +92,41 @@ impl Cluster {
         Ok(())
     }
 
+    /// Records that `user`'s session `session` could not claim its row:
+    /// the next lease renewal claims it.
+    pub(crate) fn claim_failed(&self, user: &str, session: u64) {
+        lock(&self.unclaimed).insert(user.to_string(), session);
+    }
+
+    /// Claims again the rows of sessions whose claim failed.
+    async fn claim_again(&self, shared: &Shared) -> Result<()> {
+        let waiting: Vec<(String, u64)> = lock(&self.unclaimed).drain().collect();
+        for (i, (user, session)) in waiting.iter().enumerate() {
+            let Some(peer) = shared.presence.peer(user).filter(|p| p.session == *session) else {
+                continue;
+            };
+            let claimed = self
+                .claim(user, *session, peer.since_ms, &peer.public_key, &peer.reach)
+                .await;
+            if let Err(e) = claimed {
+                let mut unclaimed = lock(&self.unclaimed);
+                for (u, s) in &waiting[i..] {
+                    unclaimed.entry(u.clone()).or_insert(*s);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes `user`'s row if it is still this session's.
     pub(crate) async fn release(&self, user: &str, session: u64) -> Result<()> {
+        {
+            let mut unclaimed = lock(&self.unclaimed);
+            if unclaimed.get(user) == Some(&session) {
+                unclaimed.remove(user);
+            }
+        }
         {
             let mut claimed = self.claimed();
             if claimed.get(user) == Some(&session) {
@@ -145,6 +183,7 @@ impl Cluster {
     /// agreement (see the module doc), then deletes rows whose lease ran
     /// out (any instance may; a killed instance's users leave `list`).
     pub(super) async fn renew(&self, shared: &Shared) -> Result<()> {
+        self.claim_again(shared).await?;
         let c = self.pool.get().await?;
         let held = c
             .query(

@@ -294,6 +294,7 @@ async fn handle(
             .await
         {
             tracing::warn!(user = %user, cause = %e, "cannot write the presence row; the lease renewal retries");
+            cluster.claim_failed(&user, session);
         }
     }
     send(
