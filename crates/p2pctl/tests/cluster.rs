@@ -112,3 +112,20 @@ fn a_lost_notification_only_delays() {
     broadcast(&alice, "through the poll");
     assert_eq!(broadcasts(&bob, 1), ["through the poll"]);
 }
+
+/// `p2p-server kick` on one instance ends the session another instance
+/// holds, as an operator's logout (the token goes too).
+#[test]
+fn a_kick_on_one_instance_reaches_the_session_on_another() {
+    let pg = TestPostgres::start();
+    let s = cluster(&pg, 2, &[]);
+    let bob = TestDaemon::online(&s[1], "bob");
+    let out = s[0].admin(&["kick", "bob"], "");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let status = bob.wait_state("logged_out", DEADLINE);
+    let why = status["server"]["last_error"].as_str().unwrap_or_default();
+    assert!(why.contains("p2p-server kick"), "{status}");
+    let out = s[0].admin(&["kick", "nobody"], "");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not online"));
+}

@@ -137,7 +137,7 @@ async fn connection(stream: UnixStream, shared: &Shared, facts: &Facts) {
             let mut reader = BufReader::new(read.take(MAX_REQUEST));
             match reader.read_line(&mut line).await {
                 Ok(_) => match serde_json::from_str::<Request>(&line) {
-                    Ok(req) => handle(req, shared, facts),
+                    Ok(req) => handle(req, shared, facts).await,
                     Err(e) => error("bad_request", format!("not an admin request: {e}")),
                 },
                 Err(e) => error("bad_request", e.to_string()),
@@ -158,7 +158,7 @@ async fn connection(stream: UnixStream, shared: &Shared, facts: &Facts) {
     let _ = write.shutdown().await;
 }
 
-fn handle(req: Request, shared: &Shared, facts: &Facts) -> Value {
+async fn handle(req: Request, shared: &Shared, facts: &Facts) -> Value {
     match req {
         Request::Status => json!({
             "version": env!("CARGO_PKG_VERSION"),
@@ -186,11 +186,19 @@ fn handle(req: Request, shared: &Shared, facts: &Facts) -> Value {
             json!({ "sessions": sessions })
         }
         Request::Kick { user } => {
-            if shared.presence.kick(&user) {
-                info!(user = %user, "kick requested on the admin socket");
-                json!({ "kicked": user })
-            } else {
-                error("not_online", format!("{user} is not online"))
+            let kicked = match &shared.cluster {
+                _ if shared.presence.kick(&user) => Ok(true),
+                // Held by another instance of the cluster, or nowhere.
+                Some(cluster) => cluster.kick(&user).await,
+                None => Ok(false),
+            };
+            match kicked {
+                Ok(true) => {
+                    info!(user = %user, "kick requested on the admin socket");
+                    json!({ "kicked": user })
+                }
+                Ok(false) => error("not_online", format!("{user} is not online")),
+                Err(e) => error("database", format!("cannot reach the other instances: {e}")),
             }
         }
     }

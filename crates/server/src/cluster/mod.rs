@@ -19,6 +19,7 @@
 
 mod bus;
 mod feed;
+mod kick;
 mod listen;
 mod presence;
 
