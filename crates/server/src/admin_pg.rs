@@ -56,13 +56,13 @@ impl PgAdmin {
     /// Connects and migrates. A malformed URL is a usage error (exit 2); a
     /// database that cannot be reached or used is an error (exit 1). The
     /// message names the URL without its password.
-    pub(crate) fn connect(url: &str) -> Result<PgAdmin> {
+    pub(crate) fn connect(url: &str, ca: Option<&std::path::Path>) -> Result<PgAdmin> {
         let shown = redact_url(url);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(ServerError::Io)?;
-        let pool = runtime.block_on(async { PgPool::new(url) });
+        let pool = runtime.block_on(async { PgPool::secured(url, ca) });
         let pool = match pool {
             Ok(p) => p,
             Err(e) => return Err(ServerError::Usage(format!("--database {shown}: {e}"))),

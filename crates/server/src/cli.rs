@@ -56,6 +56,10 @@ pub struct Cli {
     /// instance on it (SPEC §9); also what the `user` commands act on.
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) database: Option<String>,
+    /// PEM file of the CA that signed the database's certificate: every
+    /// connection to the database is then TLS, verified against it.
+    #[arg(long, global = true, value_name = "FILE", requires = "database")]
+    pub(crate) database_ca: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) serve: ServeArgs,
     #[command(subcommand)]
@@ -304,7 +308,7 @@ fn dispatch(cli: Cli, argv: Vec<OsString>) -> Result<()> {
             Ok(())
         }
         Some(Command::User(cmd)) => match cli.database {
-            Some(url) => crate::user_cmd::on_database(&url, cmd),
+            Some(url) => crate::user_cmd::on_database(&url, cli.database_ca.as_deref(), cmd),
             None => crate::user_cmd::on_file(&file(), ensure_dir, cmd),
         },
     }
@@ -332,8 +336,9 @@ fn check_config(cli: &Cli) -> Result<()> {
     }
     if let Some(db) = &cfg.database {
         // The URL's form only: check-config does not connect.
-        crate::pg::connection_config(&db.url, "p2p-server")
+        let mut config = crate::pg::connection_config(&db.url, "p2p-server")
             .map_err(|e| ServerError::Usage(format!("--database: {e}")))?;
+        crate::pg::db_tls(&mut config, db.ca.as_deref())?;
     }
     match &cli.config {
         Some(path) => println!("p2p-server: configuration OK ({})", path.display()),
@@ -392,6 +397,7 @@ pub(crate) fn server_config(cli: &Cli) -> Result<ServerConfig> {
         .clone()
         .map(|url| crate::cluster::ClusterConfig {
             url,
+            ca: cli.database_ca.clone(),
             lease: args.presence_lease,
             poll: args.cluster_poll,
         });

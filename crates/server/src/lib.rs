@@ -209,7 +209,7 @@ impl Server {
                 (accounts::Accounts::Embedded { users, tokens }, hub, None)
             }
             Some(db) => {
-                let pool = pg::PgPool::new(&db.url)?;
+                let pool = pg::PgPool::secured(&db.url, db.ca.as_deref())?;
                 let applied = pg::migrate(&pool).await?;
                 if !applied.is_empty() {
                     info!(?applied, "database schema migrated");

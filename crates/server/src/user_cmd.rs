@@ -95,7 +95,7 @@ pub(crate) fn on_file(
 /// The `user` commands on the PostgreSQL accounts: the same checks, prompts
 /// and output as [`on_file`]. Names are checked and passwords read before
 /// connecting, so a typo costs no round trip.
-pub(crate) fn on_database(url: &str, cmd: UserCommand) -> Result<()> {
+pub(crate) fn on_database(url: &str, ca: Option<&std::path::Path>, cmd: UserCommand) -> Result<()> {
     use crate::admin_pg::PgAdmin;
     match cmd {
         UserCommand::Add {
@@ -104,11 +104,11 @@ pub(crate) fn on_database(url: &str, cmd: UserCommand) -> Result<()> {
         } => {
             p2p_proto::names::validate_username(&name)?;
             let pw = read_password(password_stdin, true).map_err(ServerError::Usage)?;
-            PgAdmin::connect(url)?.add(&name, pw.expose())?;
+            PgAdmin::connect(url, ca)?.add(&name, pw.expose())?;
             println!("added user {name}");
         }
         UserCommand::Remove { name } => {
-            PgAdmin::connect(url)?.remove(&name)?;
+            PgAdmin::connect(url, ca)?.remove(&name)?;
             println!("removed user {name}");
         }
         UserCommand::Passwd {
@@ -116,14 +116,14 @@ pub(crate) fn on_database(url: &str, cmd: UserCommand) -> Result<()> {
             password_stdin,
         } => {
             let pw = read_password(password_stdin, true).map_err(ServerError::Usage)?;
-            PgAdmin::connect(url)?.passwd(&name, pw.expose())?;
+            PgAdmin::connect(url, ca)?.passwd(&name, pw.expose())?;
             println!("password changed for {name}; its saved sessions must log in again");
         }
-        UserCommand::List { json } => print_users(&PgAdmin::connect(url)?.list()?, json),
+        UserCommand::List { json } => print_users(&PgAdmin::connect(url, ca)?.list()?, json),
         UserCommand::Import { file, json } => {
             // The file is checked whole before the database is touched.
             let records = crate::admin_pg::read_users_csv(&file)?;
-            PgAdmin::connect(url)?.import(&records)?;
+            PgAdmin::connect(url, ca)?.import(&records)?;
             let n = records.len();
             if json {
                 println!("{}", serde_json::json!({ "imported": n }));

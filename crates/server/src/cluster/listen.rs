@@ -6,11 +6,12 @@
 //! notifications sent meanwhile were lost.
 
 use futures::StreamExt;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_postgres::{AsyncMessage, Client, Connection, NoTls};
 
 use super::bus::BUS_CHANNEL;
 use super::{Cluster, LISTEN_RETRY};
-use crate::pg::{PgError, BROADCAST_CHANNEL};
+use crate::pg::{DbTls, PgError, BROADCAST_CHANNEL};
 
 /// `application_name` of the listening connection.
 pub(crate) const LISTEN_APPLICATION: &str = "p2p-server-listen";
@@ -41,8 +42,22 @@ impl Cluster {
 
     /// One connection's life: Ok when stopped, Err when it failed.
     async fn listen_once(&self) -> Result<(), PgError> {
-        let config = crate::pg::connection_config(&self.cfg.url, LISTEN_APPLICATION)?;
-        let (client, mut connection) = config.connect(NoTls).await?;
+        let mut config = crate::pg::connection_config(&self.cfg.url, LISTEN_APPLICATION)?;
+        match crate::pg::db_tls(&mut config, self.cfg.ca.as_deref())? {
+            DbTls::Plain => self.listen_on(config.connect(NoTls).await?).await,
+            DbTls::Verified(tls) => self.listen_on(config.connect(tls).await?).await,
+        }
+    }
+
+    /// Subscribes on `client` and passes its notifications on until stopped.
+    async fn listen_on<S, T>(
+        &self,
+        (client, mut connection): (Client, Connection<S, T>),
+    ) -> Result<(), PgError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
         let (tx, mut notes) = tokio::sync::mpsc::unbounded_channel();
         // The connection's messages (notifications among them) come only
         // from polling it; this stream ends when the connection does.

@@ -49,6 +49,8 @@ const LISTEN_RETRY: Duration = Duration::from_secs(1);
 pub struct ClusterConfig {
     /// The database URL (holds a password: never logged).
     pub url: String,
+    /// CA of the database's certificate: connections are TLS (`--database-ca`).
+    pub ca: Option<std::path::PathBuf>,
     /// Presence lease; renewed every third of it.
     pub lease: Duration,
     /// Poll interval of the feed and the bus.
@@ -60,6 +62,7 @@ impl ClusterConfig {
     pub fn new(url: String) -> Self {
         ClusterConfig {
             url,
+            ca: None,
             lease: PRESENCE_LEASE,
             poll: CLUSTER_POLL,
         }

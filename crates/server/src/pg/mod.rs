@@ -14,6 +14,7 @@ mod identity;
 mod migrate;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ pub use broadcasts::PgBroadcasts;
 pub(crate) use broadcasts::BROADCAST_CHANNEL;
 pub use identity::{shared_identity, PemIdentity};
 pub use migrate::{migrate, SCHEMA_VERSION};
+pub(crate) use tls::db_tls;
+pub use tls::DbTls;
 
 /// Connections one instance keeps to the database: enough for the ack
 /// writer, the purger, catch-ups and logins at once, while three instances
@@ -56,6 +59,9 @@ pub enum PgError {
     /// A row's JSON (reach, session event) does not encode or decode.
     #[error("JSON in the database: {0}")]
     Json(#[from] serde_json::Error),
+    /// TLS to the database cannot be set up as asked.
+    #[error("TLS to PostgreSQL: {0}")]
+    Tls(String),
     /// The LISTEN connection ended.
     #[error("PostgreSQL closed the LISTEN connection")]
     ListenClosed,
@@ -91,14 +97,20 @@ impl PgPool {
     /// Makes the pool for `url` (`postgres://` or `postgresql://`); connects
     /// lazily, on first use. Must be called within a tokio runtime.
     pub fn new(url: &str) -> Result<PgPool, PgError> {
-        let config = connection_config(url, APPLICATION_NAME)?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        Self::secured(url, None)
+    }
+
+    /// [`PgPool::new`] with TLS verified against the CA in `ca`, if given
+    /// (see `tls.rs`).
+    pub fn secured(url: &str, ca: Option<&std::path::Path>) -> Result<PgPool, PgError> {
+        let mut config = connection_config(url, APPLICATION_NAME)?;
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match db_tls(&mut config, ca)? {
+            DbTls::Plain => Manager::from_config(config, NoTls, manager_config),
+            DbTls::Verified(tls) => Manager::from_config(config, tls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
