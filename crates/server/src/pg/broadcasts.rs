@@ -83,17 +83,7 @@ impl PgBroadcasts {
             .query(&q, &[&(after as i64), &now_ms, &(limit as i64)])
             .await
             .map_err(PgError::from)?;
-        rows.iter()
-            .map(|r| {
-                broadcast(
-                    r.get::<_, i64>(0) as u64,
-                    r.get(1),
-                    r.get(2),
-                    r.get(3),
-                    r.get(4),
-                )
-            })
-            .collect()
+        rows.iter().map(broadcast).collect()
     }
 
     /// The highest broadcast id stored (0 if none).
@@ -130,17 +120,7 @@ impl PgBroadcasts {
             .query(&q, &[&(after as i64), &user, &now_ms, &(limit as i64)])
             .await
             .map_err(PgError::from)?;
-        rows.iter()
-            .map(|r| {
-                broadcast(
-                    r.get::<_, i64>(0) as u64,
-                    r.get(1),
-                    r.get(2),
-                    r.get(3),
-                    r.get(4),
-                )
-            })
-            .collect()
+        rows.iter().map(broadcast).collect()
     }
 
     /// The highest broadcast id `user` acknowledged among those still
@@ -221,14 +201,15 @@ impl PgBroadcasts {
 }
 
 /// A stored row as the hub's [`Broadcast`] (the one place that builds it).
-fn broadcast(
-    id: u64,
-    from: String,
-    text: String,
-    sent_ms: i64,
-    expires_ms: i64,
-) -> Result<Broadcast> {
-    Broadcast::new(id, from, text, sent_ms, expires_ms)
+/// A row of (id, sender, text, sent_ms, expires_ms) as a [`Broadcast`].
+fn broadcast(r: &tokio_postgres::Row) -> Result<Broadcast> {
+    Broadcast::new(
+        r.get::<_, i64>(0) as u64,
+        r.get(1),
+        r.get(2),
+        r.get(3),
+        r.get(4),
+    )
 }
 
 impl BroadcastStore for PgBroadcasts {
