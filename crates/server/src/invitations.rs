@@ -147,6 +147,33 @@ impl Invitations {
         self.ttl_ms.store(ttl_ms(ttl), Ordering::Relaxed);
     }
 
+    /// The life of a new invitation.
+    pub(crate) fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed))
+    }
+
+    /// The sender's limits, for an invitation made through the shared
+    /// database (`crate::cluster`): the inviter's session is on this
+    /// instance, so its counts are here. Checked before the invitee is
+    /// looked up, as in [`Invitations::invite`].
+    pub(crate) fn check_sender(&self, from: &str, ip: IpAddr, now: Instant) -> Result<(), Refused> {
+        let mut inner = self.inner.lock().expect("invitations poisoned");
+        inner.limits.check_sender(from, ip, now)
+    }
+
+    /// The invitee's limit, once it is known to be online (see
+    /// [`Invitations::check_sender`]). Counted on the inviter's instance.
+    pub(crate) fn check_invitee(&self, to: &str, now: Instant) -> Result<(), Refused> {
+        let mut inner = self.inner.lock().expect("invitations poisoned");
+        inner.limits.check_invitee(to, now)
+    }
+
+    /// Counts an invitation delivered through the shared database.
+    pub(crate) fn record(&self, from: &str, to: &str, ip: IpAddr, now: Instant) {
+        let mut inner = self.inner.lock().expect("invitations poisoned");
+        inner.limits.record(from, to, ip, now);
+    }
+
     /// `from` (on session `from_session`, connected from `ip`) invites
     /// `to`, which may be any string: unknown names are simply not online.
     /// Returns the id and expiry (Unix ms); the invitee has been told.
