@@ -6,7 +6,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use p2p_testkit::{bin, wait_for, TestDaemon, TestPostgres, TestServer, DEADLINE};
+use p2p_testkit::{bin, wait_for, TestDaemon, TestPostgres, TestServer, DEADLINE, FAST_RECONNECT};
 use serde_json::Value;
 
 /// Two instances on one fresh database, with `extra` flags.
@@ -196,4 +196,63 @@ fn an_unanswered_invitation_expires_across_instances() {
         "bob's request to be withdrawn",
         || (bob.status()["pending"] == 0).then_some(()),
     );
+}
+
+/// An invitation is bound to the invitee's session: bob logging in again
+/// on alice's instance replaces his session on the other one, which ends
+/// the invitation (alice is told he went offline), and the new session
+/// holds nothing to answer.
+#[test]
+fn a_login_elsewhere_ends_the_invitation_of_the_replaced_session() {
+    let pg = TestPostgres::start();
+    let (a, b) = pair(&pg, &[]);
+    let alice = TestDaemon::online(&a, "alice");
+    let bob = TestDaemon::online(&b, "bob");
+    let waiting = connecting(&alice, "bob", &["--timeout", "2m"]);
+    wait_pending(&bob, 1);
+    let again = TestDaemon::start(FAST_RECONNECT);
+    let (code, doc) = again.login(&a, "bob", "bob-password");
+    assert_eq!(code, 0, "{doc}");
+    bob.wait_state("replaced", DEADLINE);
+    let (code, e) = outcome(waiting);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (Some(6), Some("not_online")),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("went offline"),
+        "{e}"
+    );
+    assert_eq!(again.status()["pending"], 0);
+    let (code, e) = again.ctl_json(&["accept", "alice"]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (1, Some("no_request")),
+        "{e}"
+    );
+}
+
+/// The invitee's instance is killed: the invitation still ends at its
+/// expiry (the surviving instance runs it) and alice is told.
+#[test]
+fn an_invitation_to_a_killed_instance_still_expires() {
+    let pg = TestPostgres::start();
+    let (a, mut b) = pair(&pg, &["--invitation-ttl", "10s"]);
+    let alice = TestDaemon::online(&a, "alice");
+    let bob = TestDaemon::online(&b, "bob");
+    let waiting = connecting(&alice, "bob", &["--timeout", "25s"]);
+    wait_pending(&bob, 1);
+    b.kill9();
+    let (code, e) = outcome(waiting);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (Some(5), Some("timeout")),
+        "{e}"
+    );
+    let message = e["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("did not answer in time"), "{e}");
 }

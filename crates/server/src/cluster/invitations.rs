@@ -259,30 +259,23 @@ impl Cluster {
                 .map_err(db_failed)?;
             return Ok(None);
         }
-        let inviter = tx
-            .query_opt(
-                "SELECT public_key, reach::text FROM presence
-                 WHERE username = $1 AND instance_id = $2 AND session_id = $3
-                 AND lease_expires_ms > $4",
-                &[
-                    &inv.inviter,
-                    &inv.from_instance,
-                    &(inv.from_session as i64),
-                    &time::now_ms(),
-                ],
-            )
-            .await
-            .map_err(db_failed)?;
+        let inviter = if inv.from_instance == self.instance {
+            // Here: as locally (its row may not be written yet).
+            shared
+                .presence
+                .peer(&inv.inviter)
+                .filter(|p| p.session == inv.from_session)
+                .map(|p| (p.public_key, p.reach))
+        } else {
+            self.peer_row(&tx, &inv).await?
+        };
         // Our own contact must be this session's: a newer login of ours has
         // no record of the invitation and would refuse the inviter's link.
         let mine = shared.presence.peer(me).filter(|p| p.session == session);
-        let (Some(inviter), Some(mine)) = (inviter, mine) else {
+        let (Some((inviter_key, inviter_reach)), Some(mine)) = (inviter, mine) else {
             tx.commit().await.map_err(db_failed)?;
             return Err(Refused::NoLongerOnline(inv.inviter));
         };
-        let inviter_key: String = inviter.get(0);
-        let inviter_reach: Reach =
-            serde_json::from_str(inviter.get::<_, &str>(1)).map_err(db_failed)?;
         let (inviter_token, my_token) = if inv.from_instance == self.instance {
             shared
                 .relay
@@ -318,6 +311,34 @@ impl Cluster {
         }
         tracing::info!(invite = id, from = %inv.inviter, to = %inv.invitee, "invitation accepted");
         Ok(Some(to_me))
+    }
+
+    /// The key and reach of `inv`'s inviter on another instance, if that
+    /// session still holds the user's presence row.
+    async fn peer_row(
+        &self,
+        tx: &Transaction<'_>,
+        inv: &Invite,
+    ) -> std::result::Result<Option<(String, Reach)>, Refused> {
+        let row = tx
+            .query_opt(
+                "SELECT public_key, reach::text FROM presence
+                 WHERE username = $1 AND instance_id = $2 AND session_id = $3
+                 AND lease_expires_ms > $4",
+                &[
+                    &inv.inviter,
+                    &inv.from_instance,
+                    &(inv.from_session as i64),
+                    &time::now_ms(),
+                ],
+            )
+            .await
+            .map_err(db_failed)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let reach = serde_json::from_str(row.get::<_, &str>(1)).map_err(db_failed)?;
+        Ok(Some((row.get(0), reach)))
     }
 
     /// Session `session` of `user` here ended: its open invitations end
