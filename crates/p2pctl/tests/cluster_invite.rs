@@ -256,3 +256,26 @@ fn an_invitation_to_a_killed_instance_still_expires() {
     let message = e["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("did not answer in time"), "{e}");
 }
+
+/// The limit on invitations one user receives holds across instances:
+/// 10 from alice (instance A) and 10 from carol (instance B) fill bob's
+/// 20 a minute, so dave's on A is refused although A delivered only 10.
+#[test]
+fn the_invitees_limit_counts_every_instance() {
+    let pg = TestPostgres::start();
+    let (a, b) = pair(&pg, &[]);
+    let _bob = TestDaemon::online(&b, "bob");
+    for (inviter, server) in [("alice", &a), ("carol", &b)] {
+        let d = TestDaemon::online(server, inviter);
+        for i in 0..10 {
+            let (code, doc) = d.ctl_json(&["connect", "bob", "--no-wait"]);
+            assert_eq!(code, 0, "{inviter}'s invitation {i}: {doc}");
+        }
+    }
+    let dave = TestDaemon::online(&a, "dave");
+    let (code, e) = dave.ctl_json(&["connect", "bob", "--no-wait"]);
+    assert_ne!(code, 0, "{e}");
+    assert_eq!(e["error"]["code"], "rate_limited", "{e}");
+    let message = e["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("bob has too many invitations"), "{e}");
+}

@@ -20,3 +20,15 @@ CREATE TABLE invitations (
 CREATE INDEX invitations_expiry ON invitations (expires_ms);
 CREATE INDEX invitations_from ON invitations (from_instance, from_session);
 CREATE INDEX invitations_to ON invitations (to_instance, to_session);
+
+-- One row per invitation delivered, kept for the invitee's rate-limit
+-- window: every inviter's instance counts the same rows, so the limit on
+-- invitations one user receives holds across the cluster. Rows older than
+-- the window are deleted by the expiry drivers.
+CREATE TABLE invitation_receipts (
+    invite  BIGINT PRIMARY KEY,
+    invitee TEXT NOT NULL,
+    at_ms   BIGINT NOT NULL
+);
+CREATE INDEX invitation_receipts_invitee ON invitation_receipts (invitee, at_ms);
+CREATE INDEX invitation_receipts_at ON invitation_receipts (at_ms);

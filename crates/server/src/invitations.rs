@@ -108,6 +108,8 @@ pub struct Invitations {
     /// Life of a new invitation, in ms (a reload changes it).
     ttl_ms: AtomicU64,
     inner: Mutex<Inner>,
+    /// The limits in force (the shared database counts the invitee's).
+    limits: Mutex<InviteLimits>,
     /// Wakes the expiry driver when a new earliest deadline arrives.
     rearm: Notify,
 }
@@ -131,6 +133,7 @@ impl Invitations {
                 deadlines: BinaryHeap::new(),
                 limits: InviteLimiter::new(limits),
             }),
+            limits: Mutex::new(limits),
             rearm: Notify::new(),
         }
     }
@@ -139,6 +142,12 @@ impl Invitations {
     pub(crate) fn set_limits(&self, limits: InviteLimits) {
         let mut inner = self.inner.lock().expect("invitations poisoned");
         inner.limits.set_limits(limits);
+        *self.limits.lock().expect("invitations poisoned") = limits;
+    }
+
+    /// The limits in force.
+    pub(crate) fn limits(&self) -> InviteLimits {
+        *self.limits.lock().expect("invitations poisoned")
     }
 
     /// Applies a new invitation life (a reload) from the next invitation
@@ -161,14 +170,8 @@ impl Invitations {
         inner.limits.check_sender(from, ip, now)
     }
 
-    /// The invitee's limit, once it is known to be online (see
-    /// [`Invitations::check_sender`]). Counted on the inviter's instance.
-    pub(crate) fn check_invitee(&self, to: &str, now: Instant) -> Result<(), Refused> {
-        let mut inner = self.inner.lock().expect("invitations poisoned");
-        inner.limits.check_invitee(to, now)
-    }
-
-    /// Counts an invitation delivered through the shared database.
+    /// Counts an invitation delivered through the shared database (the
+    /// database counts the invitee's side: see `crate::cluster`).
     pub(crate) fn record(&self, from: &str, to: &str, ip: IpAddr, now: Instant) {
         let mut inner = self.inner.lock().expect("invitations poisoned");
         inner.limits.record(from, to, ip, now);

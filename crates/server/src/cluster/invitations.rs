@@ -7,7 +7,8 @@
 //!   out); the Invitation event goes to its session through the bus, or
 //!   straight to it when it is on this instance. The inviter's rate limits
 //!   are this instance's ([`crate::invitations::Invitations::check_sender`]):
-//!   the inviter's session is here.
+//!   the inviter's session is here; the invitee's counts the receipts in
+//!   the database, so it holds across instances.
 //! - `answer`, the expiry driver and a session's end each take the row
 //!   with `DELETE ... RETURNING`, so exactly one of them ends an invitation,
 //!   and tell the other side in the same transaction (bus rows are sent on
@@ -21,6 +22,7 @@
 //! run by every instance, so a killed instance's invitations end too.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use deadpool_postgres::Transaction;
 use p2p_proto::time;
@@ -29,10 +31,15 @@ use tokio::time::Instant;
 
 use super::{BusEvent, Cluster};
 use crate::error::Result;
+use crate::invite_limits::InviteLimits;
 use crate::pg::PgError;
 use crate::reach::{contact, Reach};
 use crate::refused::Refused;
 use crate::Shared;
+
+/// Receipts are swept every this many expiry polls (a minute at the
+/// default poll): they only cost a little space until then.
+const RECEIPT_SWEEP_POLLS: u32 = 60;
 
 /// The columns every statement taking an invitation row returns, in
 /// [`Invite::from_row`]'s order.
@@ -121,6 +128,38 @@ fn push_here(shared: &Shared, tells: Vec<Tell>) -> bool {
     all
 }
 
+/// The limit on invitations `to` receives, from everyone on every
+/// instance together: the receipts within the window, as
+/// `rate::SlidingWindow` counts its events (the same answer, too).
+async fn invitee_limit(
+    tx: &Transaction<'_>,
+    limits: InviteLimits,
+    to: &str,
+    now_ms: i64,
+) -> std::result::Result<(), Refused> {
+    let window_ms = limits.window.as_millis() as i64;
+    let row = tx
+        .query_one(
+            "SELECT count(*), min(at_ms) FROM invitation_receipts
+             WHERE invitee = $1 AND at_ms > $2",
+            &[&to, &(now_ms - window_ms)],
+        )
+        .await
+        .map_err(db_failed)?;
+    let (count, oldest): (i64, Option<i64>) = (row.get(0), row.get(1));
+    let wait = match oldest {
+        _ if limits.per_invitee == 0 => limits.window,
+        Some(oldest) if count >= i64::from(limits.per_invitee) => {
+            Duration::from_millis((oldest + window_ms - now_ms).max(0) as u64)
+        }
+        _ => return Ok(()),
+    };
+    Err(Refused::InviteRate {
+        what: format!("{to} has too many invitations"),
+        wait,
+    })
+}
+
 impl Cluster {
     /// Sends the `tells` for sessions on other instances through the bus
     /// inside `tx`; returns those for sessions here, to push once `tx` has
@@ -177,8 +216,9 @@ impl Cluster {
             return Err(not_online());
         };
         let (to_instance, to_session): (String, i64) = (row.get(0), row.get(1));
-        shared.invitations.check_invitee(to, now)?;
-        let expires_ms = time::now_ms() + shared.invitations.ttl().as_millis() as i64;
+        let now_ms = time::now_ms();
+        invitee_limit(&tx, shared.invitations.limits(), to, now_ms).await?;
+        let expires_ms = now_ms + shared.invitations.ttl().as_millis() as i64;
         let id: i64 = tx
             .query_one(
                 "INSERT INTO invitations (id, inviter, from_instance, from_session,
@@ -197,6 +237,12 @@ impl Cluster {
             .await
             .map_err(db_failed)?
             .get(0);
+        tx.execute(
+            "INSERT INTO invitation_receipts (invite, invitee, at_ms) VALUES ($1, $2, $3)",
+            &[&id, &to, &now_ms],
+        )
+        .await
+        .map_err(db_failed)?;
         let tell = Tell {
             instance: to_instance,
             user: to.to_string(),
@@ -212,9 +258,13 @@ impl Cluster {
         if !self.tell(shared, tx, vec![tell]).await.map_err(db_failed)? {
             // On this instance but gone or not reading: as locally.
             let c = self.pool.get().await.map_err(db_failed)?;
-            c.execute("DELETE FROM invitations WHERE id = $1", &[&id])
-                .await
-                .map_err(db_failed)?;
+            c.execute(
+                "WITH gone AS (DELETE FROM invitations WHERE id = $1)
+                 DELETE FROM invitation_receipts WHERE invite = $1",
+                &[&id],
+            )
+            .await
+            .map_err(db_failed)?;
             return Err(not_online());
         }
         shared.invitations.record(from, to, ip, now);
@@ -402,14 +452,34 @@ impl Cluster {
     pub(super) async fn invitation_expiry(&self, shared: &Shared) {
         let mut tick = tokio::time::interval(self.cfg.poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut polls = 0u32;
         loop {
             tokio::select! {
                 _ = self.stop.cancelled() => return,
-                _ = tick.tick() => {}
+                _ = tick.tick() => polls += 1,
             }
             if let Err(e) = self.expire_invitations(shared).await {
                 tracing::warn!(cause = %e, "cannot end expired invitations; retrying at the next poll");
             }
+            if polls >= RECEIPT_SWEEP_POLLS {
+                polls = 0;
+                if let Err(e) = self.sweep_receipts(shared).await {
+                    tracing::warn!(cause = %e, "cannot delete old invitation receipts");
+                }
+            }
         }
+    }
+
+    /// Deletes the receipts no window counts any more.
+    async fn sweep_receipts(&self, shared: &Shared) -> Result<()> {
+        let window = shared.invitations.limits().window.as_millis() as i64;
+        let c = self.pool.get().await?;
+        c.execute(
+            "DELETE FROM invitation_receipts WHERE at_ms <= $1",
+            &[&(time::now_ms() - window)],
+        )
+        .await
+        .map_err(PgError::from)?;
+        Ok(())
     }
 }
