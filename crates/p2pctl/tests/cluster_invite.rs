@@ -279,3 +279,31 @@ fn the_invitees_limit_counts_every_instance() {
     let message = e["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("bob has too many invitations"), "{e}");
 }
+
+/// The inviter's instance is killed and its lease runs out: bob's accept
+/// says alice is no longer online, and hands out nothing.
+#[test]
+fn accepting_after_the_inviters_instance_died_says_no_longer_online() {
+    let pg = TestPostgres::start();
+    let (mut a, b) = pair(&pg, &["--presence-lease", "3s"]);
+    let alice = TestDaemon::online(&a, "alice");
+    let bob = TestDaemon::online(&b, "bob");
+    let (code, doc) = alice.ctl_json(&["connect", "bob", "--no-wait"]);
+    assert_eq!(code, 0, "{doc}");
+    wait_pending(&bob, 1);
+    a.kill9();
+    wait_for(DEADLINE, "alice's lease to run out", || {
+        let (_, doc) = bob.ctl_json(&["list"]);
+        let users = doc["users"].as_array()?.clone();
+        (!users.iter().any(|u| u["user"] == "alice")).then_some(())
+    });
+    let (code, e) = bob.ctl_json(&["accept", "alice"]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (6, Some("not_online")),
+        "{e}"
+    );
+    let message = e["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("no longer online"), "{e}");
+    assert!(peers(&bob).is_empty());
+}

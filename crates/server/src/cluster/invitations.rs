@@ -323,7 +323,12 @@ impl Cluster {
         // no record of the invitation and would refuse the inviter's link.
         let mine = shared.presence.peer(me).filter(|p| p.session == session);
         let (Some((inviter_key, inviter_reach)), Some(mine)) = (inviter, mine) else {
-            tx.commit().await.map_err(db_failed)?;
+            // The row is gone: the inviter (if still there) must not wait
+            // for an expiry that will never come.
+            let [to_inviter, _] = inv.ended(InviteEnd::Offline);
+            self.tell(shared, tx, vec![to_inviter])
+                .await
+                .map_err(db_failed)?;
             return Err(Refused::NoLongerOnline(inv.inviter));
         };
         let (inviter_token, my_token) = if inv.from_instance == self.instance {
