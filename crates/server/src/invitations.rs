@@ -108,6 +108,8 @@ pub struct Invitations {
     /// Life of a new invitation, in ms (a reload changes it).
     ttl_ms: AtomicU64,
     inner: Mutex<Inner>,
+    /// The limits in force (the shared database counts the invitee's).
+    limits: Mutex<InviteLimits>,
     /// Wakes the expiry driver when a new earliest deadline arrives.
     rearm: Notify,
 }
@@ -131,6 +133,7 @@ impl Invitations {
                 deadlines: BinaryHeap::new(),
                 limits: InviteLimiter::new(limits),
             }),
+            limits: Mutex::new(limits),
             rearm: Notify::new(),
         }
     }
@@ -139,12 +142,39 @@ impl Invitations {
     pub(crate) fn set_limits(&self, limits: InviteLimits) {
         let mut inner = self.inner.lock().expect("invitations poisoned");
         inner.limits.set_limits(limits);
+        *self.limits.lock().expect("invitations poisoned") = limits;
+    }
+
+    /// The limits in force.
+    pub(crate) fn limits(&self) -> InviteLimits {
+        *self.limits.lock().expect("invitations poisoned")
     }
 
     /// Applies a new invitation life (a reload) from the next invitation
     /// on; open ones keep the expiry they were sent with.
     pub(crate) fn set_ttl(&self, ttl: Duration) {
         self.ttl_ms.store(ttl_ms(ttl), Ordering::Relaxed);
+    }
+
+    /// The life of a new invitation.
+    pub(crate) fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed))
+    }
+
+    /// The sender's limits, for an invitation made through the shared
+    /// database (`crate::cluster`): the inviter's session is on this
+    /// instance, so its counts are here. Checked before the invitee is
+    /// looked up, as in [`Invitations::invite`].
+    pub(crate) fn check_sender(&self, from: &str, ip: IpAddr, now: Instant) -> Result<(), Refused> {
+        let mut inner = self.inner.lock().expect("invitations poisoned");
+        inner.limits.check_sender(from, ip, now)
+    }
+
+    /// Counts an invitation delivered through the shared database (the
+    /// database counts the invitee's side: see `crate::cluster`).
+    pub(crate) fn record(&self, from: &str, to: &str, ip: IpAddr, now: Instant) {
+        let mut inner = self.inner.lock().expect("invitations poisoned");
+        inner.limits.record(from, to, ip, now);
     }
 
     /// `from` (on session `from_session`, connected from `ip`) invites

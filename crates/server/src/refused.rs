@@ -54,6 +54,10 @@ pub enum Refused {
     /// The store failed; the cause is logged, not sent.
     #[error("the server could not store the broadcast; try again")]
     StoreFailed,
+    /// The shared database could not be reached for an invitation or an
+    /// answer; the cause is logged, not sent.
+    #[error("the server could not reach its database; try again")]
+    Database,
 }
 
 impl Refused {
@@ -65,7 +69,7 @@ impl Refused {
             Refused::NoInvitation(_) => RefusalCode::NoInvitation,
             Refused::InviteRate { .. } | Refused::BroadcastRate { .. } => RefusalCode::RateLimited,
             Refused::TooLarge { .. } => RefusalCode::TooLarge,
-            Refused::StoreFailed => RefusalCode::Internal,
+            Refused::StoreFailed | Refused::Database => RefusalCode::Internal,
         }
     }
 }

@@ -9,6 +9,8 @@
 //!   invitation events), as rows the holding instance takes and deletes.
 //! - `feed.rs`: every broadcast, this instance's included, read back from
 //!   the database in id order and published to the local sessions.
+//! - `invitations.rs`: invitations as rows bound to both sessions, their
+//!   events and answers through the bus, expiry by every instance.
 //! - `listen.rs`: one dedicated connection LISTENing for wake-ups (the
 //!   NOTIFY payload is at most an instance id, never data); re-made after
 //!   a drop. Every driver also polls, so a lost notification only delays.
@@ -19,6 +21,7 @@
 
 mod bus;
 mod feed;
+mod invitations;
 mod kick;
 mod listen;
 mod presence;
@@ -106,7 +109,8 @@ impl Cluster {
         })
     }
 
-    /// Starts the drivers (the listener, the feed, the bus, the lease).
+    /// Starts the drivers (the listener, the feed, the bus, the lease, the
+    /// invitation expiry).
     /// Call before any session starts: the feed publishes what is stored
     /// after this, sessions catch up on the rest from the store.
     pub(crate) async fn start(self: &Arc<Self>, shared: &Arc<Shared>) -> crate::Result<()> {
@@ -119,6 +123,9 @@ impl Cluster {
         self.tasks.spawn(async move { me.bus(&s).await });
         let (me, s) = (self.clone(), shared.clone());
         self.tasks.spawn(async move { me.leases(&s).await });
+        let (me, s) = (self.clone(), shared.clone());
+        self.tasks
+            .spawn(async move { me.invitation_expiry(&s).await });
         Ok(())
     }
 

@@ -36,9 +36,14 @@ impl Drop for Unregister {
             // A row left behind (a stop before this runs) is deleted by the
             // lease renewal, or expires with the lease.
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let shared = self.shared.clone();
                 rt.spawn(async move {
                     if let Err(e) = cluster.release(&user, session).await {
                         tracing::warn!(user = %user, cause = %e, "cannot delete the presence row; it expires with its lease");
+                    }
+                    // Left behind, they end at their expiry instead.
+                    if let Err(e) = cluster.invitations_ended(&shared, &user, session).await {
+                        tracing::warn!(user = %user, cause = %e, "cannot end the session's invitations; they expire");
                     }
                 });
             }
@@ -85,10 +90,13 @@ async fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> (Reply, Option<
         Request::Invite { to } => {
             // Unknown names go the same way as offline accounts (rate limits
             // first, then `not_online`): no account probing.
-            match shared
-                .invitations
-                .invite(&shared.presence, &me.user, me.session, me.ip, &to)
-            {
+            let sent = match &shared.cluster {
+                None => shared
+                    .invitations
+                    .invite(&shared.presence, &me.user, me.session, me.ip, &to),
+                Some(c) => c.invite(shared, &me.user, me.session, me.ip, &to).await,
+            };
+            match sent {
                 Ok((invite, expires_ms)) => {
                     metrics().invitation("sent");
                     info!(user = %me.user, to = %to, invite, "invitation sent");
@@ -104,14 +112,18 @@ async fn request(shared: &Arc<Shared>, me: &Me, req: Request) -> (Reply, Option<
             }
         }
         Request::Answer { invite, accept } => {
-            match shared.invitations.answer(
-                &shared.presence,
-                &shared.relay,
-                &me.user,
-                me.session,
-                invite,
-                accept,
-            ) {
+            let answered = match &shared.cluster {
+                None => shared.invitations.answer(
+                    &shared.presence,
+                    &shared.relay,
+                    &me.user,
+                    me.session,
+                    invite,
+                    accept,
+                ),
+                Some(c) => c.answer(shared, &me.user, me.session, invite, accept).await,
+            };
+            match answered {
                 Ok(contact) => {
                     metrics().invitation(if accept { "accepted" } else { "rejected" });
                     Reply::Answered { invite, contact }

@@ -17,6 +17,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "cluster",
         include_str!("../../migrations/0002_cluster.sql"),
     ),
+    (
+        3,
+        "invitations",
+        include_str!("../../migrations/0003_invitations.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads.
