@@ -299,5 +299,8 @@ fn an_unreachable_database_is_one_clear_line_without_the_password() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = text(&out.stderr);
     assert!(err.contains("PostgreSQL"), "{err}");
-    assert!(!err.contains("hunter2secret") && !err.contains("panicked"), "{err}");
+    assert!(
+        !err.contains("hunter2secret") && !err.contains("panicked"),
+        "{err}"
+    );
 }
