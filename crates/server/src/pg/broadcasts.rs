@@ -59,7 +59,7 @@ impl PgBroadcasts {
             )
             .await?;
         let id: i64 = tx
-            .query_one(&q, &[&from, &text, &sent_ms, &expires_ms])
+            .query_one(&q, &[&from, &text.as_bytes(), &sent_ms, &expires_ms])
             .await?
             .get(0);
         tx.batch_execute(&format!("NOTIFY {BROADCAST_CHANNEL}"))
@@ -221,13 +221,18 @@ impl PgBroadcasts {
 }
 
 /// A stored row as the hub's [`Broadcast`] (the one place that builds it).
+/// The text is stored as its UTF-8 bytes (migration 0003: a TEXT column
+/// refuses U+0000); only [`PgBroadcasts::insert_async`] writes it, from a
+/// `&str`, so bytes that are not UTF-8 are a damaged row, refused.
 fn broadcast(
     id: u64,
     from: String,
-    text: String,
+    text: Vec<u8>,
     sent_ms: i64,
     expires_ms: i64,
 ) -> Result<Broadcast> {
+    let text = String::from_utf8(text)
+        .map_err(|_| PgError::Schema(format!("broadcast {id}: the text is not UTF-8")))?;
     Broadcast::new(id, from, text, sent_ms, expires_ms)
 }
 

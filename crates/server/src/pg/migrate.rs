@@ -17,6 +17,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "cluster",
         include_str!("../../migrations/0002_cluster.sql"),
     ),
+    (
+        3,
+        "broadcast_text_bytes",
+        include_str!("../../migrations/0003_broadcast_text_bytes.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads.
