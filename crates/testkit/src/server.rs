@@ -212,6 +212,28 @@ impl TestServer {
             .expect("add user");
     }
 
+    /// Adds accounts with already-computed argon2id hashes (`(name, PHC)`),
+    /// as a load test does to skip the KDF: into users.csv, or with
+    /// `--database` through `p2p-server user import` of a users.csv written
+    /// the same way (one process, one transaction, for any number).
+    pub fn add_users_hashed(&self, users: &[(String, String)]) {
+        let Some(url) = &self.database else {
+            let file = p2p_server::users::UserFile::in_dir(&self.data_dir());
+            for (name, phc) in users {
+                file.add_hashed(name, phc.clone()).expect("add user");
+            }
+            return;
+        };
+        let scratch = short_tempdir();
+        let file = p2p_server::users::UserFile::in_dir(scratch.path());
+        for (name, phc) in users {
+            file.add_hashed(name, phc.clone()).expect("add user");
+        }
+        let csv = file.path().display().to_string();
+        let out = self.admin(&["user", "import", &csv, "--database", url], "");
+        assert!(out.status.success(), "user import: {out:?}");
+    }
+
     /// The shared database's URL, if it serves from one.
     pub fn database(&self) -> Option<&str> {
         self.database.as_deref()

@@ -19,6 +19,10 @@ fn servers_serve_from_the_chosen_backend() {
     );
     server.add_user("alice", "alice-password");
     assert!(server.has_user("alice") && !server.has_user("bob"));
+    // A cheap precomputed hash, as the load tests register their crowds.
+    let phc = "$argon2id$v=19$m=8,t=1,p=1$c29tZXNhbHQ$Gc8Ty3jF3hYfFqQ8kO4ZkA";
+    server.add_users_hashed(&[("load0".into(), phc.into()), ("load1".into(), phc.into())]);
+    assert!(server.has_user("load0") && server.has_user("load1"));
     // users.csv is the embedded store's; the database's accounts live there.
     assert_eq!(server.data_dir().join("users.csv").exists(), !on_pg);
 
