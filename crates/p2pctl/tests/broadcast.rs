@@ -12,11 +12,7 @@ fn online(server: &TestServer, user: &str) -> TestDaemon {
 
 fn online_with(server: &TestServer, user: &str, env: &[(&str, &str)]) -> TestDaemon {
     let pw = format!("{user}-password");
-    if !server.data_dir().join("users.csv").exists()
-        || !std::fs::read_to_string(server.data_dir().join("users.csv"))
-            .unwrap()
-            .contains(&format!("\n{user},"))
-    {
+    if !server.has_user(user) {
         server.add_user(user, &pw);
     }
     let d = TestDaemon::start_with_env(FAST_RECONNECT, env);

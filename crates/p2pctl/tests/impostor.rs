@@ -32,7 +32,8 @@ fn read(path: &PathBuf) -> Vec<u8> {
 }
 
 /// Stops `real` and starts in its place (same port) a server with its own
-/// certificate but a copy of everything else in `real`'s data dir.
+/// certificate but a copy of everything else in `real`'s data dir (users.csv
+/// and state.db: `real` must be started with `TestServer::start_embedded`).
 fn stolen_database_impostor(real: &mut TestServer) -> TestServer {
     let mut fake = real.replace_with_impostor();
     fake.stop();
@@ -83,7 +84,7 @@ fn impostor_heard_nothing(fake: &TestServer) {
 
 #[test]
 fn a_running_daemon_refuses_the_impostor_after_a_drop() {
-    let mut real = TestServer::start(&[]);
+    let mut real = TestServer::start_embedded(&[]);
     real.add_user("alice", "alice-password");
     let mut alice = online(&real, "alice", "alice-password");
     // It resumed from its saved session (the path that lost the pin).
@@ -105,7 +106,7 @@ fn a_running_daemon_refuses_the_impostor_after_a_drop() {
 
 #[test]
 fn a_restarted_daemon_refuses_the_impostor_and_keeps_its_pin() {
-    let mut real = TestServer::start(&[]);
+    let mut real = TestServer::start_embedded(&[]);
     real.add_user("alice", "alice-password");
     let mut alice = online(&real, "alice", "alice-password");
     let pins = read(&pin_file(&alice));
@@ -150,7 +151,7 @@ fn a_saved_session_without_a_pin_is_not_resumed() {
 
 #[test]
 fn a_damaged_pin_file_refuses_a_login_to_the_impostor() {
-    let mut real = TestServer::start(&[]);
+    let mut real = TestServer::start_embedded(&[]);
     real.add_user("alice", "alice-password");
     let fake = stolen_database_impostor(&mut real);
 

@@ -315,7 +315,8 @@ fn open_registration_and_account_removal() {
 
 #[test]
 fn admin_commands_refuse_bad_input_and_change_nothing() {
-    let server = TestServer::start(&[]);
+    // Compares users.csv itself before and after.
+    let server = TestServer::start_embedded(&[]);
     let ok = server.admin(
         &["user", "add", "alice", "--password-stdin"],
         "alice-password\n",

@@ -144,7 +144,28 @@ impl Accounts {
         }
     }
 
-    /// Number of accounts (the shared count as of the last watch).
+    /// Re-reads the shared count now, for an answer that shows it (admin
+    /// `status`, a `/metrics` scrape): accounts come and go through
+    /// `p2p-server user` or another instance at any time, and a count as of
+    /// the last watch would lag them. Embedded: the count follows users.csv
+    /// on every login and watch already. On a database error the last count
+    /// stays (the answer must not fail for it).
+    pub(crate) async fn refresh_count(&self) {
+        if let Accounts::Shared {
+            accounts, count, ..
+        } = self
+        {
+            match accounts.count().await {
+                Ok(n) => count.store(n, Ordering::Relaxed),
+                Err(e) => {
+                    tracing::warn!(cause = %e, "cannot count the accounts; showing the last count")
+                }
+            }
+        }
+    }
+
+    /// Number of accounts (the shared count as of the last watch or
+    /// [`Accounts::refresh_count`]).
     pub(crate) fn count(&self) -> usize {
         match self {
             Accounts::Embedded { users, .. } => users.count(),

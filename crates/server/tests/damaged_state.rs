@@ -41,7 +41,7 @@ fn refused_start(data_dir: &Path) -> String {
 
 #[test]
 fn an_empty_state_db_is_refused() {
-    let mut server = TestServer::start(&[]);
+    let mut server = TestServer::start_embedded(&[]);
     server.stop();
     let db = server.data_dir().join("state.db");
     std::fs::write(&db, b"").unwrap();
@@ -53,7 +53,7 @@ fn an_empty_state_db_is_refused() {
 
 #[test]
 fn a_missing_certificate_is_refused_not_regenerated() {
-    let mut server = TestServer::start(&[]);
+    let mut server = TestServer::start_embedded(&[]);
     server.stop();
     let (cert, key) = (
         server.data_dir().join("tls-cert.pem"),
@@ -69,7 +69,7 @@ fn a_missing_certificate_is_refused_not_regenerated() {
 
 #[test]
 fn garbage_in_users_csv_keeps_the_last_good_accounts() {
-    let server = TestServer::start(&[]);
+    let server = TestServer::start_embedded(&[]);
     server.add_user("alice", "alice-password");
     // Logged in once, so the server has read the file with alice in it.
     let alice = TestDaemon::start(FAST_RECONNECT);

@@ -18,7 +18,7 @@ mod postgres;
 mod server;
 pub use lines::{read_to_end_within, Lines};
 pub use postgres::TestPostgres;
-pub use server::{admin_in, TestServer};
+pub use server::{admin_in, backend, Backend, TestServer, BACKEND_ENV};
 
 /// Default deadline for anything a test waits for.
 pub const DEADLINE: Duration = Duration::from_secs(30);

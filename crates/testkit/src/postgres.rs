@@ -13,6 +13,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 
 /// Where Debian installs the server programs, one dir per major version.
 const PG_LIB: &str = "/usr/lib/postgresql";
@@ -23,6 +24,15 @@ const SUPERUSER: &str = "p2p";
 const START_ATTEMPTS: usize = 3;
 /// Seconds `pg_ctl` waits for the server to accept connections.
 const START_WAIT_SECS: &str = "60";
+/// `max_connections` of every test cluster. A server keeps up to
+/// `p2p_server::pg::POOL_SIZE` + 1 (LISTEN) connections; the shared cluster
+/// of a `P2P_TEST_BACKEND=postgres` run serves every server of one test
+/// binary, several tests at once, each with a server or three (PostgreSQL's
+/// default of 100 is about six of them).
+const MAX_CONNECTIONS: u32 = 400;
+
+/// The cluster one test process shares (see [`TestPostgres::shared`]).
+static SHARED: OnceLock<TestPostgres> = OnceLock::new();
 
 /// Who runs the PostgreSQL programs.
 struct RunAs {
@@ -101,6 +111,22 @@ impl TestPostgres {
         panic!("PostgreSQL did not start:\n{last}");
     }
 
+    /// The cluster every [`crate::TestServer`] of this test process serves
+    /// from under `P2P_TEST_BACKEND=postgres`: started on first use, each
+    /// server in its own [`TestPostgres::fresh_database`]. A static is never
+    /// dropped, so an `atexit` hook stops it (`-m immediate`) and deletes its
+    /// temp dir when the test process exits (after all tests, a failing one
+    /// included: the harness exits through `exit`).
+    pub fn shared() -> &'static TestPostgres {
+        SHARED.get_or_init(|| {
+            let pg = TestPostgres::start();
+            // SAFETY: registers a plain `extern "C" fn` with no arguments.
+            let registered = unsafe { nix::libc::atexit(stop_shared) };
+            assert_eq!(registered, 0, "atexit: cannot register the PostgreSQL stop");
+            pg
+        })
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -129,7 +155,8 @@ impl TestPostgres {
         // would slow every test on a shared disk. synchronous_commit stays on.
         // Small shared buffers: several clusters run at once (one per test).
         let opts = format!(
-            "-k {} -h 127.0.0.1 -p {} -c fsync=off -c full_page_writes=off -c shared_buffers=16MB",
+            "-k {} -h 127.0.0.1 -p {} -c fsync=off -c full_page_writes=off -c shared_buffers=16MB \
+             -c max_connections={MAX_CONNECTIONS}",
             self.dir.path().display(),
             self.port
         );
@@ -188,12 +215,37 @@ impl TestPostgres {
         )
     }
 
+    /// The URL of database `db` over the Unix socket in the cluster's temp
+    /// dir. A server in another network namespace (a netlab host) cannot
+    /// reach this namespace's 127.0.0.1, but a socket path is a file, which
+    /// every namespace sees.
+    pub fn socket_url_for(&self, db: &str) -> String {
+        format!(
+            "postgres://{SUPERUSER}:{}@/{db}?host={}&port={}",
+            self.password,
+            self.dir.path().display(),
+            self.port
+        )
+    }
+
     /// Creates an empty database with a new name and returns its URL, so
     /// one cluster serves several independent tests.
     pub fn fresh_database(&self) -> String {
+        let name = self.create_database();
+        self.url_for(&name)
+    }
+
+    /// As [`TestPostgres::fresh_database`], with the URL through the socket
+    /// dir ([`TestPostgres::socket_url_for`]).
+    pub fn fresh_socket_database(&self) -> String {
+        let name = self.create_database();
+        self.socket_url_for(&name)
+    }
+
+    fn create_database(&self) -> String {
         let name = format!("t{}", self.next_db.fetch_add(1, Ordering::Relaxed));
         self.psql("postgres", &format!("CREATE DATABASE {name}"));
-        self.url_for(&name)
+        name
     }
 
     /// Runs SQL through `psql` on database `db` (as the superuser, over the
@@ -217,12 +269,11 @@ impl TestPostgres {
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
-}
 
-impl Drop for TestPostgres {
-    fn drop(&mut self) {
+    /// `pg_ctl stop -m immediate` (the data is thrown away next, nothing to
+    /// flush), waiting until the server has exited.
+    fn stop(&self) {
         let data = self.data_dir();
-        // Immediate: the data is thrown away next, nothing to flush.
         let _ = self.run_pg(
             "pg_ctl",
             &[
@@ -234,6 +285,21 @@ impl Drop for TestPostgres {
                 "stop".as_ref(),
             ],
         );
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The `atexit` hook of [`TestPostgres::shared`]: stops the shared cluster
+/// and deletes its temp dir (the static's `TempDir` is never dropped).
+extern "C" fn stop_shared() {
+    if let Some(pg) = SHARED.get() {
+        pg.stop();
+        let _ = std::fs::remove_dir_all(pg.dir.path());
     }
 }
 

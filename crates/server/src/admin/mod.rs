@@ -137,7 +137,12 @@ async fn connection(stream: UnixStream, shared: &Shared, facts: &Facts) {
             let mut reader = BufReader::new(read.take(MAX_REQUEST));
             match reader.read_line(&mut line).await {
                 Ok(_) => match serde_json::from_str::<Request>(&line) {
-                    Ok(req) => handle(req, shared, facts).await,
+                    Ok(req) => {
+                        if matches!(req, Request::Status) {
+                            shared.accounts.refresh_count().await;
+                        }
+                        handle(req, shared, facts).await
+                    }
                     Err(e) => error("bad_request", format!("not an admin request: {e}")),
                 },
                 Err(e) => error("bad_request", e.to_string()),

@@ -79,6 +79,10 @@ async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         }
         head.extend_from_slice(&chunk[..n]);
     };
+    if complete && head.starts_with(b"GET /metrics") {
+        // The account gauge is read from the database now (shared backend).
+        shared.accounts.refresh_count().await;
+    }
     let (status, kind, body) = if complete {
         route(&head, || metrics().render(shared))
     } else {

@@ -59,7 +59,7 @@ impl PgBroadcasts {
             )
             .await?;
         let id: i64 = tx
-            .query_one(&q, &[&from, &text, &sent_ms, &expires_ms])
+            .query_one(&q, &[&from, &text.as_bytes(), &sent_ms, &expires_ms])
             .await?
             .get(0);
         tx.batch_execute(&format!("NOTIFY {BROADCAST_CHANNEL}"))
@@ -200,16 +200,15 @@ impl PgBroadcasts {
     }
 }
 
-/// A stored row as the hub's [`Broadcast`] (the one place that builds it).
 /// A row of (id, sender, text, sent_ms, expires_ms) as a [`Broadcast`].
+/// The text is stored as its UTF-8 bytes (migration 0004: a TEXT column
+/// refuses U+0000); only [`PgBroadcasts::insert_async`] writes it, from a
+/// `&str`, so bytes that are not UTF-8 are a damaged row, refused.
 fn broadcast(r: &tokio_postgres::Row) -> Result<Broadcast> {
-    Broadcast::new(
-        r.get::<_, i64>(0) as u64,
-        r.get(1),
-        r.get(2),
-        r.get(3),
-        r.get(4),
-    )
+    let id = r.get::<_, i64>(0) as u64;
+    let text = String::from_utf8(r.get(2))
+        .map_err(|_| PgError::Schema(format!("broadcast {id}: the text is not UTF-8")))?;
+    Broadcast::new(id, r.get(1), text, r.get(3), r.get(4))
 }
 
 impl BroadcastStore for PgBroadcasts {

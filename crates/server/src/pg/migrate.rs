@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "invitations",
         include_str!("../../migrations/0003_invitations.sql"),
     ),
+    (
+        4,
+        "broadcast_text_bytes",
+        include_str!("../../migrations/0004_broadcast_text_bytes.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads.

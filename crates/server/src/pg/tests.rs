@@ -103,6 +103,22 @@ fn broadcast_store_keeps_the_embedded_contract() {
     assert!(s.pending("carol", 0, 0, 10).unwrap().is_empty());
 }
 
+/// Any text the protocol carries is stored as it came, U+0000 and control
+/// characters included, as the embedded store keeps it (a TEXT column
+/// refused U+0000: the sender was told the broadcast could not be stored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_text_with_nul_is_stored_as_it_came() {
+    let pg = TestPostgres::start();
+    let pool = migrated(&pg.fresh_database()).await;
+    let s = PgBroadcasts::new(pool);
+    let text = "a\u{0}b \u{1b}]52;c;\u{7} \u{202e} é\u{0}";
+    let id = s.insert_async("alice", text, 0, 1_000).await.unwrap();
+    let got = s.pending_async("carol", 0, 0, 10).await.unwrap();
+    assert_eq!((got[0].id, got[0].text.as_str()), (id, text));
+    let fed = s.after(0, 0, 10).await.unwrap();
+    assert_eq!(fed[0].text, text);
+}
+
 /// An acknowledgement is a row per (recipient, broadcast): repeating it
 /// through another instance changes nothing, and a broadcast whose insert
 /// committed after a later id was acknowledged is still pending for that
