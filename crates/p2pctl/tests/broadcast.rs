@@ -4,7 +4,6 @@
 use std::time::{Duration, SystemTime};
 
 use p2p_testkit::{wait_for, TestDaemon, TestServer, DEADLINE, FAST_RECONNECT};
-use serde_json::Value;
 
 fn online(server: &TestServer, user: &str) -> TestDaemon {
     online_with(server, user, &[])
@@ -19,26 +18,6 @@ fn online_with(server: &TestServer, user: &str, env: &[(&str, &str)]) -> TestDae
     let (code, doc) = d.login(server, user, &pw);
     assert_eq!(code, 0, "{user}: {doc}");
     d
-}
-
-fn broadcast(d: &TestDaemon, text: &str) -> Value {
-    let (code, doc) = d.ctl_json(&["broadcast", text]);
-    assert_eq!(code, 0, "{doc}");
-    doc["broadcast"].clone()
-}
-
-/// Broadcast texts in `d`'s inbox (all, read or not), waiting until `n`.
-fn broadcasts(d: &TestDaemon, n: usize) -> Vec<String> {
-    wait_for(DEADLINE, &format!("{n} broadcasts"), || {
-        let (_, doc) = d.ctl_json(&["inbox", "--all"]);
-        let texts: Vec<String> = doc["messages"]
-            .as_array()?
-            .iter()
-            .filter(|m| m["kind"] == "broadcast")
-            .map(|m| m["text"].as_str().unwrap().to_string())
-            .collect();
-        (texts.len() >= n).then_some(texts)
-    })
 }
 
 #[test]
@@ -62,7 +41,7 @@ fn online_users_get_it_and_the_sender_gets_an_id_but_no_copy() {
     let events = p2p_testkit::Lines::new(watch.stdout.take().unwrap());
     let next = || events.next_json("carol's next watch event");
     assert_eq!(next()["event"], "server");
-    let b = broadcast(&alice, "server maintenance at 18:00");
+    let b = alice.broadcast("server maintenance at 18:00");
     let ev = next();
     assert_eq!(
         (ev["event"].as_str(), ev["from"].as_str()),
@@ -80,37 +59,37 @@ fn online_users_get_it_and_the_sender_gets_an_id_but_no_copy() {
         "{left:?}"
     );
     for d in [&bob, &carol] {
-        assert_eq!(broadcasts(d, 1), ["server maintenance at 18:00"]);
+        assert_eq!(d.broadcasts(1), ["server maintenance at 18:00"]);
         let (_, inbox) = d.ctl_json(&["inbox", "--all"]);
         assert_eq!(inbox["messages"][0]["from"], "alice");
         assert_eq!(inbox["messages"][0]["id"], b["id"]);
     }
     // A second broadcast: in id order, and still none for the sender.
-    broadcast(&bob, "second");
+    bob.broadcast("second");
     assert_eq!(
-        broadcasts(&carol, 2),
+        carol.broadcasts(2),
         ["server maintenance at 18:00", "second"]
     );
-    assert_eq!(broadcasts(&alice, 1), ["second"]);
+    assert_eq!(alice.broadcasts(1), ["second"]);
 }
 
 #[test]
 fn late_logins_get_it_until_it_expires() {
     let server = TestServer::start(&["--broadcast-ttl", "6s"]);
     let alice = online(&server, "alice");
-    let first = broadcast(&alice, "first");
+    let first = alice.broadcast("first");
     // dave did not even have an account when it was sent.
     let dave = online(&server, "dave");
-    assert_eq!(broadcasts(&dave, 1), ["first"]);
+    assert_eq!(dave.broadcasts(1), ["first"]);
     // Past the expiry, a new login does not get it.
     let expires = humantime::parse_rfc3339(first["expires_at"].as_str().unwrap()).unwrap();
     wait_for(Duration::from_secs(30), "the broadcast's expiry", || {
         (SystemTime::now() > expires + Duration::from_secs(1)).then_some(())
     });
     let eve = online(&server, "eve");
-    broadcast(&alice, "second");
+    alice.broadcast("second");
     // Delivery is in id order, so once "second" is there, "first" never comes.
-    assert_eq!(broadcasts(&eve, 1), ["second"]);
+    assert_eq!(eve.broadcasts(1), ["second"]);
 }
 
 #[test]
@@ -120,7 +99,7 @@ fn a_server_crash_right_after_the_answer_loses_nothing() {
     let bob = online(&server, "bob");
     server.add_user("carol", "carol-password");
     for i in 0..5 {
-        broadcast(&alice, &format!("crash {i}"));
+        alice.broadcast(&format!("crash {i}"));
     }
     server.kill9();
     server.restart();
@@ -129,7 +108,7 @@ fn a_server_crash_right_after_the_answer_loses_nothing() {
     let carol = online(&server, "carol");
     let want: Vec<String> = (0..5).map(|i| format!("crash {i}")).collect();
     for d in [&bob, &carol] {
-        assert_eq!(broadcasts(d, 5), want, "each exactly once, in order");
+        assert_eq!(d.broadcasts(5), want, "each exactly once, in order");
     }
     // And again after another restart: nothing is delivered twice.
     server.kill9();
@@ -137,10 +116,10 @@ fn a_server_crash_right_after_the_answer_loses_nothing() {
     // Both come back by themselves; alice must be online to broadcast.
     bob.wait_state("online", DEADLINE);
     alice.wait_state("online", DEADLINE);
-    broadcast(&alice, "after");
+    alice.broadcast("after");
     let mut want = want;
     want.push("after".into());
-    assert_eq!(broadcasts(&bob, 6), want);
+    assert_eq!(bob.broadcasts(6), want);
 }
 
 #[test]
@@ -152,7 +131,7 @@ fn a_recipient_crash_before_its_ack_is_redelivered_once() {
         "bob",
         &[("P2PD_FAILPOINT", "crash-before-broadcast-ack")],
     );
-    broadcast(&alice, "are you there?");
+    alice.broadcast("are you there?");
     let status = bob.wait_exit(DEADLINE);
     assert!(
         !status.success(),
@@ -161,9 +140,9 @@ fn a_recipient_crash_before_its_ack_is_redelivered_once() {
     bob.clear_env();
     bob.restart();
     bob.wait_state("online", DEADLINE);
-    broadcast(&alice, "marker");
+    alice.broadcast("marker");
     assert_eq!(
-        broadcasts(&bob, 2),
+        bob.broadcasts(2),
         ["are you there?", "marker"],
         "redelivered, stored once"
     );
@@ -180,8 +159,8 @@ fn oversize_and_over_the_rate_limit_are_refused_and_store_nothing() {
         (2, Some("too_large")),
         "{e}"
     );
-    broadcast(&alice, "one");
-    broadcast(&alice, "two");
+    alice.broadcast("one");
+    alice.broadcast("two");
     let (code, e) = alice.ctl_json(&["broadcast", "three"]);
     assert_ne!(code, 0);
     assert_eq!(e["error"]["code"], "rate_limited", "{e}");
@@ -189,8 +168,8 @@ fn oversize_and_over_the_rate_limit_are_refused_and_store_nothing() {
         .as_str()
         .unwrap()
         .contains("try again"));
-    broadcast(&bob, "marker");
-    let seen = broadcasts(&alice, 1);
+    bob.broadcast("marker");
+    let seen = alice.broadcasts(1);
     assert_eq!(seen, ["marker"]);
     let texts = bob.inbox_texts(&["--all"]);
     assert_eq!(
@@ -218,7 +197,7 @@ fn inbox_follow_streams_broadcasts_and_marks_them_read() {
     let lines = p2p_testkit::Lines::new(follow.stdout.take().unwrap());
     // The follower is subscribed once its (empty) listing is done; a
     // broadcast sent before that would simply be in the listing instead.
-    broadcast(&alice, "followed");
+    alice.broadcast("followed");
     let entry = lines.next_json("the followed broadcast");
     assert_eq!(
         (entry["kind"].as_str(), entry["text"].as_str()),

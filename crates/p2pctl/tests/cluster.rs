@@ -1,8 +1,7 @@
 //! Several p2p-server instances on one PostgreSQL (SPEC §9, issue 13):
 //! real instances, a real throwaway database, real daemons.
 
-use p2p_testkit::{wait_for, TestDaemon, TestPostgres, TestServer, DEADLINE, FAST_RECONNECT};
-use serde_json::Value;
+use p2p_testkit::{TestDaemon, TestPostgres, TestServer, DEADLINE, FAST_RECONNECT};
 
 /// Presence lease in these tests: short, so "leaves `list`" is seconds.
 const LEASE: &str = "3s";
@@ -26,26 +25,6 @@ fn users(d: &TestDaemon) -> Vec<String> {
         .collect()
 }
 
-fn broadcast(d: &TestDaemon, text: &str) -> Value {
-    let (code, doc) = d.ctl_json(&["broadcast", text]);
-    assert_eq!(code, 0, "{doc}");
-    doc["broadcast"].clone()
-}
-
-/// The broadcasts in `d`'s inbox once it holds `n`.
-fn broadcasts(d: &TestDaemon, n: usize) -> Vec<String> {
-    wait_for(DEADLINE, &format!("{n} broadcasts"), || {
-        let (_, doc) = d.ctl_json(&["inbox", "--all"]);
-        let got: Vec<String> = doc["messages"]
-            .as_array()?
-            .iter()
-            .filter(|m| m["kind"] == "broadcast")
-            .map(|m| m["text"].as_str().unwrap().to_string())
-            .collect();
-        (got.len() >= n).then_some(got)
-    })
-}
-
 /// Users on three instances see each other, and a broadcast through one
 /// reaches the users on the others and a late login, each exactly once.
 #[test]
@@ -62,21 +41,21 @@ fn three_instances_share_list_and_broadcasts() {
     for d in [&alice, &bob, &carol] {
         assert_eq!(users(d), ["alice", "bob", "carol"]);
     }
-    broadcast(&alice, "one");
-    broadcast(&bob, "two");
-    assert_eq!(broadcasts(&carol, 2), ["one", "two"]);
-    assert_eq!(broadcasts(&bob, 1), ["one"]);
-    assert_eq!(broadcasts(&alice, 1), ["two"]);
+    alice.broadcast("one");
+    bob.broadcast("two");
+    assert_eq!(carol.broadcasts(2), ["one", "two"]);
+    assert_eq!(bob.broadcasts(1), ["one"]);
+    assert_eq!(alice.broadcasts(1), ["two"]);
     // A late login on any instance gets both, once each.
     s[1].add_user("dave", "dave-password");
     let dave = TestDaemon::start(FAST_RECONNECT);
     let (code, doc) = dave.login(&s[2], "dave", "dave-password");
     assert_eq!(code, 0, "{doc}");
-    assert_eq!(broadcasts(&dave, 2), ["one", "two"]);
+    assert_eq!(dave.broadcasts(2), ["one", "two"]);
     // A marker after them: still nothing twice.
-    broadcast(&carol, "three");
-    assert_eq!(broadcasts(&dave, 3), ["one", "two", "three"]);
-    assert_eq!(broadcasts(&alice, 2), ["two", "three"]);
+    carol.broadcast("three");
+    assert_eq!(dave.broadcasts(3), ["one", "two", "three"]);
+    assert_eq!(alice.broadcasts(2), ["two", "three"]);
 }
 
 /// The same user logging in on another instance replaces the first
@@ -109,8 +88,8 @@ fn a_lost_notification_only_delays() {
          WHERE application_name = 'p2p-server-listen'",
     );
     assert_eq!(killed.trim(), "2", "one LISTEN connection per instance");
-    broadcast(&alice, "through the poll");
-    assert_eq!(broadcasts(&bob, 1), ["through the poll"]);
+    alice.broadcast("through the poll");
+    assert_eq!(bob.broadcasts(1), ["through the poll"]);
 }
 
 /// `p2p-server kick` on one instance ends the session another instance

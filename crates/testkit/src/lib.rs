@@ -270,6 +270,29 @@ impl TestDaemon {
         self.ctl_stdin(args, "")
     }
 
+    /// `p2pctl --json broadcast TEXT`, which must succeed; its `broadcast`
+    /// object (id, expiry).
+    pub fn broadcast(&self, text: &str) -> Value {
+        let (code, doc) = self.ctl_json(&["broadcast", text]);
+        assert_eq!(code, 0, "broadcast: {doc}");
+        doc["broadcast"].clone()
+    }
+
+    /// The broadcast texts in the inbox (all, read or not), oldest first,
+    /// once there are at least `n` (within [`DEADLINE`]).
+    pub fn broadcasts(&self, n: usize) -> Vec<String> {
+        wait_for(DEADLINE, &format!("{n} broadcasts"), || {
+            let (_, doc) = self.ctl_json(&["inbox", "--all"]);
+            let texts: Vec<String> = doc["messages"]
+                .as_array()?
+                .iter()
+                .filter(|m| m["kind"] == "broadcast")
+                .map(|m| m["text"].as_str().unwrap_or_default().to_string())
+                .collect();
+            (texts.len() >= n).then_some(texts)
+        })
+    }
+
     /// The texts `p2pctl --json inbox EXTRA...` lists (unread only unless
     /// `extra` says `--all`), oldest first.
     pub fn inbox_texts(&self, extra: &[&str]) -> Vec<String> {
