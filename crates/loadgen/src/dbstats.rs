@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
 
-/// The queries the tool itself sends, left out of the counts.
-const OWN: &str = "%pg_stat_statements%";
+/// Marks the queries the tool itself sends (pg_stat_statements keeps the
+/// comment), so the counts leave them out.
+const OWN: &str = "%p2p-load stats%";
 
 /// A connection to the run's database, for its statistics.
 pub struct DbStats {
@@ -51,7 +52,7 @@ impl DbStats {
             .await
             .is_ok()
             && client
-                .simple_query("SELECT 1 FROM pg_stat_statements LIMIT 1")
+                .simple_query("SELECT 1 FROM pg_stat_statements LIMIT 1 /* p2p-load stats */")
                 .await
                 .is_ok();
         Ok(DbStats { client, statements })
@@ -66,7 +67,7 @@ impl DbStats {
     pub async fn reset(&self) -> Result<(), String> {
         if self.statements {
             self.client
-                .batch_execute("SELECT pg_stat_statements_reset()")
+                .batch_execute("SELECT pg_stat_statements_reset() /* p2p-load stats */")
                 .await
                 .map_err(|e| e.to_string())?;
         }
@@ -85,7 +86,7 @@ impl DbStats {
                 "SELECT query, calls FROM pg_stat_statements
                  WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
                    AND query NOT LIKE $1
-                 ORDER BY calls DESC, query",
+                 ORDER BY calls DESC, query /* p2p-load stats */",
                 &[&OWN],
             )
             .await
@@ -102,10 +103,24 @@ impl DbStats {
     pub async fn online(&self) -> Result<i64, String> {
         let row = self
             .client
-            .query_one("SELECT count(*) FROM presence", &[])
+            .query_one("SELECT count(*) FROM presence /* p2p-load stats */", &[])
             .await
             .map_err(|e| e.to_string())?;
         Ok(row.get(0))
+    }
+
+    /// Sessions online per instance (presence rows), most first.
+    pub async fn online_per_instance(&self) -> Result<Vec<i64>, String> {
+        let rows = self
+            .client
+            .query(
+                "SELECT count(*) FROM presence GROUP BY instance_id ORDER BY 1 DESC
+                 /* p2p-load stats */",
+                &[],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// CPU time so far of each process of the database server (backends
@@ -113,7 +128,7 @@ impl DbStats {
     pub async fn cpu(&self) -> Result<HashMap<u32, Duration>, String> {
         let rows = self
             .client
-            .query("SELECT pid FROM pg_stat_activity", &[])
+            .query("SELECT pid FROM pg_stat_activity /* p2p-load stats */", &[])
             .await
             .map_err(|e| e.to_string())?;
         Ok(rows

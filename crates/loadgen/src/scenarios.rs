@@ -48,6 +48,9 @@ pub struct DbFigures {
     /// Statements (round trips) while the sessions logged in, per login;
     /// `None` without `pg_stat_statements`.
     pub statements_per_login: Option<f64>,
+    /// Sessions per instance once all logged in (presence rows), most
+    /// first: the round-robin spread.
+    pub online_per_instance: Vec<i64>,
     /// Statements per second with nothing happening (all instances).
     pub idle_statements_per_s: Option<f64>,
     /// Statements during the measured rounds (acknowledgements included),
@@ -246,6 +249,8 @@ pub async fn fanout(
         figures.statements_per_login = take(db)
             .await?
             .map(|s| s.total() as f64 / online.max(1) as f64);
+        // Written before each login's answer: all there now.
+        figures.online_per_instance = db.online_per_instance().await?;
     }
     tokio::time::sleep(RSS_SETTLE).await;
     let rss_with = rss_bytes(servers)?;

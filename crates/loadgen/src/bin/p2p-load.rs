@@ -176,6 +176,7 @@ async fn scenario(cmd: &Cmd, servers: &Servers) -> Result<serde_json::Value, Str
             let db = r.db.clone().map(|d| {
                 json!({
                     "statements_per_login": d.statements_per_login,
+                    "online_per_instance": d.online_per_instance,
                     "idle_statements_per_s": d.idle_statements_per_s,
                     "statements_per_broadcast": d.statements_per_broadcast,
                     "cpu_us_per_delivery": d.cpu_us_per_delivery,
