@@ -78,6 +78,10 @@ pub enum StartError {
     /// Writing the data directory or the account file failed.
     #[error("data directory: {0}")]
     Data(std::io::Error),
+    /// The instances cannot serve as one cluster (several without a
+    /// database, or different TLS identities).
+    #[error("{0}")]
+    Cluster(String),
     /// `p2p-server user import` into the database failed.
     #[error("user import: {0}")]
     Import(String),

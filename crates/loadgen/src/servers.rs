@@ -23,7 +23,7 @@ impl Servers {
     /// others load it: one fingerprint). More than one needs a database.
     pub fn start(opts: &ServerOpts, instances: usize) -> Result<Servers, StartError> {
         if instances != 1 && opts.database.is_none() {
-            return Err(StartError::Import(format!(
+            return Err(StartError::Cluster(format!(
                 "{instances} instances need --database (they share the accounts and broadcasts)"
             )));
         }
@@ -32,7 +32,7 @@ impl Servers {
             procs.push(ServerProc::start(opts)?);
         }
         if procs.iter().any(|p| p.fingerprint != procs[0].fingerprint) {
-            return Err(StartError::Import(
+            return Err(StartError::Cluster(
                 "the instances present different certificates (SPEC §9: one identity)".into(),
             ));
         }
@@ -108,5 +108,22 @@ impl Servers {
     /// Open descriptors of all instances.
     pub fn fds(&self) -> std::io::Result<usize> {
         self.procs.iter().map(ServerProc::fds).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Several instances without a shared database would be several
+    /// unrelated servers: refused before any is started.
+    #[test]
+    fn several_instances_need_a_database() {
+        let opts = ServerOpts::for_sessions(10, 1);
+        match Servers::start(&opts, 2) {
+            Err(StartError::Cluster(m)) => assert!(m.contains("--database"), "{m}"),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("started two instances without a database"),
+        }
     }
 }
