@@ -16,8 +16,10 @@ use p2p_proto::wire::{Auth, ClientMsg, Reply, Request, ServerEvent, ServerMsg};
 use p2p_testkit::TestServer;
 use p2pd::tlsclient::ClientTls;
 
+pub mod dbstats;
 pub mod scenarios;
 pub mod server_proc;
+pub mod servers;
 pub mod spray;
 
 /// Every wait in a scenario gives up after this.

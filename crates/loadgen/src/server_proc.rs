@@ -39,6 +39,8 @@ pub struct ServerOpts {
     pub cpus: Option<String>,
     /// More server flags, verbatim.
     pub extra: Vec<String>,
+    /// `--database URL`: serve from this PostgreSQL database (SPEC §9).
+    pub database: Option<String>,
 }
 
 impl ServerOpts {
@@ -51,6 +53,7 @@ impl ServerOpts {
             broadcast_limit: broadcasts.max(1),
             cpus: None,
             extra: Vec::new(),
+            database: None,
         }
     }
 }
@@ -75,6 +78,13 @@ pub enum StartError {
     /// Writing the data directory or the account file failed.
     #[error("data directory: {0}")]
     Data(std::io::Error),
+    /// The instances cannot serve as one cluster (several without a
+    /// database, or different TLS identities).
+    #[error("{0}")]
+    Cluster(String),
+    /// `p2p-server user import` into the database failed.
+    #[error("user import: {0}")]
+    Import(String),
 }
 
 /// A running server; killed (SIGKILL) and reaped on drop.
@@ -115,6 +125,7 @@ impl ServerProc {
             .args(["--log-level", "warn", "--metrics-listen", "off"])
             .args(["--max-clients", &max_clients, "--broadcast-limit", &limit])
             .args(p2p_testkit::ONE_ADDRESS_CROWD)
+            .args(opts.database.iter().flat_map(|url| ["--database", url]))
             .args(&opts.extra)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -212,7 +223,9 @@ impl Drop for ServerProc {
     }
 }
 
-fn write_users(data_dir: &Path, n: usize) -> std::io::Result<Vec<String>> {
+/// `n` accounts (`load0000`, ...) with a deliberately cheap argon2id hash,
+/// as the text of a `users.csv`; returns the names and the text.
+pub(crate) fn users_csv(n: usize) -> std::io::Result<(Vec<String>, String)> {
     let cheap = Argon2::new(
         Algorithm::Argon2id,
         Version::V0x13,
@@ -229,6 +242,11 @@ fn write_users(data_dir: &Path, n: usize) -> std::io::Result<Vec<String>> {
         // The PHC string holds commas: quote it as the csv crate would.
         text.push_str(&format!("{name},\"{phc}\",{now}\n"));
     }
+    Ok((names, text))
+}
+
+fn write_users(data_dir: &Path, n: usize) -> std::io::Result<Vec<String>> {
+    let (names, text) = users_csv(n)?;
     let tmp = data_dir.join("users.csv.load-tmp");
     let mut f = std::fs::OpenOptions::new()
         .create(true)

@@ -6,10 +6,11 @@
 use std::process::Command;
 
 use p2p_loadgen::scenarios;
-use p2p_loadgen::server_proc::{ServerOpts, ServerProc};
+use p2p_loadgen::server_proc::ServerOpts;
+use p2p_loadgen::servers::Servers;
 
-fn server(sessions: usize, broadcasts: u32) -> ServerProc {
-    ServerProc::start(&ServerOpts::for_sessions(sessions, broadcasts)).expect("start p2p-server")
+fn server(sessions: usize, broadcasts: u32) -> Servers {
+    Servers::start(&ServerOpts::for_sessions(sessions, broadcasts), 1).expect("start p2p-server")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,12 +5,18 @@
 //! the server when it ends.
 //!
 //! `p2p-load fanout --online 1000 --rounds 5 --server-cpus 0 --client-cpus 1 --json`
+//!
+//! With `--database URL --instances K` it starts K instances on that
+//! (empty) PostgreSQL database instead, spreads the sessions over them
+//! round-robin, sends through the first, and reports the database's
+//! statements and CPU too (SPEC §9; `scripts/bench-cluster.sh`).
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use p2p_loadgen::scenarios::{self, median};
-use p2p_loadgen::server_proc::{self, ServerOpts, ServerProc, FD_MARGIN};
+use p2p_loadgen::server_proc::{self, ServerOpts, FD_MARGIN};
+use p2p_loadgen::servers::Servers;
 use serde_json::json;
 
 /// Broadcast benchmarks against a real p2p-server.
@@ -68,6 +74,13 @@ struct Common {
     /// More flags for the server, e.g. --server-arg=--broadcast-ttl=1h.
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
+    /// Serve from this PostgreSQL database (empty: the tool imports the
+    /// accounts into it), postgres://user:password@host:port/db.
+    #[arg(long)]
+    database: Option<String>,
+    /// p2p-server instances on --database (sessions spread round-robin).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    instances: u16,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -107,6 +120,7 @@ fn run(cmd: &Cmd, sessions: usize, broadcasts: u32, c: &Common) -> Result<(), St
     opts.bin = c.server_bin.clone();
     opts.cpus = c.server_cpus.clone();
     opts.extra = c.server_args.clone();
+    opts.database = c.database.clone();
     if let Some(m) = c.max_clients {
         opts.max_clients = m;
     }
@@ -124,19 +138,21 @@ fn run(cmd: &Cmd, sessions: usize, broadcasts: u32, c: &Common) -> Result<(), St
         .build()
         .map_err(|e| e.to_string())?;
     // Dropped at the end of this function, on error and on panic alike.
-    let server = ServerProc::start(&opts).map_err(|e| e.to_string())?;
-    eprintln!(
-        "p2p-load: p2p-server pid {} on {} (max clients {})",
-        server.pid(),
-        server.addr,
-        opts.max_clients
-    );
+    let servers = Servers::start(&opts, c.instances.into()).map_err(|e| e.to_string())?;
+    for server in servers.instances() {
+        eprintln!(
+            "p2p-load: p2p-server pid {} on {} (max clients {})",
+            server.pid(),
+            server.addr,
+            opts.max_clients
+        );
+    }
     // On SIGINT or SIGTERM the scenario is abandoned and `server` dropped.
     let out = rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| e.to_string())?;
         tokio::select! {
-            r = scenario(cmd, &server) => r,
+            r = scenario(cmd, &servers) => r,
             _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
             _ = term.recv() => Err("terminated".to_string()),
         }
@@ -151,13 +167,29 @@ fn run(cmd: &Cmd, sessions: usize, broadcasts: u32, c: &Common) -> Result<(), St
     Ok(())
 }
 
-async fn scenario(cmd: &Cmd, server: &ServerProc) -> Result<serde_json::Value, String> {
+async fn scenario(cmd: &Cmd, servers: &Servers) -> Result<serde_json::Value, String> {
+    let instances = servers.instances().len();
+    let database = servers.database().is_some();
     Ok(match cmd {
         Cmd::Fanout { online, rounds, .. } => {
-            let r = scenarios::fanout(server, *online, *rounds).await?;
+            let r = scenarios::fanout(servers, *online, *rounds).await?;
+            let db = r.db.clone().map(|d| {
+                json!({
+                    "statements_per_login": d.statements_per_login,
+                    "online_per_instance": d.online_per_instance,
+                    "idle_statements_per_s": d.idle_statements_per_s,
+                    "statements_per_broadcast": d.statements_per_broadcast,
+                    "cpu_us_per_delivery": d.cpu_us_per_delivery,
+                    "top": d.top,
+                })
+            });
             json!({
                 "scenario": "fanout",
+                "instances": instances,
+                "database": database,
                 "online": r.online,
+                "login_ms": r.login_ms,
+                "logins_per_s": r.online as f64 * 1e3 / r.login_ms.max(1e-3),
                 "rounds": r.fanout_all_ms.len(),
                 "fanout_all_ms_median": median(&r.fanout_all_ms),
                 "store_ms_median": median(&r.store_ms),
@@ -166,23 +198,31 @@ async fn scenario(cmd: &Cmd, server: &ServerProc) -> Result<serde_json::Value, S
                 "fanout_all_ms": r.fanout_all_ms,
                 "store_ms": r.store_ms,
                 "deliveries_checked": r.deliveries,
+                "db": db,
             })
         }
         Cmd::Catchup { sessions, .. } => {
-            let r = scenarios::catchup(server, *sessions).await?;
+            let r = scenarios::catchup(servers, *sessions).await?;
             json!({
                 "scenario": "catchup",
+                "instances": instances,
+                "database": database,
                 "sessions": sessions,
+                "catchups_per_s": *sessions as f64 * 1e3 / r.catchup_all_ms.max(1e-3),
                 "caught_up": r.caught_up,
                 "tls_resumed": r.tls_resumed,
                 "catchup_all_ms": r.catchup_all_ms,
                 "server_cpu_ms": r.server_cpu_ms,
+                "db_cpu_ms": r.db_cpu_ms,
+                "db_statements_per_session": r.db_statements_per_session,
             })
         }
         Cmd::Hold { sessions, .. } => {
-            let r = scenarios::hold(server, *sessions).await?;
+            let r = scenarios::hold(servers, *sessions).await?;
             json!({
                 "scenario": "hold",
+                "instances": instances,
+                "database": database,
                 "sessions": sessions,
                 "held": r.held,
                 "server_rss_bytes_per_session": r.server_rss_bytes_per_session,
