@@ -173,26 +173,41 @@ impl Client {
 /// Registers `n` users (`load0000`, ...) with a deliberately cheap argon2id
 /// hash, so a thousand logins measure the server, not the KDF.
 pub fn register_users(server: &TestServer, n: usize) -> Vec<String> {
-    register_users_in(&server.data_dir(), n)
+    let phc = cheap_hash();
+    let names = user_names(n);
+    let users: Vec<(String, String)> = names.iter().map(|n| (n.clone(), phc.clone())).collect();
+    server.add_users_hashed(&users);
+    names
 }
 
 /// As [`register_users`], into the data directory of an in-process server.
 pub fn register_users_in(data_dir: &std::path::Path, n: usize) -> Vec<String> {
+    let phc = cheap_hash();
+    let file = p2p_server::users::UserFile::in_dir(data_dir);
+    let names = user_names(n);
+    for name in &names {
+        file.add_hashed(name, phc.clone()).expect("add user");
+    }
+    names
+}
+
+/// `load0000`, `load0001`, ...
+fn user_names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("load{i:04}")).collect()
+}
+
+/// A cheap argon2id hash of [`PASSWORD`] (the accounts are for load, not
+/// for protecting anything).
+fn cheap_hash() -> String {
     let cheap = Argon2::new(
         Algorithm::Argon2id,
         Version::V0x13,
         Params::new(8, 1, 1, None).expect("params"),
     );
-    let phc = cheap
+    cheap
         .hash_password(PASSWORD.as_bytes())
         .expect("hash")
-        .to_string();
-    let file = p2p_server::users::UserFile::in_dir(data_dir);
-    let names: Vec<String> = (0..n).map(|i| format!("load{i:04}")).collect();
-    for name in &names {
-        file.add_hashed(name, phc.clone()).expect("add user");
-    }
-    names
+        .to_string()
 }
 
 /// What [`broadcast_scale`] observed.
