@@ -202,6 +202,43 @@ impl TestPostgres {
             .unwrap_or_else(|e| panic!("running {}: {e}", path.display()))
     }
 
+    /// Stops the database (`pg_ctl stop -m fast`: every connection is
+    /// terminated, as when the database goes down under the instances);
+    /// [`TestPostgres::start_again`] brings it back on the same port.
+    pub fn stop(&self) {
+        let data = self.data_dir();
+        let out = self.run_pg(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-m".as_ref(),
+                "fast".as_ref(),
+                "-w".as_ref(),
+                "-t".as_ref(),
+                START_WAIT_SECS.as_ref(),
+                "stop".as_ref(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "pg_ctl stop failed:\n{}",
+            output_text(&out)
+        );
+    }
+
+    /// Starts the database again after [`TestPostgres::stop`], on the same
+    /// port and with the same data.
+    pub fn start_again(&self) {
+        let out = self.pg_ctl_start();
+        assert!(
+            out.status.success(),
+            "PostgreSQL did not start again:\n{}\n{}",
+            output_text(&out),
+            self.log()
+        );
+    }
+
     /// URL of the `postgres` database as the superuser, over TCP.
     pub fn url(&self) -> String {
         self.url_for("postgres")
