@@ -257,7 +257,7 @@ fn the_database_going_down_and_coming_back() {
     assert!(
         doc["error"]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("try again")),
+            .is_some_and(|m| m.contains("cannot reach its database") && m.contains("try again")),
         "{doc}"
     );
     // Down past the lease: every presence row has run out when it is back

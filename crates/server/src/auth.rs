@@ -75,6 +75,19 @@ impl Refusal {
         }
     }
 
+    /// The account store failed: with the shared database, that is the
+    /// database being out of reach, which the user is told as such.
+    fn store(e: ServerError) -> Self {
+        if matches!(e, ServerError::Pg(_)) {
+            tracing::error!(cause = %e, "login failed: the database is out of reach");
+            return Refusal::new(
+                LoginError::Internal,
+                "the server cannot reach its database; try again later",
+            );
+        }
+        Self::internal(e)
+    }
+
     fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(cause = %e, "login failed internally");
         Refusal::new(LoginError::Internal, "server error; try again later")
@@ -217,7 +230,7 @@ impl Authenticator {
             .accounts
             .token_ok(user, token)
             .await
-            .map_err(Refusal::internal)?;
+            .map_err(Refusal::store)?;
         if ok {
             Ok((token.clone(), Method::Token))
         } else {
@@ -240,11 +253,7 @@ impl Authenticator {
         let slot = self.slot().await?;
         // Others may have failed while this login queued.
         check()?;
-        let phc = self
-            .accounts
-            .hash_of(user)
-            .await
-            .map_err(Refusal::internal)?;
+        let phc = self.accounts.hash_of(user).await.map_err(Refusal::store)?;
         let exists = phc.is_some();
         let phc = phc.unwrap_or_else(|| decoy_hash().to_string());
         let (pw, h) = (password.clone(), phc.clone());
@@ -284,7 +293,7 @@ impl Authenticator {
             .accounts
             .hash_of(user)
             .await
-            .map_err(Refusal::internal)?
+            .map_err(Refusal::store)?
             .is_some()
         {
             return Err(Refusal::new(
@@ -309,7 +318,7 @@ impl Authenticator {
                     format!("user {user:?} already exists"),
                 ))
             }
-            Err(e) => return Err(Refusal::internal(e)),
+            Err(e) => return Err(Refusal::store(e)),
         }
         self.issue(user, phc, Method::Register).await
     }
@@ -324,7 +333,7 @@ impl Authenticator {
             .accounts
             .issue(user, phc)
             .await
-            .map_err(Refusal::internal)?;
+            .map_err(Refusal::store)?;
         Ok((token, method))
     }
 

@@ -298,11 +298,20 @@ impl Server {
             cluster.start(&shared).await?;
         }
         let mut poll = tokio::time::interval(USERS_POLL_INTERVAL);
+        // The account watch runs beside the accept loop, one at a time: a
+        // database that does not answer must not stop new connections
+        // (it may hold a check for the pool's whole wait).
+        let mut watch: Option<tokio::task::JoinHandle<()>> = None;
         info!(addr = %listener.local_addr()?, max_clients = shared.cfg.max_clients, users = shared.accounts.count(), "serving");
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = poll.tick() => shared.kick_removed().await,
+                _ = poll.tick() => {
+                    if watch.as_ref().is_none_or(|w| w.is_finished()) {
+                        let shared = shared.clone();
+                        watch = Some(tokio::spawn(async move { shared.kick_removed().await }));
+                    }
+                }
                 accepted = listener.accept() => match accepted {
                     Ok((stream, addr)) => {
                         let _ = stream.set_nodelay(true);
@@ -333,6 +342,9 @@ impl Server {
                     }
                 },
             }
+        }
+        if let Some(w) = watch {
+            w.abort();
         }
         info!(online = shared.presence.count(), "shutting down");
         tracker.close();

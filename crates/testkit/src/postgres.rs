@@ -309,7 +309,7 @@ impl TestPostgres {
 
     /// `pg_ctl stop -m immediate` (the data is thrown away next, nothing to
     /// flush), waiting until the server has exited.
-    fn stop(&self) {
+    fn discard(&self) {
         let data = self.data_dir();
         let _ = self.run_pg(
             "pg_ctl",
@@ -327,7 +327,7 @@ impl TestPostgres {
 
 impl Drop for TestPostgres {
     fn drop(&mut self) {
-        self.stop();
+        self.discard();
     }
 }
 
@@ -335,7 +335,7 @@ impl Drop for TestPostgres {
 /// and deletes its temp dir (the static's `TempDir` is never dropped).
 extern "C" fn stop_shared() {
     if let Some(pg) = SHARED.get() {
-        pg.stop();
+        pg.discard();
         let _ = std::fs::remove_dir_all(pg.dir.path());
     }
 }

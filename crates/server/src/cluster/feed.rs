@@ -14,20 +14,22 @@ use crate::error::Result;
 use crate::Shared;
 
 impl Cluster {
-    /// Publishes everything above `last`; returns the new last id.
-    async fn publish_new(&self, shared: &Shared, mut last: u64) -> Result<u64> {
+    /// Publishes everything above `last`, moving `last` past each one as
+    /// it goes (so a failed read after a full batch does not publish that
+    /// batch again).
+    async fn publish_new(&self, shared: &Shared, last: &mut u64) -> Result<()> {
         loop {
             let batch = self
                 .store
-                .after(last, time::now_ms(), CATCH_UP_BATCH)
+                .after(*last, time::now_ms(), CATCH_UP_BATCH)
                 .await?;
             let full = batch.len() == CATCH_UP_BATCH;
             for b in batch {
-                last = b.id;
+                *last = b.id;
                 shared.broadcasts.feed_publish(Arc::new(b));
             }
             if !full {
-                return Ok(last);
+                return Ok(());
             }
         }
     }
@@ -40,11 +42,8 @@ impl Cluster {
         let mut tick = tokio::time::interval(self.cfg.poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            match self.publish_new(shared, last).await {
-                Ok(now) => last = now,
-                Err(e) => {
-                    tracing::warn!(cause = %e, "cannot read new broadcasts; retrying at the next poll")
-                }
+            if let Err(e) = self.publish_new(shared, &mut last).await {
+                tracing::warn!(cause = %e, "cannot read new broadcasts; retrying at the next poll");
             }
             tokio::select! {
                 _ = self.stop.cancelled() => return,

@@ -221,11 +221,16 @@ impl Cluster {
                 .await
                 .map_err(PgError::from)?;
             match row {
-                // Taken over by a newer login whose kick was lost.
-                Some(_) => {
-                    shared
-                        .presence
-                        .kick_session(&user, session, CloseReason::Replaced);
+                // Taken over by a newer login whose kick was lost. (The row
+                // may also be this very session's, claimed after the UPDATE
+                // above read the rows: nothing to do then.)
+                Some(r) => {
+                    let (instance, held): (String, i64) = (r.get(0), r.get(1));
+                    if instance != self.instance || held as u64 != session {
+                        shared
+                            .presence
+                            .kick_session(&user, session, CloseReason::Replaced);
+                    }
                 }
                 // The lease ran out while the database was out of reach, or
                 // the session is still claiming: write it (never over another
