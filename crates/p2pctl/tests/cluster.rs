@@ -6,12 +6,11 @@ use p2p_testkit::{TestDaemon, TestPostgres, TestServer, DEADLINE, FAST_RECONNECT
 /// Presence lease in these tests: short, so "leaves `list`" is seconds.
 const LEASE: &str = "3s";
 
-/// `n` instances on one fresh database.
+/// `n` instances on one fresh database, with the short lease.
 fn cluster(pg: &TestPostgres, n: usize, extra: &[&str]) -> Vec<TestServer> {
-    let url = pg.fresh_database();
-    let mut flags = vec!["--database", &url, "--presence-lease", LEASE];
+    let mut flags = vec!["--presence-lease", LEASE];
     flags.extend_from_slice(extra);
-    (0..n).map(|_| TestServer::start(&flags)).collect()
+    TestServer::cluster(pg, n, &flags)
 }
 
 fn users(d: &TestDaemon) -> Vec<String> {

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use p2p_testkit::rng::{env_or, Rng};
 use p2p_testkit::{wait_for, TestDaemon, TestPostgres, TestServer, DEADLINE, FAST_RECONNECT};
 
 /// Kills in a CI run: a few of each instance, kept short (each restart is
@@ -27,31 +28,6 @@ const MAX_ACKS_BETWEEN_KILLS: u64 = 6;
 const LEASE: &str = "3s";
 /// The receivers.
 const RECEIVERS: [&str; 2] = ["bob", "carol"];
-
-/// splitmix64: a small, seedable generator (test randomness, not crypto).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// 1..=n.
-    fn upto(&mut self, n: u64) -> u64 {
-        1 + self.next() % n
-    }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// alice's side: broadcasts with unique texts until `stop`, recording the
 /// acknowledged ones as (id, text).
@@ -164,7 +140,7 @@ fn acknowledged_broadcasts_survive_kill_9_of_random_instances() {
             });
             assert!(!sender.is_finished(), "the sender stopped");
             // An instance three times in four, else a receiver's daemon.
-            let victim = match rng.next() % 8 {
+            let victim = match rng.next_u64() % 8 {
                 v @ 0..=5 => (v % 3) as usize,
                 v => 3 + (v % 2) as usize,
             };

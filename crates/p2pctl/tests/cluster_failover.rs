@@ -10,12 +10,11 @@ use serde_json::Value;
 /// Presence lease in these tests: short, so "leaves `list`" is seconds.
 const LEASE: &str = "3s";
 
-/// `n` instances on one fresh database.
+/// `n` instances on one fresh database, with the short lease.
 fn cluster(pg: &TestPostgres, n: usize, extra: &[&str]) -> Vec<TestServer> {
-    let url = pg.fresh_database();
-    let mut flags = vec!["--database", &url, "--presence-lease", LEASE];
+    let mut flags = vec!["--presence-lease", LEASE];
     flags.extend_from_slice(extra);
-    (0..n).map(|_| TestServer::start(&flags)).collect()
+    TestServer::cluster(pg, n, &flags)
 }
 
 /// The database name in an instance's URL (for `psql`).

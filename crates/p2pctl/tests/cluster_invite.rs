@@ -11,10 +11,9 @@ use serde_json::Value;
 
 /// Two instances on one fresh database, with `extra` flags.
 fn pair(pg: &TestPostgres, extra: &[&str]) -> (TestServer, TestServer) {
-    let url = pg.fresh_database();
-    let mut flags = vec!["--database", url.as_str()];
-    flags.extend_from_slice(extra);
-    (TestServer::start(&flags), TestServer::start(&flags))
+    let mut both = TestServer::cluster(pg, 2, extra);
+    let b = both.pop().expect("two");
+    (both.pop().expect("two"), b)
 }
 
 /// `p2pctl --json connect <to> <extra>` on `d`, running until answered.
@@ -32,6 +31,19 @@ fn connecting(d: &TestDaemon, to: &str, extra: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// A finished `connecting` failed with exit code `exit`, error `code` and a
+/// message containing `text`.
+fn refused(waiting: Child, exit: i32, code: &str, text: &str) {
+    let (got, e) = outcome(waiting);
+    assert_eq!(
+        (got, e["error"]["code"].as_str()),
+        (Some(exit), Some(code)),
+        "{e}"
+    );
+    let message = e["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(text), "{e}");
 }
 
 /// The exit code and JSON document of a finished `connecting`.
@@ -104,12 +116,7 @@ fn a_rejection_crosses_instances() {
     wait_pending(&bob, 1);
     let (code, doc) = bob.ctl_json(&["reject", "alice"]);
     assert_eq!((code, doc["accepted"].as_bool()), (0, Some(false)), "{doc}");
-    let (code, e) = outcome(waiting);
-    assert_eq!(
-        (code, e["error"]["code"].as_str()),
-        (Some(5), Some("rejected")),
-        "{e}"
-    );
+    refused(waiting, 5, "rejected", "");
     assert!(peers(&alice).is_empty());
 }
 
@@ -160,14 +167,7 @@ fn a_logout_ends_the_invitation_across_instances() {
     let waiting = connecting(&alice, "bob", &["--timeout", "2m"]);
     wait_pending(&bob, 1);
     assert_eq!(bob.ctl_json(&["logout"]).0, 0);
-    let (code, e) = outcome(waiting);
-    assert_eq!(
-        (code, e["error"]["code"].as_str()),
-        (Some(6), Some("not_online")),
-        "{e}"
-    );
-    let message = e["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("went offline"), "{e}");
+    refused(waiting, 6, "not_online", "went offline");
 }
 
 /// An unanswered invitation across instances expires for both sides:
@@ -183,14 +183,7 @@ fn an_unanswered_invitation_expires_across_instances() {
     // timeout ("did not answer within 25s").
     let waiting = connecting(&alice, "bob", &["--timeout", "25s"]);
     wait_pending(&bob, 1);
-    let (code, e) = outcome(waiting);
-    assert_eq!(
-        (code, e["error"]["code"].as_str()),
-        (Some(5), Some("timeout")),
-        "{e}"
-    );
-    let message = e["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("did not answer in time"), "{e}");
+    refused(waiting, 5, "timeout", "did not answer in time");
     wait_for(
         Duration::from_secs(30),
         "bob's request to be withdrawn",
@@ -214,19 +207,7 @@ fn a_login_elsewhere_ends_the_invitation_of_the_replaced_session() {
     let (code, doc) = again.login(&a, "bob", "bob-password");
     assert_eq!(code, 0, "{doc}");
     bob.wait_state("replaced", DEADLINE);
-    let (code, e) = outcome(waiting);
-    assert_eq!(
-        (code, e["error"]["code"].as_str()),
-        (Some(6), Some("not_online")),
-        "{e}"
-    );
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("went offline"),
-        "{e}"
-    );
+    refused(waiting, 6, "not_online", "went offline");
     assert_eq!(again.status()["pending"], 0);
     let (code, e) = again.ctl_json(&["accept", "alice"]);
     assert_eq!(
@@ -247,14 +228,7 @@ fn an_invitation_to_a_killed_instance_still_expires() {
     let waiting = connecting(&alice, "bob", &["--timeout", "25s"]);
     wait_pending(&bob, 1);
     b.kill9();
-    let (code, e) = outcome(waiting);
-    assert_eq!(
-        (code, e["error"]["code"].as_str()),
-        (Some(5), Some("timeout")),
-        "{e}"
-    );
-    let message = e["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("did not answer in time"), "{e}");
+    refused(waiting, 5, "timeout", "did not answer in time");
 }
 
 /// The limit on invitations one user receives holds across instances:

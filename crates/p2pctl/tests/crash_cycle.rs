@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use p2p_testkit::rng::{env_or, Rng};
 use p2p_testkit::{wait_for, TestDaemon, TestServer, DEADLINE, FAST_RECONNECT};
 use serde_json::Value;
 
@@ -23,31 +24,6 @@ const DEFAULT_CYCLES: usize = 10;
 /// Between two kills, alice gets between 1 and this many acknowledgements:
 /// the kills land at different points of the traffic.
 const MAX_ACKS_BETWEEN_KILLS: u64 = 10;
-
-/// splitmix64: a small, seedable generator (test randomness, not crypto).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// 1..=n.
-    fn upto(&mut self, n: u64) -> u64 {
-        1 + self.next() % n
-    }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// What alice saw acknowledged, in the order she sent it.
 #[derive(Default)]
@@ -133,7 +109,7 @@ fn acknowledged_messages_and_broadcasts_survive_random_kill_9() {
                 (acks.load(Ordering::Relaxed) >= target || sender.is_finished()).then_some(())
             });
             assert!(!sender.is_finished(), "the sender stopped");
-            if rng.next().is_multiple_of(2) {
+            if rng.next_u64().is_multiple_of(2) {
                 server.kill9();
                 server.restart();
                 kills.0 += 1;

@@ -15,6 +15,7 @@ use serde_json::Value;
 mod lines;
 pub mod netlab;
 mod postgres;
+pub mod rng;
 mod server;
 pub use lines::{read_to_end_within, Lines};
 pub use postgres::TestPostgres;

@@ -311,6 +311,15 @@ impl TestServer {
         self.metrics = metrics;
     }
 
+    /// `n` instances serving from one fresh database of `pg`, each with
+    /// `extra` flags (SPEC §9).
+    pub fn cluster(pg: &crate::TestPostgres, n: usize, extra: &[&str]) -> Vec<TestServer> {
+        let url = pg.fresh_database();
+        let mut flags = vec!["--database", url.as_str()];
+        flags.extend_from_slice(extra);
+        (0..n).map(|_| TestServer::start(&flags)).collect()
+    }
+
     /// Starts a second server on this one's data dir (same accounts,
     /// resume tokens and certificate files) and database, if it has one
     /// (unless `extra` names another), on its own port and admin socket:
