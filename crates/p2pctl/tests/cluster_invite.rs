@@ -46,6 +46,21 @@ fn refused(waiting: Child, exit: i32, code: &str, text: &str) {
     assert!(message.contains(text), "{e}");
 }
 
+/// `connect NAME` from `d` is refused as `not_online`; its message with the
+/// name replaced by `NAME`.
+fn not_online(d: &TestDaemon, name: &str) -> String {
+    let (code, e) = d.ctl_json(&["connect", name]);
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (6, Some("not_online")),
+        "{e}"
+    );
+    e["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .replace(name, "NAME")
+}
+
 /// The exit code and JSON document of a finished `connecting`.
 fn outcome(child: Child) -> (Option<i32>, Value) {
     let out = child.wait_with_output().unwrap();
@@ -133,26 +148,8 @@ fn an_invitation_to_a_user_offline_everywhere_is_not_online() {
     assert_eq!(code, 0, "bob is online on the other instance: {doc}");
     wait_pending(&bob, 1);
     assert_eq!(bob.ctl_json(&["logout"]).0, 0);
-    let (code, e) = alice.ctl_json(&["connect", "bob"]);
-    assert_eq!(
-        (code, e["error"]["code"].as_str()),
-        (6, Some("not_online")),
-        "{e}"
-    );
-    let offline = e["error"]["message"]
-        .as_str()
-        .unwrap()
-        .replace("bob", "NAME");
-    let (code, e) = alice.ctl_json(&["connect", "nobody"]);
-    assert_eq!(
-        (code, e["error"]["code"].as_str()),
-        (6, Some("not_online")),
-        "{e}"
-    );
-    let unknown = e["error"]["message"]
-        .as_str()
-        .unwrap()
-        .replace("nobody", "NAME");
+    let offline = not_online(&alice, "bob");
+    let unknown = not_online(&alice, "nobody");
     assert_eq!(offline, unknown, "an offline account looks like no account");
 }
 
