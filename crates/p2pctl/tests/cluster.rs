@@ -13,17 +13,6 @@ fn cluster(pg: &TestPostgres, n: usize, extra: &[&str]) -> Vec<TestServer> {
     TestServer::cluster(pg, n, &flags)
 }
 
-fn users(d: &TestDaemon) -> Vec<String> {
-    let (code, doc) = d.ctl_json(&["list"]);
-    assert_eq!(code, 0, "{doc}");
-    doc["users"]
-        .as_array()
-        .expect("users")
-        .iter()
-        .map(|u| u["user"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// Users on three instances see each other, and a broadcast through one
 /// reaches the users on the others and a late login, each exactly once.
 #[test]
@@ -38,7 +27,7 @@ fn three_instances_share_list_and_broadcasts() {
     let bob = TestDaemon::online(&s[1], "bob");
     let carol = TestDaemon::online(&s[2], "carol");
     for d in [&alice, &bob, &carol] {
-        assert_eq!(users(d), ["alice", "bob", "carol"]);
+        assert_eq!(d.users(), ["alice", "bob", "carol"]);
     }
     alice.broadcast("one");
     bob.broadcast("two");
@@ -68,7 +57,7 @@ fn a_login_on_another_instance_replaces_the_session() {
     let (code, doc) = second.login(&s[1], "alice", "alice-password");
     assert_eq!(code, 0, "{doc}");
     first.wait_state("replaced", DEADLINE);
-    assert_eq!(users(&second), ["alice"]);
+    assert_eq!(second.users(), ["alice"]);
 }
 
 /// A broadcast is delivered by the poll when the database has just

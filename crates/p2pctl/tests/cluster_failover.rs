@@ -59,21 +59,10 @@ fn current(d: &TestDaemon) -> String {
         .to_string()
 }
 
-fn users(d: &TestDaemon) -> Vec<String> {
-    let (code, doc) = d.ctl_json(&["list"]);
-    assert_eq!(code, 0, "{doc}");
-    doc["users"]
-        .as_array()
-        .expect("users")
-        .iter()
-        .map(|u| u["user"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// Waits until `d`'s `list` is exactly `want`.
 fn wait_users(d: &TestDaemon, want: &[&str]) {
     wait_for(DEADLINE, &format!("list {want:?}"), || {
-        (users(d) == want).then_some(())
+        (d.users() == want).then_some(())
     });
 }
 
@@ -129,7 +118,7 @@ fn kill_9_of_an_instance_fails_alice_over_and_loses_nothing() {
     });
     // carol does not come back: gone once her lease runs out.
     wait_users(&bob, &["alice", "bob"]);
-    assert_eq!(users(&alice), ["alice", "bob"]);
+    assert_eq!(alice.users(), ["alice", "bob"]);
 
     s[2].add_user("dave", "dave-password");
     let dave = TestDaemon::start(FAST_RECONNECT);
@@ -197,7 +186,7 @@ fn passwd_ends_the_resume_token_on_every_instance() {
     );
     assert!(out.status.success(), "{out:?}");
     // The live session is not closed by the change.
-    assert_eq!(users(&bob), ["bob"]);
+    assert_eq!(bob.users(), ["bob"]);
     assert_eq!(bob.state(), "online");
 
     s[0].kill9();
@@ -206,7 +195,7 @@ fn passwd_ends_the_resume_token_on_every_instance() {
     assert!(why.contains("password"), "{st}");
     let (code, doc) = bob.login(&s[1], "bob", "new-bob-password");
     assert_eq!(code, 0, "{doc}");
-    assert_eq!(users(&bob), ["bob"]);
+    assert_eq!(bob.users(), ["bob"]);
 }
 
 /// alice logs in on a second instance while the first one's `replaced`
@@ -226,7 +215,7 @@ fn a_replacement_whose_bus_event_is_lost_is_caught_by_the_lease_renewal() {
     let (code, doc) = second.login(&s[1], "alice", "alice-password");
     assert_eq!(code, 0, "{doc}");
     first.wait_state("replaced", DEADLINE);
-    assert_eq!(users(&second), ["alice"]);
+    assert_eq!(second.users(), ["alice"]);
     assert_eq!(second.state(), "online");
 }
 

@@ -271,6 +271,18 @@ impl TestDaemon {
         self.ctl_stdin(args, "")
     }
 
+    /// The user names `p2pctl --json list` shows, which must succeed.
+    pub fn users(&self) -> Vec<String> {
+        let (code, doc) = self.ctl_json(&["list"]);
+        assert_eq!(code, 0, "list: {doc}");
+        doc["users"]
+            .as_array()
+            .expect("users")
+            .iter()
+            .map(|u| u["user"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
     /// `p2pctl --json broadcast TEXT`, which must succeed; its `broadcast`
     /// object (id, expiry).
     pub fn broadcast(&self, text: &str) -> Value {
