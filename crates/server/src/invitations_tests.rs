@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::mailbox::Mailbox;
 
 fn invite(to: &str) -> Invite {
     Invite {
@@ -72,9 +73,8 @@ fn expires_in_deadline_order_and_reports_new_earliest() {
     assert_eq!(ids(i.take_expired(t0 + Duration::from_secs(40))), vec![2]);
 }
 
-fn online(p: &Presence, user: &str, session: u64) -> tokio::sync::mpsc::Receiver<Box<ServerMsg>> {
-    let (kick, _) = tokio::sync::watch::channel(None);
-    let (outbound, rx) = tokio::sync::mpsc::channel(crate::presence::OUTBOUND_QUEUE);
+fn online(p: &Presence, user: &str, session: u64) -> Arc<Mailbox> {
+    let mailbox = Arc::new(Mailbox::default());
     let entry = crate::presence::Online {
         session,
         since_ms: 0,
@@ -85,11 +85,10 @@ fn online(p: &Presence, user: &str, session: u64) -> tokio::sync::mpsc::Receiver
             lan: Vec::new(),
         },
         public_key: String::new(),
-        kick,
-        outbound,
+        mailbox: mailbox.clone(),
     };
     p.register(user, entry);
-    rx
+    mailbox
 }
 
 fn closed(msg: Option<Box<ServerMsg>>) -> (u64, InviteEnd) {
@@ -110,7 +109,7 @@ async fn the_driver_expires_each_invitation_at_its_deadline() {
     let inv = Arc::new(Invitations::new(ttl, InviteLimits::default()));
     let presence = Arc::new(Presence::default());
     let _alice = online(&presence, "alice", 1);
-    let mut bob = online(&presence, "bob", 2);
+    let bob = online(&presence, "bob", 2);
     let stop = CancellationToken::new();
     let driver = tokio::spawn({
         let (inv, presence, stop) = (inv.clone(), presence.clone(), stop.clone());
@@ -147,7 +146,7 @@ async fn a_reloaded_ttl_applies_from_the_next_invitation() {
     ));
     let presence = Arc::new(Presence::default());
     let _alice = online(&presence, "alice", 1);
-    let mut bob = online(&presence, "bob", 2);
+    let bob = online(&presence, "bob", 2);
     let stop = CancellationToken::new();
     let driver = tokio::spawn({
         let (inv, presence, stop) = (inv.clone(), presence.clone(), stop.clone());

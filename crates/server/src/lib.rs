@@ -33,6 +33,7 @@ pub(crate) mod error;
 pub(crate) mod hasher;
 pub mod invitations;
 pub(crate) mod invite_limits;
+pub(crate) mod mailbox;
 pub(crate) mod metrics;
 pub mod pg;
 pub mod presence;

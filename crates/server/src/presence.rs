@@ -2,17 +2,12 @@
 //! connection task needs to be told (replaced, removed, shutting down).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use p2p_proto::wire::{CloseReason, OnlineUser, ServerMsg};
-use tokio::sync::{mpsc, watch};
 
+use crate::mailbox::Mailbox;
 use crate::reach::Reach;
-
-/// Unsolicited messages queued for one session. A session that lets this
-/// many pile up is not reading; further pushes fail and the sender treats
-/// the user as unreachable, so one slow client cannot grow server memory.
-pub(crate) const OUTBOUND_QUEUE: usize = 64;
 
 /// A logged-in session as presence knows it.
 #[derive(Debug)]
@@ -26,12 +21,9 @@ pub(crate) struct Online {
     pub(crate) reach: Reach,
     /// The daemon's X25519 public key, hex.
     pub(crate) public_key: String,
-    /// Tells the connection task to close, and why.
-    pub(crate) kick: watch::Sender<Option<CloseReason>>,
-    /// Unsolicited messages for the connection task to write, boxed: the
-    /// channel allocates its slots 32 at a time up front, and 32 messages
-    /// inline are 5 KiB per idle session, 32 boxes 256 bytes.
-    pub(crate) outbound: mpsc::Sender<Box<ServerMsg>>,
+    /// Unsolicited messages for the connection task to write, and the
+    /// reason to close when it must.
+    pub(crate) mailbox: Arc<Mailbox>,
 }
 
 /// What invitations need of an online user (a copy).
@@ -63,7 +55,7 @@ impl Presence {
             .expect("presence poisoned")
             .insert(user.to_string(), entry);
         if let Some(old) = old {
-            let _ = old.kick.send(Some(CloseReason::Replaced));
+            old.mailbox.close(CloseReason::Replaced);
         }
     }
 
@@ -105,7 +97,7 @@ impl Presence {
     pub(crate) fn push(&self, user: &str, session: u64, msg: ServerMsg) -> bool {
         let online = self.online.lock().expect("presence poisoned");
         match online.get(user) {
-            Some(o) if o.session == session => o.outbound.try_send(Box::new(msg)).is_ok(),
+            Some(o) if o.session == session => o.mailbox.push(msg),
             _ => false,
         }
     }
@@ -136,7 +128,7 @@ impl Presence {
         match online.get(user) {
             Some(o) => {
                 tracing::info!(user = %user, "kicked by the operator; closing its session");
-                let _ = o.kick.send(Some(CloseReason::LoggedOut));
+                o.mailbox.close(CloseReason::LoggedOut);
                 true
             }
             None => false,
@@ -150,7 +142,7 @@ impl Presence {
         match online.get(user) {
             Some(o) if o.session == session => {
                 tracing::info!(user = %user, ?reason, "closing a session for another instance");
-                let _ = o.kick.send(Some(reason));
+                o.mailbox.close(reason);
                 true
             }
             _ => false,
@@ -173,7 +165,7 @@ impl Presence {
         let online = self.online.lock().expect("presence poisoned");
         for (user, o) in online.iter().filter(|(u, _)| !keep(u)) {
             tracing::info!(user = %user, "account removed; closing its session");
-            let _ = o.kick.send(Some(CloseReason::AccountRemoved));
+            o.mailbox.close(CloseReason::AccountRemoved);
         }
     }
 }
@@ -181,15 +173,10 @@ impl Presence {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mailbox::{Mail, OUTBOUND_QUEUE};
 
-    struct Ends {
-        kick: watch::Receiver<Option<CloseReason>>,
-        outbound: mpsc::Receiver<Box<ServerMsg>>,
-    }
-
-    fn online(session: u64, since_ms: i64, port: u16) -> (Online, Ends) {
-        let (kick, kick_rx) = watch::channel(None);
-        let (outbound, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
+    fn online(session: u64, since_ms: i64, port: u16) -> (Online, Arc<Mailbox>) {
+        let mailbox = Arc::new(Mailbox::default());
         let entry = Online {
             session,
             since_ms,
@@ -200,14 +187,9 @@ mod tests {
                 lan: Vec::new(),
             },
             public_key: format!("key{session}"),
-            kick,
-            outbound,
+            mailbox: mailbox.clone(),
         };
-        let ends = Ends {
-            kick: kick_rx,
-            outbound: out_rx,
-        };
-        (entry, ends)
+        (entry, mailbox)
     }
 
     fn names(p: &Presence) -> Vec<String> {
@@ -245,15 +227,15 @@ mod tests {
     #[test]
     fn a_second_login_replaces_the_first_which_is_told() {
         let p = Presence::default();
-        let (first, mut first_ends) = online(1, 10, 1000);
+        let (first, first_ends) = online(1, 10, 1000);
         let (second, second_ends) = online(2, 20, 2000);
         p.register("alice", first);
         p.register("alice", second);
         assert_eq!(
-            *first_ends.kick.borrow_and_update(),
-            Some(CloseReason::Replaced)
+            first_ends.try_take(),
+            Some(Mail::Close(CloseReason::Replaced))
         );
-        assert_eq!(*second_ends.kick.borrow(), None);
+        assert_eq!(second_ends.try_take(), None);
         assert_eq!(p.count(), 1);
         assert_eq!(p.peer("alice").map(|p| p.session), Some(2));
         // Pushes reach only the current session.
@@ -275,27 +257,16 @@ mod tests {
         assert!(names(&p).is_empty());
     }
 
-    /// Every session's queue allocates 32 slots up front: each must be a
-    /// pointer (8 bytes), not a whole message (160).
-    #[test]
-    fn an_idle_queue_holds_pointers_not_messages() {
-        fn slot<T>(_: &mpsc::Sender<T>) -> usize {
-            std::mem::size_of::<T>()
-        }
-        let (alice, _ends) = online(1, 10, 1000);
-        assert_eq!(slot(&alice.outbound), std::mem::size_of::<usize>());
-    }
-
     #[test]
     fn push_fails_once_the_session_stops_reading() {
         let p = Presence::default();
-        let (alice, mut ends) = online(1, 10, 1000);
+        let (alice, ends) = online(1, 10, 1000);
         p.register("alice", alice);
         for _ in 0..OUTBOUND_QUEUE {
             assert!(p.push("alice", 1, msg()));
         }
         assert!(!p.push("alice", 1, msg()), "queue full: not reading");
-        assert!(ends.outbound.try_recv().is_ok());
+        assert!(matches!(ends.try_take(), Some(Mail::Push(_))));
         assert!(p.push("alice", 1, msg()), "room again after a read");
         assert!(!p.push("bob", 1, msg()), "offline user");
     }
@@ -303,15 +274,12 @@ mod tests {
     #[test]
     fn kick_unless_closes_only_removed_accounts() {
         let p = Presence::default();
-        let (alice, mut a) = online(1, 10, 1000);
-        let (bob, mut b) = online(2, 20, 2000);
+        let (alice, a) = online(1, 10, 1000);
+        let (bob, b) = online(2, 20, 2000);
         p.register("alice", alice);
         p.register("bob", bob);
         p.kick_unless(|u| u == "alice");
-        assert_eq!(*a.kick.borrow_and_update(), None);
-        assert_eq!(
-            *b.kick.borrow_and_update(),
-            Some(CloseReason::AccountRemoved)
-        );
+        assert_eq!(a.try_take(), None);
+        assert_eq!(b.try_take(), Some(Mail::Close(CloseReason::AccountRemoved)));
     }
 }

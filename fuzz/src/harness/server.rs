@@ -139,7 +139,7 @@ pub fn client_msg(f: &Fixture, msg: ClientMsg) {
         // Through the session's delivery, as `conn.rs` does (it clamps).
         ClientMsg::BroadcastAck { upto } => f.rt.block_on(async {
             if let Ok(d) = Delivery::start(f.hub.clone(), ME).await {
-                d.ack(upto).await;
+                d.ack(upto);
             }
         }),
         ClientMsg::Ping { .. } | ClientMsg::Pong { .. } | ClientMsg::Logout => {}

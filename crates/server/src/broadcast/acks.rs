@@ -1,12 +1,13 @@
 //! The hub's background tasks, owned by the hub: the acknowledgement writer
-//! and the purger. Stopping them (see [`Background::stop`]) writes every
-//! acknowledgement already queued, so a clean shutdown redelivers nothing.
+//! (fed by [`AckQueue`]) and the purger. Stopping them (see
+//! [`Background::stop`]) writes every acknowledgement already pushed, so a
+//! clean shutdown redelivers nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use p2p_proto::time;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -17,6 +18,45 @@ use super::{blocking, BroadcastStore, ACK_WRITE_INTERVAL, PURGE_INTERVAL};
 /// Acknowledged marks known in memory, per user (see the hub).
 pub(super) type Marks = Arc<Mutex<HashMap<Arc<str>, u64>>>;
 
+/// Acknowledgements taken from sessions and not yet handed to the writer:
+/// the highest per user, so it holds at most one entry per online user
+/// whatever the rate (no queue to bound, no session ever waits), and a
+/// session's acknowledgement is one lock and one map entry, not a channel
+/// message and a wake-up of the writer each.
+#[derive(Default)]
+pub(super) struct AckQueue {
+    pending: Mutex<HashMap<Arc<str>, u64>>,
+    /// Notified when `pending` stops being empty.
+    wake: Notify,
+}
+
+impl AckQueue {
+    /// Records that `user` acknowledged everything up to `upto`.
+    pub(super) fn push(&self, user: &Arc<str>, upto: u64) {
+        let mut pending = lock(&self.pending);
+        let first = pending.is_empty();
+        match pending.get_mut(user) {
+            Some(mark) => *mark = (*mark).max(upto),
+            None => {
+                pending.insert(user.clone(), upto);
+            }
+        }
+        drop(pending);
+        if first {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Everything pushed so far, leaving nothing.
+    fn take(&self) -> HashMap<Arc<str>, u64> {
+        std::mem::take(&mut *lock(&self.pending))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The running tasks and what stops them.
 pub(super) struct Background {
     tasks: TaskTracker,
@@ -24,21 +64,21 @@ pub(super) struct Background {
 }
 
 impl Background {
-    /// Starts the writer (draining `rx`) and the purger over `store`.
+    /// Starts the writer (draining `queue`) and the purger over `store`.
     pub(super) fn start(
         store: Arc<dyn BroadcastStore>,
-        rx: mpsc::Receiver<(Arc<str>, u64)>,
+        queue: Arc<AckQueue>,
         marks: Marks,
     ) -> Self {
         let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
-        tasks.spawn(write_acks(store.clone(), rx, marks, stop.clone()));
+        tasks.spawn(write_acks(store.clone(), queue, marks, stop.clone()));
         tasks.spawn(purge(store, stop.clone()));
         tasks.close();
         Background { tasks, stop }
     }
 
-    /// Stops both tasks; returns once every queued acknowledgement is
-    /// written (or failed and was logged).
+    /// Stops both tasks; returns once every acknowledgement pushed before
+    /// is written (or failed and was logged).
     pub(super) async fn stop(&self) {
         self.stop.cancel();
         self.tasks.wait().await;
@@ -47,60 +87,48 @@ impl Background {
 
 /// Writes acknowledgements: the first at once, then at most one
 /// transaction per [`ACK_WRITE_INTERVAL`] with the highest mark per user
-/// taken meanwhile, so back-to-back broadcasts to thousands of sessions cost
-/// one row per user per interval, not per broadcast. The marks in memory are
-/// raised as acknowledgements are taken. Once stopped, takes no more, writes
-/// what it holds, and ends.
+/// pushed meanwhile, so back-to-back broadcasts to thousands of sessions
+/// cost one row per user per interval, not per broadcast. The marks in
+/// memory are raised as acknowledgements are taken. Once stopped, writes
+/// what is pending and ends.
 async fn write_acks(
     store: Arc<dyn BroadcastStore>,
-    mut rx: mpsc::Receiver<(Arc<str>, u64)>,
+    queue: Arc<AckQueue>,
     marks: Marks,
     stop: CancellationToken,
 ) {
-    let mut latest: HashMap<Arc<str>, u64> = HashMap::new();
     let mut next_write = Instant::now();
     loop {
-        tokio::select! {
-            // Writing first: a steady stream of acknowledgements must not
-            // keep the due write waiting.
+        let stopping = tokio::select! {
             biased;
-            _ = tokio::time::sleep_until(next_write), if !latest.is_empty() => {
-                write(&store, &mut latest).await;
-                next_write = Instant::now() + ACK_WRITE_INTERVAL;
+            _ = stop.cancelled() => true,
+            _ = queue.wake.notified() => false,
+        };
+        if !stopping {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep_until(next_write) => {}
             }
-            got = rx.recv() => match got {
-                Some(first) => take(first, &mut rx, &mut latest, &marks),
-                None => {
-                    write(&store, &mut latest).await;
-                    return;
-                }
-            },
-            // From now on `recv` yields what is buffered, then `None`.
-            _ = stop.cancelled(), if !rx.is_closed() => rx.close(),
         }
+        let mut latest = queue.take();
+        raise(&latest, &marks);
+        write(&store, &mut latest).await;
+        if stop.is_cancelled() {
+            return;
+        }
+        next_write = Instant::now() + ACK_WRITE_INTERVAL;
     }
 }
 
-/// Merges `first` and everything already queued into `latest`, and raises
-/// the known marks for those (one lock per wave, not per acknowledgement;
-/// only the users just taken, not all of `latest`).
-fn take(
-    first: (Arc<str>, u64),
-    rx: &mut mpsc::Receiver<(Arc<str>, u64)>,
-    latest: &mut HashMap<Arc<str>, u64>,
-    marks: &Marks,
-) {
-    let mut wave = vec![first];
-    while let Ok(ack) = rx.try_recv() {
-        wave.push(ack);
-    }
-    let mut known = marks.lock().unwrap_or_else(|p| p.into_inner());
-    for (user, upto) in wave {
-        if let Some(mark) = known.get_mut(&user) {
+/// Raises the known marks for the users in `latest` (one lock per write,
+/// not per acknowledgement; only users already known).
+fn raise(latest: &HashMap<Arc<str>, u64>, marks: &Marks) {
+    let mut known = lock(marks);
+    for (user, &upto) in latest {
+        if let Some(mark) = known.get_mut(user) {
             *mark = (*mark).max(upto);
         }
-        let e = latest.entry(user).or_insert(upto);
-        *e = (*e).max(upto);
     }
 }
 

@@ -107,7 +107,7 @@ impl Delivery {
 
     /// Records the client's acknowledgement, never beyond what this session
     /// was sent.
-    pub async fn ack(&self, upto: u64) {
-        self.hub.ack(&self.user, upto.min(self.cursor)).await;
+    pub fn ack(&self, upto: u64) {
+        self.hub.ack(&self.user, upto.min(self.cursor));
     }
 }

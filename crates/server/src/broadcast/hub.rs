@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use p2p_proto::limits::MAX_BROADCAST_BYTES;
 use p2p_proto::time;
-use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::sync::{broadcast, Notify};
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::acks::{Background, Marks};
+use super::acks::{AckQueue, Background, Marks};
 use super::recent::Recent;
-use super::{blocking, Broadcast, BroadcastPolicy, BroadcastStore, ACK_QUEUE, CATCH_UP_BATCH};
+use super::{blocking, Broadcast, BroadcastPolicy, BroadcastStore, CATCH_UP_BATCH};
 use super::{Result, LIVE_BUFFER, RECENT_BYTES, RECENT_MAX};
 use crate::rate::SlidingWindow;
 use crate::refused::Refused;
@@ -41,7 +41,7 @@ pub struct BroadcastHub {
     /// once, then raised by the acknowledgement writer as it takes them.
     marks: Marks,
     recent: Mutex<SlidingWindow<String>>,
-    acks: mpsc::Sender<(Arc<str>, u64)>,
+    acks: Arc<AckQueue>,
     background: Background,
     /// In a cluster: wakes the feed, which publishes every broadcast (this
     /// instance's too, read back from the shared store in id order), so
@@ -79,9 +79,9 @@ impl BroadcastHub {
         feed: Option<Arc<Notify>>,
     ) -> Arc<Self> {
         let (live, _) = broadcast::channel(LIVE_BUFFER);
-        let (acks, rx) = mpsc::channel(ACK_QUEUE);
+        let acks = Arc::new(AckQueue::default());
         let marks = Marks::default();
-        let background = Background::start(store.clone(), rx, marks.clone());
+        let background = Background::start(store.clone(), acks.clone(), marks.clone());
         Arc::new(BroadcastHub {
             store,
             policy: Mutex::new(policy),
@@ -217,10 +217,10 @@ impl BroadcastHub {
         Ok(batch.into_iter().map(Arc::new).collect())
     }
 
-    /// Queues an acknowledgement (written in batches, soon; at the latest by
+    /// Takes an acknowledgement (written in batches, soon; at the latest by
     /// [`BroadcastHub::close`]).
-    pub(super) async fn ack(&self, user: &Arc<str>, upto: u64) {
-        let _ = self.acks.send((user.clone(), upto)).await;
+    pub(super) fn ack(&self, user: &Arc<str>, upto: u64) {
+        self.acks.push(user, upto);
     }
 
     /// Stops the background tasks after writing every queued

@@ -49,8 +49,6 @@ pub(crate) const RECENT_MAX: usize = 4096;
 /// Most bytes of broadcast text kept in memory for catch-up (4,096 full-size
 /// broadcasts would be 16 MiB).
 pub(crate) const RECENT_BYTES: usize = 4 << 20;
-/// Acknowledgements waiting to be written; past this, sessions wait.
-pub(crate) const ACK_QUEUE: usize = 16 * 1024;
 /// Acknowledgements are written at most this often (the first at once). An
 /// acknowledgement lost with a crash only means that broadcast is sent
 /// again at the next login, and daemons store each broadcast once; writing

@@ -50,7 +50,7 @@ async fn acks_queued_at_shutdown_survive_a_restart() {
     let mut bob = Delivery::start(h.clone(), "bob").await.unwrap();
     let got = bob.backlog().await.unwrap().unwrap();
     assert_eq!(got.iter().map(id).max(), Some(last));
-    bob.ack(last).await;
+    bob.ack(last);
     h.close().await;
     drop((bob, h));
 
@@ -91,7 +91,7 @@ async fn delivery_catches_up_follows_live_and_clamps_acks() {
     // A third broadcast bob has not been sent yet: acking past it is
     // clamped to the second.
     let third = h.publish("carol", "unseen".into()).await.unwrap().0;
-    bob.ack(third + 10).await;
+    bob.ack(third + 10);
     h.close().await;
     assert_eq!(
         SqliteBroadcasts::open(dir.path())
@@ -195,7 +195,7 @@ async fn catch_up_from_memory_matches_the_store_and_marks_follow_acks() {
         .collect();
     assert_eq!(got, stored);
     assert_eq!(got, [ids[0], ids[2], ids[3]]);
-    bob.ack(ids[2]).await;
+    bob.ack(ids[2]);
     h.close().await;
     let mut again = Delivery::start(h.clone(), "bob").await.unwrap();
     let rest: Vec<u64> = backlog_ids(&mut again).await;
@@ -254,7 +254,7 @@ async fn acknowledgements_are_written_at_most_once_per_interval() {
     assert_eq!(carol.backlog().await.unwrap().unwrap().len(), 3);
     for &id in &ids {
         for d in [&bob, &carol] {
-            d.ack(id).await;
+            d.ack(id);
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

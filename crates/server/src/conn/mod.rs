@@ -13,7 +13,6 @@ use p2p_proto::time;
 use p2p_proto::wire::{Auth, ClientMsg, CloseReason, LoginError, PeerInfo, Preamble, ServerMsg};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_rustls::server::TlsStream;
 use tokio_util::bytes::BytesMut;
@@ -21,7 +20,8 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, Instrument};
 
-use crate::presence::{Online, OUTBOUND_QUEUE};
+use crate::mailbox::Mailbox;
+use crate::presence::Online;
 use crate::reach::{lan_paths, Reach};
 use crate::sources::Pending;
 use crate::Shared;
@@ -139,11 +139,55 @@ fn reach(peer: &PeerInfo, seen: SocketAddr) -> Result<Reach, BadPeer> {
 
 async fn handle(
     shared: &Arc<Shared>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     addr: SocketAddr,
     pending: Pending,
     shutdown: &CancellationToken,
 ) -> Closed {
+    // Boxed: the handshake's and the login's state would otherwise size the
+    // task of every session for its whole life (a task is as large as its
+    // largest state); this way an online session keeps only its connection
+    // and the session loop.
+    let mut admitted = match Box::pin(admit(shared, stream, addr, pending, shutdown)).await? {
+        Admitted::Over(why) => return Ok(why),
+        Admitted::In(session) => session,
+    };
+    let _online = admitted.online;
+    logged_in(
+        shared,
+        &mut admitted.conn,
+        &admitted.me,
+        &admitted.mailbox,
+        shutdown,
+    )
+    .await
+}
+
+/// Where the connection stands once its login is over.
+enum Admitted {
+    /// It ended before a session began (a refused login, a relay, ...).
+    Over(&'static str),
+    /// Logged in.
+    In(Box<Admission>),
+}
+
+/// A logged-in connection and what its session runs on.
+struct Admission {
+    conn: Conn,
+    me: Me,
+    mailbox: Arc<Mailbox>,
+    online: Unregister,
+}
+
+/// From accept to a login: the preamble, TLS, and the first message (a
+/// login, or a relay or observe request served to its end here).
+async fn admit(
+    shared: &Arc<Shared>,
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    pending: Pending,
+    shutdown: &CancellationToken,
+) -> Result<Admitted, Dropped> {
     let deadline = Instant::now() + shared.cfg.login_timeout;
     let late = |during| Dropped::LoginTimeout {
         limit: shared.cfg.login_timeout,
@@ -159,7 +203,7 @@ async fn handle(
     match timeout_at(first_byte.min(deadline), stream.peek(&mut [0u8; 1])).await {
         Err(_) if deadline <= first_byte => return Err(late("waiting for TLS")),
         Err(_) => return Err(Dropped::Silent(shared.cfg.first_byte_timeout)),
-        Ok(Ok(0)) => return Ok("client left before TLS"),
+        Ok(Ok(0)) => return Ok(Admitted::Over("client left before TLS")),
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return Err(Dropped::BeforeTls(e)),
     }
@@ -182,8 +226,10 @@ async fn handle(
             close(&mut conn, CloseReason::Idle, "no login in time").await;
             return Err(late("waiting for Login"));
         }
-        Ok(None) => return Ok("client left before logging in"),
-        Ok(Some(Err(e))) if error::is_disconnect(&e) => return Ok("client left before logging in"),
+        Ok(None) => return Ok(Admitted::Over("client left before logging in")),
+        Ok(Some(Err(e))) if error::is_disconnect(&e) => {
+            return Ok(Admitted::Over("client left before logging in"))
+        }
         Ok(Some(Err(e))) => {
             close(&mut conn, CloseReason::ProtocolError, &e.to_string()).await;
             return Err(Dropped::FrameBeforeLogin(e));
@@ -203,9 +249,14 @@ async fn handle(
             return Box::pin(relayed::join(
                 shared, conn, pending, version, token, shutdown,
             ))
-            .await;
+            .await
+            .map(Admitted::Over);
         }
-        ClientMsg::Observe { .. } => return Box::pin(relayed::observe(conn, addr)).await,
+        ClientMsg::Observe { .. } => {
+            return Box::pin(relayed::observe(conn, addr))
+                .await
+                .map(Admitted::Over)
+        }
         _ => {
             close(&mut conn, CloseReason::ProtocolError, "log in first").await;
             return Err(Dropped::NotLoginFirst);
@@ -259,15 +310,14 @@ async fn handle(
                 },
             )
             .await?;
-            return Ok("login refused");
+            return Ok(Admitted::Over("login refused"));
         }
     };
 
     // Logged in: this connection no longer counts against its source.
     drop(pending);
     let session = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    let (kick, kicked) = watch::channel(None);
-    let (outbound, pushed) = mpsc::channel(OUTBOUND_QUEUE);
+    let mailbox = Arc::new(Mailbox::default());
     let since_ms = time::now_ms();
     let public_key = peer.public_key;
     shared.presence.register(
@@ -277,11 +327,10 @@ async fn handle(
             since_ms,
             reach: reach.clone(),
             public_key: public_key.clone(),
-            kick,
-            outbound,
+            mailbox: mailbox.clone(),
         },
     );
-    let _online = Unregister {
+    let online = Unregister {
         shared: shared.clone(),
         user: user.clone(),
         session,
@@ -315,7 +364,12 @@ async fn handle(
         token,
         ip: addr.ip(),
     };
-    logged_in(shared, &mut conn, me, kicked, pushed, shutdown).await
+    Ok(Admitted::In(Box::new(Admission {
+        conn,
+        me,
+        mailbox,
+        online,
+    })))
 }
 
 #[cfg(test)]
@@ -323,9 +377,11 @@ mod tests {
     use super::*;
     use p2p_proto::wire::Request;
 
-    /// What a connection's future may hold besides a session and its
-    /// connection: the user name, addresses, deadlines and the like.
-    const SLACK: usize = 1536;
+    /// What a connection's future may hold besides its session loop (the
+    /// connection itself is boxed with the login's result).
+    const SLACK: usize = 256;
+    /// The session loop's future, every idle session's largest part.
+    const SESSION_MAX: usize = 1024;
 
     /// A real TLS connection: the server's `Conn` and the daemon's client.
     async fn pair(dir: &std::path::Path) -> (Conn, p2pd::handshake::ServerConn) {
@@ -421,9 +477,9 @@ mod tests {
     }
 
     /// A connection's task is as large as its largest state, idle sessions
-    /// included: a logged-in session's state, not the relay's (two
-    /// connections and the splice: 13 KB in a release build) nor any other
-    /// path's.
+    /// included: a logged-in session's loop, not the handshake's or the
+    /// login's, the relay's (two connections and the splice: 13 KB in a
+    /// release build) nor a request's.
     #[tokio::test]
     async fn a_connection_task_is_no_larger_than_a_session_needs() {
         let dir = tempfile::tempdir().unwrap();
@@ -441,23 +497,28 @@ mod tests {
         let task = std::mem::size_of_val(&handle(&shared, stream, peer, pending, &shutdown));
 
         let (mut conn, _client) = pair(dir.path()).await;
-        let (_kick, kicked) = watch::channel(None);
-        let (_outbound, pushed) = mpsc::channel(1);
+        let mailbox = Mailbox::default();
         let me = Me {
             user: "alice".into(),
             session: 1,
             token: p2p_proto::Secret::new("t"),
             ip: peer.ip(),
         };
-        let session = std::mem::size_of_val(&logged_in(
-            &shared, &mut conn, me, kicked, pushed, &shutdown,
-        ));
-        // The session's future and the connection it runs on, plus the
-        // login's own few values.
-        let needed = session + std::mem::size_of::<Conn>() + SLACK;
+        let session =
+            std::mem::size_of_val(&logged_in(&shared, &mut conn, &me, &mailbox, &shutdown));
+        // The session loop, plus a few values of the connection's own: the
+        // connection itself and everything of the login are in boxes.
+        let needed = session + SLACK;
         assert!(
             task <= needed,
             "a connection's future is {task} bytes, a session needs {needed}"
+        );
+        // Only a delivery and an acknowledgement run inline (680 bytes in
+        // a release build); with a request's, a close's or a catch-up's
+        // state inline it was 4.4 KB.
+        assert!(
+            session <= SESSION_MAX,
+            "the session loop's future is {session} bytes"
         );
     }
 }

@@ -1,19 +1,21 @@
 //! The logged-in half of a connection: requests, pushed events, broadcast
 //! delivery (through [`Delivery`]), keepalive and the ways a session ends.
 
+use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use futures::{FutureExt, SinkExt, StreamExt};
 use p2p_proto::codec::Prepared;
 use p2p_proto::wire::{ClientMsg, CloseReason, Reply, Request, ServerMsg};
-use p2p_proto::Secret;
-use tokio::sync::{mpsc, watch};
+use p2p_proto::{ProtoError, Secret};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::{close, send, written, Closed, Conn, Dropped};
 use crate::broadcast::{Delivery, Live, Publish};
+use crate::mailbox::{Mail, Mailbox};
 use crate::metrics::metrics;
 use crate::refused::Refused;
 use crate::Shared;
@@ -157,10 +159,43 @@ async fn answer(conn: &mut Conn, msg: ServerMsg, publish: Option<Publish>) -> Re
 const KICKED: &str =
     "disconnected by the server operator (p2p-server kick); log in again to come back";
 
-/// Sends one broadcast's frame to this session.
+/// Sends one broadcast's frame to this session. Nearly every delivery goes
+/// into the socket at once: those need no write timer, and the session's
+/// task keeps no room for one (every idle session would carry it); the few
+/// that must wait finish boxed, within the usual write timeout.
 async fn deliver(conn: &mut Conn, frame: Prepared<ServerMsg>) -> Result<(), Dropped> {
     metrics().broadcasts_delivered.inc();
-    written(conn.send(frame)).await
+    let mut frame = Some(frame);
+    match poll_fn(|cx| Poll::Ready(send_now(conn, &mut frame, cx))).await {
+        Poll::Ready(sent) => sent.map_err(Dropped::Write),
+        Poll::Pending => Box::pin(written(finish(conn, frame))).await,
+    }
+}
+
+type Frame = Prepared<ServerMsg>;
+
+/// Puts `frame` (if still there) into the write buffer and flushes, as far
+/// as that goes without waiting; `frame` is taken once it is buffered.
+fn send_now(
+    conn: &mut Conn,
+    frame: &mut Option<Frame>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), ProtoError>> {
+    if frame.is_some() {
+        ready!(SinkExt::<Frame>::poll_ready_unpin(conn, cx))?;
+        if let Some(f) = frame.take() {
+            SinkExt::<Frame>::start_send_unpin(conn, f)?;
+        }
+    }
+    SinkExt::<Frame>::poll_flush_unpin(conn, cx)
+}
+
+/// What [`send_now`] left: the frame if it was not buffered, then a flush.
+async fn finish(conn: &mut Conn, frame: Option<Frame>) -> Result<(), ProtoError> {
+    if let Some(frame) = frame {
+        conn.feed(frame).await?;
+    }
+    SinkExt::<Frame>::flush(conn).await
 }
 
 /// Sends the backlog above the delivery cursor, in id order.
@@ -179,102 +214,153 @@ async fn catch_up(conn: &mut Conn, delivery: &mut Delivery) -> Result<(), Droppe
 pub(super) async fn logged_in(
     shared: &Arc<Shared>,
     conn: &mut Conn,
-    me: Me,
-    mut kicked: watch::Receiver<Option<CloseReason>>,
-    mut pushed: mpsc::Receiver<Box<ServerMsg>>,
+    me: &Me,
+    mailbox: &Mailbox,
     shutdown: &CancellationToken,
 ) -> Closed {
-    let mut delivery = Delivery::start(shared.broadcasts.clone(), &me.user)
+    let mut delivery = Box::pin(Delivery::start(shared.broadcasts.clone(), &me.user))
         .await
         .map_err(|source| Dropped::Store {
             what: "state",
             source,
         })?;
-    catch_up(conn, &mut delivery).await?;
+    Box::pin(catch_up(conn, &mut delivery)).await?;
     // Only what the client sends proves it alive: our own writes (broadcasts,
     // invitations) succeed into the socket buffer of a dead peer too. The
     // timer is re-armed only when it fires, not per message: the loop runs
-    // once per delivery, so it stays cheap. Likewise the stop and kick
-    // futures live across iterations.
+    // once per delivery, so it stays cheap. Likewise the stop future lives
+    // across iterations, and the mailbox is an atomic load until it holds
+    // something.
     let idle = shared.cfg.idle_timeout;
     let mut heard = Instant::now();
     let silence = tokio::time::sleep_until(heard + idle);
     let stop = shutdown.cancelled();
-    let kick = async move {
-        let _ = kicked.changed().await;
-        let reason = *kicked.borrow();
-        reason.unwrap_or(CloseReason::Other)
-    };
-    tokio::pin!(silence, stop, kick);
+    tokio::pin!(silence, stop);
     loop {
         super::release_idle_buffers(conn);
-        tokio::select! {
+        // The futures here are all polled each time round, and the arms
+        // only say what happened: a session's task is as large as its
+        // largest state, so everything but a delivery and an
+        // acknowledgement (an idle session's whole life) runs boxed below.
+        let woke = tokio::select! {
             // Fixed order: a stop or kick is never starved by a busy client,
-            // and a delivery (the common wake-up) is found first.
+            // and a delivery (the common wake-up) comes right after (the
+            // mailbox is rarely used, and cheap to look at).
             biased;
-            _ = &mut stop => {
-                close(conn, CloseReason::Shutdown, "server shutting down; reconnect later").await;
-                return Ok("shutdown");
-            }
-            reason = &mut kick => {
-                let message = match reason {
-                    CloseReason::Replaced => "logged in from elsewhere; this session was replaced",
-                    CloseReason::AccountRemoved => "account removed by the operator",
-                    // Only `p2p-server kick` sends this one: a logout the
-                    // operator made, so the resume token goes too.
-                    CloseReason::LoggedOut => {
-                        shared.auth.revoke(me.token.clone()).await;
-                        KICKED
-                    }
-                    _ => "closed by the server",
-                };
-                close(conn, reason, message).await;
-                return Ok(message);
-            }
+            _ = &mut stop => Wake::Stop,
+            mail = mailbox.take() => match mail {
+                Mail::Close(reason) => Wake::Kick(reason),
+                Mail::Push(msg) => Wake::Pushed(msg),
+            },
             live = delivery.live() => match live {
-                Live::Send(frame) => deliver(conn, frame).await?,
-                Live::Skip => {}
-                Live::Behind => catch_up(conn, &mut delivery).await?,
+                Live::Send(frame) => {
+                    deliver(conn, frame).await?;
+                    continue;
+                }
+                Live::Skip => continue,
+                Live::Behind => Wake::Behind,
                 Live::Closed => return Err(Dropped::HubStopped),
             },
             next = conn.next() => match next {
-                None => return Ok("client closed"),
-                Some(Err(e)) if super::error::is_disconnect(&e) => return Ok("client closed"),
-                Some(Err(e)) => {
-                    close(conn, CloseReason::ProtocolError, &e.to_string()).await;
-                    return Err(Dropped::Frame(e));
+                Some(Ok(ClientMsg::BroadcastAck { upto })) => {
+                    heard = Instant::now();
+                    delivery.ack(upto);
+                    continue;
                 }
                 Some(Ok(msg)) => {
-                heard = Instant::now();
-                match msg {
-                    ClientMsg::Ping { nonce } => send(conn, ServerMsg::Pong { nonce }).await?,
-                    ClientMsg::Pong { .. } => {}
-                    ClientMsg::Request { id, req } => {
-                        let (reply, publish) = request(shared, &me, req).await;
-                        answer(conn, ServerMsg::Reply { id, reply }, publish).await?;
-                    }
-                    ClientMsg::BroadcastAck { upto } => delivery.ack(upto).await,
-                    ClientMsg::Logout => {
-                        shared.auth.revoke(me.token).await;
-                        close(conn, CloseReason::LoggedOut, "logged out").await;
-                        return Ok("logged out");
-                    }
-                    ClientMsg::Login { .. } | ClientMsg::Relay { .. } | ClientMsg::Observe { .. } => {
-                        close(conn, CloseReason::ProtocolError, "already logged in").await;
-                        return Err(Dropped::SecondLogin);
-                    }
+                    heard = Instant::now();
+                    Wake::Client(Box::new(msg))
                 }
-                }
+                None => return Ok("client closed"),
+                Some(Err(e)) if super::error::is_disconnect(&e) => return Ok("client closed"),
+                Some(Err(e)) => Wake::Bad(e),
             },
-            Some(msg) = pushed.recv() => send(conn, *msg).await?,
             _ = &mut silence => {
                 if heard + idle > Instant::now() {
                     silence.as_mut().reset(heard + idle);
                     continue;
                 }
-                close(conn, CloseReason::Idle, "nothing heard; keepalive missed").await;
-                return Err(Dropped::Idle);
+                Wake::Idle
             }
+        };
+        if let Some(end) = Box::pin(woken(shared, conn, me, &mut delivery, woke)).await? {
+            return Ok(end);
         }
+    }
+}
+
+/// What woke a session, besides a delivery or an acknowledgement.
+enum Wake {
+    Stop,
+    Kick(CloseReason),
+    /// Live broadcasts were lost: catch up from the store.
+    Behind,
+    Client(Box<ClientMsg>),
+    Bad(p2p_proto::ProtoError),
+    Pushed(Box<ServerMsg>),
+    Idle,
+}
+
+/// Acts on `woke`; `Some(reason)` once the session is over.
+async fn woken(
+    shared: &Arc<Shared>,
+    conn: &mut Conn,
+    me: &Me,
+    delivery: &mut Delivery,
+    woke: Wake,
+) -> Result<Option<&'static str>, Dropped> {
+    match woke {
+        Wake::Stop => {
+            close(
+                conn,
+                CloseReason::Shutdown,
+                "server shutting down; reconnect later",
+            )
+            .await;
+            Ok(Some("shutdown"))
+        }
+        Wake::Kick(reason) => {
+            let message = match reason {
+                CloseReason::Replaced => "logged in from elsewhere; this session was replaced",
+                CloseReason::AccountRemoved => "account removed by the operator",
+                // Only `p2p-server kick` sends this one: a logout the
+                // operator made, so the resume token goes too.
+                CloseReason::LoggedOut => {
+                    shared.auth.revoke(me.token.clone()).await;
+                    KICKED
+                }
+                _ => "closed by the server",
+            };
+            close(conn, reason, message).await;
+            Ok(Some(message))
+        }
+        Wake::Behind => catch_up(conn, delivery).await.map(|()| None),
+        Wake::Bad(e) => {
+            close(conn, CloseReason::ProtocolError, &e.to_string()).await;
+            Err(Dropped::Frame(e))
+        }
+        Wake::Pushed(msg) => send(conn, *msg).await.map(|()| None),
+        Wake::Idle => {
+            close(conn, CloseReason::Idle, "nothing heard; keepalive missed").await;
+            Err(Dropped::Idle)
+        }
+        Wake::Client(msg) => match *msg {
+            ClientMsg::Ping { nonce } => send(conn, ServerMsg::Pong { nonce }).await.map(|()| None),
+            ClientMsg::Pong { .. } | ClientMsg::BroadcastAck { .. } => Ok(None),
+            ClientMsg::Request { id, req } => {
+                let (reply, publish) = request(shared, me, req).await;
+                answer(conn, ServerMsg::Reply { id, reply }, publish).await?;
+                Ok(None)
+            }
+            ClientMsg::Logout => {
+                shared.auth.revoke(me.token.clone()).await;
+                close(conn, CloseReason::LoggedOut, "logged out").await;
+                Ok(Some("logged out"))
+            }
+            ClientMsg::Login { .. } | ClientMsg::Relay { .. } | ClientMsg::Observe { .. } => {
+                close(conn, CloseReason::ProtocolError, "already logged in").await;
+                Err(Dropped::SecondLogin)
+            }
+        },
     }
 }

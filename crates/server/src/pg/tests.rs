@@ -198,7 +198,7 @@ async fn hub_over_postgres_delivers_and_keeps_acks() {
     let mut bob = Delivery::start(h.clone(), "bob").await.unwrap();
     let got = bob.backlog().await.unwrap().unwrap();
     assert_eq!(got.len(), 3);
-    bob.ack(last).await;
+    bob.ack(last);
     h.close().await;
     drop((bob, h));
 
