@@ -348,6 +348,7 @@ impl Server {
             w.abort();
         }
         info!(online = shared.presence.count(), "shutting down");
+        shared.presence.shut();
         tracker.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
             .await

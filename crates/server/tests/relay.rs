@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures::SinkExt;
 use p2p_proto::limits::WIRE_VERSION;
-use p2p_proto::wire::{ClientMsg, RelayRefusal, ServerMsg};
+use p2p_proto::wire::{ClientMsg, CloseReason, RelayRefusal, ServerMsg};
 use p2p_proto::Secret;
 use p2p_testkit::TestServer;
 use support::*;
@@ -252,4 +252,25 @@ async fn a_stopping_server_ends_its_relayed_pairs() {
     let log = server.log();
     assert!(log.contains("ended=Shutdown"), "{log}");
     assert!(!log.contains("did not close in time"), "{log}");
+}
+
+/// A server told to stop tells each online session why before it closes
+/// it (through the session's mailbox, since the session loop no longer
+/// watches the shutdown token itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_tells_its_sessions_why() {
+    let mut server = TestServer::start(&[]);
+    let mut alice = Client::plain(&server, "alice", 7001).await;
+    let mut bob = Client::plain(&server, "bob", 7002).await;
+    tokio::task::block_in_place(|| server.stop());
+    for c in [&mut alice, &mut bob] {
+        match next(&mut c.conn).await {
+            ServerMsg::Closing { reason, message } => {
+                assert_eq!(reason, CloseReason::Shutdown, "{}", c.user);
+                assert!(message.contains("shutting down"), "{message}");
+            }
+            other => panic!("{}: {other:?}", c.user),
+        }
+    }
+    assert!(!server.log().contains("did not close in time"));
 }

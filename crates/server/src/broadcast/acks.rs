@@ -4,6 +4,7 @@
 //! clean shutdown redelivers nothing.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use p2p_proto::time;
@@ -18,38 +19,67 @@ use super::{blocking, BroadcastStore, ACK_WRITE_INTERVAL, PURGE_INTERVAL};
 /// Acknowledged marks known in memory, per user (see the hub).
 pub(super) type Marks = Arc<Mutex<HashMap<Arc<str>, u64>>>;
 
+/// One session's acknowledged mark, shared with the writer: acknowledging
+/// is an atomic maximum, and the slot joins the writer's list only when it
+/// is not on it already (once per write, not per acknowledgement).
+#[derive(Debug)]
+pub(crate) struct AckSlot {
+    user: Arc<str>,
+    upto: AtomicU64,
+    /// On the writer's list.
+    queued: AtomicBool,
+}
+
 /// Acknowledgements taken from sessions and not yet handed to the writer:
-/// the highest per user, so it holds at most one entry per online user
-/// whatever the rate (no queue to bound, no session ever waits), and a
-/// session's acknowledgement is one lock and one map entry, not a channel
-/// message and a wake-up of the writer each.
+/// the slots that moved since the last write, so it holds at most one
+/// entry per online session whatever the rate (no queue to bound, no
+/// session ever waits), and a session's acknowledgement costs no lock, no
+/// hashing and no wake-up of the writer unless its slot was clean.
 #[derive(Default)]
 pub(super) struct AckQueue {
-    pending: Mutex<HashMap<Arc<str>, u64>>,
-    /// Notified when `pending` stops being empty.
+    dirty: Mutex<Vec<Arc<AckSlot>>>,
+    /// Notified when `dirty` stops being empty.
     wake: Notify,
 }
 
 impl AckQueue {
-    /// Records that `user` acknowledged everything up to `upto`.
-    pub(super) fn push(&self, user: &Arc<str>, upto: u64) {
-        let mut pending = lock(&self.pending);
-        let first = pending.is_empty();
-        match pending.get_mut(user) {
-            Some(mark) => *mark = (*mark).max(upto),
-            None => {
-                pending.insert(user.clone(), upto);
-            }
+    /// A slot for one session of `user`.
+    pub(super) fn slot(user: Arc<str>) -> Arc<AckSlot> {
+        Arc::new(AckSlot {
+            user,
+            upto: AtomicU64::new(0),
+            queued: AtomicBool::new(false),
+        })
+    }
+
+    /// Records that the slot's user acknowledged everything up to `upto`.
+    pub(super) fn push(&self, slot: &Arc<AckSlot>, upto: u64) {
+        // SeqCst with `take`: either the writer reads this maximum, or this
+        // sees the slot taken off the list and puts it back.
+        slot.upto.fetch_max(upto, Ordering::SeqCst);
+        if slot.queued.swap(true, Ordering::SeqCst) {
+            return;
         }
-        drop(pending);
+        let mut dirty = lock(&self.dirty);
+        let first = dirty.is_empty();
+        dirty.push(slot.clone());
+        drop(dirty);
         if first {
             self.wake.notify_one();
         }
     }
 
-    /// Everything pushed so far, leaving nothing.
+    /// The highest mark per user pushed so far, leaving nothing.
     fn take(&self) -> HashMap<Arc<str>, u64> {
-        std::mem::take(&mut *lock(&self.pending))
+        let slots = std::mem::take(&mut *lock(&self.dirty));
+        let mut latest = HashMap::with_capacity(slots.len());
+        for slot in slots {
+            slot.queued.store(false, Ordering::SeqCst);
+            let upto = slot.upto.load(Ordering::SeqCst);
+            let mark = latest.entry(slot.user.clone()).or_insert(upto);
+            *mark = (*mark).max(upto);
+        }
+        latest
     }
 }
 
@@ -178,5 +208,39 @@ impl Drop for Background {
     /// writer after writing what is queued).
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_listed_once_however_often_it_moves_and_again_after_a_write() {
+        let q = AckQueue::default();
+        let (alice, bob) = (AckQueue::slot("alice".into()), AckQueue::slot("bob".into()));
+        for upto in [3, 9, 5] {
+            q.push(&alice, upto);
+        }
+        q.push(&bob, 2);
+        assert_eq!(lock(&q.dirty).len(), 2, "one entry per session");
+        let taken = q.take();
+        assert_eq!(taken.get("alice"), Some(&9), "the highest, not the latest");
+        assert_eq!(taken.get("bob"), Some(&2));
+        assert!(q.take().is_empty());
+        q.push(&alice, 12);
+        assert_eq!(q.take().get("alice"), Some(&12), "listed again once taken");
+    }
+
+    #[test]
+    fn two_sessions_of_one_user_give_the_higher_mark() {
+        let q = AckQueue::default();
+        let (old, new) = (
+            AckQueue::slot("alice".into()),
+            AckQueue::slot("alice".into()),
+        );
+        q.push(&new, 4);
+        q.push(&old, 7);
+        assert_eq!(q.take().get("alice"), Some(&7));
     }
 }

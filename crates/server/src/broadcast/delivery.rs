@@ -20,6 +20,7 @@ use p2p_proto::wire::ServerMsg;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::ReusableBoxFuture;
 
+use super::acks::AckSlot;
 use super::{Broadcast, BroadcastHub, Result};
 
 /// What the live channel brought.
@@ -48,8 +49,9 @@ async fn receive(mut rx: Receiver) -> Received {
 /// One session's view of broadcasts.
 pub struct Delivery {
     hub: Arc<BroadcastHub>,
-    /// Shared with the acknowledgement queue (no copy per acknowledgement).
     user: Arc<str>,
+    /// Where this session's acknowledgements go.
+    acks: Arc<AckSlot>,
     /// Highest id this session has passed (sent or skipped).
     cursor: u64,
     /// The pending wait for the next live broadcast. Kept across the
@@ -64,9 +66,11 @@ impl Delivery {
     pub async fn start(hub: Arc<BroadcastHub>, user: &str) -> Result<Self> {
         let live = hub.subscribe();
         let cursor = hub.acked(user).await?;
+        let user: Arc<str> = Arc::from(user);
         Ok(Delivery {
+            acks: hub.ack_slot(user.clone()),
             hub,
-            user: Arc::from(user),
+            user,
             cursor,
             live: ReusableBoxFuture::new(receive(live)),
         })
@@ -108,6 +112,6 @@ impl Delivery {
     /// Records the client's acknowledgement, never beyond what this session
     /// was sent.
     pub fn ack(&self, upto: u64) {
-        self.hub.ack(&self.user, upto.min(self.cursor));
+        self.hub.ack(&self.acks, upto.min(self.cursor));
     }
 }

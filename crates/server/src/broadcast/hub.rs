@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, Notify};
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::acks::{AckQueue, Background, Marks};
+use super::acks::{AckQueue, AckSlot, Background, Marks};
 use super::recent::Recent;
 use super::{blocking, Broadcast, BroadcastPolicy, BroadcastStore, CATCH_UP_BATCH};
 use super::{Result, LIVE_BUFFER, RECENT_BYTES, RECENT_MAX};
@@ -217,10 +217,15 @@ impl BroadcastHub {
         Ok(batch.into_iter().map(Arc::new).collect())
     }
 
+    /// Where one session of `user` puts its acknowledgements.
+    pub(super) fn ack_slot(&self, user: Arc<str>) -> Arc<AckSlot> {
+        AckQueue::slot(user)
+    }
+
     /// Takes an acknowledgement (written in batches, soon; at the latest by
     /// [`BroadcastHub::close`]).
-    pub(super) fn ack(&self, user: &Arc<str>, upto: u64) {
-        self.acks.push(user, upto);
+    pub(super) fn ack(&self, slot: &Arc<AckSlot>, upto: u64) {
+        self.acks.push(slot, upto);
     }
 
     /// Stops the background tasks after writing every queued

@@ -153,14 +153,7 @@ async fn handle(
         Admitted::In(session) => session,
     };
     let _online = admitted.online;
-    logged_in(
-        shared,
-        &mut admitted.conn,
-        &admitted.me,
-        &admitted.mailbox,
-        shutdown,
-    )
-    .await
+    logged_in(shared, &mut admitted.conn, &admitted.me, &admitted.mailbox).await
 }
 
 /// Where the connection stands once its login is over.
@@ -504,8 +497,7 @@ mod tests {
             token: p2p_proto::Secret::new("t"),
             ip: peer.ip(),
         };
-        let session =
-            std::mem::size_of_val(&logged_in(&shared, &mut conn, &me, &mailbox, &shutdown));
+        let session = std::mem::size_of_val(&logged_in(&shared, &mut conn, &me, &mailbox));
         // The session loop, plus a few values of the connection's own: the
         // connection itself and everything of the login are in boxes.
         let needed = session + SLACK;

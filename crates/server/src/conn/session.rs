@@ -10,7 +10,6 @@ use p2p_proto::codec::Prepared;
 use p2p_proto::wire::{ClientMsg, CloseReason, Reply, Request, ServerMsg};
 use p2p_proto::{ProtoError, Secret};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::{close, send, written, Closed, Conn, Dropped};
@@ -216,7 +215,6 @@ pub(super) async fn logged_in(
     conn: &mut Conn,
     me: &Me,
     mailbox: &Mailbox,
-    shutdown: &CancellationToken,
 ) -> Closed {
     let mut delivery = Box::pin(Delivery::start(shared.broadcasts.clone(), &me.user))
         .await
@@ -228,14 +226,13 @@ pub(super) async fn logged_in(
     // Only what the client sends proves it alive: our own writes (broadcasts,
     // invitations) succeed into the socket buffer of a dead peer too. The
     // timer is re-armed only when it fires, not per message: the loop runs
-    // once per delivery, so it stays cheap. Likewise the stop future lives
-    // across iterations, and the mailbox is an atomic load until it holds
+    // once per delivery, so it stays cheap. The mailbox (replaced, kicked,
+    // shutting down, pushed messages) is an atomic load until it holds
     // something.
     let idle = shared.cfg.idle_timeout;
     let mut heard = Instant::now();
     let silence = tokio::time::sleep_until(heard + idle);
-    let stop = shutdown.cancelled();
-    tokio::pin!(silence, stop);
+    tokio::pin!(silence);
     loop {
         super::release_idle_buffers(conn);
         // The futures here are all polled each time round, and the arms
@@ -243,11 +240,10 @@ pub(super) async fn logged_in(
         // largest state, so everything but a delivery and an
         // acknowledgement (an idle session's whole life) runs boxed below.
         let woke = tokio::select! {
-            // Fixed order: a stop or kick is never starved by a busy client,
-            // and a delivery (the common wake-up) comes right after (the
-            // mailbox is rarely used, and cheap to look at).
+            // Fixed order: a close is never starved by a busy client, and a
+            // delivery (the common wake-up) comes right after (the mailbox
+            // is rarely used, and cheap to look at).
             biased;
-            _ = &mut stop => Wake::Stop,
             mail = mailbox.take() => match mail {
                 Mail::Close(reason) => Wake::Kick(reason),
                 Mail::Push(msg) => Wake::Pushed(msg),
@@ -291,7 +287,6 @@ pub(super) async fn logged_in(
 
 /// What woke a session, besides a delivery or an acknowledgement.
 enum Wake {
-    Stop,
     Kick(CloseReason),
     /// Live broadcasts were lost: catch up from the store.
     Behind,
@@ -310,17 +305,9 @@ async fn woken(
     woke: Wake,
 ) -> Result<Option<&'static str>, Dropped> {
     match woke {
-        Wake::Stop => {
-            close(
-                conn,
-                CloseReason::Shutdown,
-                "server shutting down; reconnect later",
-            )
-            .await;
-            Ok(Some("shutdown"))
-        }
         Wake::Kick(reason) => {
             let message = match reason {
+                CloseReason::Shutdown => "server shutting down; reconnect later",
                 CloseReason::Replaced => "logged in from elsewhere; this session was replaced",
                 CloseReason::AccountRemoved => "account removed by the operator",
                 // Only `p2p-server kick` sends this one: a logout the
