@@ -339,15 +339,14 @@ async fn admit(
             cluster.claim_failed(&user, session);
         }
     }
-    send(
-        &mut conn,
-        ServerMsg::LoginOk {
-            user: user.clone(),
-            token: token.clone(),
-            observed_addr: addr.to_string(),
-            server_time_ms: since_ms,
-        },
-    )
+    // Buffered, not flushed: the session flushes it with the broadcasts it
+    // catches up on, one write (and one TLS record) for a reconnect.
+    written(conn.feed(ServerMsg::LoginOk {
+        user: user.clone(),
+        token: token.clone(),
+        observed_addr: addr.to_string(),
+        server_time_ms: since_ms,
+    }))
     .await?;
     crate::metrics::metrics().login("ok");
     info!(user = %user, method = method.as_str(), peer = %reach.primary(), "logged in");

@@ -203,9 +203,13 @@ async fn catch_up(conn: &mut Conn, delivery: &mut Delivery) -> Result<(), Droppe
         what: "backlog",
         source,
     })? {
+        // One write per batch, not per broadcast (the codec still writes
+        // out as its buffer fills).
         for frame in batch {
-            deliver(conn, frame).await?;
+            metrics().broadcasts_delivered.inc();
+            written(conn.feed(frame)).await?;
         }
+        written(SinkExt::<Frame>::flush(conn)).await?;
     }
     Ok(())
 }
@@ -222,7 +226,10 @@ pub(super) async fn logged_in(
             what: "state",
             source,
         })?;
+    // The login's answer is still in the write buffer: it leaves with the
+    // first broadcast caught up on, or here.
     Box::pin(catch_up(conn, &mut delivery)).await?;
+    written(SinkExt::<ServerMsg>::flush(conn)).await?;
     // Only what the client sends proves it alive: our own writes (broadcasts,
     // invitations) succeed into the socket buffer of a dead peer too. The
     // timer is re-armed only when it fires, not per message: the loop runs
