@@ -9,9 +9,8 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
-use futures::task::AtomicWaker;
 use p2p_proto::wire::{CloseReason, ServerMsg};
 
 /// Unsolicited messages queued for one session. A session that lets this
@@ -33,18 +32,24 @@ struct Held {
     /// Boxed: a message inline is 160 bytes.
     queue: VecDeque<Box<ServerMsg>>,
     close: Option<CloseReason>,
+    /// The session's task, woken by every put (kept, not taken: a task's
+    /// waker stays the same, so the session registers it once).
+    waker: Option<Waker>,
 }
 
 /// One session's mailbox: any task may put, only the session takes.
 #[derive(Debug, Default)]
 pub(crate) struct Mailbox {
     held: Mutex<Held>,
-    /// Whether `held` has anything: a session's wake-ups (one per broadcast
-    /// delivered) look here without taking the lock.
+    /// Whether `held` has anything: a session's wake-ups (two per broadcast
+    /// delivered) look here, and only here, unless it is set.
     ready: AtomicBool,
-    /// The session task, woken by a put.
-    waker: AtomicWaker,
 }
+
+/// The session's side of its mailbox: the waker it registered, so that it
+/// registers again only if its task's waker changes (never, in practice).
+#[derive(Debug, Default)]
+pub(crate) struct Registered(Option<Waker>);
 
 impl Mailbox {
     fn lock(&self) -> MutexGuard<'_, Held> {
@@ -60,17 +65,21 @@ impl Mailbox {
         }
         held.queue.push_back(Box::new(msg));
         self.ready.store(true, Ordering::Release);
-        drop(held);
-        self.waker.wake();
+        if let Some(w) = &held.waker {
+            w.wake_by_ref();
+        }
         true
     }
 
     /// Tells the session to close (the latest reason wins, as it is the
     /// one that is still true).
     pub(crate) fn close(&self, reason: CloseReason) {
-        self.lock().close = Some(reason);
+        let mut held = self.lock();
+        held.close = Some(reason);
         self.ready.store(true, Ordering::Release);
-        self.waker.wake();
+        if let Some(w) = &held.waker {
+            w.wake_by_ref();
+        }
     }
 
     /// Takes what is there, a close first.
@@ -91,9 +100,17 @@ impl Mailbox {
         msg.map(Mail::Push)
     }
 
-    fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Mail> {
-        // Registered before looking, so a put in between wakes us.
-        self.waker.register(cx.waker());
+    fn poll_take(&self, cx: &mut Context<'_>, registered: &mut Registered) -> Poll<Mail> {
+        // Registered before looking (under the lock puts take), so a put in
+        // between wakes us.
+        if !registered
+            .0
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            self.lock().waker = Some(cx.waker().clone());
+            registered.0 = Some(cx.waker().clone());
+        }
         match self.try_take() {
             Some(mail) => Poll::Ready(mail),
             None => Poll::Pending,
@@ -101,15 +118,16 @@ impl Mailbox {
     }
 
     /// Waits for the next mail. Cancel-safe: nothing is taken unless it is
-    /// returned. For the session's task only (one waker is kept).
-    pub(crate) async fn take(&self) -> Mail {
-        poll_fn(|cx| self.poll_take(cx)).await
+    /// returned. For the session's task only (one waker is kept), with the
+    /// same `registered` each time.
+    pub(crate) async fn take(&self, registered: &mut Registered) -> Mail {
+        poll_fn(|cx| self.poll_take(cx, registered)).await
     }
 
     /// The next pushed message, for tests that only push.
     #[cfg(test)]
     pub(crate) async fn recv(&self) -> Option<Box<ServerMsg>> {
-        match self.take().await {
+        match self.take(&mut Registered::default()).await {
             Mail::Push(msg) => Some(msg),
             Mail::Close(_) => None,
         }
@@ -158,7 +176,10 @@ mod tests {
         let m = Arc::new(Mailbox::default());
         let waiting = tokio::spawn({
             let m = m.clone();
-            async move { (m.take().await, m.take().await) }
+            async move {
+                let mut registered = Registered::default();
+                (m.take(&mut registered).await, m.take(&mut registered).await)
+            }
         });
         tokio::task::yield_now().await;
         let other = m.clone();

@@ -50,6 +50,8 @@ async fn receive(mut rx: Receiver) -> Received {
 pub struct Delivery {
     hub: Arc<BroadcastHub>,
     user: Arc<str>,
+    /// [`super::user_key`] of `user`.
+    user_key: u64,
     /// Where this session's acknowledgements go.
     acks: Arc<AckSlot>,
     /// Highest id this session has passed (sent or skipped).
@@ -70,6 +72,7 @@ impl Delivery {
         Ok(Delivery {
             acks: hub.ack_slot(user.clone()),
             hub,
+            user_key: super::user_key(&user),
             user,
             cursor,
             live: ReusableBoxFuture::new(receive(live)),
@@ -103,7 +106,8 @@ impl Delivery {
             return None;
         }
         self.cursor = b.id;
-        if *b.from == *self.user || b.expires_ms <= time::now_ms() {
+        let own = b.from_key == self.user_key && *b.from == *self.user;
+        if own || b.expires_ms <= time::now_ms() {
             return None;
         }
         Some(b.frame.clone())

@@ -14,7 +14,7 @@ use tracing::info;
 
 use super::{close, send, written, Closed, Conn, Dropped};
 use crate::broadcast::{Delivery, Live, Publish};
-use crate::mailbox::{Mail, Mailbox};
+use crate::mailbox::{Mail, Mailbox, Registered};
 use crate::metrics::metrics;
 use crate::refused::Refused;
 use crate::Shared;
@@ -240,6 +240,7 @@ pub(super) async fn logged_in(
     let mut heard = Instant::now();
     let silence = tokio::time::sleep_until(heard + idle);
     tokio::pin!(silence);
+    let mut registered = Registered::default();
     loop {
         super::release_idle_buffers(conn);
         // The futures here are all polled each time round, and the arms
@@ -251,7 +252,7 @@ pub(super) async fn logged_in(
             // delivery (the common wake-up) comes right after (the mailbox
             // is rarely used, and cheap to look at).
             biased;
-            mail = mailbox.take() => match mail {
+            mail = mailbox.take(&mut registered) => match mail {
                 Mail::Close(reason) => Wake::Kick(reason),
                 Mail::Push(msg) => Wake::Pushed(msg),
             },
