@@ -38,6 +38,12 @@ use rusqlite::params;
 use crate::error::Result;
 use crate::inbox::Inbox;
 
+/// Rows per INSERT in [`SentStore::queue`] (the last `len % QUEUE_ROWS`
+/// go one per statement): one statement per row spent much of the CPU on
+/// running statements rather than on rows; 64 take 132 parameters, far
+/// below SQLite's limit of 32 766.
+const QUEUE_ROWS: usize = 64;
+
 /// A sent message as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Row {
@@ -172,26 +178,67 @@ impl SentStore {
         self.db.with_conn(|c| {
             let tx = c.transaction()?;
             let mut rows = Vec::with_capacity(texts.len());
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO sent (peer, mid, text, at_ms, now, announced)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
-                for text in texts {
-                    let mid = self.next_mid.fetch_add(1, Ordering::Relaxed);
-                    insert.execute(params![peer, mid as i64, text, at_ms, i(now), announced])?;
-                    rows.push(Row {
-                        seq: tx.last_insert_rowid() as u64,
-                        peer: peer.to_string(),
-                        mid,
-                        text: text.clone(),
-                        at_ms,
-                    });
-                }
+            let mut chunks = texts.chunks_exact(QUEUE_ROWS);
+            for chunk in &mut chunks {
+                self.insert(&tx, peer, chunk, at_ms, now, announced, &mut rows)?;
+            }
+            for text in chunks.remainder() {
+                let one = std::slice::from_ref(text);
+                self.insert(&tx, peer, one, at_ms, now, announced, &mut rows)?;
             }
             tx.commit()?;
             Ok(rows)
         })
+    }
+
+    /// Inserts `texts` with one statement and appends their rows to `rows`.
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        peer: &str,
+        texts: &[String],
+        at_ms: i64,
+        now: u64,
+        announced: bool,
+        rows: &mut Vec<Row>,
+    ) -> rusqlite::Result<()> {
+        use rusqlite::types::ToSql;
+        // ?1 peer, ?2 at_ms, ?3 now, ?4 announced, then mid and text per row.
+        let values: Vec<String> = (0..texts.len())
+            .map(|r| format!("(?1, ?{}, ?{}, ?2, ?3, ?4)", 5 + 2 * r, 6 + 2 * r))
+            .collect();
+        let sql = format!(
+            "INSERT INTO sent (peer, mid, text, at_ms, now, announced) VALUES {}",
+            values.join(", ")
+        );
+        let base = self
+            .next_mid
+            .fetch_add(texts.len() as u64, Ordering::Relaxed);
+        let mids: Vec<i64> = (0..texts.len() as u64)
+            .map(|k| base.wrapping_add(k) as i64)
+            .collect();
+        let now = i(now);
+        let mut params: Vec<&dyn ToSql> = vec![&peer, &at_ms, &now, &announced];
+        for (mid, text) in mids.iter().zip(texts) {
+            params.extend([mid as &dyn ToSql, text]);
+        }
+        tx.prepare_cached(&sql)?.execute(&params[..])?;
+        // One statement under the database lock: consecutive `seq`s.
+        let first = tx.last_insert_rowid() as u64 + 1 - texts.len() as u64;
+        rows.extend(
+            mids.iter()
+                .zip(texts)
+                .enumerate()
+                .map(|(k, (&mid, text))| Row {
+                    seq: first + k as u64,
+                    peer: peer.to_string(),
+                    mid: mid as u64,
+                    text: text.clone(),
+                    at_ms,
+                }),
+        );
+        Ok(())
     }
 
     /// Queued messages to `peer` after `after`, in order, that the flusher

@@ -414,3 +414,18 @@ fn history_reads_one_peer_by_index_and_finds_rows_with_and_without_a_mid() {
         .collect();
     assert_eq!(texts, ["m1", "m2"]);
 }
+
+/// A command longer than one INSERT (`QUEUE_ROWS`) gets consecutive `seq`s
+/// and `mid`s, and each row as returned is the row stored.
+#[test]
+fn a_long_command_is_stored_row_for_row() {
+    let (_dir, _inbox, s) = open();
+    let many: Vec<String> = (0..150).map(|n| format!("line {n}")).collect();
+    let rows = s.queue("bob", &many, 5, 0, false).unwrap();
+    assert_eq!(rows.len(), 150);
+    for pair in rows.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1);
+        assert_eq!(pair[1].mid, pair[0].mid.wrapping_add(1));
+    }
+    assert_eq!(s.pending("bob", 1, 0, 1000, usize::MAX).unwrap(), rows);
+}
