@@ -153,6 +153,7 @@ impl SentStore {
                      upto INTEGER NOT NULL
                  ) WITHOUT ROWID;
                  CREATE INDEX IF NOT EXISTS sent_now ON sent(now, seq) WHERE now != 0;
+                 CREATE INDEX IF NOT EXISTS sent_announced ON sent(seq) WHERE announced = 1;
                  UPDATE sent SET status = 'failed' WHERE status = 'queued' AND now != 0;",
             )
         })?;
@@ -294,9 +295,11 @@ impl SentStore {
             {
                 // Those the user was told were queued and that were not
                 // delivered before (plain ones at or below the mark were).
+                // Few: found by their own index, not by reading the batch.
                 let mut told = tx.prepare_cached(
-                    "SELECT seq FROM sent WHERE seq > ?2 AND seq <= ?3 AND peer = ?1
-                     AND status = 'queued' AND announced = 1
+                    "SELECT seq FROM sent INDEXED BY sent_announced
+                     WHERE announced = 1 AND seq > ?2 AND seq <= ?3 AND peer = ?1
+                     AND status = 'queued'
                      AND ((now = 0 AND seq > ?5) OR now = ?4) ORDER BY seq",
                 )?;
                 let rows = told
