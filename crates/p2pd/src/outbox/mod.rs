@@ -20,6 +20,7 @@
 
 mod flusher;
 pub(crate) mod history;
+mod mark;
 pub(crate) mod store;
 
 use std::collections::HashMap;

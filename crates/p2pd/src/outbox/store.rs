@@ -35,6 +35,8 @@ use std::sync::Arc;
 
 use rusqlite::params;
 
+use super::mark::plain_statuses;
+pub(crate) use super::mark::{effective, upto};
 use crate::error::Result;
 use crate::inbox::Inbox;
 
@@ -72,30 +74,13 @@ pub(crate) enum Status {
 }
 
 impl Status {
-    fn parse(s: &str) -> Status {
+    pub(super) fn parse(s: &str) -> Status {
         match s {
             "delivered" => Status::Delivered,
             "queued" => Status::Queued,
             _ => Status::Failed,
         }
     }
-}
-
-/// A row's status as the user sees it, from its `status` column, its `now`
-/// tag, its `seq`, and its peer's delivered high-water mark `upto`: a plain
-/// message still marked queued at or below `upto` was delivered.
-pub(crate) fn effective(status: &str, now: i64, seq: i64, upto: i64) -> Status {
-    match Status::parse(status) {
-        Status::Queued if now == 0 && seq <= upto => Status::Delivered,
-        s => s,
-    }
-}
-
-/// `peer`'s delivered high-water mark (0: nothing delivered by mark yet).
-pub(crate) fn upto(c: &rusqlite::Connection, peer: &str) -> rusqlite::Result<i64> {
-    use rusqlite::OptionalExtension;
-    let mut q = c.prepare_cached("SELECT upto FROM sent_upto WHERE peer = ?1")?;
-    Ok(q.query_row([peer], |r| r.get(0)).optional()?.unwrap_or(0))
 }
 
 /// The peer and `now` tag of the row `seq` (one command's rows share both).
@@ -358,7 +343,9 @@ impl SentStore {
                 "UPDATE sent SET announced = 1 WHERE status = 'queued' AND seq BETWEEN ?1 AND ?2"
             };
             tx.execute(set, params![from, i(last)])?;
-            let out = {
+            let out = if tag == 0 {
+                plain_statuses(&tx, &peer, first, last, mark)?
+            } else {
                 let mut q = tx.prepare_cached(
                     "SELECT seq, status, now FROM sent WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
                 )?;

@@ -358,6 +358,14 @@ fn a_sent_table_from_before_the_mark_keeps_its_messages_and_statuses() {
     assert_eq!(s.status(1).unwrap(), Some(Status::Delivered));
     assert_eq!(s.status(2).unwrap(), Some(Status::Failed));
     assert_eq!(s.status(3).unwrap(), Some(Status::Queued));
+    assert_eq!(
+        s.settle(1, 3, false).unwrap(),
+        [
+            (1, Status::Delivered),
+            (2, Status::Failed),
+            (3, Status::Queued)
+        ]
+    );
     let pending = s.pending("bob", 1, 0, 10, usize::MAX).unwrap();
     assert_eq!(
         pending.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(),
