@@ -367,7 +367,7 @@ fn insert_rows(
         .collect();
     let sql = format!(
         "INSERT OR IGNORE INTO inbox (kind, peer, msg_id, text, at_ms, mid, recv_ms)
-         VALUES {} RETURNING seq, msg_id, at_ms, mid",
+         VALUES {}",
         values.join(", ")
     );
     let mut insert = tx.prepare_cached(&sql)?;
@@ -379,10 +379,25 @@ fn insert_rows(
     for (r, m) in rows.iter().enumerate() {
         params.extend([&ints[r][0] as &dyn ToSql, &m.text, &ints[r][1], &mids[r]]);
     }
-    // Only the new rows come back; SQLite does not promise their order,
-    // but `seq` grows in the order of VALUES.
-    let mut new = insert
-        .query_map(&params[..], |r| {
+    // Rows are never deleted, and this transaction is the only writer:
+    // what this statement adds is what comes after the last `seq` now.
+    let before: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM inbox")?
+        .query_row([], |r| r.get(0))?;
+    let added = insert.execute(&params[..])?;
+    if added == rows.len() {
+        // All new (the usual case): one statement's `seq`s are consecutive.
+        let first = tx.last_insert_rowid() as u64 + 1 - added as u64;
+        stored.extend((0..added).map(|r| (at + r, first + r as u64)));
+        return Ok(());
+    }
+    if added == 0 {
+        return Ok(());
+    }
+    let mut q =
+        tx.prepare_cached("SELECT seq, msg_id, at_ms, mid FROM inbox WHERE seq > ?1 ORDER BY seq")?;
+    let new = q
+        .query_map([before], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, i64>(1)?,
@@ -391,7 +406,6 @@ fn insert_rows(
             ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    new.sort_unstable_by_key(|n| n.0);
     // Walk the rows in order: a row was stored if the next new one has
     // its values. A row left out repeats one already there (its `mid`, or
     // a broadcast's id and time), so no later row with the same values is
