@@ -16,6 +16,13 @@ pub use checks::refuse_broadcast;
 pub(crate) use checks::{fit, lossy};
 use size::wire_len;
 
+/// Prepared statements the connection keeps (rusqlite's default is 16).
+/// Every table of `inbox.db` shares the one connection, and a `send -`
+/// alone cycles through about twenty statements on each side (the
+/// multi-row INSERTs among them): with 16, they pushed each other out and
+/// were parsed again and again.
+const STATEMENT_CACHE: usize = 64;
+
 /// Database file in the state directory.
 pub(crate) const INBOX_DB: &str = "inbox.db";
 
@@ -144,6 +151,7 @@ impl Inbox {
         )
         .map_err(err)?;
         schema::migrate(&conn).map_err(err)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         for f in [
             path.clone(),
             state_dir.join(format!("{INBOX_DB}-wal")),

@@ -243,17 +243,20 @@ impl SentStore {
             // Plain ones above the mark (those below it are delivered), and
             // this session's `--now` ones (the partial index `sent_now`):
             // two index ranges, merged in `seq` order.
+            // The limit is written into the statement: SQLite plans with a
+            // bound LIMIT's value, so binding one made it parse the
+            // statement again at every call (`max` is a constant here).
             let from = i(after).max(upto(c, peer)?);
             let mut plain = c.prepare_cached(&format!(
                 "SELECT {ROW} FROM sent WHERE peer = ?1 AND status = 'queued' AND seq > ?2
-                 AND now = 0 ORDER BY seq LIMIT ?3"
+                 AND now = 0 ORDER BY seq LIMIT {max}"
             ))?;
-            let mut rows = read(plain.query(params![peer, from, max as i64])?, max_bytes)?;
+            let mut rows = read(plain.query(params![peer, from])?, max_bytes)?;
             let mut own = c.prepare_cached(&format!(
                 "SELECT {ROW} FROM sent WHERE now = ?1 AND now != 0 AND seq > ?2
-                 AND status = 'queued' AND peer = ?3 ORDER BY seq LIMIT ?4"
+                 AND status = 'queued' AND peer = ?3 ORDER BY seq LIMIT {max}"
             ))?;
-            let query = params![i(session), i(after), peer, max as i64];
+            let query = params![i(session), i(after), peer];
             rows.extend(read(own.query(query)?, max_bytes)?);
             rows.sort_unstable_by_key(|r| r.seq);
             rows.truncate(max);
