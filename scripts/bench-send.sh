@@ -162,6 +162,14 @@ timed() {
     stats "$out"
 }
 
+# cpu_ticks PID: user + system CPU of PID so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+# p2pctl's own CPU time, with GNU time when there is one.
+CPU_TIME=()
+echo "? ?" >"$BENCH/p2pctl.cpu"
+[[ -x /usr/bin/time ]] && CPU_TIME=(/usr/bin/time -f '%U %S' -o "$BENCH/p2pctl.cpu")
+
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 echo "load before: $(uptime | sed 's/.*load average: //')"
 if [[ -n $HYPERFINE ]]; then
@@ -171,6 +179,7 @@ elif [[ -n ${EPOCHREALTIME:-} ]]; then
 else
     echo "timer: bash loop with date +%s%N"
 fi
+echo "daemons: alice pid ${DAEMON_PID[alice]}, bob pid ${DAEMON_PID[bob]} (for perf record -p)"
 echo "state dirs on: $(df -T "$BENCH" | awk 'NR == 2 { print $2 " (" $1 ")" }')"
 
 echo
@@ -193,9 +202,16 @@ awk -v ns=$((t1 - t0)) 'BEGIN { printf "seq | sed alone: %.3f s\n", ns / 1e9 }'
 : >"$BENCH/rates"
 for ((r = 1; r <= ${REPEATS:-3}; r++)); do
     # The full pipeline, as a user would type it.
+    a0=$(cpu_ticks "${DAEMON_PID[alice]}") b0=$(cpu_ticks "${DAEMON_PID[bob]}")
     now_ns t0
-    seq 1 "$LINES" | sed 's/^/line /' | "${SEND[@]}" - >"$BENCH/stream.out"
+    seq 1 "$LINES" | sed 's/^/line /' |
+        "${CPU_TIME[@]}" "${SEND[@]}" - >"$BENCH/stream.out"
     now_ns t1
+    a1=$(cpu_ticks "${DAEMON_PID[alice]}") b1=$(cpu_ticks "${DAEMON_PID[bob]}")
+    awk -v a=$((a1 - a0)) -v b=$((b1 - b0)) -v hz="$HZ" '{
+        printf "  CPU: alice p2pd %.2f s, bob p2pd %.2f s, p2pctl %s s\n", a / hz, b / hz,
+            ($1 == "?") ? "?" : sprintf("%.2f", $1 + $2)
+    }' "$BENCH/p2pctl.cpu"
     grep -q "^delivered $LINES messages" "$BENCH/stream.out" ||
         die "send - did not deliver $LINES messages: $(cat "$BENCH/stream.out")"
     awk -v ns=$((t1 - t0)) -v n="$LINES" -v b="$bytes" -v r="$r" 'BEGIN {

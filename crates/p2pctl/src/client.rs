@@ -161,8 +161,10 @@ impl Client {
         loop {
             let line = self.read_line()?;
             // Only the envelope first: a line for another request need not
-            // be a `T`.
-            let resp: Response<serde_json::Value> = serde_json::from_str(&line)
+            // be a `T`. The result is skipped, not built (as a
+            // `serde_json::Value` it was a map per entry: most of p2pctl's
+            // CPU in `send -`, whose answers list 16 384 messages).
+            let resp: Response<serde::de::IgnoredAny> = serde_json::from_str(&line)
                 .map_err(|e| Failure::Other(format!("unreadable answer from p2pd: {e}")))?;
             if resp.id != id {
                 // Id 0 with an error: the daemon could not read our request
@@ -172,11 +174,13 @@ impl Client {
                 }
                 continue;
             }
-            return match (resp.result, resp.error) {
-                (_, Some(e)) => Err(Failure::Ctl(e)),
-                (result, None) => {
-                    T::deserialize(result.unwrap_or(serde_json::Value::Null)).map_err(unexpected)
-                }
+            if let Some(e) = resp.error {
+                return Err(Failure::Ctl(e));
+            }
+            let resp: Response<T> = serde_json::from_str(&line).map_err(unexpected)?;
+            return match resp.result {
+                Some(result) => Ok(result),
+                None => T::deserialize(serde_json::Value::Null).map_err(unexpected),
             };
         }
     }

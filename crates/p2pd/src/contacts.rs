@@ -79,12 +79,10 @@ fn contact(r: &Row<'_>) -> rusqlite::Result<Contact> {
 
 /// One contact's row, if any.
 fn fetch(c: &rusqlite::Connection, user: &str) -> rusqlite::Result<Option<Contact>> {
-    c.query_row(
-        &format!("SELECT {COLUMNS} FROM contacts WHERE user = ?1"),
-        [user],
-        contact,
-    )
-    .optional()
+    // Cached: the outbox's flusher asks before every batch it reads.
+    c.prepare_cached(&format!("SELECT {COLUMNS} FROM contacts WHERE user = ?1"))?
+        .query_row([user], contact)
+        .optional()
 }
 
 impl Contacts {

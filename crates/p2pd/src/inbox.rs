@@ -16,6 +16,13 @@ pub use checks::refuse_broadcast;
 pub(crate) use checks::{fit, lossy};
 use size::wire_len;
 
+/// Prepared statements the connection keeps (rusqlite's default is 16).
+/// Every table of `inbox.db` shares the one connection, and a `send -`
+/// alone cycles through about twenty statements on each side (the
+/// multi-row INSERTs among them): with 16, they pushed each other out and
+/// were parsed again and again.
+const STATEMENT_CACHE: usize = 64;
+
 /// Database file in the state directory.
 pub(crate) const INBOX_DB: &str = "inbox.db";
 
@@ -144,6 +151,7 @@ impl Inbox {
         )
         .map_err(err)?;
         schema::migrate(&conn).map_err(err)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         for f in [
             path.clone(),
             state_dir.join(format!("{INBOX_DB}-wal")),
@@ -197,31 +205,25 @@ impl Inbox {
         {
             let mut conn = self.lock();
             let tx = conn.transaction().map_err(self.err())?;
-            {
-                let mut insert = tx
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO inbox (kind, peer, msg_id, text, at_ms, mid, recv_ms)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    )
+            let mut chunks = batch.chunks_exact(INSERT_ROWS);
+            let mut at = 0;
+            for chunk in &mut chunks {
+                insert_rows(&tx, kind, peer, recv_ms, chunk, at, &mut stored)
                     .map_err(self.err())?;
-                for (i, m) in batch.iter().enumerate() {
-                    // SQLite integers are signed: the 64 bits are kept as they are.
-                    let mid = m.mid.map(|v| v as i64);
-                    let added = insert
-                        .execute(params![
-                            kind_str(kind),
-                            peer,
-                            m.id as i64,
-                            m.text,
-                            m.at_ms,
-                            mid,
-                            recv_ms
-                        ])
-                        .map_err(self.err())?;
-                    if added == 1 {
-                        stored.push((i, tx.last_insert_rowid() as u64));
-                    }
-                }
+                at += chunk.len();
+            }
+            for m in chunks.remainder() {
+                insert_rows(
+                    &tx,
+                    kind,
+                    peer,
+                    recv_ms,
+                    std::slice::from_ref(m),
+                    at,
+                    &mut stored,
+                )
+                .map_err(self.err())?;
+                at += 1;
             }
             tx.commit().map_err(self.err())?;
         }
@@ -341,6 +343,88 @@ impl Inbox {
         .map(|n| n as u64)
         .map_err(self.err())
     }
+}
+
+/// Rows per INSERT in [`Inbox::store`] (a batch's last `len % INSERT_ROWS`
+/// go one per statement). One statement per row spent much of the
+/// receiver's CPU on running a statement (binding, opening a cursor on the
+/// table and each index) rather than on the rows; 64 rows take 259
+/// parameters, far below SQLite's limit of 32 766, and two statements stay
+/// in the cache.
+const INSERT_ROWS: usize = 64;
+
+/// Inserts `rows` (`batch[at..]`) with one statement, unless one of the
+/// same peer and `mid` (or the same broadcast) is there, and adds
+/// `(index in batch, seq)` of each new one to `stored`, in order.
+fn insert_rows(
+    tx: &rusqlite::Transaction<'_>,
+    kind: Kind,
+    peer: &str,
+    recv_ms: i64,
+    rows: &[Incoming],
+    at: usize,
+    stored: &mut Vec<(usize, u64)>,
+) -> rusqlite::Result<()> {
+    use rusqlite::types::ToSql;
+    // ?1 kind, ?2 peer, ?3 recv_ms, then four per row.
+    let values: Vec<String> = (0..rows.len())
+        .map(|r| {
+            let p = 4 + 4 * r;
+            format!("(?1, ?2, ?{p}, ?{}, ?{}, ?{}, ?3)", p + 1, p + 2, p + 3)
+        })
+        .collect();
+    let sql = format!(
+        "INSERT OR IGNORE INTO inbox (kind, peer, msg_id, text, at_ms, mid, recv_ms)
+         VALUES {}",
+        values.join(", ")
+    );
+    let mut insert = tx.prepare_cached(&sql)?;
+    // SQLite integers are signed: the 64 bits are kept as they are.
+    let ints: Vec<[i64; 2]> = rows.iter().map(|m| [m.id as i64, m.at_ms]).collect();
+    let mids: Vec<Option<i64>> = rows.iter().map(|m| m.mid.map(|v| v as i64)).collect();
+    let kind = kind_str(kind);
+    let mut params: Vec<&dyn ToSql> = vec![&kind, &peer, &recv_ms];
+    for (r, m) in rows.iter().enumerate() {
+        params.extend([&ints[r][0] as &dyn ToSql, &m.text, &ints[r][1], &mids[r]]);
+    }
+    // Rows are never deleted, and this transaction is the only writer:
+    // what this statement adds is what comes after the last `seq` now.
+    let before: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM inbox")?
+        .query_row([], |r| r.get(0))?;
+    let added = insert.execute(&params[..])?;
+    if added == rows.len() {
+        // All new (the usual case): one statement's `seq`s are consecutive.
+        let first = tx.last_insert_rowid() as u64 + 1 - added as u64;
+        stored.extend((0..added).map(|r| (at + r, first + r as u64)));
+        return Ok(());
+    }
+    if added == 0 {
+        return Ok(());
+    }
+    let mut q =
+        tx.prepare_cached("SELECT seq, msg_id, at_ms, mid FROM inbox WHERE seq > ?1 ORDER BY seq")?;
+    let new = q
+        .query_map([before], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    // Walk the rows in order: a row was stored if the next new one has
+    // its values. A row left out repeats one already there (its `mid`, or
+    // a broadcast's id and time), so no later row with the same values is
+    // new either: the next new one with them is this row.
+    let mut next = new.into_iter().peekable();
+    for (r, (&[id, t], &mid)) in ints.iter().zip(&mids).enumerate() {
+        if let Some((seq, ..)) = next.next_if(|&(_, i, u, m)| (i, u, m) == (id, t, mid)) {
+            stored.push((at + r, seq as u64));
+        }
+    }
+    Ok(())
 }
 
 fn entry(kind: Kind, from: &str, m: &Incoming, seq: u64) -> Stored {

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 
 /// Adds `mid` (the sender's durable message id, SPEC §11) and `recv_ms`
 /// (when it arrived, for `history`) where missing, the index that keeps
-/// each `(peer, mid)` once, and one by peer. Old rows keep NULL in both: they were stored
+/// each `(peer, mid)` once, and one by peer for the rows without a `mid`. Old rows keep NULL in both: they were stored
 /// once already, and `history` orders them by their send time.
 pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let mut cols = Vec::new();
@@ -22,11 +22,17 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
             conn.execute_batch(&format!("ALTER TABLE inbox ADD COLUMN {col} {ty};"))?;
         }
     }
-    // `history USER` reads one peer's messages: without this it would scan
-    // the whole inbox.
+    // `history USER` reads one peer's messages: without an index by peer it
+    // would scan the whole inbox. Rows with a `mid` (every message since
+    // the outbox) are found by `inbox_peer_mid`, so the index by peer holds
+    // only those without one (older messages, broadcasts): one index less
+    // to write per received message (`send -` spends most of the
+    // receiver's CPU inserting rows). `inbox_peer` (every row) was that
+    // index before.
     conn.execute_batch(
         "CREATE UNIQUE INDEX IF NOT EXISTS inbox_peer_mid
              ON inbox(peer, mid) WHERE mid IS NOT NULL;
-         CREATE INDEX IF NOT EXISTS inbox_peer ON inbox(peer, seq);",
+         CREATE INDEX IF NOT EXISTS inbox_peer_no_mid ON inbox(peer, seq) WHERE mid IS NULL;
+         DROP INDEX IF EXISTS inbox_peer;",
     )
 }

@@ -260,3 +260,56 @@ fn an_old_inbox_without_the_new_columns_is_migrated() {
     drop(inbox);
     Inbox::open(dir.path()).unwrap();
 }
+
+/// Batches longer than one INSERT (`INSERT_ROWS`) store each new message
+/// once, in order, each entry with its own `seq`: repeats of stored `mid`s,
+/// repeats within the batch, and messages without a `mid` mixed across the
+/// statements' boundaries.
+#[test]
+fn a_long_batch_stores_each_new_message_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::open(dir.path()).unwrap();
+    let m = |id: u64, mid: Option<u64>| Incoming {
+        mid,
+        ..msg(id, &format!("t{id}"))
+    };
+    let first: Vec<Incoming> = (0..150).map(|i| m(i, (i % 7 != 0).then_some(i))).collect();
+    let stored = inbox.store(Kind::Message, "bob", &first).unwrap();
+    assert_eq!(stored.len(), 150);
+    // Every seventh without a `mid`, every third (mostly) a repeat of a
+    // stored `mid`, every fifth (often) a repeat of one earlier in this
+    // batch, the rest new.
+    let second: Vec<Incoming> = (150..450u64)
+        .map(|i| {
+            let mid = match i {
+                _ if i % 7 == 0 => None,
+                _ if i % 3 == 0 => Some(i % 150),
+                _ if i % 5 == 0 => Some(1000 + i - 5),
+                _ => Some(1000 + i),
+            };
+            m(i, mid)
+        })
+        .collect();
+    let got = inbox.store(Kind::Message, "bob", &second).unwrap();
+    let expect: Vec<u64> = {
+        let mut have: std::collections::HashSet<u64> = first.iter().filter_map(|x| x.mid).collect();
+        second
+            .iter()
+            .filter(|x| x.mid.is_none_or(|v| have.insert(v)))
+            .map(|x| x.id)
+            .collect()
+    };
+    assert!(expect.len() > 100 && expect.len() < 300, "{}", expect.len());
+    assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), expect);
+    assert!(got.windows(2).all(|w| w[0].seq < w[1].seq));
+    // Each entry's seq is the row holding its text.
+    let all = take(&inbox, true, None, stored.last().unwrap().seq);
+    assert_eq!(
+        all.iter()
+            .map(|e| (e.seq, e.text.clone()))
+            .collect::<Vec<_>>(),
+        got.iter()
+            .map(|e| (e.seq, e.text.clone()))
+            .collect::<Vec<_>>()
+    );
+}

@@ -7,7 +7,7 @@ use p2p_proto::ctl::{Direction, HistoryEntry, SendStatus};
 use p2p_proto::time::rfc3339;
 use rusqlite::params;
 
-use super::store::{parse_status, Status};
+use super::store::{effective, upto, Status};
 use crate::error::Result;
 use crate::inbox::{fit, lossy, Inbox};
 
@@ -17,6 +17,21 @@ pub(crate) const DEFAULT_LIMIT: u64 = 50;
 /// Most messages one `history` lists: beyond this, scrolling a terminal is
 /// the wrong tool (the inbox and the database are there).
 pub(crate) const MAX_LIMIT: u64 = 10_000;
+
+/// The newest `?2` messages received from `?1`. In two halves, each on its
+/// index (`inbox_peer_mid`, `inbox_peer_no_mid`): a partial index serves
+/// only a query that names its condition.
+pub(super) const RECEIVED: &str =
+    "SELECT seq, msg_id, text, at_ms, COALESCE(recv_ms, at_ms) AS t FROM inbox
+     WHERE kind = 'message' AND peer = ?1 AND mid IS NOT NULL
+     UNION ALL
+     SELECT seq, msg_id, text, at_ms, COALESCE(recv_ms, at_ms) AS t FROM inbox
+     WHERE kind = 'message' AND peer = ?1 AND mid IS NULL
+     ORDER BY t DESC, seq DESC LIMIT ?2";
+
+/// The newest `?2` messages sent to `?1`.
+pub(super) const SENT: &str = "SELECT seq, text, at_ms, status, now FROM sent
+     WHERE peer = ?1 ORDER BY at_ms DESC, seq DESC LIMIT ?2";
 
 /// One message of the conversation, before formatting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,10 +76,7 @@ pub(crate) fn conversation(
     let limit = limit.min(MAX_LIMIT) as i64;
     let mut items = db.with_conn(|c| {
         let mut items = Vec::new();
-        let mut q = c.prepare_cached(
-            "SELECT seq, msg_id, text, at_ms, COALESCE(recv_ms, at_ms) AS t FROM inbox
-             WHERE kind = 'message' AND peer = ?1 ORDER BY t DESC, seq DESC LIMIT ?2",
-        )?;
+        let mut q = c.prepare_cached(RECEIVED)?;
         let rows = q.query_map(params![peer, limit], |r| {
             Ok(Item {
                 when_ms: r.get(4)?,
@@ -80,10 +92,8 @@ pub(crate) fn conversation(
         for r in rows {
             items.push(r?);
         }
-        let mut q = c.prepare_cached(
-            "SELECT seq, text, at_ms, status FROM sent
-             WHERE peer = ?1 ORDER BY at_ms DESC, seq DESC LIMIT ?2",
-        )?;
+        let mark = upto(c, peer)?;
+        let mut q = c.prepare_cached(SENT)?;
         let rows = q.query_map(params![peer, limit], |r| {
             let seq: i64 = r.get(0)?;
             Ok(Item {
@@ -92,7 +102,7 @@ pub(crate) fn conversation(
                 dir: Direction::Out,
                 text: r.get(1)?,
                 at_ms: r.get(2)?,
-                status: parse_status(&r.get::<_, String>(3)?),
+                status: effective(r.get_ref(3)?.as_str()?, r.get(4)?, seq, mark),
                 id: seq as u64,
             })
         })?;

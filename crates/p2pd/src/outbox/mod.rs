@@ -20,6 +20,7 @@
 
 mod flusher;
 pub(crate) mod history;
+mod mark;
 pub(crate) mod store;
 
 use std::collections::HashMap;
@@ -201,7 +202,7 @@ impl Outbox {
             loop {
                 progress.borrow_and_update();
                 let shared = this.shared.clone();
-                if blocking(move || shared.store.still_queued(first, last)).await? == 0 {
+                if !blocking(move || shared.store.any_queued(first, last)).await? {
                     break;
                 }
                 tokio::select! {

@@ -61,7 +61,8 @@ fn queued_messages_come_out_in_order_per_peer_and_once_delivered_stay_out() {
     // The outbox lists what is still queued, every peer, oldest first.
     let queued = s.queued(100, usize::MAX).unwrap();
     assert_eq!(seqs(&queued), [c[0].seq, b[0].seq]);
-    assert_eq!(s.still_queued(a[0].seq, b[0].seq).unwrap(), 2);
+    assert!(!s.any_queued(a[0].seq, a[2].seq).unwrap());
+    assert!(s.any_queued(b[0].seq, b[0].seq).unwrap());
 }
 
 #[test]
@@ -261,4 +262,178 @@ fn mids_are_consecutive_within_a_run_and_start_afresh_at_the_next() {
         pending.iter().map(|r| r.mid).collect::<Vec<_>>(),
         [a[0].mid, a[1].mid, a[2].mid, c[0].mid]
     );
+}
+
+/// Delivery of plain messages is one mark per peer: what is at or below it
+/// is delivered everywhere the status shows (pending, settle, history,
+/// drop_queued), while a `--now` message of another session in the range
+/// keeps its own status and still goes out on its session.
+#[test]
+fn a_delivered_mark_covers_plain_messages_only_and_every_view_agrees() {
+    use p2p_proto::ctl::SendStatus;
+    let (_dir, inbox, s) = open();
+    let first = s.queue("bob", &texts(&["1", "2"]), 1, 0, false).unwrap();
+    let now = s.queue("bob", &texts(&["now"]), 2, 7, false).unwrap();
+    let after = s.queue("bob", &texts(&["3"]), 3, 0, true).unwrap();
+    let carol = s.queue("carol", &texts(&["c"]), 4, 0, false).unwrap();
+    // Session 1 sent 1, 2, 3 (not session 7's --now message) and bob
+    // acknowledged them: the told one (3) gets its `delivered` event.
+    assert_eq!(
+        s.delivered("bob", 1, 0, after[0].seq, 9).unwrap(),
+        seqs(&after)
+    );
+    for r in first.iter().chain(&after) {
+        assert_eq!(s.status(r.seq).unwrap(), Some(Status::Delivered));
+    }
+    assert_eq!(s.status(now[0].seq).unwrap(), Some(Status::Queued));
+    assert_eq!(s.status(carol[0].seq).unwrap(), Some(Status::Queued));
+    assert_eq!(
+        s.settle(first[0].seq, first[1].seq, true).unwrap(),
+        [
+            (first[0].seq, Status::Delivered),
+            (first[1].seq, Status::Delivered)
+        ],
+        "settling delivered messages fails none"
+    );
+    assert!(!s.any_queued(first[0].seq, first[1].seq).unwrap());
+    // Nothing plain is sent again, on any session; session 7's message is.
+    assert!(s.pending("bob", 1, 0, 10, usize::MAX).unwrap().is_empty());
+    assert_eq!(
+        seqs(&s.pending("bob", 7, 0, 10, usize::MAX).unwrap()),
+        seqs(&now)
+    );
+    assert_eq!(seqs(&s.queued(10, usize::MAX).unwrap()), seqs(&carol));
+    // A repeated or older acknowledgement moves nothing back.
+    assert!(s
+        .delivered("bob", 2, 0, first[0].seq, 10)
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.status(first[1].seq).unwrap(), Some(Status::Delivered));
+    let statuses = |inbox: &Inbox| -> Vec<SendStatus> {
+        super::history::conversation(inbox, "bob", 10, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.entry().status)
+            .collect()
+    };
+    use SendStatus::{Delivered, Failed, Queued};
+    assert_eq!(statuses(&inbox), [Delivered, Delivered, Queued, Delivered]);
+    // forget/block fails what is still queued, not what was delivered.
+    assert_eq!(s.drop_queued("bob").unwrap(), 1);
+    assert_eq!(statuses(&inbox), [Delivered, Delivered, Failed, Delivered]);
+}
+
+/// An `inbox.db` from before the delivered mark (statuses per row only)
+/// opens with every message and status as it was, and its queued messages
+/// still go out and get delivered.
+#[test]
+fn a_sent_table_from_before_the_mark_keeps_its_messages_and_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let inbox = Inbox::open(dir.path()).unwrap();
+        inbox
+            .with_conn(|c| {
+                c.execute_batch(
+                    "CREATE TABLE sent (
+                         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                         peer TEXT NOT NULL,
+                         mid INTEGER NOT NULL,
+                         text TEXT NOT NULL,
+                         at_ms INTEGER NOT NULL,
+                         status TEXT NOT NULL DEFAULT 'queued',
+                         now INTEGER NOT NULL DEFAULT 0,
+                         announced INTEGER NOT NULL DEFAULT 0,
+                         delivered_ms INTEGER
+                     );
+                     CREATE INDEX sent_peer_status ON sent(peer, status, seq);
+                     INSERT INTO sent (peer, mid, text, at_ms, status, delivered_ms)
+                         VALUES ('bob', 1, 'old delivered', 1, 'delivered', 2),
+                                ('bob', 2, 'old failed', 1, 'failed', NULL),
+                                ('bob', 3, 'old queued', 1, 'queued', NULL);",
+                )
+            })
+            .unwrap();
+    }
+    let s = SentStore::open(&Inbox::open(dir.path()).unwrap()).unwrap();
+    assert_eq!(s.status(1).unwrap(), Some(Status::Delivered));
+    assert_eq!(s.status(2).unwrap(), Some(Status::Failed));
+    assert_eq!(s.status(3).unwrap(), Some(Status::Queued));
+    assert_eq!(
+        s.settle(1, 3, false).unwrap(),
+        [
+            (1, Status::Delivered),
+            (2, Status::Failed),
+            (3, Status::Queued)
+        ]
+    );
+    let pending = s.pending("bob", 1, 0, 10, usize::MAX).unwrap();
+    assert_eq!(
+        pending.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(),
+        ["old queued"]
+    );
+    let new = s.queue("bob", &texts(&["new"]), 5, 0, false).unwrap();
+    s.delivered("bob", 1, 0, new[0].seq, 6).unwrap();
+    for (seq, want) in [
+        (1, Status::Delivered),
+        (2, Status::Failed),
+        (3, Status::Delivered),
+    ] {
+        assert_eq!(s.status(seq).unwrap(), Some(want), "row {seq}");
+    }
+    assert_eq!(s.status(new[0].seq).unwrap(), Some(Status::Delivered));
+}
+
+/// `history USER` reads that peer's rows through an index, never the whole
+/// inbox or outbox, since the index by peer in `inbox` holds only rows
+/// without a `mid`; and it still finds both kinds of rows.
+#[test]
+fn history_reads_one_peer_by_index_and_finds_rows_with_and_without_a_mid() {
+    use crate::inbox::{Incoming, Kind};
+    let (_dir, inbox, _s) = open();
+    for sql in [super::history::RECEIVED, super::history::SENT] {
+        let plan = inbox
+            .with_conn(|c| {
+                let mut q = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let rows = q.query_map(("bob", 10), |r| r.get::<_, String>(3))?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .unwrap();
+        assert!(
+            plan.iter().all(|step| !step.starts_with("SCAN")),
+            "{sql}: {plan:?}"
+        );
+    }
+    let msg = |id: u64, mid: Option<u64>| Incoming {
+        id,
+        text: format!("m{id}"),
+        at_ms: id as i64,
+        mid,
+    };
+    inbox
+        .store(Kind::Message, "bob", &[msg(1, None), msg(2, Some(9))])
+        .unwrap();
+    inbox
+        .store(Kind::Message, "carol", &[msg(3, None)])
+        .unwrap();
+    let texts: Vec<String> = super::history::conversation(&inbox, "bob", 10, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.text)
+        .collect();
+    assert_eq!(texts, ["m1", "m2"]);
+}
+
+/// A command longer than one INSERT (`QUEUE_ROWS`) gets consecutive `seq`s
+/// and `mid`s, and each row as returned is the row stored.
+#[test]
+fn a_long_command_is_stored_row_for_row() {
+    let (_dir, _inbox, s) = open();
+    let many: Vec<String> = (0..150).map(|n| format!("line {n}")).collect();
+    let rows = s.queue("bob", &many, 5, 0, false).unwrap();
+    assert_eq!(rows.len(), 150);
+    for pair in rows.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1);
+        assert_eq!(pair[1].mid, pair[0].mid.wrapping_add(1));
+    }
+    assert_eq!(s.pending("bob", 1, 0, 1000, usize::MAX).unwrap(), rows);
 }

@@ -285,9 +285,12 @@ impl NoiseLink {
     pub async fn send(&mut self, msgs: &[PeerMsg]) -> Result<(), NoiseError> {
         let mut plain = BytesMut::new();
         for m in msgs {
-            let body = serde_json::to_vec(m).expect("peer messages serialise");
-            plain.put_u32(body.len() as u32);
-            plain.put_slice(&body);
+            // Written in place behind a length filled in after.
+            let at = plain.len();
+            plain.put_u32(0);
+            serde_json::to_writer((&mut plain).writer(), m).expect("peer messages serialise");
+            let len = (plain.len() - at - 4) as u32;
+            plain[at..at + 4].copy_from_slice(&len.to_be_bytes());
         }
         for chunk in plain.chunks(MAX_NOISE_PLAINTEXT) {
             // Encrypted straight into the buffer the writer takes: the
@@ -367,7 +370,7 @@ impl NoiseLink {
             }
             self.plain.advance(4);
             let body = self.plain.split_to(len);
-            out.push(serde_json::from_slice(&body).map_err(NoiseError::BadMessage)?);
+            out.push(PeerMsg::from_json(&body).map_err(NoiseError::BadMessage)?);
         }
         Ok(Some(out))
     }
