@@ -1,0 +1,492 @@
+//! A TLS stream over rustls' unbuffered API that holds no buffer while the
+//! session is idle.
+//!
+//! tokio-rustls' stream wraps rustls' buffered connection, which keeps a
+//! 4 KiB read buffer allocated for the connection's whole life: most of an
+//! idle session's memory. Here ciphertext is read into a per-thread scratch
+//! buffer and processed there; a connection keeps only what it must between
+//! calls (a partial record, plaintext the caller has not taken yet,
+//! ciphertext the socket has not taken yet), each freed once consumed.
+//! rustls does all the TLS (parsing, keys, records, alerts); this module
+//! only moves bytes between the socket, rustls and the caller.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncryptError, UnbufferedStatus, WriteTraffic,
+};
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Bytes asked of the socket per read: two full TLS records (16 KiB of
+/// plaintext plus overhead each), so a bulk transfer (a relay) takes few
+/// reads, while the buffer is per thread, not per session.
+const READ_CHUNK: usize = 2 * MAX_RECORD;
+
+/// The largest TLS record on the wire: 16 KiB of plaintext, 256 bytes of
+/// expansion allowed by RFC 8446 §5.2, the 5-byte header. rustls refuses
+/// larger ones.
+const MAX_RECORD: usize = 16 * 1024 + 256 + 5;
+
+/// Input a connection may keep unprocessed between reads. rustls keeps
+/// partial records (at most one) and the records of a handshake message
+/// still incomplete (at most 64 KiB, rustls' bound) in the caller's
+/// buffer; this bound is ours on top of theirs, so a peer can never make
+/// the kept input grow without limit whatever rustls does.
+const MAX_KEPT_INPUT: usize = 0x1_0000 + 2 * MAX_RECORD;
+
+/// Ciphertext accepted but not yet taken by the socket beyond which
+/// `poll_write` waits: a slow reader holds at most this much (plus one
+/// write's worth) of the server's memory.
+const MAX_UNSENT: usize = 64 * 1024;
+
+/// Plaintext encrypted per `poll_write` call, so one call's ciphertext
+/// (and the per-thread scratch buffer) stays bounded.
+const MAX_PLAIN_PER_WRITE: usize = 64 * 1024;
+
+/// Bytes a TLS 1.3 record adds to its plaintext with the suites the server
+/// offers: 5 header, 1 content type, 16 AEAD tag. Only a first guess of the
+/// room to encrypt into: rustls says exactly how much when it needs more.
+const RECORD_OVERHEAD: usize = 5 + 1 + 16;
+
+/// Plaintext bytes per record (rustls' default fragment size).
+const RECORD_PLAIN: usize = 16 * 1024;
+
+/// Room offered for a handshake record at first; rustls says how much it
+/// needs if that is too little (a certificate chain may be).
+const ENCODE_GUESS: usize = 4096;
+
+/// Room offered for a close_notify: its record is 24 bytes.
+const ALERT_GUESS: usize = 64;
+
+thread_local! {
+    /// Where received ciphertext is decrypted: per thread, so an idle
+    /// session holds none of it.
+    static READ_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Where a write's ciphertext goes before the socket: only what the
+    /// socket does not take is copied into the connection.
+    static WRITE_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What a connection keeps between calls, each empty (no allocation) when
+/// idle.
+#[derive(Default)]
+struct Kept {
+    /// Decrypted bytes the caller has not read yet, from `plain_at`.
+    plain: Vec<u8>,
+    plain_at: usize,
+    /// Ciphertext the socket has not taken yet, from `out_at`.
+    outgoing: Vec<u8>,
+    out_at: usize,
+    /// The peer sent close_notify: after the plaintext before it, EOF.
+    peer_closed: bool,
+    /// We queued our close_notify.
+    close_sent: bool,
+}
+
+impl Kept {
+    fn unsent(&self) -> usize {
+        self.outgoing.len() - self.out_at
+    }
+
+    /// Hands `payload` to the caller's buffer as far as it fits, keeping
+    /// the rest (behind anything kept before, to keep the order).
+    fn take_plain(&mut self, payload: &[u8], out: Option<&mut ReadBuf<'_>>) {
+        let direct = match out {
+            Some(out) if self.plain.is_empty() => {
+                let n = out.remaining().min(payload.len());
+                out.put_slice(&payload[..n]);
+                n
+            }
+            _ => 0,
+        };
+        self.plain.extend_from_slice(&payload[direct..]);
+    }
+}
+
+/// A server-side TLS connection over TCP (after [`accept`]).
+pub(crate) struct TlsStream {
+    tcp: TcpStream,
+    tls: UnbufferedServerConnection,
+    /// Received ciphertext rustls has not finished with: a partial record,
+    /// or the records of an incomplete handshake message.
+    incoming: Vec<u8>,
+    kept: Kept,
+}
+
+/// Runs the server side of the TLS handshake on `tcp`: the same effect as
+/// tokio-rustls' `TlsAcceptor::accept` (session tickets sent and flushed
+/// included). Without a deadline: the caller puts one around it.
+pub(crate) async fn accept(config: Arc<ServerConfig>, tcp: TcpStream) -> io::Result<TlsStream> {
+    let tls = UnbufferedServerConnection::new(config).map_err(invalid)?;
+    let mut s = TlsStream {
+        tcp,
+        tls,
+        incoming: Vec::new(),
+        kept: Kept::default(),
+    };
+    loop {
+        poll_fn(|cx| s.poll_send(cx)).await?;
+        if !s.tls.is_handshaking() {
+            return Ok(s);
+        }
+        if !poll_fn(|cx| s.poll_receive(cx, None)).await? {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "tls handshake eof",
+            ));
+        }
+    }
+}
+
+fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// Feeds `input` to rustls until it needs more (or the connection is
+/// closed both ways): plaintext goes to `out` or `kept`, handshake and
+/// alert records to `kept.outgoing`. Returns how many bytes of `input`
+/// rustls is done with.
+fn drive(
+    tls: &mut UnbufferedServerConnection,
+    input: &mut [u8],
+    kept: &mut Kept,
+    mut out: Option<&mut ReadBuf<'_>>,
+) -> io::Result<usize> {
+    let mut used = 0;
+    loop {
+        let UnbufferedStatus { mut discard, state } = tls.process_tls_records(&mut input[used..]);
+        let stop = match state.map_err(invalid)? {
+            ConnectionState::ReadTraffic(mut records) => {
+                while let Some(record) = records.next_record() {
+                    let record = record.map_err(invalid)?;
+                    discard += record.discard;
+                    kept.take_plain(record.payload, out.as_deref_mut());
+                }
+                false
+            }
+            ConnectionState::EncodeTlsData(mut e) => {
+                append(&mut kept.outgoing, ENCODE_GUESS, |b| match e.encode(b) {
+                    Ok(n) => Ok(n),
+                    Err(EncodeError::InsufficientSize(s)) => Err(Short::Need(s.required_size)),
+                    Err(e) => Err(Short::Fail(io::Error::other(e))),
+                })?;
+                false
+            }
+            // Sent with the rest of `kept.outgoing`, in order, before the
+            // caller waits on the peer (see `accept`, `poll_read`).
+            ConnectionState::TransmitTlsData(t) => {
+                t.done();
+                false
+            }
+            ConnectionState::PeerClosed => {
+                kept.peer_closed = true;
+                false
+            }
+            ConnectionState::Closed => {
+                kept.peer_closed = true;
+                true
+            }
+            ConnectionState::BlockedHandshake | ConnectionState::WriteTraffic(_) => true,
+            // Early data is off (rustls' default), so nothing else is
+            // expected.
+            other => return Err(invalid(format!("unexpected TLS state {other:?}"))),
+        };
+        used += discard;
+        if stop {
+            return Ok(used);
+        }
+    }
+}
+
+/// Brings rustls to its "may write" state (encoding whatever it queued
+/// first) and runs `write` there.
+fn write_traffic<R>(
+    tls: &mut UnbufferedServerConnection,
+    incoming: &mut Vec<u8>,
+    kept: &mut Kept,
+    write: impl FnOnce(&mut WriteTraffic<'_, ServerConnectionData>, &mut Kept) -> io::Result<R>,
+) -> io::Result<R> {
+    let used = drive(tls, incoming, kept, None)?;
+    incoming.drain(..used);
+    let UnbufferedStatus { discard, state } = tls.process_tls_records(incoming);
+    let r = match state.map_err(invalid)? {
+        ConnectionState::WriteTraffic(mut w) => write(&mut w, kept),
+        ConnectionState::Closed => Err(io::ErrorKind::BrokenPipe.into()),
+        other => Err(invalid(format!("cannot write in TLS state {other:?}"))),
+    };
+    incoming.drain(..discard);
+    if incoming.is_empty() {
+        *incoming = Vec::new();
+    }
+    r
+}
+
+/// Why rustls did not write into the room it was given.
+enum Short {
+    /// Too small: it needs this many bytes.
+    Need(usize),
+    Fail(io::Error),
+}
+
+/// Appends what `f` writes to `out`, offering `guess` bytes of room first,
+/// then what rustls says it needs.
+fn append(
+    out: &mut Vec<u8>,
+    guess: usize,
+    mut f: impl FnMut(&mut [u8]) -> Result<usize, Short>,
+) -> io::Result<()> {
+    let start = out.len();
+    let mut room = guess;
+    loop {
+        out.resize(start + room, 0);
+        match f(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return Ok(());
+            }
+            Err(Short::Need(n)) if n > room => room = n,
+            Err(Short::Need(_)) => {
+                out.truncate(start);
+                return Err(io::Error::other("rustls asked for less room than it had"));
+            }
+            Err(Short::Fail(e)) => {
+                out.truncate(start);
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Encrypts `data` at the end of `out`.
+fn encrypt(
+    w: &mut WriteTraffic<'_, ServerConnectionData>,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    let guess = data.len() + (data.len() / RECORD_PLAIN + 1) * RECORD_OVERHEAD;
+    append(out, guess, |b| match w.encrypt(data, b) {
+        Ok(n) => Ok(n),
+        Err(EncryptError::InsufficientSize(s)) => Err(Short::Need(s.required_size)),
+        Err(e) => Err(Short::Fail(io::Error::other(e))),
+    })
+}
+
+/// Writes `buf` to `tcp` until done or the socket is full; returns how much
+/// it took.
+fn write_some(tcp: &mut TcpStream, cx: &mut Context<'_>, buf: &[u8]) -> io::Result<usize> {
+    let mut at = 0;
+    while at < buf.len() {
+        match Pin::new(&mut *tcp).poll_write(cx, &buf[at..]) {
+            Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => at += n,
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => break,
+        }
+    }
+    Ok(at)
+}
+
+impl TlsStream {
+    /// The negotiated session (suite, version, handshake kind).
+    #[cfg(test)]
+    pub(crate) fn tls(&self) -> &rustls::CommonState {
+        &self.tls
+    }
+
+    /// Bytes of buffer this connection holds (capacity, not contents): 0
+    /// once everything received was read and everything written was sent.
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> usize {
+        self.incoming.capacity() + self.kept.plain.capacity() + self.kept.outgoing.capacity()
+    }
+
+    /// Sends `kept.outgoing` until the socket has all of it, then frees it.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let k = &mut self.kept;
+        while k.out_at < k.outgoing.len() {
+            let n = ready!(Pin::new(&mut self.tcp).poll_write(cx, &k.outgoing[k.out_at..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            k.out_at += n;
+        }
+        if k.outgoing.capacity() != 0 {
+            k.outgoing = Vec::new();
+            k.out_at = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads what the socket has (after any input kept from before) into
+    /// the thread's scratch buffer and has rustls process it, plaintext
+    /// going to `out` as far as it fits. `Ready(Ok(false))`: the peer
+    /// closed the TCP connection.
+    fn poll_receive(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut out: Option<&mut ReadBuf<'_>>,
+    ) -> Poll<io::Result<bool>> {
+        loop {
+            ready!(self.tcp.poll_read_ready(cx))?;
+            let got = READ_SCRATCH.with_borrow_mut(|scratch| -> io::Result<Option<bool>> {
+                let kept = self.incoming.len();
+                let end = kept + READ_CHUNK;
+                if scratch.len() < end {
+                    scratch.resize(end, 0);
+                }
+                scratch[..kept].copy_from_slice(&self.incoming);
+                let n = match self.tcp.try_read(&mut scratch[kept..end]) {
+                    Ok(0) => return Ok(Some(false)),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                let filled = &mut scratch[..kept + n];
+                let used = drive(&mut self.tls, filled, &mut self.kept, out.as_deref_mut())?;
+                let left = &filled[used..];
+                if left.len() > MAX_KEPT_INPUT {
+                    return Err(invalid("TLS input kept beyond its bound"));
+                }
+                self.incoming = left.to_vec();
+                Ok(Some(true))
+            })?;
+            if let Some(got) = got {
+                return Poll::Ready(Ok(got));
+            }
+        }
+    }
+}
+
+impl AsyncRead for TlsStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            let k = &mut this.kept;
+            if k.plain_at < k.plain.len() {
+                let n = buf.remaining().min(k.plain.len() - k.plain_at);
+                buf.put_slice(&k.plain[k.plain_at..k.plain_at + n]);
+                k.plain_at += n;
+                if k.plain_at == k.plain.len() {
+                    k.plain = Vec::new();
+                    k.plain_at = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if k.peer_closed {
+                return Poll::Ready(Ok(()));
+            }
+            let before = buf.filled().len();
+            if !ready!(this.poll_receive(cx, Some(buf)))? {
+                let why = if this.incoming.is_empty() {
+                    "peer closed connection without sending TLS close_notify"
+                } else {
+                    "peer closed connection in the middle of a TLS record"
+                };
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, why)));
+            }
+            // What rustls answered on its own (a KeyUpdate's reply) goes
+            // out now if the socket takes it, else with the next write.
+            if this.kept.unsent() > 0 {
+                let _ = this.poll_send(cx);
+            }
+            if buf.filled().len() > before {
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+}
+
+impl AsyncWrite for TlsStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        // Sending what waits registers for writability; past the bound,
+        // the caller waits for it.
+        if this.kept.unsent() > 0
+            && this.poll_send(cx)?.is_pending()
+            && this.kept.unsent() >= MAX_UNSENT
+        {
+            return Poll::Pending;
+        }
+        let data = &data[..data.len().min(MAX_PLAIN_PER_WRITE)];
+        let tcp = &mut this.tcp;
+        write_traffic(
+            &mut this.tls,
+            &mut this.incoming,
+            &mut this.kept,
+            |w, kept| {
+                if kept.unsent() > 0 {
+                    // Behind what is waiting already.
+                    return encrypt(w, data, &mut kept.outgoing);
+                }
+                WRITE_SCRATCH.with_borrow_mut(|scratch| {
+                    scratch.clear();
+                    encrypt(w, data, scratch)?;
+                    let sent = write_some(tcp, cx, scratch)?;
+                    if sent < scratch.len() {
+                        kept.outgoing = scratch[sent..].to_vec();
+                        kept.out_at = 0;
+                    }
+                    Ok(())
+                })
+            },
+        )?;
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.kept.close_sent {
+            write_traffic(
+                &mut this.tls,
+                &mut this.incoming,
+                &mut this.kept,
+                |w, kept| {
+                    append(&mut kept.outgoing, ALERT_GUESS, |b| {
+                        match w.queue_close_notify(b) {
+                            Ok(n) => Ok(n),
+                            Err(EncryptError::InsufficientSize(s)) => {
+                                Err(Short::Need(s.required_size))
+                            }
+                            Err(e) => Err(Short::Fail(io::Error::other(e))),
+                        }
+                    })
+                },
+            )?;
+            this.kept.close_sent = true;
+        }
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+#[path = "tls_stream_tests.rs"]
+mod tests;
