@@ -325,6 +325,23 @@ impl TlsStream {
         Poll::Ready(Ok(()))
     }
 
+    /// Sends what of `kept.outgoing` the socket takes now, without
+    /// registering for writability.
+    fn try_send(&mut self) -> io::Result<()> {
+        let k = &mut self.kept;
+        while k.out_at < k.outgoing.len() {
+            match self.tcp.try_write(&k.outgoing[k.out_at..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => k.out_at += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        k.outgoing = Vec::new();
+        k.out_at = 0;
+        Ok(())
+    }
+
     /// Reads what the socket has (after any input kept from before) into
     /// the thread's scratch buffer and has rustls process it, plaintext
     /// going to `out` as far as it fits. `Ready(Ok(false))`: the peer
@@ -401,9 +418,10 @@ impl AsyncRead for TlsStream {
             }
             // What rustls answered on its own (a KeyUpdate's reply) goes
             // out now if the socket takes it, else with the next write.
-            if this.kept.unsent() > 0 {
-                let _ = this.poll_send(cx);
-            }
+            // Not through `poll_send`: that would put this reader's waker
+            // in place of a writer's (one waker per direction, and a split
+            // stream's halves run in different tasks).
+            let _ = this.try_send();
             if buf.filled().len() > before {
                 return Poll::Ready(Ok(()));
             }

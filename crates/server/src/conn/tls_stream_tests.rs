@@ -303,3 +303,152 @@ async fn a_key_update_from_the_client_is_followed() {
     round_trip(&mut server, &mut client, 40_000).await;
     assert_eq!(server.buffered(), 0);
 }
+
+/// Copies `from` to `to` in pieces of 1 to 3,000 bytes, each sent on its
+/// own, so the server sees records (and the handshake) cut anywhere.
+async fn trickle_halves(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    seed: u64,
+) {
+    let mut rng = seed;
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut at = 0;
+        while at < n {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let piece = ((rng >> 33) as usize % 3000 + 1).min(n - at);
+            if to.write_all(&buf[at..at + piece]).await.is_err() {
+                return;
+            }
+            at += piece;
+            tokio::task::yield_now().await;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+/// Records and handshake messages cut at any byte, in both directions.
+#[tokio::test]
+async fn input_cut_anywhere_is_put_back_together() {
+    let s = Server::new().await;
+    let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front_addr = front.local_addr().unwrap();
+    for seed in 1..=8u64 {
+        let (server, client) = tokio::join!(
+            async {
+                let (tcp, _) = s.listener.accept().await.unwrap();
+                accept(s.config.clone(), tcp).await.unwrap()
+            },
+            async {
+                let to_proxy = TcpStream::connect(front_addr).await.unwrap();
+                let (from_client, _) = front.accept().await.unwrap();
+                let to_server = TcpStream::connect(s.listener.local_addr().unwrap())
+                    .await
+                    .unwrap();
+                from_client.set_nodelay(true).unwrap();
+                to_server.set_nodelay(true).unwrap();
+                let (c_read, c_write) = from_client.into_split();
+                let (s_read, s_write) = to_server.into_split();
+                tokio::spawn(trickle_halves(c_read, s_write, seed));
+                tokio::spawn(trickle_halves(s_read, c_write, seed + 100));
+                let pin = PinVerifier::with_client(s.client());
+                p2pd::tlsclient::handshake(to_proxy, pin).await.unwrap()
+            }
+        );
+        let (mut server, mut client) = (server, client);
+        round_trip(&mut server, &mut client, 70_000).await;
+        round_trip(&mut server, &mut client, 3).await;
+        assert_eq!(server.buffered(), 0, "seed {seed}");
+    }
+}
+
+/// A waker that counts its wakes.
+#[derive(Default)]
+struct Wakes {
+    n: std::sync::atomic::AtomicUsize,
+    notify: tokio::sync::Notify,
+}
+
+impl futures::task::ArcWake for Wakes {
+    fn wake_by_ref(this: &Arc<Self>) {
+        this.n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        this.notify.notify_one();
+    }
+}
+
+impl Wakes {
+    fn count(&self) -> usize {
+        self.n.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits (within a generous deadline) for a wake after the `seen`th.
+    async fn after(&self, seen: usize, what: &str) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.count() <= seen {
+            tokio::time::timeout_at(deadline, self.notify.notified())
+                .await
+                .unwrap_or_else(|_| panic!("{what} never woken"));
+        }
+    }
+}
+
+/// A stream split between a reading and a writing task (the relay's
+/// splice): a read must not put the reader's waker in place of a writer
+/// waiting for the socket to take more, or that writer is never woken.
+#[tokio::test]
+async fn a_read_leaves_a_waiting_writers_wakeup_in_place() {
+    let s = Server::new().await;
+    let (mut server, mut client) = s.pair().await;
+    let writer = Arc::new(Wakes::default());
+    let reader = Arc::new(Wakes::default());
+    let (wake_w, wake_r) = (
+        futures::task::waker(writer.clone()),
+        futures::task::waker(reader.clone()),
+    );
+    let mut cx_w = Context::from_waker(&wake_w);
+    let mut cx_r = Context::from_waker(&wake_r);
+
+    // The writer fills the socket and what the stream keeps unsent.
+    let chunk = pattern(MAX_PLAIN_PER_WRITE);
+    let mut accepted = 0usize;
+    while let Poll::Ready(n) = Pin::new(&mut server).poll_write(&mut cx_w, &chunk) {
+        accepted += n.unwrap();
+        assert!(accepted < 256 << 20, "the writer never had to wait");
+    }
+    let woken = writer.count();
+
+    // The reader gets a few bytes meanwhile.
+    client.write_all(b"ping").await.unwrap();
+    client.flush().await.unwrap();
+    let mut buf = [0u8; 16];
+    loop {
+        let seen = reader.count();
+        let mut rb = ReadBuf::new(&mut buf);
+        match Pin::new(&mut server).poll_read(&mut cx_r, &mut rb) {
+            Poll::Ready(r) => {
+                r.unwrap();
+                assert_eq!(rb.filled(), b"ping");
+                break;
+            }
+            Poll::Pending => reader.after(seen, "the reader").await,
+        }
+    }
+
+    // The client reads: the socket takes more, and the writer hears so.
+    tokio::spawn(async move {
+        let mut sink = vec![0u8; 64 * 1024];
+        while let Ok(n) = client.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    });
+    writer.after(woken, "the waiting writer").await;
+}
