@@ -163,7 +163,14 @@ fn drive(
     let mut used = 0;
     loop {
         let UnbufferedStatus { mut discard, state } = tls.process_tls_records(&mut input[used..]);
-        let stop = match state.map_err(invalid)? {
+        let state = match state {
+            Ok(state) => state,
+            Err(e) => {
+                take_alert(tls, kept);
+                return Err(invalid(e));
+            }
+        };
+        let stop = match state {
             ConnectionState::ReadTraffic(mut records) => {
                 while let Some(record) = records.next_record() {
                     let record = record.map_err(invalid)?;
@@ -202,6 +209,26 @@ fn drive(
         used += discard;
         if stop {
             return Ok(used);
+        }
+    }
+}
+
+/// After an error rustls has queued a fatal alert for the peer (what
+/// tokio-rustls would send before giving up): the next call hands it out
+/// before it looks at any input.
+fn take_alert(tls: &mut UnbufferedServerConnection, kept: &mut Kept) {
+    while tls.wants_write() {
+        let UnbufferedStatus { state, .. } = tls.process_tls_records(&mut []);
+        let Ok(ConnectionState::EncodeTlsData(mut e)) = state else {
+            return;
+        };
+        let encoded = append(&mut kept.outgoing, ALERT_GUESS, |b| match e.encode(b) {
+            Ok(n) => Ok(n),
+            Err(EncodeError::InsufficientSize(s)) => Err(Short::Need(s.required_size)),
+            Err(e) => Err(Short::Fail(io::Error::other(e))),
+        });
+        if encoded.is_err() {
+            return;
         }
     }
 }
@@ -374,7 +401,15 @@ impl TlsStream {
                 }
                 self.incoming = left.to_vec();
                 Ok(Some(true))
-            })?;
+            });
+            let got = match got {
+                Ok(got) => got,
+                Err(e) => {
+                    // The alert rustls queued, if the socket takes it.
+                    let _ = self.try_send();
+                    return Poll::Ready(Err(e));
+                }
+            };
             if let Some(got) = got {
                 return Poll::Ready(Ok(got));
             }

@@ -237,6 +237,10 @@ async fn garbage_or_an_oversize_record_after_the_handshake_is_invalid_data() {
         client.get_mut().0.write_all(bad).await.unwrap();
         let err = server.read(&mut [0; 16]).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidData, "{bad:?}: {err}");
+        // The client is told why, as rustls says, before the close.
+        drop(server);
+        let err = client.read(&mut [0; 16]).await.unwrap_err();
+        assert!(err.to_string().contains("alert"), "{bad:?}: {err}");
     }
 }
 
@@ -248,6 +252,9 @@ async fn garbage_or_a_truncated_hello_fails_the_handshake() {
     client.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").await.unwrap();
     let err = accept(s.config.clone(), server).await.err().unwrap();
     assert_eq!(err.kind(), ErrorKind::InvalidData, "{err}");
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).await.unwrap();
+    assert_eq!(answer.first(), Some(&0x15), "an alert record: {answer:?}");
 
     // A ClientHello record header announcing 512 bytes, then 20 and a FIN.
     let (server, mut client) = s.raw().await;
