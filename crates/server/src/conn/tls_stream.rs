@@ -263,6 +263,11 @@ impl AsyncWrite for TlsStream {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.kept.close_sent {
+            // rustls would still encrypt, but nothing may follow our
+            // close_notify.
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }

@@ -193,6 +193,26 @@ async fn close_notify_is_a_clean_end_both_ways() {
     assert_eq!(err.kind(), ErrorKind::BrokenPipe, "{err}");
 }
 
+/// After its close_notify the server sends nothing more, even while the
+/// peer still has its side open.
+#[tokio::test]
+async fn nothing_is_written_after_a_shutdown() {
+    let s = Server::new().await;
+    let (mut server, mut client) = s.pair().await;
+    server.shutdown().await.unwrap();
+    let err = server.write_all(b"late").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BrokenPipe, "{err}");
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).await.unwrap();
+    assert!(got.is_empty(), "{got:?}");
+    // The client may still speak; the server still reads.
+    client.write_all(b"still here").await.unwrap();
+    client.flush().await.unwrap();
+    let mut buf = [0u8; 10];
+    server.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"still here");
+}
+
 #[tokio::test]
 async fn a_plain_fin_is_an_unexpected_eof() {
     let s = Server::new().await;
