@@ -9,7 +9,6 @@ use p2p_proto::Fingerprint;
 use p2p_sys::fsutil;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::TlsAcceptor;
 
 use crate::error::{Result, ServerError};
 
@@ -39,8 +38,9 @@ pub enum TlsSource {
 
 /// A loaded identity.
 pub(crate) struct TlsIdentity {
-    /// For the accept loop.
-    pub(crate) acceptor: TlsAcceptor,
+    /// For the accept loop: what [`crate::conn`]'s TLS stream accepts
+    /// connections with.
+    pub(crate) acceptor: Arc<rustls::ServerConfig>,
     /// `SHA256:...` of the leaf certificate.
     pub(crate) fingerprint: String,
     /// Whether this start generated it.
@@ -193,7 +193,7 @@ pub(crate) fn load(source: &TlsSource, data_dir: &Path) -> Result<TlsIdentity> {
     config.send_tls13_tickets = TICKETS_PER_HANDSHAKE;
     config.ignore_client_order = true;
     Ok(TlsIdentity {
-        acceptor: TlsAcceptor::from(Arc::new(config)),
+        acceptor: Arc::new(config),
         fingerprint,
         generated,
         not_after,

@@ -14,7 +14,6 @@ use p2p_proto::wire::{Auth, ClientMsg, CloseReason, LoginError, PeerInfo, Preamb
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Instant};
-use tokio_rustls::server::TlsStream;
 use tokio_util::bytes::BytesMut;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -29,15 +28,19 @@ use crate::Shared;
 mod error;
 mod relayed;
 mod session;
+mod tls_stream;
 
 pub(crate) use error::{BadPeer, Dropped};
 use session::{logged_in, Me, Unregister};
+use tls_stream::TlsStream;
 
-pub(crate) type Conn = Framed<TlsStream<TcpStream>, codec::FanoutCodec<ClientMsg, ServerMsg>>;
+/// A client connection: frames over TLS (see [`tls_stream`]: no buffer
+/// held while idle).
+pub(crate) type Conn = Framed<TlsStream, codec::FanoutCodec<ClientMsg, ServerMsg>>;
 
 /// The frame codec over `tls`, holding no buffer yet: tokio-util gives
 /// each side 8 KiB up front, 16 KiB per idle session.
-fn framed(tls: TlsStream<TcpStream>) -> Conn {
+fn framed(tls: TlsStream) -> Conn {
     let mut conn = Framed::new(tls, codec::server_side());
     release_idle_buffers(&mut conn);
     conn
@@ -208,7 +211,7 @@ async fn admit(
         .unwrap_or_else(|p| p.into_inner())
         .acceptor
         .clone();
-    let tls = timeout_at(deadline, acceptor.accept(stream))
+    let tls = timeout_at(deadline, tls_stream::accept(acceptor, stream))
         .await
         .map_err(|_| late("TLS handshake"))?
         .map_err(Dropped::Tls)?;
@@ -384,7 +387,7 @@ mod tests {
         let (server, client) = tokio::join!(
             async {
                 let (tcp, _) = listener.accept().await.unwrap();
-                framed(id.acceptor.accept(tcp).await.unwrap())
+                framed(tls_stream::accept(id.acceptor, tcp).await.unwrap())
             },
             async {
                 let tcp = TcpStream::connect(addr).await.unwrap();
@@ -413,7 +416,7 @@ mod tests {
         let suite = |s: Option<rustls::SupportedCipherSuite>| s.map(|s| s.suite());
         let want = Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
         assert_eq!(
-            suite(server.get_ref().get_ref().1.negotiated_cipher_suite()),
+            suite(server.get_ref().tls().negotiated_cipher_suite()),
             want
         );
         assert_eq!(
@@ -466,6 +469,9 @@ mod tests {
             Some(Ok(ClientMsg::Ping { nonce: 7 })) => {}
             other => panic!("{other:?}"),
         }
+        // Nor does the TLS stream under the frames (tokio-rustls' kept a
+        // 4 KiB read buffer for the connection's life).
+        assert_eq!(server.get_ref().buffered(), 0, "TLS buffers");
     }
 
     /// A connection's task is as large as its largest state, idle sessions
