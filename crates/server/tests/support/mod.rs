@@ -100,6 +100,15 @@ impl Client {
         }
     }
 
+    /// Broadcasts `text`; its id.
+    pub async fn broadcast(&mut self, text: &str) -> u64 {
+        let text = text.to_string();
+        match self.request(Request::Broadcast { text }).await {
+            Reply::BroadcastStored { id, .. } => id,
+            other => panic!("{}: broadcast: {other:?}", self.user),
+        }
+    }
+
     async fn event(&mut self) -> ServerEvent {
         match next(&mut self.conn).await {
             ServerMsg::Event { event } => event,
