@@ -325,11 +325,14 @@ impl Server {
                         };
                         match slots.clone().try_acquire_owned() {
                             Ok(permit) => {
-                                let (shared, shutdown) = (shared.clone(), shutdown.clone());
-                                tracker.spawn(async move {
-                                    conn::serve(shared, stream, addr, ticket, shutdown).await;
-                                    drop(permit);
-                                });
+                                tracker.spawn(conn::serve(
+                                    shared.clone(),
+                                    stream,
+                                    addr,
+                                    ticket,
+                                    shutdown.clone(),
+                                    permit,
+                                ));
                             }
                             Err(_) => {
                                 let _ = stream.try_write(&busy);

@@ -74,24 +74,27 @@ type Closed = Result<&'static str, Dropped>;
 
 /// Serves one accepted connection to completion. `pending` is its place in
 /// the per-source count of connections not logged in yet, given back at
-/// login.
+/// login; `slot` its place under `--max-clients`, given back at the end.
+/// Spawned as it is (no wrapping future): a task holds its future's
+/// arguments once per layer, and every online session pays for each byte.
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     stream: TcpStream,
     addr: SocketAddr,
     pending: Pending,
     shutdown: CancellationToken,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("conn", id, %addr);
-    async move {
-        match handle(&shared, stream, addr, pending, &shutdown).await {
-            Ok(why) => debug!(reason = why, "connection closed"),
-            Err(why) => info!(reason = %why, "connection closed"),
-        }
-    }
-    .instrument(span)
-    .await
+    let closed = handle(&shared, stream, addr, pending, &shutdown)
+        .instrument(span.clone())
+        .await;
+    span.in_scope(|| match closed {
+        Ok(why) => debug!(reason = why, "connection closed"),
+        Err(why) => info!(reason = %why, "connection closed"),
+    });
+    drop(slot);
 }
 
 async fn send(conn: &mut Conn, msg: ServerMsg) -> Result<(), Dropped> {
