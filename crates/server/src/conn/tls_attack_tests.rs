@@ -44,6 +44,28 @@ async fn client_hello(s: &Server) -> Vec<u8> {
     hello
 }
 
+/// The server answered a ClientHello with its flight; this is no client,
+/// so the handshake cannot finish, and ends when it goes away.
+async fn answered(
+    mut client: TcpStream,
+    accepting: tokio::task::JoinHandle<io::Result<TlsStream>>,
+) {
+    let mut first = [0u8; 5];
+    within("the server's flight", client.read_exact(&mut first))
+        .await
+        .unwrap();
+    assert_eq!(first[0], 0x16, "a ServerHello record: {first:?}");
+    drop(client);
+    let err = within("the end", accepting).await.unwrap().err().unwrap();
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset
+        ),
+        "{err}"
+    );
+}
+
 /// The peer's FIN at every byte of its ClientHello: the handshake fails
 /// with an unexpected EOF each time, never hangs or panics.
 #[tokio::test]
@@ -102,21 +124,7 @@ async fn a_client_hello_one_byte_per_write_is_answered() {
         tokio::task::yield_now().await;
         assert!(!accepting.is_finished(), "the handshake ended early");
     }
-    let mut first = [0u8; 5];
-    within("the server's flight", client.read_exact(&mut first))
-        .await
-        .unwrap();
-    assert_eq!(first[0], 0x16, "a ServerHello record: {first:?}");
-    // This is no client: the handshake cannot finish, and ends with it.
-    drop(client);
-    let err = within("the end", accepting).await.unwrap().err().unwrap();
-    assert!(
-        matches!(
-            err.kind(),
-            ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset
-        ),
-        "{err}"
-    );
+    answered(client, accepting).await;
 }
 
 /// The client's next record, encrypted but not yet sent: `data` as
@@ -287,8 +295,9 @@ async fn a_shutdown_behind_a_full_socket_sends_everything_then_closes() {
 }
 
 /// The relay's use: halves of a `tokio::io::split` stream in two tasks
-/// (an echo), with a client sending and reading at once. Everything comes back, in order.
-#[tokio::test]
+/// (an echo) on two worker threads, with a client sending and reading at
+/// once. Everything comes back, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_stream_echoes_in_two_tasks() {
     let s = Server::new().await;
     let (server, client) = s.pair().await;
@@ -351,20 +360,7 @@ async fn a_client_hello_in_one_byte_records_is_answered() {
     let (server, mut client) = s.raw().await;
     let accepting = tokio::spawn(accept(s.config.clone(), server));
     client.write_all(&reframed(&hello, 1)).await.unwrap();
-    let mut first = [0u8; 5];
-    within("the server's flight", client.read_exact(&mut first))
-        .await
-        .unwrap();
-    assert_eq!(first[0], 0x16, "a ServerHello record: {first:?}");
-    drop(client);
-    let err = within("the end", accepting).await.unwrap().err().unwrap();
-    assert!(
-        matches!(
-            err.kind(),
-            ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset
-        ),
-        "{err}"
-    );
+    answered(client, accepting).await;
 }
 
 /// A handshake message announced at the largest size, then sent one byte
@@ -494,4 +490,22 @@ async fn seeded_damage_anywhere_in_a_stream_yields_a_prefix_then_an_error() {
         assert!(got.len() >= whole, "{case}: {} of {whole}", got.len());
         assert!(plain.starts_with(&got), "{case}: changed plaintext");
     }
+}
+
+/// A close_notify alert in the middle of the handshake, then more bytes:
+/// the handshake ends with an error, not a wait for input rustls would
+/// never take (it takes none after a close_notify).
+#[tokio::test]
+async fn a_close_notify_in_the_handshake_ends_it() {
+    let s = Server::new().await;
+    let mut wire = client_hello(&s).await;
+    wire.extend_from_slice(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x01, 0x00]);
+    wire.extend_from_slice(&[0x17; 8 * 1024]);
+    let (server, mut client) = s.raw().await;
+    client.write_all(&wire).await.unwrap();
+    let err = within("the end", accept(s.config.clone(), server))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), ErrorKind::InvalidData, "{err}");
 }
