@@ -249,10 +249,15 @@ async fn a_fin_in_the_middle_of_a_record_is_an_unexpected_eof() {
 #[tokio::test]
 async fn garbage_or_an_oversize_record_after_the_handshake_is_invalid_data() {
     let s = Server::new().await;
-    let records: [&[u8]; 3] = [
+    // The largest record TLS 1.3 allows (16 KiB + 256), whole, of
+    // garbage: read to its end, then refused.
+    let mut largest = vec![0x17, 0x03, 0x03, 0x41, 0x00];
+    largest.resize(MAX_RECORD, 0x5a);
+    let records: [&[u8]; 4] = [
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
         // A well-formed header, but a record larger than TLS allows.
         &[0x17, 0x03, 0x03, 0x48, 0x01],
+        &largest,
         // The right size, but not encrypted under the session's keys.
         &[
             0x17, 0x03, 0x03, 0x00, 0x20, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
