@@ -340,3 +340,7 @@ impl AsyncWrite for TlsStream {
 #[cfg(test)]
 #[path = "tls_stream_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "tls_attack_tests.rs"]
+mod attack_tests;

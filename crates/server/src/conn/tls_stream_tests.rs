@@ -13,15 +13,15 @@ use tokio_rustls::client::TlsStream as ClientStream;
 use super::*;
 
 /// A server identity in a temporary directory.
-struct Server {
+pub(super) struct Server {
     _dir: tempfile::TempDir,
-    config: Arc<ServerConfig>,
+    pub(super) config: Arc<ServerConfig>,
     fingerprint: String,
-    listener: TcpListener,
+    pub(super) listener: TcpListener,
 }
 
 impl Server {
-    async fn new() -> Server {
+    pub(super) async fn new() -> Server {
         let dir = tempfile::tempdir().unwrap();
         let id = crate::tls::load(&crate::tls::TlsSource::SelfSigned, dir.path()).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -34,7 +34,10 @@ impl Server {
     }
 
     /// A TLS connection through `client` (its tickets resume).
-    async fn pair_with(&self, client: Arc<ClientTls>) -> (TlsStream, ClientStream<TcpStream>) {
+    pub(super) async fn pair_with(
+        &self,
+        client: Arc<ClientTls>,
+    ) -> (TlsStream, ClientStream<TcpStream>) {
         let addr = self.listener.local_addr().unwrap();
         let (server, client) = tokio::join!(
             async {
@@ -50,16 +53,16 @@ impl Server {
         (server, client)
     }
 
-    async fn pair(&self) -> (TlsStream, ClientStream<TcpStream>) {
+    pub(super) async fn pair(&self) -> (TlsStream, ClientStream<TcpStream>) {
         self.pair_with(self.client()).await
     }
 
-    fn client(&self) -> Arc<ClientTls> {
+    pub(super) fn client(&self) -> Arc<ClientTls> {
         ClientTls::new(Some(self.fingerprint.clone())).unwrap()
     }
 
     /// The server's side of a raw TCP connection, and the client's socket.
-    async fn raw(&self) -> (TcpStream, TcpStream) {
+    pub(super) async fn raw(&self) -> (TcpStream, TcpStream) {
         let addr = self.listener.local_addr().unwrap();
         let client = TcpStream::connect(addr).await.unwrap();
         let (server, _) = self.listener.accept().await.unwrap();
@@ -68,11 +71,15 @@ impl Server {
 }
 
 /// `n` bytes that are not all alike, so a reordering would show.
-fn pattern(n: usize) -> Vec<u8> {
+pub(super) fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
 }
 
-async fn round_trip(server: &mut TlsStream, client: &mut ClientStream<TcpStream>, n: usize) {
+pub(super) async fn round_trip(
+    server: &mut TlsStream,
+    client: &mut ClientStream<TcpStream>,
+    n: usize,
+) {
     let up = pattern(n);
     let down: Vec<u8> = pattern(n).into_iter().rev().collect();
     let mut got = vec![0; n];
@@ -242,10 +249,15 @@ async fn a_fin_in_the_middle_of_a_record_is_an_unexpected_eof() {
 #[tokio::test]
 async fn garbage_or_an_oversize_record_after_the_handshake_is_invalid_data() {
     let s = Server::new().await;
-    let records: [&[u8]; 3] = [
+    // The largest record TLS 1.3 allows (16 KiB + 256), whole, of
+    // garbage: read to its end, then refused.
+    let mut largest = vec![0x17, 0x03, 0x03, 0x41, 0x00];
+    largest.resize(MAX_RECORD, 0x5a);
+    let records: [&[u8]; 4] = [
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
         // A well-formed header, but a record larger than TLS allows.
         &[0x17, 0x03, 0x03, 0x48, 0x01],
+        &largest,
         // The right size, but not encrypted under the session's keys.
         &[
             0x17, 0x03, 0x03, 0x00, 0x20, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
