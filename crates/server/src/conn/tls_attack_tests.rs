@@ -66,6 +66,18 @@ async fn answered(
     );
 }
 
+/// Sends `bytes` then a FIN to a fresh server-side handshake; the error
+/// it must end with (`what` names the case).
+async fn refused(s: &Server, bytes: &[u8], what: usize) -> io::Error {
+    let (server, mut client) = s.raw().await;
+    client.write_all(bytes).await.unwrap();
+    client.shutdown().await.unwrap();
+    within(what, accept(s.config.clone(), server))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("handshake done: case {what}"))
+}
+
 /// The peer's FIN at every byte of its ClientHello: the handshake fails
 /// with an unexpected EOF each time, never hangs or panics.
 #[tokio::test]
@@ -73,13 +85,7 @@ async fn a_fin_at_any_byte_of_the_client_hello_fails_the_handshake() {
     let s = Server::new().await;
     let hello = client_hello(&s).await;
     for cut in 0..=hello.len() {
-        let (server, mut client) = s.raw().await;
-        client.write_all(&hello[..cut]).await.unwrap();
-        client.shutdown().await.unwrap();
-        let err = within(cut, accept(s.config.clone(), server))
-            .await
-            .err()
-            .unwrap_or_else(|| panic!("handshake done at cut {cut}"));
+        let err = refused(&s, &hello[..cut], cut).await;
         assert_eq!(err.kind(), ErrorKind::UnexpectedEof, "cut {cut}: {err}");
     }
 }
@@ -93,13 +99,7 @@ async fn a_flipped_bit_anywhere_in_the_client_hello_fails_the_handshake() {
     for at in 0..hello.len() {
         let mut bad = hello.clone();
         bad[at] ^= 1 << (at % 8);
-        let (server, mut client) = s.raw().await;
-        client.write_all(&bad).await.unwrap();
-        client.shutdown().await.unwrap();
-        let r = within(at, accept(s.config.clone(), server)).await;
-        let err = r
-            .err()
-            .unwrap_or_else(|| panic!("handshake done, flip at {at}"));
+        let err = refused(&s, &bad, at).await;
         assert!(
             matches!(
                 err.kind(),
